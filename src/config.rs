@@ -1,0 +1,296 @@
+//! The configuration JavaScript passes to `start()`, and its validation.
+//!
+//! The `#[napi(object)]` structs define the TypeScript types; the values are
+//! read with serde (through `serde_path_to_error`) so that every mistake,
+//! including a wrong type or a misspelled field, is reported with the path of
+//! the field (`listeners[1].port: ...`) instead of a generic conversion error.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use napi::Result;
+use napi_derive::napi;
+use serde::Deserialize;
+
+use crate::error::invalid_arg;
+
+/// Broker configuration passed to `MqttServer.start()`.
+#[napi(object)]
+#[derive(Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerConfig {
+  /// Listeners to open; at least one. All are bound before `start()` resolves.
+  pub listeners: Vec<ListenerConfig>,
+  /// Directory holding rmqtt plugin configuration files (`rmqtt-retainer.toml`, ...).
+  pub plugins_config_dir: Option<String>,
+}
+
+/// One network endpoint of the broker.
+#[napi(object)]
+#[derive(Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerConfig {
+  /// Unique name of the listener, used in errors and in `server.listeners`.
+  /// Defaults to `"<protocol>-<index>"`.
+  pub name: Option<String>,
+  /// IP address or host name to bind. Default `"0.0.0.0"`. A host name such as
+  /// `"localhost"` is resolved and its first IPv4 address (else IPv6) is bound.
+  pub address: Option<String>,
+  /// TCP port, 0-65535. `0` binds a free ephemeral port; read the real one
+  /// from the value `start()` resolves with or from `server.listeners`.
+  pub port: f64,
+  /// Transport: plain MQTT over TCP, MQTT over TLS, MQTT over WebSocket, or over secure WebSocket.
+  #[napi(ts_type = "'tcp' | 'tls' | 'ws' | 'wss'")]
+  pub protocol: String,
+  /// PEM certificate (chain) file; required for `tls` and `wss`.
+  pub tls_cert: Option<String>,
+  /// PEM private key file; required for `tls` and `wss`.
+  pub tls_key: Option<String>,
+  /// Accept clients that send no username. Default `true`.
+  pub allow_anonymous: Option<bool>,
+  /// Maximum concurrent connections on this listener. Default 1,000,000.
+  pub max_connections: Option<f64>,
+  /// Largest MQTT packet accepted, in bytes. Default 1 MiB.
+  pub max_packet_size: Option<f64>,
+  /// QoS 1/2 messages in flight to one client before the broker queues. Default 16.
+  pub max_inflight: Option<f64>,
+  /// Messages queued per client behind the in-flight window. Default 1000.
+  pub max_mqueue_len: Option<f64>,
+}
+
+/// The transports a listener can speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+  Tcp,
+  Tls,
+  Ws,
+  Wss,
+}
+
+impl Protocol {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Protocol::Tcp => "tcp",
+      Protocol::Tls => "tls",
+      Protocol::Ws => "ws",
+      Protocol::Wss => "wss",
+    }
+  }
+
+  fn parse(s: &str) -> Option<Self> {
+    match s {
+      "tcp" => Some(Protocol::Tcp),
+      "tls" => Some(Protocol::Tls),
+      "ws" => Some(Protocol::Ws),
+      "wss" => Some(Protocol::Wss),
+      _ => None,
+    }
+  }
+
+  fn is_tls(self) -> bool {
+    matches!(self, Protocol::Tls | Protocol::Wss)
+  }
+}
+
+/// Per-listener limits passed to rmqtt; `None` keeps rmqtt's default.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+  pub max_connections: Option<usize>,
+  pub max_packet_size: Option<u32>,
+  pub max_inflight: Option<u16>,
+  pub max_mqueue_len: Option<usize>,
+}
+
+/// A listener whose every field has been checked; binding it can only fail
+/// for reasons outside the config (port taken, unreadable certificate).
+#[derive(Clone, Debug)]
+pub struct ListenerSpec {
+  pub name: String,
+  pub protocol: Protocol,
+  pub addr: SocketAddr,
+  /// Certificate and key paths, present exactly for `tls` and `wss`.
+  pub tls: Option<(PathBuf, PathBuf)>,
+  pub allow_anonymous: bool,
+  pub limits: Limits,
+}
+
+/// The validated form of [`ServerConfig`].
+#[derive(Clone, Debug)]
+pub struct BrokerSpec {
+  pub listeners: Vec<ListenerSpec>,
+  pub plugins_config_dir: Option<String>,
+}
+
+/// Reads and validates a config object coming from JavaScript.
+pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
+  if !value.is_object() {
+    return Err(invalid_arg(format!(
+      "config: expected an object with a `listeners` array, got {}",
+      json_kind(&value)
+    )));
+  }
+  let config: ServerConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+    let path = e.path().to_string();
+    let at = if path == "." {
+      "config".to_string()
+    } else {
+      path
+    };
+    invalid_arg(format!("{at}: {}", e.inner()))
+  })?;
+  if config.listeners.is_empty() {
+    return Err(invalid_arg("listeners: at least one listener is required"));
+  }
+  let mut names: HashMap<String, usize> = HashMap::new();
+  let mut listeners = Vec::with_capacity(config.listeners.len());
+  for (i, l) in config.listeners.iter().enumerate() {
+    let spec = listener_spec(i, l).await?;
+    if let Some(first) = names.insert(spec.name.clone(), i) {
+      return Err(invalid_arg(format!(
+        "listeners[{i}].name: \"{}\" is already used by listeners[{first}]; names must be unique",
+        spec.name
+      )));
+    }
+    listeners.push(spec);
+  }
+  if let Some(dir) = &config.plugins_config_dir {
+    if !std::path::Path::new(dir).is_dir() {
+      return Err(invalid_arg(format!(
+        "pluginsConfigDir: \"{dir}\" is not a directory"
+      )));
+    }
+  }
+  Ok(BrokerSpec {
+    listeners,
+    plugins_config_dir: config.plugins_config_dir,
+  })
+}
+
+async fn listener_spec(i: usize, l: &ListenerConfig) -> Result<ListenerSpec> {
+  let field = |f: &str| format!("listeners[{i}].{f}");
+  let protocol = Protocol::parse(&l.protocol).ok_or_else(|| {
+    invalid_arg(format!(
+      "{}: unknown protocol \"{}\"; expected one of \"tcp\", \"tls\", \"ws\", \"wss\"",
+      field("protocol"),
+      l.protocol
+    ))
+  })?;
+  let port = integer(&field("port"), l.port, 0, u16::MAX as u64)? as u16;
+  let name = match &l.name {
+    Some(n) if n.trim().is_empty() => {
+      return Err(invalid_arg(format!("{}: must not be empty", field("name"))))
+    }
+    Some(n) => n.clone(),
+    None => format!("{}-{i}", protocol.as_str()),
+  };
+  let host = l.address.as_deref().unwrap_or("0.0.0.0");
+  let addr = resolve(&field("address"), host, port).await?;
+
+  let tls = if protocol.is_tls() {
+    let cert = tls_file(&field("tlsCert"), l.tls_cert.as_deref(), protocol)?;
+    let key = tls_file(&field("tlsKey"), l.tls_key.as_deref(), protocol)?;
+    Some((cert, key))
+  } else {
+    for (f, v) in [("tlsCert", &l.tls_cert), ("tlsKey", &l.tls_key)] {
+      if v.is_some() {
+        return Err(invalid_arg(format!(
+          "{}: only valid for \"tls\" and \"wss\" listeners, this one is \"{}\"",
+          field(f),
+          protocol.as_str()
+        )));
+      }
+    }
+    None
+  };
+
+  let opt = |f: &str, v: Option<f64>, min: u64, max: u64| -> Result<Option<u64>> {
+    v.map(|v| integer(&field(f), v, min, max)).transpose()
+  };
+  let limits = Limits {
+    max_connections: opt("maxConnections", l.max_connections, 1, u32::MAX as u64)?
+      .map(|v| v as usize),
+    max_packet_size: opt("maxPacketSize", l.max_packet_size, 16, 268_435_455)?.map(|v| v as u32),
+    max_inflight: opt("maxInflight", l.max_inflight, 1, u16::MAX as u64)?.map(|v| v as u16),
+    max_mqueue_len: opt("maxMqueueLen", l.max_mqueue_len, 1, u32::MAX as u64)?.map(|v| v as usize),
+  };
+
+  Ok(ListenerSpec {
+    name,
+    protocol,
+    addr,
+    tls,
+    allow_anonymous: l.allow_anonymous.unwrap_or(true),
+    limits,
+  })
+}
+
+fn integer(field: &str, v: f64, min: u64, max: u64) -> Result<u64> {
+  if !v.is_finite() || v.fract() != 0.0 || v < min as f64 || v > max as f64 {
+    return Err(invalid_arg(format!(
+      "{field}: must be an integer from {min} to {max}, got {v}"
+    )));
+  }
+  Ok(v as u64)
+}
+
+/// Parses an IP literal, or resolves a host name (never silently falls back
+/// to the wildcard address).
+async fn resolve(field: &str, host: &str, port: u16) -> Result<SocketAddr> {
+  let host = host.trim();
+  if host.is_empty() {
+    return Err(invalid_arg(format!("{field}: must not be empty")));
+  }
+  // `[::1]` style is accepted as well as `::1`.
+  let literal = host
+    .strip_prefix('[')
+    .and_then(|h| h.strip_suffix(']'))
+    .unwrap_or(host);
+  if let Ok(ip) = literal.parse::<IpAddr>() {
+    return Ok(SocketAddr::new(ip, port));
+  }
+  let invalid_host = !host
+    .chars()
+    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+  if invalid_host {
+    return Err(invalid_arg(format!(
+      "{field}: \"{host}\" is neither an IP address nor a host name"
+    )));
+  }
+  let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+    .await
+    .map_err(|e| invalid_arg(format!("{field}: cannot resolve host \"{host}\": {e}")))?
+    .collect();
+  addrs
+    .iter()
+    .find(|a| a.is_ipv4())
+    .or_else(|| addrs.first())
+    .copied()
+    .ok_or_else(|| invalid_arg(format!("{field}: host \"{host}\" resolved to no address")))
+}
+
+fn tls_file(field: &str, path: Option<&str>, protocol: Protocol) -> Result<PathBuf> {
+  let path = path.filter(|p| !p.is_empty()).ok_or_else(|| {
+    invalid_arg(format!(
+      "{field}: required for a \"{}\" listener (path to a PEM file)",
+      protocol.as_str()
+    ))
+  })?;
+  let meta = std::fs::metadata(path)
+    .map_err(|e| invalid_arg(format!("{field}: cannot read \"{path}\": {e}")))?;
+  if !meta.is_file() {
+    return Err(invalid_arg(format!("{field}: \"{path}\" is not a file")));
+  }
+  Ok(PathBuf::from(path))
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+  match v {
+    serde_json::Value::Null => "null/undefined",
+    serde_json::Value::Bool(_) => "a boolean",
+    serde_json::Value::Number(_) => "a number",
+    serde_json::Value::String(_) => "a string",
+    serde_json::Value::Array(_) => "an array",
+    serde_json::Value::Object(_) => "an object",
+  }
+}

@@ -1,0 +1,16 @@
+//! Error constructors shared by the modules, so every error that reaches
+//! JavaScript carries a stable `code` and a message naming what was wrong.
+
+use napi::{Error, Status};
+
+/// Bad input from the caller (a config field, a topic, an option).
+/// Surfaces in JavaScript with `code === "InvalidArg"`.
+pub fn invalid_arg(msg: impl Into<String>) -> Error {
+  Error::new(Status::InvalidArg, msg.into())
+}
+
+/// The call was fine but the broker could not do it (port taken, not running...).
+/// Surfaces in JavaScript with `code === "GenericFailure"`.
+pub fn failure(msg: impl Into<String>) -> Error {
+  Error::new(Status::GenericFailure, msg.into())
+}

@@ -1,0 +1,13 @@
+//! mqtt-server: an embedded MQTT broker (rmqtt) for Node.js.
+//!
+//! JavaScript sees one class, [`server::MqttServer`]; everything else here is
+//! the machinery behind it, one concept per module.
+
+mod broker;
+mod config;
+mod error;
+mod keepalive;
+mod listener;
+mod logging;
+mod publish;
+mod server;

@@ -1,0 +1,75 @@
+//! Binding one validated listener with rmqtt's network layer.
+
+use napi_derive::napi;
+use rmqtt::net::{Builder, Listener};
+
+use crate::config::{ListenerSpec, Protocol};
+
+/// A listener as it is actually bound.
+#[napi(object)]
+#[derive(Clone, Debug)]
+pub struct ListenerInfo {
+  /// The listener's name from the config (or its default name).
+  pub name: String,
+  #[napi(ts_type = "'tcp' | 'tls' | 'ws' | 'wss'")]
+  pub protocol: String,
+  /// The bound IP address.
+  pub address: String,
+  /// The bound port: the real one when port 0 was asked for.
+  pub port: u32,
+}
+
+/// Binds the socket and sets up the transport. Must run inside a tokio
+/// runtime (the socket registers with its reactor). Errors name the listener.
+pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
+  let what = format!(
+    "listener \"{}\" ({} on {})",
+    spec.name,
+    spec.protocol.as_str(),
+    spec.addr
+  );
+  let mut b = Builder::new()
+    .name(spec.name.clone())
+    .laddr(spec.addr)
+    .allow_anonymous(spec.allow_anonymous)
+    // Lets a restarted broker rebind while old connections sit in TIME_WAIT,
+    // as Node's net.Server does. On Windows SO_REUSEADDR would allow port
+    // hijacking, so it stays off there.
+    .reuseaddr(cfg!(unix).then_some(true))
+    .nodelay(true);
+  if let Some(v) = spec.limits.max_connections {
+    b = b.max_connections(v);
+  }
+  if let Some(v) = spec.limits.max_packet_size {
+    b = b.max_packet_size(v);
+  }
+  if let Some(v) = spec.limits.max_inflight.and_then(std::num::NonZeroU16::new) {
+    b = b.max_inflight(v);
+  }
+  if let Some(v) = spec.limits.max_mqueue_len {
+    b = b.max_mqueue_len(v);
+  }
+  if let Some((cert, key)) = &spec.tls {
+    b = b
+      .tls_cert(Some(cert.to_string_lossy().into_owned()))
+      .tls_key(Some(key.to_string_lossy().into_owned()));
+  }
+  let l = b.bind().map_err(|e| format!("{what}: cannot bind: {e}"))?;
+  let l = match spec.protocol {
+    Protocol::Tcp => l.tcp(),
+    Protocol::Ws => l.ws(),
+    Protocol::Tls => l.tls(),
+    Protocol::Wss => l.wss(),
+  }
+  .map_err(|e| format!("{what}: invalid TLS certificate or key: {e:#}"))?;
+  let local = l
+    .local_addr()
+    .map_err(|e| format!("{what}: cannot read bound address: {e}"))?;
+  let info = ListenerInfo {
+    name: spec.name.clone(),
+    protocol: spec.protocol.as_str().to_string(),
+    address: local.ip().to_string(),
+    port: local.port() as u32,
+  };
+  Ok((l, info))
+}

@@ -1,0 +1,140 @@
+//! Publishing from the server itself (not from a client).
+//!
+//! Follows the path rmqtt's own plugins use for system messages: build a
+//! `Publish`, run the `message_publish` hook, then hand the message to the
+//! router with `SessionState::forwards`, which also updates the retained store.
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use napi_derive::napi;
+use rmqtt::codec::types::Publish as CodecPublish;
+use rmqtt::codec::v5::PublishProperties;
+use rmqtt::context::ServerContext;
+use rmqtt::session::SessionState;
+use rmqtt::types::{ClientId, From, Id, Publish, QoS as RQoS};
+
+/// MQTT Quality of Service levels.
+#[napi]
+pub enum QoS {
+  /// At most once: fire and forget.
+  AtMostOnce = 0,
+  /// At least once: acknowledged, may be duplicated.
+  AtLeastOnce = 1,
+  /// Exactly once: four-way handshake.
+  ExactlyOnce = 2,
+}
+
+/// Options for `MqttServer.publish()`.
+#[napi(object)]
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishOptions {
+  /// Delivery guarantee towards subscribers. Default `QoS.AtMostOnce`.
+  #[napi(ts_type = "QoS")]
+  pub qos: Option<f64>,
+  /// Keep the message as the topic's retained message. An empty payload with
+  /// `retain: true` clears it. Default `false`.
+  pub retain: Option<bool>,
+}
+
+/// Client id reported as the origin of server-side publishes.
+const SERVER_CLIENT_ID: &str = "$server";
+/// Longest topic the MQTT wire format can carry.
+const MAX_TOPIC_BYTES: usize = 65_535;
+
+/// A checked server publish, ready to route.
+#[derive(Debug)]
+pub struct Message {
+  pub topic: String,
+  pub payload: Bytes,
+  pub qos: RQoS,
+  pub retain: bool,
+}
+
+impl Message {
+  /// Validates topic and options; errors name the bad argument.
+  pub fn new(topic: String, payload: Bytes, opts: Option<PublishOptions>) -> Result<Self, String> {
+    validate_topic(&topic)?;
+    let opts = opts.unwrap_or_default();
+    let qos = match opts.qos {
+      None => RQoS::AtMostOnce,
+      Some(q) if q == 0.0 => RQoS::AtMostOnce,
+      Some(q) if q == 1.0 => RQoS::AtLeastOnce,
+      Some(q) if q == 2.0 => RQoS::ExactlyOnce,
+      Some(q) => {
+        return Err(format!(
+          "options.qos: must be 0, 1 or 2 (a QoS value), got {q}"
+        ))
+      }
+    };
+    Ok(Message {
+      topic,
+      payload,
+      qos,
+      retain: opts.retain.unwrap_or(false),
+    })
+  }
+}
+
+/// A topic name a client could publish to: not empty, no wildcards, no NUL,
+/// within the protocol's length limit.
+pub fn validate_topic(topic: &str) -> Result<(), String> {
+  if topic.is_empty() {
+    return Err("topic: must not be empty".into());
+  }
+  if topic.len() > MAX_TOPIC_BYTES {
+    return Err(format!(
+      "topic: is {} bytes long, the MQTT limit is {MAX_TOPIC_BYTES}",
+      topic.len()
+    ));
+  }
+  if topic.contains(['+', '#']) {
+    return Err(format!(
+      "topic: \"{topic}\" contains a wildcard (+ or #); wildcards are only valid in subscriptions"
+    ));
+  }
+  if topic.contains('\0') {
+    return Err("topic: must not contain the NUL character".into());
+  }
+  Ok(())
+}
+
+/// Routes the message to subscribers (and the retained store). Resolves once
+/// rmqtt has handed it to every matching session.
+pub async fn publish(scx: &ServerContext, msg: Message) -> Result<(), String> {
+  let codec = CodecPublish {
+    dup: false,
+    retain: msg.retain,
+    qos: msg.qos,
+    topic: ByteString::from(msg.topic),
+    packet_id: None,
+    payload: msg.payload,
+    properties: Some(PublishProperties::default()),
+  };
+  let p = Publish::from(Box::new(codec)).create_time(now_millis());
+  let id = Id::new(
+    scx.node.id(),
+    0,
+    None,
+    None,
+    ClientId::from_static(SERVER_CLIENT_ID),
+    None,
+  );
+  let from = From::from_system(id);
+  let p = scx
+    .extends
+    .hook_mgr()
+    .message_publish(None, from.clone(), &p)
+    .await
+    .unwrap_or(p);
+  // No expiry: a retained server message stays until replaced or cleared.
+  SessionState::forwards(scx, from, p, false, None)
+    .await
+    .map_err(|e| format!("publish failed: {e}"))
+}
+
+fn now_millis() -> i64 {
+  std::time::SystemTime::now()
+    .duration_since(std::time::UNIX_EPOCH)
+    .map_or(0, |d| d.as_millis() as i64)
+}

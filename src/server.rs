@@ -1,0 +1,360 @@
+//! The `MqttServer` class JavaScript uses: lifecycle, publish, config helpers.
+
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use napi::bindgen_prelude::*;
+use napi::{JsValue, ValueType};
+use napi_derive::napi;
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::broker::{Broker, BrokerHandle};
+use crate::config::{self, ListenerConfig, ServerConfig};
+use crate::error::{failure, invalid_arg};
+use crate::keepalive::KeepAlive;
+use crate::listener::ListenerInfo;
+use crate::publish::{self, Message, PublishOptions};
+
+/// Lifecycle state; only `start`/`stop`/`close` change it, one at a time.
+enum State {
+  Stopped,
+  Running {
+    broker: Broker,
+    _keepalive: KeepAlive,
+  },
+  Closed,
+}
+
+struct Inner {
+  /// Serialises start/stop/close so they never interleave.
+  lifecycle: AsyncMutex<State>,
+  /// What publish and the sync getters need, readable without waiting on a
+  /// lifecycle operation. `Some` exactly while running.
+  current: RwLock<Option<Current>>,
+}
+
+#[derive(Clone)]
+struct Current {
+  handle: BrokerHandle,
+  listeners: Vec<ListenerInfo>,
+}
+
+impl Inner {
+  fn current(&self) -> Option<Current> {
+    self.current.read().map(|c| c.clone()).unwrap_or_default()
+  }
+
+  fn set_current(&self, c: Option<Current>) {
+    if let Ok(mut slot) = self.current.write() {
+      *slot = c;
+    }
+  }
+
+  /// Stops the broker if it runs; `close` additionally seals the server.
+  async fn stop(&self, close: bool) {
+    let mut state = self.lifecycle.lock().await;
+    let previous = std::mem::replace(
+      &mut *state,
+      if close { State::Closed } else { State::Stopped },
+    );
+    if let State::Closed = previous {
+      *state = State::Closed;
+    }
+    self.set_current(None);
+    if let State::Running { broker, _keepalive } = previous {
+      broker.shutdown().await;
+      // Released only now, so the process stays alive until the broker is down.
+      drop(_keepalive);
+    }
+  }
+}
+
+/// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
+/// one listener of that protocol.
+#[napi(object)]
+pub struct MultiProtocolOptions {
+  pub tcp_port: Option<u32>,
+  pub tls_port: Option<u32>,
+  pub ws_port: Option<u32>,
+  pub wss_port: Option<u32>,
+  /// Bind address for every listener. Default `"0.0.0.0"`.
+  pub address: Option<String>,
+  /// PEM certificate file for the `tls` and `wss` listeners.
+  pub tls_cert: Option<String>,
+  /// PEM private key file for the `tls` and `wss` listeners.
+  pub tls_key: Option<String>,
+  /// Applied to every listener. Default `true`.
+  pub allow_anonymous: Option<bool>,
+}
+
+/// An embedded MQTT 3.1 / 3.1.1 / 5.0 broker.
+#[napi]
+pub struct MqttServer {
+  inner: Arc<Inner>,
+}
+
+#[napi]
+impl MqttServer {
+  #[napi(constructor)]
+  pub fn new() -> Self {
+    crate::logging::init();
+    MqttServer {
+      inner: Arc::new(Inner {
+        lifecycle: AsyncMutex::new(State::Stopped),
+        current: RwLock::new(None),
+      }),
+    }
+  }
+
+  /// Starts the broker. Resolves with the bound listeners once every one of
+  /// them accepts connections; rejects (naming the listener and the cause) if
+  /// any cannot be opened, leaving nothing running. While running, the server
+  /// keeps the Node.js process alive.
+  #[napi(
+    ts_args_type = "config: ServerConfig",
+    ts_return_type = "Promise<ListenerInfo[]>"
+  )]
+  pub fn start(&self, env: Env, config: Unknown) -> Result<AsyncBlock<Vec<ListenerInfo>>> {
+    let inner = self.inner.clone();
+    let value: Result<serde_json::Value> = match config.get_type()? {
+      ValueType::Object => unsafe { config.cast() },
+      other => Err(invalid_arg(format!(
+        "config: expected an object with a `listeners` array, got {}",
+        type_name(other)
+      ))),
+    };
+    let keepalive = KeepAlive::new(&env)?;
+    AsyncBlockBuilder::new(async move {
+      let value = value?;
+      let mut state = inner.lifecycle.lock().await;
+      match &*state {
+        State::Running { .. } => return Err(failure("start: the server is already running")),
+        State::Closed => {
+          return Err(failure(
+            "start: the server is closed; create a new MqttServer",
+          ))
+        }
+        State::Stopped => {}
+      }
+      let spec = config::parse(value).await?;
+      let broker = Broker::start(spec).await.map_err(failure)?;
+      let listeners = broker.listeners().to_vec();
+      inner.set_current(Some(Current {
+        handle: broker.handle(),
+        listeners: listeners.clone(),
+      }));
+      *state = State::Running {
+        broker,
+        _keepalive: keepalive,
+      };
+      Ok(listeners)
+    })
+    .build(&env)
+  }
+
+  /// Stops the broker: closes every listener and disconnects every client.
+  /// Resolves when all is released; `start()` may be called again. Does
+  /// nothing if the server is not running.
+  #[napi]
+  pub async fn stop(&self) -> Result<()> {
+    self.inner.stop(false).await;
+    Ok(())
+  }
+
+  /// Stops the broker if it runs and releases the server for good; a closed
+  /// server cannot be started again.
+  #[napi]
+  pub async fn close(&self) -> Result<()> {
+    self.inner.stop(true).await;
+    Ok(())
+  }
+
+  /// Whether the broker is running (between a resolved `start()` and `stop()`).
+  #[napi(getter)]
+  pub fn running(&self) -> bool {
+    self.inner.current().is_some()
+  }
+
+  /// The bound listeners while running (empty otherwise), with real ports.
+  #[napi(getter)]
+  pub fn listeners(&self) -> Vec<ListenerInfo> {
+    self
+      .inner
+      .current()
+      .map(|c| c.listeners)
+      .unwrap_or_default()
+  }
+
+  /// Publishes a message from the server to every matching subscriber.
+  /// Resolves once the broker has routed it; rejects if the server is not
+  /// running or the topic or options are invalid.
+  #[napi(
+    ts_args_type = "topic: string, payload: string | Buffer | Uint8Array, options?: PublishOptions",
+    ts_return_type = "Promise<void>"
+  )]
+  pub fn publish(
+    &self,
+    env: Env,
+    topic: Unknown,
+    payload: Unknown,
+    options: Option<Unknown>,
+  ) -> Result<AsyncBlock<()>> {
+    let message = read_message(topic, payload, options);
+    let current = self.inner.current();
+    AsyncBlockBuilder::new(async move {
+      let message = message?;
+      let current = current.ok_or_else(|| failure("publish: the server is not running"))?;
+      let scx = current.handle.scx.clone();
+      let routed = current
+        .handle
+        .runtime
+        .spawn(async move { publish::publish(&scx, message).await })
+        .await
+        .map_err(|_| failure("publish: the server stopped before the message was routed"))?;
+      routed.map_err(failure)
+    })
+    .build(&env)
+  }
+
+  /// A config with one plain TCP listener.
+  #[napi]
+  pub fn create_basic_config(port: Option<u32>, address: Option<String>) -> ServerConfig {
+    ServerConfig {
+      listeners: vec![listener(
+        "tcp",
+        "tcp",
+        port.unwrap_or(1883),
+        address,
+        None,
+        None,
+        None,
+      )],
+      plugins_config_dir: None,
+    }
+  }
+
+  /// A config with one listener per port given in `options`.
+  #[napi]
+  pub fn create_multi_protocol_config(options: MultiProtocolOptions) -> ServerConfig {
+    let o = &options;
+    let mut listeners = Vec::new();
+    let mut add = |protocol: &str, port: Option<u32>, tls: bool| {
+      if let Some(port) = port {
+        let (cert, key) = if tls {
+          (o.tls_cert.clone(), o.tls_key.clone())
+        } else {
+          (None, None)
+        };
+        listeners.push(listener(
+          protocol,
+          protocol,
+          port,
+          o.address.clone(),
+          cert,
+          key,
+          o.allow_anonymous,
+        ));
+      }
+    };
+    add("tcp", o.tcp_port, false);
+    add("tls", o.tls_port, true);
+    add("ws", o.ws_port, false);
+    add("wss", o.wss_port, true);
+    ServerConfig {
+      listeners,
+      plugins_config_dir: None,
+    }
+  }
+}
+
+impl Default for MqttServer {
+  fn default() -> Self {
+    Self::new()
+  }
+}
+
+fn listener(
+  name: &str,
+  protocol: &str,
+  port: u32,
+  address: Option<String>,
+  tls_cert: Option<String>,
+  tls_key: Option<String>,
+  allow_anonymous: Option<bool>,
+) -> ListenerConfig {
+  ListenerConfig {
+    name: Some(name.to_string()),
+    address: Some(address.unwrap_or_else(|| "0.0.0.0".to_string())),
+    port: port as f64,
+    protocol: protocol.to_string(),
+    tls_cert,
+    tls_key,
+    allow_anonymous: Some(allow_anonymous.unwrap_or(true)),
+    max_connections: None,
+    max_packet_size: None,
+    max_inflight: None,
+    max_mqueue_len: None,
+  }
+}
+
+/// Reads publish arguments on the JS thread (the payload is copied once, so
+/// the caller may reuse its buffer at once). Errors name the argument.
+fn read_message(topic: Unknown, payload: Unknown, options: Option<Unknown>) -> Result<Message> {
+  let topic: String = match topic.get_type()? {
+    ValueType::String => unsafe { topic.cast()? },
+    other => {
+      return Err(invalid_arg(format!(
+        "topic: expected a string, got {}",
+        type_name(other)
+      )))
+    }
+  };
+  let payload = match payload.get_type()? {
+    ValueType::String => Bytes::from(unsafe { payload.cast::<String>()? }),
+    ValueType::Object if payload.is_typedarray()? || payload.is_buffer()? => {
+      let bytes: Uint8Array = unsafe { payload.cast()? };
+      Bytes::copy_from_slice(&bytes)
+    }
+    other => {
+      return Err(invalid_arg(format!(
+        "payload: expected a string, Buffer or Uint8Array, got {}",
+        type_name(other)
+      )))
+    }
+  };
+  let options = match options {
+    None => None,
+    Some(o) => match o.get_type()? {
+      ValueType::Undefined | ValueType::Null => None,
+      ValueType::Object => {
+        let v: serde_json::Value = unsafe { o.cast()? };
+        Some(
+          serde_path_to_error::deserialize::<_, PublishOptions>(v)
+            .map_err(|e| invalid_arg(format!("options.{}: {}", e.path(), e.inner())))?,
+        )
+      }
+      other => {
+        return Err(invalid_arg(format!(
+          "options: expected an object, got {}",
+          type_name(other)
+        )))
+      }
+    },
+  };
+  Message::new(topic, payload, options).map_err(invalid_arg)
+}
+
+fn type_name(t: ValueType) -> &'static str {
+  match t {
+    ValueType::Undefined => "undefined",
+    ValueType::Null => "null",
+    ValueType::Boolean => "a boolean",
+    ValueType::Number => "a number",
+    ValueType::String => "a string",
+    ValueType::Symbol => "a symbol",
+    ValueType::Object => "an object",
+    ValueType::Function => "a function",
+    ValueType::BigInt => "a bigint",
+    _ => "an unsupported value",
+  }
+}
