@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// `npx mqtt-server`: run the embedded broker as a standalone process.
+'use strict'
+
+const { parseArgs } = require('node:util')
+const { MqttServer } = require('./index.js')
+
+const USAGE = `Usage: mqtt-server [options]
+
+Options:
+  -p, --port <n>        MQTT over TCP port (default 1883; 0 picks a free port)
+  -H, --host <addr>     address to bind every listener (default 0.0.0.0)
+      --ws-port <n>     also listen for MQTT over WebSocket
+      --tls-port <n>    also listen for MQTT over TLS (needs --tls-cert/--tls-key)
+      --wss-port <n>    also listen for MQTT over secure WebSocket (needs --tls-cert/--tls-key)
+      --tls-cert <file> PEM certificate for the TLS listeners
+      --tls-key <file>  PEM private key for the TLS listeners
+      --no-anonymous    refuse clients that send no username
+  -h, --help            show this help
+  -v, --version         print the version
+
+Logs: set MQTT_SERVER_LOG (e.g. "info", "rmqtt=debug") to see broker logs on stderr.`
+
+function fail(message) {
+  process.stderr.write(`mqtt-server: ${message}\n\n${USAGE}\n`)
+  process.exit(2)
+}
+
+function port(name, value) {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!/^\d+$/.test(value) || n > 65535) fail(`--${name} must be a port number from 0 to 65535, got "${value}"`)
+  return n
+}
+
+function options(argv) {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        port: { type: 'string', short: 'p' },
+        host: { type: 'string', short: 'H' },
+        'ws-port': { type: 'string' },
+        'tls-port': { type: 'string' },
+        'wss-port': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'no-anonymous': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    }).values
+  } catch (e) {
+    fail(e.message)
+  }
+  return parsed
+}
+
+async function main() {
+  const o = options(process.argv.slice(2))
+  if (o.help) return void process.stdout.write(`${USAGE}\n`)
+  if (o.version) return void process.stdout.write(`${require('./package.json').version}\n`)
+
+  const tls = o['tls-port'] !== undefined || o['wss-port'] !== undefined
+  if (tls && (!o['tls-cert'] || !o['tls-key'])) fail('--tls-port and --wss-port need --tls-cert and --tls-key')
+
+  const config = MqttServer.createMultiProtocolConfig({
+    tcpPort: port('port', o.port) ?? 1883,
+    wsPort: port('ws-port', o['ws-port']),
+    tlsPort: port('tls-port', o['tls-port']),
+    wssPort: port('wss-port', o['wss-port']),
+    address: o.host ?? '0.0.0.0',
+    tlsCert: tls ? o['tls-cert'] : undefined,
+    tlsKey: tls ? o['tls-key'] : undefined,
+    allowAnonymous: !o['no-anonymous'],
+  })
+
+  const server = new MqttServer()
+  let listeners
+  try {
+    listeners = await server.start(config)
+  } catch (e) {
+    process.stderr.write(`mqtt-server: ${e.message}\n`)
+    process.exit(1)
+  }
+  for (const l of listeners) process.stdout.write(`mqtt-server listening: ${l.protocol} ${l.address}:${l.port}\n`)
+
+  let stopping = false
+  const shutdown = async (signal) => {
+    if (stopping) return
+    stopping = true
+    process.stdout.write(`mqtt-server: ${signal}, stopping\n`)
+    await server.close()
+    process.stdout.write('mqtt-server stopped\n')
+  }
+  process.on('SIGINT', shutdown)
+  process.on('SIGTERM', shutdown)
+}
+
+main()
