@@ -40,10 +40,113 @@ export declare class MqttServer {
    * running or the topic or options are invalid.
    */
   publish(topic: string, payload: string | Buffer | Uint8Array, options?: PublishOptions): Promise<void>
+  /**
+   * Installs the hooks, replacing any set before. May be called before or
+   * while the server runs. Throws on an unknown hook name or a non-function.
+   */
+  setHooks(hooks: HookCallbacks, options?: HookOptions): void
+  /** Counters of hook trouble: dropped notifications, timeouts, failures. */
+  get hookStats(): HookStats
   /** A config with one plain TCP listener. */
   static createBasicConfig(port?: number | undefined | null, address?: string | undefined | null): ServerConfig
   /** A config with one listener per port given in `options`. */
   static createMultiProtocolConfig(options: MultiProtocolOptions): ServerConfig
+}
+
+/** The CONNECT being authenticated. */
+export interface AuthenticateRequest {
+  clientId: string
+  username: string | null
+  /**
+   * The password as text when it is valid UTF-8, else `null` (compare bytes
+   * with `passwordBuffer`: MQTT passwords are binary).
+   */
+  password: string | null
+  /** The exact password bytes, `null` when the client sent no password. */
+  passwordBuffer: Buffer | null
+  /** 3 = MQTT 3.1, 4 = MQTT 3.1.1, 5 = MQTT 5.0. */
+  protocolVersion: number
+  remoteAddr: string | null
+  keepAlive: number
+  /** Clean session (3.1.1) / clean start (5.0) flag. */
+  cleanSession: boolean
+}
+
+/** Answer of `onClientAuthenticate`. */
+export interface AuthenticateResult {
+  allow: boolean
+  /** A superuser skips the subscribe and publish authorization hooks. */
+  superuser?: boolean
+  /** Why the client was refused (logged; MQTT 3.1.1 cannot carry it). */
+  reason?: string
+  /**
+   * CONNACK code for a refusal. Default: `"badUsernameOrPassword"` when the
+   * client sent a username, `"notAuthorized"` otherwise.
+   */
+  code?: 'badUsernameOrPassword' | 'notAuthorized'
+}
+
+/**
+ * The hooks `setHooks()` accepts, all optional. Decision hooks return their
+ * answer or a Promise of it; a throw, a rejection, a malformed answer or a
+ * timeout denies. Notification hooks are fire-and-forget: their return value
+ * is ignored and they never delay the broker.
+ *
+ * (Type declaration only: the object is read field by field in `HookSet::from_js`.)
+ */
+export interface HookCallbacks {
+  /**
+   * Decides every CONNECT that carries a username, and every CONNECT on a
+   * listener with `allowAnonymous: false`. Clients without a username on an
+   * `allowAnonymous: true` listener are let in without asking.
+   */
+  onClientAuthenticate?: (request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>
+  /** Decides each topic filter of a SUBSCRIBE; a denial fails only that filter. */
+  onClientSubscribeAuthorize?: (session: SessionInfo, subscription: SubscriptionInfo) => SubscribeAuthorizeResult | Promise<SubscribeAuthorizeResult>
+  /** Decides each client PUBLISH; a denied message is not routed. */
+  onClientPublishAuthorize?: (session: SessionInfo, message: PublishRequest) => PublishAuthorizeResult | Promise<PublishAuthorizeResult>
+  /** A message entered the broker (from a client, `server.publish()`, or a will). */
+  onMessagePublish?: (session: SessionInfo | null, from: MessageFrom, message: MessageInfo) => void
+  /** A subscription was granted. */
+  onClientSubscribe?: (session: SessionInfo, subscription: SubscriptionInfo) => void
+  /** A subscription was removed by the client. */
+  onClientUnsubscribe?: (session: SessionInfo, unsubscription: UnsubscriptionInfo) => void
+  /** A client finished connecting. */
+  onClientConnected?: (session: SessionInfo) => void
+  /** A client's connection ended. */
+  onClientDisconnected?: (session: SessionInfo, info: ReasonInfo) => void
+  /** A message was sent to a subscriber. */
+  onMessageDelivered?: (session: SessionInfo, from: MessageFrom, message: MessageInfo) => void
+  /** A subscriber acknowledged a QoS 1/2 message. */
+  onMessageAcked?: (session: SessionInfo, from: MessageFrom, message: MessageInfo) => void
+  /**
+   * A message was dropped (denied, expired, queue full, ...); `to` is the
+   * subscriber it was meant for, when there was one.
+   */
+  onMessageDropped?: (to: SessionInfo | null, from: MessageFrom, message: MessageInfo, info: ReasonInfo) => void
+  /** A session was created. */
+  onSessionCreated?: (session: SessionInfo) => void
+  /** A session ended. */
+  onSessionTerminated?: (session: SessionInfo, info: ReasonInfo) => void
+}
+
+/** Options for `setHooks()`. */
+export interface HookOptions {
+  /**
+   * How long a decision hook (authenticate / authorize) may take, in
+   * milliseconds, before the broker denies and logs a warning. Default 5000.
+   */
+  timeoutMs?: number
+}
+
+/** Counters of hook trouble since the server was created. */
+export interface HookStats {
+  /** Notifications not delivered because JavaScript fell behind (queue full). */
+  droppedNotifications: number
+  /** Decision hooks that did not answer in time (each one denied). */
+  timeouts: number
+  /** Decision and notification hooks that threw, rejected or returned a bad value. */
+  failures: number
 }
 
 /** One network endpoint of the broker. */
@@ -92,6 +195,31 @@ export interface ListenerInfo {
   port: number
 }
 
+/** Where a message came from. */
+export interface MessageFrom {
+  /**
+   * `"client"` for client publishes, `"system"` for `server.publish()`,
+   * `"lastwill"` for a will message; the others come from rmqtt plugins.
+   */
+  type: 'client' | 'system' | 'bridge' | 'admin' | 'lastwill' | 'custom'
+  node: number
+  remoteAddr: string | null
+  clientId: string
+  username: string | null
+}
+
+/** A message passing through the broker. */
+export interface MessageInfo {
+  dup: boolean
+  qos: QoS
+  retain: boolean
+  topic: string
+  /** The exact payload bytes. */
+  payload: Buffer
+  /** When the broker received the message, in milliseconds since the epoch. */
+  createTime: number
+}
+
 /**
  * Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
  * one listener of that protocol.
@@ -111,6 +239,15 @@ export interface MultiProtocolOptions {
   allowAnonymous?: boolean
 }
 
+/** Answer of `onClientPublishAuthorize`. */
+export interface PublishAuthorizeResult {
+  allow: boolean
+  /** MQTT 5.0 clients get it as the PUBACK/PUBREC reason string. */
+  reason?: string
+  /** Also disconnect the client (default `false`). */
+  disconnect?: boolean
+}
+
 /** Options for `MqttServer.publish()`. */
 export interface PublishOptions {
   /** Delivery guarantee towards subscribers. Default `QoS.AtMostOnce`. */
@@ -120,6 +257,14 @@ export interface PublishOptions {
    * `retain: true` clears it. Default `false`.
    */
   retain?: boolean
+}
+
+/** A client PUBLISH being authorized. */
+export interface PublishRequest {
+  topic: string
+  payload: Buffer
+  qos: QoS
+  retain: boolean
 }
 
 /** MQTT Quality of Service levels. */
@@ -132,10 +277,47 @@ export declare enum QoS {
   ExactlyOnce = 2,
 }
 
+/** Why a client disconnected, a session ended, or a message was dropped. */
+export interface ReasonInfo {
+  reason: string
+}
+
 /** Broker configuration passed to `MqttServer.start()`. */
 export interface ServerConfig {
   /** Listeners to open; at least one. All are bound before `start()` resolves. */
   listeners: Array<ListenerConfig>
   /** Directory holding rmqtt plugin configuration files (`rmqtt-retainer.toml`, ...). */
   pluginsConfigDir?: string
+}
+
+/** A connected client, as hooks see it. */
+export interface SessionInfo {
+  /** Broker node id (always this broker's id: mqtt-server is single-node). */
+  node: number
+  /** Client's address and port, e.g. `"127.0.0.1:53211"`. */
+  remoteAddr: string | null
+  clientId: string
+  /** Username from CONNECT; `null` for anonymous clients. */
+  username: string | null
+}
+
+/** Answer of `onClientSubscribeAuthorize`. */
+export interface SubscribeAuthorizeResult {
+  allow: boolean
+  /** Highest QoS to grant; the granted QoS is the lower of this and the request. */
+  qos?: QoS
+  reason?: string
+}
+
+/**
+ * A subscription, as requested by the client (`onClientSubscribeAuthorize`)
+ * or as granted (`onClientSubscribe`).
+ */
+export interface SubscriptionInfo {
+  topicFilter: string
+  qos: QoS
+}
+
+export interface UnsubscriptionInfo {
+  topicFilter: string
 }

@@ -5,6 +5,7 @@
 //! client connection) is dropped, which closes the sockets. Nothing is shared
 //! between brokers, so many can run in one process.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rmqtt::context::ServerContext;
@@ -15,6 +16,7 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
 
 use crate::config::BrokerSpec;
+use crate::hook_bridge::Attachment;
 use crate::listener::{self, ListenerInfo};
 
 /// How long `stop()` waits for the broker's tasks before abandoning them.
@@ -24,6 +26,7 @@ pub struct Broker {
   runtime: Runtime,
   scx: ServerContext,
   listeners: Vec<ListenerInfo>,
+  hooks: Arc<Attachment>,
 }
 
 /// What a caller needs to act on a running broker without holding it.
@@ -31,13 +34,14 @@ pub struct Broker {
 pub struct BrokerHandle {
   pub runtime: Handle,
   pub scx: ServerContext,
+  pub hooks: Arc<Attachment>,
 }
 
 impl Broker {
   /// Builds the context, binds every listener, and starts serving. Resolves
   /// once all listeners are bound, or fails (naming the listener) with
   /// nothing left running.
-  pub async fn start(spec: BrokerSpec) -> Result<Broker, String> {
+  pub async fn start(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Broker, String> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
       .worker_threads(threads)
@@ -47,8 +51,9 @@ impl Broker {
       .map_err(|e| format!("cannot create the broker runtime: {e}"))?;
 
     let (ready_tx, ready_rx) = oneshot::channel();
+    let attachment = hooks.clone();
     runtime.spawn(async move {
-      match setup(spec).await {
+      match setup(spec, attachment).await {
         Ok((server, scx, infos)) => {
           let _ = ready_tx.send(Ok((scx, infos)));
           if let Err(e) = server.run().await {
@@ -66,6 +71,7 @@ impl Broker {
         runtime,
         scx,
         listeners,
+        hooks,
       }),
       Ok(Err(e)) => {
         runtime.shutdown_background();
@@ -87,12 +93,20 @@ impl Broker {
     BrokerHandle {
       runtime: self.runtime.handle().clone(),
       scx: self.scx.clone(),
+      hooks: self.hooks.clone(),
     }
   }
 
   /// Closes every listener and client connection and frees the broker.
   pub async fn shutdown(self) {
-    let Broker { runtime, scx, .. } = self;
+    let Broker {
+      runtime,
+      scx,
+      hooks,
+      ..
+    } = self;
+    // First, so no event of a broker going down reaches JavaScript.
+    hooks.close();
     // rmqtt's shared state and router hold clones of the context (a cycle
     // that would keep every session alive forever); swapping them out breaks
     // it so sessions are freed with the runtime.
@@ -113,7 +127,7 @@ impl Broker {
 
 type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>);
 
-async fn setup(spec: BrokerSpec) -> Result<Ready, String> {
+async fn setup(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Ready, String> {
   let mut builder = ServerContext::new()
     // rmqtt's busy check refuses CONNECTs while the host's CPU load is high;
     // an embedded broker shares its machine with the application, so a busy
@@ -127,6 +141,7 @@ async fn setup(spec: BrokerSpec) -> Result<Ready, String> {
   rmqtt_retainer::register(&scx, true, false)
     .await
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
+  hooks.sync(&scx).await;
 
   let mut server = RmqttServer::new(scx.clone());
   let mut infos = Vec::with_capacity(spec.listeners.len());

@@ -6,6 +6,9 @@
 mod broker;
 mod config;
 mod error;
+mod hook_bridge;
+mod hook_data;
+mod hooks;
 mod keepalive;
 mod listener;
 mod logging;

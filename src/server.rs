@@ -11,6 +11,8 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::broker::{Broker, BrokerHandle};
 use crate::config::{self, ListenerConfig, ServerConfig};
 use crate::error::{failure, invalid_arg};
+use crate::hook_bridge::Attachment;
+use crate::hooks::{HookOptions, HookSet, HookStats, Hooks};
 use crate::keepalive::KeepAlive;
 use crate::listener::ListenerInfo;
 use crate::publish::{self, Message, PublishOptions};
@@ -31,6 +33,8 @@ struct Inner {
   /// What publish and the sync getters need, readable without waiting on a
   /// lifecycle operation. `Some` exactly while running.
   current: RwLock<Option<Current>>,
+  /// The JavaScript hooks; outlive start/stop cycles.
+  hooks: Arc<Hooks>,
 }
 
 #[derive(Clone)]
@@ -52,6 +56,10 @@ impl Inner {
 
   /// Stops the broker if it runs; `close` additionally seals the server.
   async fn stop(&self, close: bool) {
+    if close {
+      // Releases the JavaScript functions: a closed server calls nothing.
+      self.hooks.replace(None);
+    }
     let mut state = self.lifecycle.lock().await;
     let previous = std::mem::replace(
       &mut *state,
@@ -102,6 +110,7 @@ impl MqttServer {
       inner: Arc::new(Inner {
         lifecycle: AsyncMutex::new(State::Stopped),
         current: RwLock::new(None),
+        hooks: Arc::new(Hooks::default()),
       }),
     }
   }
@@ -137,7 +146,8 @@ impl MqttServer {
         State::Stopped => {}
       }
       let spec = config::parse(value).await?;
-      let broker = Broker::start(spec).await.map_err(failure)?;
+      let attachment = Attachment::new(&inner.hooks);
+      let broker = Broker::start(spec, attachment).await.map_err(failure)?;
       let listeners = broker.listeners().to_vec();
       inner.set_current(Some(Current {
         handle: broker.handle(),
@@ -214,6 +224,27 @@ impl MqttServer {
       routed.map_err(failure)
     })
     .build(&env)
+  }
+
+  /// Installs the hooks, replacing any set before. May be called before or
+  /// while the server runs. Throws on an unknown hook name or a non-function.
+  #[napi(ts_args_type = "hooks: HookCallbacks, options?: HookOptions")]
+  pub fn set_hooks(&self, hooks: Object, options: Option<HookOptions>) -> Result<()> {
+    let set = HookSet::from_js(&hooks, options)?;
+    self.inner.hooks.replace(Some(set));
+    if let Some(current) = self.inner.current() {
+      let handle = current.handle;
+      handle
+        .runtime
+        .spawn(async move { handle.hooks.sync(&handle.scx).await });
+    }
+    Ok(())
+  }
+
+  /// Counters of hook trouble: dropped notifications, timeouts, failures.
+  #[napi(getter)]
+  pub fn hook_stats(&self) -> HookStats {
+    self.inner.hooks.stats()
   }
 
   /// A config with one plain TCP listener.

@@ -1,0 +1,212 @@
+//! The data hooks hand to JavaScript, and what decision hooks hand back.
+//!
+//! Everything is converted from rmqtt's types on the broker thread into plain
+//! owned values, so no rmqtt object (and no lock) is held while JS runs.
+
+use napi::bindgen_prelude::{Buffer, Either, Null};
+use napi_derive::napi;
+use rmqtt::types::{ConnectInfo, From, FromType, Id, Publish, QoS as RQoS};
+
+/// A value or JavaScript `null` (an `Option` would become `undefined`).
+pub type Nullable<T> = Either<T, Null>;
+
+fn nullable<T>(v: Option<T>) -> Nullable<T> {
+  v.map_or(Either::B(Null), Either::A)
+}
+
+/// A connected client, as hooks see it.
+#[napi(object)]
+pub struct SessionInfo {
+  /// Broker node id (always this broker's id: mqtt-server is single-node).
+  pub node: u32,
+  /// Client's address and port, e.g. `"127.0.0.1:53211"`.
+  #[napi(ts_type = "string | null")]
+  pub remote_addr: Nullable<String>,
+  pub client_id: String,
+  /// Username from CONNECT; `null` for anonymous clients.
+  #[napi(ts_type = "string | null")]
+  pub username: Nullable<String>,
+}
+
+/// Where a message came from.
+#[napi(object)]
+pub struct MessageFrom {
+  /// `"client"` for client publishes, `"system"` for `server.publish()`,
+  /// `"lastwill"` for a will message; the others come from rmqtt plugins.
+  #[napi(ts_type = "'client' | 'system' | 'bridge' | 'admin' | 'lastwill' | 'custom'")]
+  pub r#type: String,
+  pub node: u32,
+  #[napi(ts_type = "string | null")]
+  pub remote_addr: Nullable<String>,
+  pub client_id: String,
+  #[napi(ts_type = "string | null")]
+  pub username: Nullable<String>,
+}
+
+/// A message passing through the broker.
+#[napi(object)]
+pub struct MessageInfo {
+  pub dup: bool,
+  #[napi(ts_type = "QoS")]
+  pub qos: u32,
+  pub retain: bool,
+  pub topic: String,
+  /// The exact payload bytes.
+  pub payload: Buffer,
+  /// When the broker received the message, in milliseconds since the epoch.
+  pub create_time: f64,
+}
+
+/// A subscription, as requested by the client (`onClientSubscribeAuthorize`)
+/// or as granted (`onClientSubscribe`).
+#[napi(object)]
+#[derive(Clone, Debug)]
+pub struct SubscriptionInfo {
+  pub topic_filter: String,
+  #[napi(ts_type = "QoS")]
+  pub qos: u32,
+}
+
+#[napi(object)]
+#[derive(Clone, Debug)]
+pub struct UnsubscriptionInfo {
+  pub topic_filter: String,
+}
+
+/// Why a client disconnected, a session ended, or a message was dropped.
+#[napi(object)]
+#[derive(Clone, Debug)]
+pub struct ReasonInfo {
+  pub reason: String,
+}
+
+/// The CONNECT being authenticated.
+#[napi(object)]
+pub struct AuthenticateRequest {
+  pub client_id: String,
+  #[napi(ts_type = "string | null")]
+  pub username: Nullable<String>,
+  /// The password as text when it is valid UTF-8, else `null` (compare bytes
+  /// with `passwordBuffer`: MQTT passwords are binary).
+  #[napi(ts_type = "string | null")]
+  pub password: Nullable<String>,
+  /// The exact password bytes, `null` when the client sent no password.
+  #[napi(ts_type = "Buffer | null")]
+  pub password_buffer: Nullable<Buffer>,
+  /// 3 = MQTT 3.1, 4 = MQTT 3.1.1, 5 = MQTT 5.0.
+  pub protocol_version: u32,
+  #[napi(ts_type = "string | null")]
+  pub remote_addr: Nullable<String>,
+  pub keep_alive: u32,
+  /// Clean session (3.1.1) / clean start (5.0) flag.
+  pub clean_session: bool,
+}
+
+/// A client PUBLISH being authorized.
+#[napi(object)]
+pub struct PublishRequest {
+  pub topic: String,
+  pub payload: Buffer,
+  #[napi(ts_type = "QoS")]
+  pub qos: u32,
+  pub retain: bool,
+}
+
+/// Answer of `onClientAuthenticate`.
+#[napi(object)]
+#[derive(Clone, Debug)]
+pub struct AuthenticateResult {
+  pub allow: bool,
+  /// A superuser skips the subscribe and publish authorization hooks.
+  pub superuser: Option<bool>,
+  /// Why the client was refused (logged; MQTT 3.1.1 cannot carry it).
+  pub reason: Option<String>,
+  /// CONNACK code for a refusal. Default: `"badUsernameOrPassword"` when the
+  /// client sent a username, `"notAuthorized"` otherwise.
+  #[napi(ts_type = "'badUsernameOrPassword' | 'notAuthorized'")]
+  pub code: Option<String>,
+}
+
+/// Answer of `onClientSubscribeAuthorize`.
+#[napi(object)]
+#[derive(Clone, Debug)]
+pub struct SubscribeAuthorizeResult {
+  pub allow: bool,
+  /// Highest QoS to grant; the granted QoS is the lower of this and the request.
+  #[napi(ts_type = "QoS")]
+  pub qos: Option<u32>,
+  pub reason: Option<String>,
+}
+
+/// Answer of `onClientPublishAuthorize`.
+#[napi(object)]
+#[derive(Clone, Debug)]
+pub struct PublishAuthorizeResult {
+  pub allow: bool,
+  /// MQTT 5.0 clients get it as the PUBACK/PUBREC reason string.
+  pub reason: Option<String>,
+  /// Also disconnect the client (default `false`).
+  pub disconnect: Option<bool>,
+}
+
+pub fn qos_num(q: RQoS) -> u32 {
+  q as u8 as u32
+}
+
+pub fn session(id: &Id) -> SessionInfo {
+  SessionInfo {
+    node: id.node_id as u32,
+    remote_addr: nullable(id.remote_addr.map(|a| a.to_string())),
+    client_id: id.client_id.to_string(),
+    username: nullable(id.username.as_ref().map(|u| u.to_string())),
+  }
+}
+
+pub fn from(f: &From, has_session: bool) -> MessageFrom {
+  let typ = match f.typ() {
+    // rmqtt tags client publishes as "custom"; tell them apart by the session.
+    FromType::Custom if has_session || f.id.remote_addr.is_some() => "client".to_string(),
+    other => other.as_str().to_string(),
+  };
+  MessageFrom {
+    r#type: typ,
+    node: f.id.node_id as u32,
+    remote_addr: nullable(f.id.remote_addr.map(|a| a.to_string())),
+    client_id: f.id.client_id.to_string(),
+    username: nullable(f.id.username.as_ref().map(|u| u.to_string())),
+  }
+}
+
+pub fn message(p: &Publish) -> MessageInfo {
+  MessageInfo {
+    dup: p.dup,
+    qos: qos_num(p.qos),
+    retain: p.retain,
+    topic: p.topic.to_string(),
+    payload: p.payload.to_vec().into(),
+    create_time: p.create_time.unwrap_or(0) as f64,
+  }
+}
+
+pub fn publish_request(p: &Publish) -> PublishRequest {
+  PublishRequest {
+    topic: p.topic.to_string(),
+    payload: p.payload.to_vec().into(),
+    qos: qos_num(p.qos),
+    retain: p.retain,
+  }
+}
+
+pub fn authenticate_request(c: &ConnectInfo) -> AuthenticateRequest {
+  let password = c.password();
+  AuthenticateRequest {
+    client_id: c.client_id().to_string(),
+    username: nullable(c.username().map(|u| u.to_string())),
+    password: nullable(password.and_then(|p| std::str::from_utf8(p).ok().map(str::to_string))),
+    password_buffer: nullable(password.map(|p| p.to_vec().into())),
+    protocol_version: c.proto_ver() as u32,
+    remote_addr: nullable(c.id().remote_addr.map(|a| a.to_string())),
+    keep_alive: c.keep_alive() as u32,
+    clean_session: c.clean_start(),
+  }
+}

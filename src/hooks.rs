@@ -1,0 +1,303 @@
+//! The JavaScript hook set of one `MqttServer`: reading the callbacks object
+//! given to `setHooks()` into threadsafe functions, and the per-server slot
+//! that holds them.
+//!
+//! Every hook is a *weak* threadsafe function: hooks never keep Node alive on
+//! their own (a running broker does, through `KeepAlive`). Notifications use
+//! a bounded queue and never wait for JavaScript; decisions are awaited with
+//! a timeout.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi::{JsValue, ValueType};
+use napi_derive::napi;
+
+use crate::error::invalid_arg;
+use crate::hook_data::*;
+
+/// Pending notifications per hook before new ones are dropped (and counted).
+pub const NOTIFY_QUEUE: usize = 10_000;
+/// Default time a decision hook may take before the broker denies.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A notification hook: fire and forget, bounded queue.
+pub type Notify<A> =
+  ThreadsafeFunction<FnArgs<A>, Unknown<'static>, FnArgs<A>, Status, false, true, NOTIFY_QUEUE>;
+/// A decision hook: returns a value or a Promise of it.
+pub type Decide<A, R> =
+  ThreadsafeFunction<FnArgs<A>, Either<R, Promise<R>>, FnArgs<A>, Status, false, true>;
+
+/// Options for `setHooks()`.
+#[napi(object)]
+#[derive(Clone, Debug, Default)]
+pub struct HookOptions {
+  /// How long a decision hook (authenticate / authorize) may take, in
+  /// milliseconds, before the broker denies and logs a warning. Default 5000.
+  pub timeout_ms: Option<f64>,
+}
+
+/// Counters of hook trouble since the server was created.
+#[napi(object)]
+#[derive(Clone, Debug, Default)]
+pub struct HookStats {
+  /// Notifications not delivered because JavaScript fell behind (queue full).
+  pub dropped_notifications: f64,
+  /// Decision hooks that did not answer in time (each one denied).
+  pub timeouts: f64,
+  /// Decision and notification hooks that threw, rejected or returned a bad value.
+  pub failures: f64,
+}
+
+/// The hooks `setHooks()` accepts, all optional. Decision hooks return their
+/// answer or a Promise of it; a throw, a rejection, a malformed answer or a
+/// timeout denies. Notification hooks are fire-and-forget: their return value
+/// is ignored and they never delay the broker.
+///
+/// (Type declaration only: the object is read field by field in `HookSet::from_js`.)
+#[napi(object, object_to_js = false)]
+#[allow(dead_code)]
+pub struct HookCallbacks {
+  /// Decides every CONNECT that carries a username, and every CONNECT on a
+  /// listener with `allowAnonymous: false`. Clients without a username on an
+  /// `allowAnonymous: true` listener are let in without asking.
+  #[napi(
+    ts_type = "(request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>"
+  )]
+  pub on_client_authenticate: Option<()>,
+  /// Decides each topic filter of a SUBSCRIBE; a denial fails only that filter.
+  #[napi(
+    ts_type = "(session: SessionInfo, subscription: SubscriptionInfo) => SubscribeAuthorizeResult | Promise<SubscribeAuthorizeResult>"
+  )]
+  pub on_client_subscribe_authorize: Option<()>,
+  /// Decides each client PUBLISH; a denied message is not routed.
+  #[napi(
+    ts_type = "(session: SessionInfo, message: PublishRequest) => PublishAuthorizeResult | Promise<PublishAuthorizeResult>"
+  )]
+  pub on_client_publish_authorize: Option<()>,
+  /// A message entered the broker (from a client, `server.publish()`, or a will).
+  #[napi(
+    ts_type = "(session: SessionInfo | null, from: MessageFrom, message: MessageInfo) => void"
+  )]
+  pub on_message_publish: Option<()>,
+  /// A subscription was granted.
+  #[napi(ts_type = "(session: SessionInfo, subscription: SubscriptionInfo) => void")]
+  pub on_client_subscribe: Option<()>,
+  /// A subscription was removed by the client.
+  #[napi(ts_type = "(session: SessionInfo, unsubscription: UnsubscriptionInfo) => void")]
+  pub on_client_unsubscribe: Option<()>,
+  /// A client finished connecting.
+  #[napi(ts_type = "(session: SessionInfo) => void")]
+  pub on_client_connected: Option<()>,
+  /// A client's connection ended.
+  #[napi(ts_type = "(session: SessionInfo, info: ReasonInfo) => void")]
+  pub on_client_disconnected: Option<()>,
+  /// A message was sent to a subscriber.
+  #[napi(ts_type = "(session: SessionInfo, from: MessageFrom, message: MessageInfo) => void")]
+  pub on_message_delivered: Option<()>,
+  /// A subscriber acknowledged a QoS 1/2 message.
+  #[napi(ts_type = "(session: SessionInfo, from: MessageFrom, message: MessageInfo) => void")]
+  pub on_message_acked: Option<()>,
+  /// A message was dropped (denied, expired, queue full, ...); `to` is the
+  /// subscriber it was meant for, when there was one.
+  #[napi(
+    ts_type = "(to: SessionInfo | null, from: MessageFrom, message: MessageInfo, info: ReasonInfo) => void"
+  )]
+  pub on_message_dropped: Option<()>,
+  /// A session was created.
+  #[napi(ts_type = "(session: SessionInfo) => void")]
+  pub on_session_created: Option<()>,
+  /// A session ended.
+  #[napi(ts_type = "(session: SessionInfo, info: ReasonInfo) => void")]
+  pub on_session_terminated: Option<()>,
+}
+
+/// One complete set of hooks, as given to one `setHooks()` call.
+#[derive(Default)]
+pub struct HookSet {
+  pub timeout: Duration,
+  pub on_client_authenticate: Option<Decide<(AuthenticateRequest,), AuthenticateResult>>,
+  pub on_client_subscribe_authorize:
+    Option<Decide<(SessionInfo, SubscriptionInfo), SubscribeAuthorizeResult>>,
+  pub on_client_publish_authorize:
+    Option<Decide<(SessionInfo, PublishRequest), PublishAuthorizeResult>>,
+  pub on_message_publish: Option<Notify<(Option<SessionInfo>, MessageFrom, MessageInfo)>>,
+  pub on_client_subscribe: Option<Notify<(SessionInfo, SubscriptionInfo)>>,
+  pub on_client_unsubscribe: Option<Notify<(SessionInfo, UnsubscriptionInfo)>>,
+  pub on_client_connected: Option<Notify<(SessionInfo,)>>,
+  pub on_client_disconnected: Option<Notify<(SessionInfo, ReasonInfo)>>,
+  pub on_message_delivered: Option<Notify<(SessionInfo, MessageFrom, MessageInfo)>>,
+  pub on_message_acked: Option<Notify<(SessionInfo, MessageFrom, MessageInfo)>>,
+  pub on_message_dropped:
+    Option<Notify<(Option<SessionInfo>, MessageFrom, MessageInfo, ReasonInfo)>>,
+  pub on_session_created: Option<Notify<(SessionInfo,)>>,
+  pub on_session_terminated: Option<Notify<(SessionInfo, ReasonInfo)>>,
+}
+
+/// Every hook name `setHooks()` accepts; anything else is rejected, since a
+/// misspelled authorization hook would silently allow everything.
+const HOOK_NAMES: &[&str] = &[
+  "onClientAuthenticate",
+  "onClientSubscribeAuthorize",
+  "onClientPublishAuthorize",
+  "onMessagePublish",
+  "onClientSubscribe",
+  "onClientUnsubscribe",
+  "onClientConnected",
+  "onClientDisconnected",
+  "onMessageDelivered",
+  "onMessageAcked",
+  "onMessageDropped",
+  "onSessionCreated",
+  "onSessionTerminated",
+];
+
+impl HookSet {
+  /// Reads a `HookCallbacks` object. Runs on the JS thread.
+  pub fn from_js(callbacks: &Object, options: Option<HookOptions>) -> Result<Self> {
+    let keys = callbacks.get_property_names()?;
+    for i in 0..keys.get_array_length()? {
+      let key: String = keys.get_element(i)?;
+      if !HOOK_NAMES.contains(&key.as_str()) {
+        return Err(invalid_arg(format!(
+          "hooks.{key}: unknown hook; valid hooks are {}",
+          HOOK_NAMES.join(", ")
+        )));
+      }
+    }
+    let timeout = match options.and_then(|o| o.timeout_ms) {
+      None => DEFAULT_TIMEOUT,
+      Some(ms) if ms.is_finite() && ms >= 1.0 && ms <= 600_000.0 => {
+        Duration::from_millis(ms as u64)
+      }
+      Some(ms) => {
+        return Err(invalid_arg(format!(
+          "options.timeoutMs: must be a number of milliseconds from 1 to 600000, got {ms}"
+        )))
+      }
+    };
+    Ok(HookSet {
+      timeout,
+      on_client_authenticate: decide(callbacks, "onClientAuthenticate")?,
+      on_client_subscribe_authorize: decide(callbacks, "onClientSubscribeAuthorize")?,
+      on_client_publish_authorize: decide(callbacks, "onClientPublishAuthorize")?,
+      on_message_publish: notify(callbacks, "onMessagePublish")?,
+      on_client_subscribe: notify(callbacks, "onClientSubscribe")?,
+      on_client_unsubscribe: notify(callbacks, "onClientUnsubscribe")?,
+      on_client_connected: notify(callbacks, "onClientConnected")?,
+      on_client_disconnected: notify(callbacks, "onClientDisconnected")?,
+      on_message_delivered: notify(callbacks, "onMessageDelivered")?,
+      on_message_acked: notify(callbacks, "onMessageAcked")?,
+      on_message_dropped: notify(callbacks, "onMessageDropped")?,
+      on_session_created: notify(callbacks, "onSessionCreated")?,
+      on_session_terminated: notify(callbacks, "onSessionTerminated")?,
+    })
+  }
+}
+
+/// The function under `name`, if present; anything but a function (or
+/// undefined/null) is an error naming the hook.
+fn function<'a, A: JsValuesTupleIntoVec, R: FromNapiValue + ValidateNapiValue + TypeName>(
+  obj: &'a Object,
+  name: &str,
+) -> Result<Option<Function<'a, A, R>>> {
+  let value: Unknown = obj.get_named_property(name)?;
+  match value.get_type()? {
+    ValueType::Undefined | ValueType::Null => Ok(None),
+    ValueType::Function => Ok(Some(unsafe { value.cast()? })),
+    _ => Err(invalid_arg(format!("hooks.{name}: must be a function"))),
+  }
+}
+
+fn decide<
+  A: 'static + JsValuesTupleIntoVec,
+  R: 'static + FromNapiValue + ValidateNapiValue + TypeName,
+>(
+  obj: &Object,
+  name: &str,
+) -> Result<Option<Decide<A, R>>>
+where
+  FnArgs<A>: JsValuesTupleIntoVec,
+{
+  function::<FnArgs<A>, Either<R, Promise<R>>>(obj, name)?
+    .map(|f| {
+      f.build_threadsafe_function::<FnArgs<A>>()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .build()
+    })
+    .transpose()
+}
+
+fn notify<A: 'static>(obj: &Object, name: &str) -> Result<Option<Notify<A>>>
+where
+  FnArgs<A>: JsValuesTupleIntoVec,
+{
+  function::<FnArgs<A>, Unknown<'static>>(obj, name)?
+    .map(|f| {
+      f.build_threadsafe_function::<FnArgs<A>>()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .max_queue_size::<NOTIFY_QUEUE>()
+        .build()
+    })
+    .transpose()
+}
+
+/// The hooks of one `MqttServer`, shared with its running broker.
+#[derive(Default)]
+pub struct Hooks {
+  set: RwLock<Option<Arc<HookSet>>>,
+  dropped: AtomicU64,
+  timeouts: AtomicU64,
+  failures: AtomicU64,
+}
+
+impl Hooks {
+  /// The current hook set; the lock is held only for the `Arc` clone, never
+  /// while JavaScript runs.
+  pub fn current(&self) -> Option<Arc<HookSet>> {
+    self.set.read().ok().and_then(|s| s.clone())
+  }
+
+  pub fn replace(&self, set: Option<HookSet>) {
+    if let Ok(mut slot) = self.set.write() {
+      *slot = set.map(Arc::new);
+    }
+  }
+
+  pub fn stats(&self) -> HookStats {
+    HookStats {
+      dropped_notifications: self.dropped.load(Ordering::Relaxed) as f64,
+      timeouts: self.timeouts.load(Ordering::Relaxed) as f64,
+      failures: self.failures.load(Ordering::Relaxed) as f64,
+    }
+  }
+
+  /// Counts a dropped notification; warns on the 1st, 10th, 100th... so a
+  /// flood does not also flood the log.
+  pub fn count_drop(&self, hook: &str) {
+    let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() || n % 10_000 == 0 {
+      tracing::warn!(
+        "{hook}: JavaScript is not keeping up, {n} notification(s) dropped so far (queue limit {NOTIFY_QUEUE} per hook)"
+      );
+    }
+  }
+
+  pub fn count_timeout(&self) {
+    self.timeouts.fetch_add(1, Ordering::Relaxed);
+  }
+
+  pub fn count_failure(&self) {
+    self.failures.fetch_add(1, Ordering::Relaxed);
+  }
+}
+
+/// Whether the JS value is a Promise (async notification handlers return one).
+pub fn is_promise(v: &Unknown) -> bool {
+  v.is_promise().unwrap_or(false)
+}
