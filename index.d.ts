@@ -137,6 +137,11 @@ export interface HookOptions {
    * milliseconds, before the broker denies and logs a warning. Default 5000.
    */
   timeoutMs?: number
+  /**
+   * How many notifications may wait for JavaScript before new ones are
+   * dropped and counted in `hookStats.droppedNotifications`. Default 10000.
+   */
+  maxQueuedNotifications?: number
 }
 
 /** Counters of hook trouble since the server was created. */

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::config::BrokerSpec;
 use crate::hook_bridge::Attachment;
 use crate::listener::{self, ListenerInfo};
+use crate::shared_subscription::RoundRobin;
 
 /// How long `stop()` waits for the broker's tasks before abandoning them.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -141,6 +142,7 @@ async fn setup(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Ready, String
   rmqtt_retainer::register(&scx, true, false)
     .await
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
+  *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   hooks.sync(&scx).await;
 
   let mut server = RmqttServer::new(scx.clone());

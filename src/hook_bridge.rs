@@ -115,7 +115,6 @@ impl Handler for Bridge {
     let Some((hooks, set)) = self.attachment.current() else {
       return (true, acc);
     };
-    let hooks = &*hooks;
     match param {
       Parameter::ClientAuthenticate(ci) => {
         let Some(f) = &set.on_client_authenticate else {
@@ -123,7 +122,7 @@ impl Handler for Bridge {
         };
         let has_username = ci.username().is_some();
         let args = (data::authenticate_request(ci),);
-        let result = match decide(hooks, &set, f, args, "onClientAuthenticate").await {
+        let result = match decide(&hooks, &set, f, args, "onClientAuthenticate").await {
           Some(r) if r.allow => AuthResult::Allow(r.superuser.unwrap_or(false), None),
           Some(r) => {
             tracing::debug!(
@@ -161,7 +160,7 @@ impl Handler for Bridge {
             qos: data::qos_num(requested),
           },
         );
-        let result = match decide(hooks, &set, f, args, "onClientSubscribeAuthorize").await {
+        let result = match decide(&hooks, &set, f, args, "onClientSubscribeAuthorize").await {
           Some(r) if r.allow => match r.qos.map(qos_from) {
             None => SubscribeAclResult::new_success(requested, None),
             Some(Some(cap)) => SubscribeAclResult::new_success(requested.min(cap), None),
@@ -183,7 +182,7 @@ impl Handler for Bridge {
           return (true, acc);
         };
         let args = (data::session(&s.id), data::publish_request(p));
-        let result = match decide(hooks, &set, f, args, "onClientPublishAuthorize").await {
+        let result = match decide(&hooks, &set, f, args, "onClientPublishAuthorize").await {
           Some(r) if r.allow => {
             // rmqtt fires `message_publish` before the ACL check; with an
             // authorize hook the notification waits for the allow, so
@@ -195,7 +194,7 @@ impl Handler for Bridge {
                 data::from(&from, true),
                 data::message(p),
               );
-              notify(hooks, n, args, "onMessagePublish");
+              notify(&hooks, &set, n, args, "onMessagePublish");
             }
             PublishAclResult::allow()
           }
@@ -220,7 +219,7 @@ impl Handler for Bridge {
             data::from(from, s.is_some()),
             data::message(p),
           );
-          notify(hooks, f, args, "onMessagePublish");
+          notify(&hooks, &set, f, args, "onMessagePublish");
         }
         (true, acc)
       }
@@ -230,7 +229,13 @@ impl Handler for Bridge {
             topic_filter: sub.topic_filter.to_string(),
             qos: data::qos_num(sub.opts.qos()),
           };
-          notify(hooks, f, (data::session(&s.id), info), "onClientSubscribe");
+          notify(
+            &hooks,
+            &set,
+            f,
+            (data::session(&s.id), info),
+            "onClientSubscribe",
+          );
         }
         (true, acc)
       }
@@ -240,7 +245,8 @@ impl Handler for Bridge {
             topic_filter: unsub.topic_filter.to_string(),
           };
           notify(
-            hooks,
+            &hooks,
+            &set,
             f,
             (data::session(&s.id), info),
             "onClientUnsubscribe",
@@ -250,7 +256,13 @@ impl Handler for Bridge {
       }
       Parameter::ClientConnected(s) => {
         if let Some(f) = &set.on_client_connected {
-          notify(hooks, f, (data::session(&s.id),), "onClientConnected");
+          notify(
+            &hooks,
+            &set,
+            f,
+            (data::session(&s.id),),
+            "onClientConnected",
+          );
         }
         (true, acc)
       }
@@ -262,7 +274,7 @@ impl Handler for Bridge {
               reason: reason.to_string(),
             },
           );
-          notify(hooks, f, args, "onClientDisconnected");
+          notify(&hooks, &set, f, args, "onClientDisconnected");
         }
         (true, acc)
       }
@@ -273,7 +285,7 @@ impl Handler for Bridge {
             data::from(from, false),
             data::message(p),
           );
-          notify(hooks, f, args, "onMessageDelivered");
+          notify(&hooks, &set, f, args, "onMessageDelivered");
         }
         (true, acc)
       }
@@ -284,7 +296,7 @@ impl Handler for Bridge {
             data::from(from, false),
             data::message(p),
           );
-          notify(hooks, f, args, "onMessageAcked");
+          notify(&hooks, &set, f, args, "onMessageAcked");
         }
         (true, acc)
       }
@@ -298,13 +310,13 @@ impl Handler for Bridge {
               reason: reason.to_string(),
             },
           );
-          notify(hooks, f, args, "onMessageDropped");
+          notify(&hooks, &set, f, args, "onMessageDropped");
         }
         (true, acc)
       }
       Parameter::SessionCreated(s) => {
         if let Some(f) = &set.on_session_created {
-          notify(hooks, f, (data::session(&s.id),), "onSessionCreated");
+          notify(&hooks, &set, f, (data::session(&s.id),), "onSessionCreated");
         }
         (true, acc)
       }
@@ -316,7 +328,7 @@ impl Handler for Bridge {
               reason: reason.to_string(),
             },
           );
-          notify(hooks, f, args, "onSessionTerminated");
+          notify(&hooks, &set, f, args, "onSessionTerminated");
         }
         (true, acc)
       }
@@ -371,18 +383,26 @@ where
   }
 }
 
-/// Queues a notification without waiting. A full queue drops it (counted);
-/// a throw or a rejected Promise is logged, never fatal.
-fn notify<A: 'static>(hooks: &Hooks, f: &Notify<A>, args: A, name: &'static str)
+/// Queues a notification without waiting. Past the queue limit it is dropped
+/// (counted); a throw or a rejected Promise is logged, never fatal.
+fn notify<A: 'static>(hooks: &Arc<Hooks>, set: &HookSet, f: &Notify<A>, args: A, name: &'static str)
 where
   FnArgs<A>: JsValuesTupleIntoVec,
 {
+  if !hooks.try_enqueue(name, set.queue_limit) {
+    return;
+  }
+  let slot = hooks.clone();
   let status = f.call_with_return_value(
     FnArgs::from(args),
     ThreadsafeFunctionCallMode::NonBlocking,
     move |ret, _env| {
+      slot.dequeued();
       match ret {
-        Err(e) => tracing::warn!("{name} threw: {}", e.reason),
+        Err(e) => {
+          slot.count_failure();
+          tracing::warn!("{name} threw: {}", e.reason)
+        }
         Ok(value) if is_promise(&value) => {
           let promise: PromiseRaw<Unknown> = unsafe { value.cast()? };
           promise.catch(move |ctx: CallbackContext<Unknown>| {
@@ -396,9 +416,11 @@ where
       Ok(())
     },
   );
-  match status {
-    Status::Ok | Status::Closing => {}
-    Status::QueueFull => hooks.count_drop(name),
-    other => tracing::warn!("{name}: could not queue the notification ({other})"),
+  if status != Status::Ok {
+    // Never queued (the server is going away): the callback will not run.
+    hooks.dequeued();
+    if status != Status::Closing {
+      tracing::warn!("{name}: could not queue the notification ({status})");
+    }
   }
 }

@@ -7,7 +7,7 @@
 //! a bounded queue and never wait for JavaScript; decisions are awaited with
 //! a timeout.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,14 +19,17 @@ use napi_derive::napi;
 use crate::error::invalid_arg;
 use crate::hook_data::*;
 
-/// Pending notifications per hook before new ones are dropped (and counted).
-pub const NOTIFY_QUEUE: usize = 10_000;
+/// Default number of notifications waiting for JavaScript, per server, before
+/// new ones are dropped (and counted).
+const DEFAULT_QUEUE_LIMIT: usize = 10_000;
 /// Default time a decision hook may take before the broker denies.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A notification hook: fire and forget, bounded queue.
 pub type Notify<A> =
-  ThreadsafeFunction<FnArgs<A>, Unknown<'static>, FnArgs<A>, Status, false, true, NOTIFY_QUEUE>;
+  ThreadsafeFunction<FnArgs<A>, Unknown<'static>, FnArgs<A>, Status, false, true>;
+/// Arguments of `onMessageDropped`: target, origin, message, reason.
+pub type DroppedArgs = (Option<SessionInfo>, MessageFrom, MessageInfo, ReasonInfo);
 /// A decision hook: returns a value or a Promise of it.
 pub type Decide<A, R> =
   ThreadsafeFunction<FnArgs<A>, Either<R, Promise<R>>, FnArgs<A>, Status, false, true>;
@@ -38,6 +41,9 @@ pub struct HookOptions {
   /// How long a decision hook (authenticate / authorize) may take, in
   /// milliseconds, before the broker denies and logs a warning. Default 5000.
   pub timeout_ms: Option<f64>,
+  /// How many notifications may wait for JavaScript before new ones are
+  /// dropped and counted in `hookStats.droppedNotifications`. Default 10000.
+  pub max_queued_notifications: Option<f64>,
 }
 
 /// Counters of hook trouble since the server was created.
@@ -119,6 +125,7 @@ pub struct HookCallbacks {
 #[derive(Default)]
 pub struct HookSet {
   pub timeout: Duration,
+  pub queue_limit: usize,
   pub on_client_authenticate: Option<Decide<(AuthenticateRequest,), AuthenticateResult>>,
   pub on_client_subscribe_authorize:
     Option<Decide<(SessionInfo, SubscriptionInfo), SubscribeAuthorizeResult>>,
@@ -131,8 +138,7 @@ pub struct HookSet {
   pub on_client_disconnected: Option<Notify<(SessionInfo, ReasonInfo)>>,
   pub on_message_delivered: Option<Notify<(SessionInfo, MessageFrom, MessageInfo)>>,
   pub on_message_acked: Option<Notify<(SessionInfo, MessageFrom, MessageInfo)>>,
-  pub on_message_dropped:
-    Option<Notify<(Option<SessionInfo>, MessageFrom, MessageInfo, ReasonInfo)>>,
+  pub on_message_dropped: Option<Notify<DroppedArgs>>,
   pub on_session_created: Option<Notify<(SessionInfo,)>>,
   pub on_session_terminated: Option<Notify<(SessionInfo, ReasonInfo)>>,
 }
@@ -168,11 +174,21 @@ impl HookSet {
         )));
       }
     }
-    let timeout = match options.and_then(|o| o.timeout_ms) {
-      None => DEFAULT_TIMEOUT,
-      Some(ms) if ms.is_finite() && ms >= 1.0 && ms <= 600_000.0 => {
-        Duration::from_millis(ms as u64)
+    let options = options.unwrap_or_default();
+    let queue_limit = match options.max_queued_notifications {
+      None => DEFAULT_QUEUE_LIMIT,
+      Some(n) if n.is_finite() && n.fract() == 0.0 && (1.0..=10_000_000.0).contains(&n) => {
+        n as usize
       }
+      Some(n) => {
+        return Err(invalid_arg(format!(
+          "options.maxQueuedNotifications: must be an integer from 1 to 10000000, got {n}"
+        )))
+      }
+    };
+    let timeout = match options.timeout_ms {
+      None => DEFAULT_TIMEOUT,
+      Some(ms) if (1.0..=600_000.0).contains(&ms) => Duration::from_millis(ms as u64),
       Some(ms) => {
         return Err(invalid_arg(format!(
           "options.timeoutMs: must be a number of milliseconds from 1 to 600000, got {ms}"
@@ -181,6 +197,7 @@ impl HookSet {
     };
     Ok(HookSet {
       timeout,
+      queue_limit,
       on_client_authenticate: decide(callbacks, "onClientAuthenticate")?,
       on_client_subscribe_authorize: decide(callbacks, "onClientSubscribeAuthorize")?,
       on_client_publish_authorize: decide(callbacks, "onClientPublishAuthorize")?,
@@ -241,7 +258,6 @@ where
       f.build_threadsafe_function::<FnArgs<A>>()
         .callee_handled::<false>()
         .weak::<true>()
-        .max_queue_size::<NOTIFY_QUEUE>()
         .build()
     })
     .transpose()
@@ -251,6 +267,8 @@ where
 #[derive(Default)]
 pub struct Hooks {
   set: RwLock<Option<Arc<HookSet>>>,
+  /// Notifications queued for JavaScript and not yet run.
+  pending: AtomicUsize,
   dropped: AtomicU64,
   timeouts: AtomicU64,
   failures: AtomicU64,
@@ -277,15 +295,26 @@ impl Hooks {
     }
   }
 
-  /// Counts a dropped notification; warns on the 1st, 10th, 100th... so a
+  /// Takes a queue slot for one notification, or counts it as dropped when
+  /// `limit` are already waiting. Warns on the 1st, 2nd, 4th... drop so a
   /// flood does not also flood the log.
-  pub fn count_drop(&self, hook: &str) {
+  pub fn try_enqueue(&self, hook: &str, limit: usize) -> bool {
+    if self.pending.fetch_add(1, Ordering::AcqRel) < limit {
+      return true;
+    }
+    self.pending.fetch_sub(1, Ordering::AcqRel);
     let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-    if n.is_power_of_two() || n % 10_000 == 0 {
+    if n.is_power_of_two() {
       tracing::warn!(
-        "{hook}: JavaScript is not keeping up, {n} notification(s) dropped so far (queue limit {NOTIFY_QUEUE} per hook)"
+        "{hook}: JavaScript is not keeping up, {n} notification(s) dropped so far (limit {limit} queued)"
       );
     }
+    false
+  }
+
+  /// Frees the slot taken by `try_enqueue` once the notification ran (or failed to queue).
+  pub fn dequeued(&self) {
+    self.pending.fetch_sub(1, Ordering::AcqRel);
   }
 
   pub fn count_timeout(&self) {

@@ -14,3 +14,4 @@ mod listener;
 mod logging;
 mod publish;
 mod server;
+mod shared_subscription;

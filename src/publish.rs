@@ -15,6 +15,7 @@ use rmqtt::types::{ClientId, From, Id, Publish, QoS as RQoS};
 
 /// MQTT Quality of Service levels.
 #[napi]
+#[allow(clippy::enum_variant_names)] // the names the spec and MQTT use
 pub enum QoS {
   /// At most once: fire and forget.
   AtMostOnce = 0,
@@ -57,10 +58,9 @@ impl Message {
     validate_topic(&topic)?;
     let opts = opts.unwrap_or_default();
     let qos = match opts.qos {
-      None => RQoS::AtMostOnce,
-      Some(q) if q == 0.0 => RQoS::AtMostOnce,
-      Some(q) if q == 1.0 => RQoS::AtLeastOnce,
-      Some(q) if q == 2.0 => RQoS::ExactlyOnce,
+      None | Some(0.0) => RQoS::AtMostOnce,
+      Some(1.0) => RQoS::AtLeastOnce,
+      Some(2.0) => RQoS::ExactlyOnce,
       Some(q) => {
         return Err(format!(
           "options.qos: must be 0, 1 or 2 (a QoS value), got {q}"
