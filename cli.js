@@ -3,7 +3,7 @@
 'use strict'
 
 const { parseArgs } = require('node:util')
-const { MqttServer } = require('./index.js')
+const { MqttServer } = require('./binding.cjs')
 
 const USAGE = `Usage: mqtt-server [options]
 

@@ -268,9 +268,11 @@ describe.each(VERSIONS)('authorization on MQTT %s', (protocolVersion) => {
     const box = inbox(sub)
     const pub = await connect(url, { protocolVersion })
 
+    const puback = new Promise<any>((resolve) => pub.on('packetreceive', (p) => p.cmd === 'puback' && resolve(p)))
     const denied = pub.publishAsync('$SYS/fake', 'x', { qos: 1 })
     if (protocolVersion === 5) {
       await expect(denied).rejects.toMatchObject({ code: 0x87 })
+      expect((await puback).properties?.reasonString).toBe('$SYS is read-only')
     } else {
       await denied // 3.1.1 has no way to say no in a PUBACK
     }
