@@ -161,9 +161,14 @@ describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no
   // Windows spells it `Path`; keep a single entry whatever its case.
   for (const key of Object.keys(userEnv)) if (key.toUpperCase() === 'PATH') delete userEnv[key]
   userEnv.PATH = path.join(delimiter)
+  /** Rust tools the user environment can still run (should be none). */
+  const rustTools = () =>
+    ['cargo', 'rustc'].filter((tool) => !spawnSync(tool, ['--version'], { env: userEnv }).error)
 
   beforeAll(() => {
     // Real path: macOS's tmpdir is behind a symlink, and Node reports real paths.
+    // Checked before anything is installed, so no step can lean on Rust.
+    if (rustTools().length > 0) throw new Error(`still on PATH: ${rustTools().join(', ')}`)
     tmp = realpathSync.native(mkdtempSync(join(tmpdir(), 'mqtt-server-pack-')))
     consumer = join(tmp, 'consumer')
     const binary = join(ROOT, binaryFile)
@@ -208,10 +213,7 @@ describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no
   })
 
   it('runs with no cargo or rustc on PATH', () => {
-    for (const tool of ['cargo', 'rustc']) {
-      const r = spawnSync(tool, ['--version'], { env: userEnv })
-      expect(r.error && (r.error as NodeJS.ErrnoException).code).toBe('ENOENT')
-    }
+    expect(rustTools()).toEqual([])
   })
 
   it('require() resolves the installed package and loads the platform package binary', () => {
@@ -235,9 +237,10 @@ describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no
     const moved = join(tmp, 'moved-platform-package')
     renameSync(installed, moved)
     try {
+      const name = JSON.stringify(napi.packageName)
       for (const args of [
-        ['-e', "require('mqtt-server')"],
-        ['--input-type=module', '-e', "import 'mqtt-server'"],
+        ['-e', `require(${name})`],
+        ['--input-type=module', '-e', `import ${name}`],
       ]) {
         const r = run(args, consumer, userEnv)
         expect(r.status).not.toBe(0)
