@@ -9,22 +9,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmqtt::context::ServerContext;
+use rmqtt::plugin::DynPluginResult;
 use rmqtt::router::DefaultRouter;
 use rmqtt::server::MqttServer as RmqttServer;
 use rmqtt::shared::DefaultShared;
+use rmqtt::types::{Message, Reason};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::config::BrokerSpec;
 use crate::hook_bridge::Attachment;
 use crate::listener::{self, ListenerInfo};
 use crate::shared_subscription::RoundRobin;
 
+/// Name under which the retained-message plugin is registered.
+const RETAINER: &str = "rmqtt-retainer";
+/// How long `stop()` lets clients close gracefully before cutting them off.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `stop()` waits for the broker's tasks before abandoning them.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Broker {
   runtime: Runtime,
+  /// The accept loops; aborting it closes the listening sockets.
+  serve: JoinHandle<()>,
   scx: ServerContext,
   listeners: Vec<ListenerInfo>,
   hooks: Arc<Attachment>,
@@ -53,7 +62,7 @@ impl Broker {
 
     let (ready_tx, ready_rx) = oneshot::channel();
     let attachment = hooks.clone();
-    runtime.spawn(async move {
+    let serve = runtime.spawn(async move {
       match setup(spec, attachment).await {
         Ok((server, scx, infos)) => {
           let _ = ready_tx.send(Ok((scx, infos)));
@@ -70,6 +79,7 @@ impl Broker {
     match ready_rx.await {
       Ok(Ok((scx, listeners))) => Ok(Broker {
         runtime,
+        serve,
         scx,
         listeners,
         hooks,
@@ -102,28 +112,78 @@ impl Broker {
   pub async fn shutdown(self) {
     let Broker {
       runtime,
+      serve,
       scx,
       hooks,
       ..
     } = self;
     // First, so no event of a broker going down reaches JavaScript.
-    hooks.close();
-    // rmqtt's shared state and router hold clones of the context (a cycle
-    // that would keep every session alive forever); swapping them out breaks
-    // it so sessions are freed with the runtime.
-    let detach = runtime.spawn(async move {
-      *scx.extends.shared_mut().await = Box::new(DefaultShared::new(None));
-      *scx.extends.router_mut().await = Box::new(DefaultRouter::new(None));
+    hooks.close().await;
+    // No new connections; then every client is closed the MQTT way (5.0
+    // clients get DISCONNECT "server shutting down") rather than reset.
+    serve.abort();
+    let _ = serve.await;
+    let graceful = runtime.spawn(disconnect_all(scx.clone()));
+    let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, graceful).await;
+    // The retainer plugin holds the context too (and every retained
+    // message): replacing its registration by a never-started stub drops it.
+    let plugins = scx.clone();
+    let unplug = runtime.spawn(async move {
+      let stub =
+        || -> DynPluginResult { Box::pin(async { Err(anyhow::anyhow!("broker stopped")) }) };
+      let _ = plugins.plugins.register(RETAINER, false, false, stub).await;
     });
-    let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, detach).await;
-    // A runtime must not be dropped from async code: shut it down on a
-    // blocking thread.
-    let joined =
-      tokio::task::spawn_blocking(move || runtime.shutdown_timeout(SHUTDOWN_TIMEOUT)).await;
+    let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, unplug).await;
+    // A runtime must not be dropped from async code: shut it down, then
+    // release the broker's state, on a blocking thread.
+    let joined = tokio::task::spawn_blocking(move || {
+      runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+      release_sessions(&scx);
+    })
+    .await;
     if let Err(e) = joined {
-      log::warn!("broker runtime shutdown did not complete cleanly: {e}");
+      log::warn!("broker shutdown did not complete cleanly: {e}");
     }
   }
+}
+
+/// Asks every connected session to close and waits (bounded) until they have.
+async fn disconnect_all(scx: ServerContext) {
+  for entry in scx.extends.shared().await.iter() {
+    if let Some(tx) = entry.tx() {
+      let _ = tx.unbounded_send(Message::Closed(Reason::ConnectRemoteClose));
+    }
+  }
+  let deadline = tokio::time::Instant::now() + DISCONNECT_TIMEOUT;
+  while scx.connections.count() > 0 && tokio::time::Instant::now() < deadline {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+  }
+}
+
+/// rmqtt's shared state and router hold clones of the context, a cycle that
+/// would keep every session (and its queued messages) alive forever. With the
+/// runtime gone nothing uses them any more: swap them for empty ones so they
+/// are freed. Dropping a session spawns a cleanup task, so this runs inside a
+/// throwaway runtime that is discarded without running those tasks (their
+/// work died with the broker).
+fn release_sessions(scx: &ServerContext) {
+  let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+    return;
+  };
+  {
+    let _in_runtime = rt.enter();
+    let shared = std::mem::replace(
+      &mut *scx.extends.shared.blocking_write(),
+      Box::new(DefaultShared::new(None)),
+    );
+    let router = std::mem::replace(
+      &mut *scx.extends.router.blocking_write(),
+      Box::new(DefaultRouter::new(None)),
+    );
+    drop(shared);
+    drop(router);
+  }
+  rt.shutdown_background();
 }
 
 type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>);
@@ -139,7 +199,7 @@ async fn setup(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Ready, String
   }
   let scx = builder.build().await;
 
-  rmqtt_retainer::register(&scx, true, false)
+  rmqtt_retainer::register_named(&scx, RETAINER, true, false)
     .await
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());

@@ -35,8 +35,13 @@ impl Attachment {
     })
   }
 
-  pub fn close(&self) {
+  /// Stops calling JavaScript and drops the registration, which would
+  /// otherwise keep this attachment alive through rmqtt's hook manager.
+  pub async fn close(&self) {
     self.live.store(false, Ordering::SeqCst);
+    if let Some(register) = self.register.lock().await.take() {
+      register.stop().await;
+    }
   }
 
   fn current(&self) -> Option<(Arc<Hooks>, Arc<HookSet>)> {
