@@ -1,0 +1,78 @@
+import { afterEach, describe, expect, it } from 'vitest'
+
+import {
+  allBytes,
+  cleanup,
+  connect,
+  inbox,
+  listener,
+  MQTT_VERSIONS,
+  patternBytes,
+  type Protocol,
+  startServer,
+  subscribe,
+  urlFor,
+} from './helpers'
+
+afterEach(cleanup)
+
+const PROTOCOLS: Protocol[] = ['tcp', 'tls', 'ws', 'wss']
+
+describe('binary payloads are delivered byte-exact, client to client', () => {
+  it.each(PROTOCOLS)('over %s: every byte value, ~100 KiB, and an empty payload', async (protocol) => {
+    const { listeners } = await startServer([listener(protocol)])
+    const url = urlFor(listeners[0])
+    const sub = await connect(url, MQTT_VERSIONS['5.0'])
+    const box = inbox(sub)
+    await subscribe(sub, 'bin/#', 2)
+    const pub = await connect(url, MQTT_VERSIONS['3.1.1'])
+
+    const bytes = allBytes()
+    expect(bytes.length).toBe(256)
+    await pub.publishAsync('bin/all', bytes, { qos: 1 })
+    const m1 = await box.next()
+    expect(m1.topic).toBe('bin/all')
+    expect(m1.payload.length).toBe(256)
+    expect([...m1.payload]).toEqual([...bytes])
+
+    const big = patternBytes(100 * 1024 + 7, 42)
+    await pub.publishAsync('bin/big', big, { qos: 2 })
+    const m2 = await box.next()
+    expect(m2.topic).toBe('bin/big')
+    expect(m2.payload.length).toBe(big.length)
+    expect(Buffer.compare(m2.payload, big)).toBe(0)
+
+    await pub.publishAsync('bin/empty', Buffer.alloc(0), { qos: 1 })
+    const m3 = await box.next()
+    expect(m3.topic).toBe('bin/empty')
+    expect(m3.payload.length).toBe(0)
+  })
+
+  it('a payload just under the default 1 MiB packet limit passes intact', async () => {
+    const { listeners } = await startServer()
+    const url = urlFor(listeners[0])
+    const sub = await connect(url)
+    const box = inbox(sub)
+    await subscribe(sub, 'huge', 1)
+    const pub = await connect(url)
+    const payload = patternBytes(1024 * 1024 - 64, 7)
+    await pub.publishAsync('huge', payload, { qos: 1 })
+    const m = await box.next()
+    expect(Buffer.compare(m.payload, payload)).toBe(0)
+  })
+
+  it('UTF-8 text (multi-byte characters) and NUL bytes survive', async () => {
+    const { listeners } = await startServer()
+    const url = urlFor(listeners[0])
+    const sub = await connect(url)
+    const box = inbox(sub)
+    await subscribe(sub, 'text/ü/🚀', 1)
+    const pub = await connect(url)
+    const text = 'héllo wörld ✓ 🚀 \u0000 end'
+    await pub.publishAsync('text/ü/🚀', text, { qos: 1 })
+    const m = await box.next()
+    expect(m.topic).toBe('text/ü/🚀')
+    expect(m.payload.toString('utf8')).toBe(text)
+    expect(Buffer.compare(m.payload, Buffer.from(text, 'utf8'))).toBe(0)
+  })
+})
