@@ -1,0 +1,248 @@
+// The Markdown report: the targets first, then one table per scenario.
+import { max, median } from './stats.mjs'
+
+const REF = 'mosquitto'
+const OURS = 'mqtt-server'
+
+const int = (x) => (x == null ? '–' : Math.round(x).toLocaleString('en-US'))
+const ratio = (x) => (x == null || !Number.isFinite(x) ? '–' : `${x.toFixed(2)}×`)
+const pct = (x) => (x == null ? '–' : x === 0 ? '0' : x < 0.01 ? '<0.01%' : `${x.toFixed(2)}%`)
+const mib = (b) => (b == null ? '–' : `${(b / 2 ** 20).toFixed(1)} MiB`)
+const kib = (b) => (b == null ? '–' : `${(b / 1024).toFixed(1)} KiB`)
+/** Microseconds, shown in ms (latency under a flood is queueing time, often seconds). */
+function ms(us) {
+  if (us == null) return '–'
+  const v = us / 1000
+  return v >= 100 ? `${Math.round(v).toLocaleString('en-US')} ms` : v >= 10 ? `${v.toFixed(1)} ms` : `${v.toFixed(2)} ms`
+}
+const ok = (b) => (b == null ? '–' : b ? 'yes' : '**no**')
+
+/** One peer's rounds of one variant, reduced to medians (loss: the worst round). */
+export function summarize(runs = []) {
+  const good = runs.filter((r) => !r.error)
+  const lat = (k) => median(good.map((r) => r.latency_us?.[k]))
+  return {
+    n: runs.length,
+    failed: runs.length - good.length,
+    errors: [...new Set(runs.filter((r) => r.error).map((r) => r.error))],
+    rate: median(good.map((r) => r.msgs_per_s)),
+    rates: runs.map((r) => (r.error ? null : r.msgs_per_s)),
+    p50: lat('p50'),
+    p99: lat('p99'),
+    p999: lat('p999'),
+    max: max(good.map((r) => r.latency_us?.max)),
+    loss: max(good.map((r) => r.loss_pct)),
+    lost: good.reduce((s, r) => s + (r.lost ?? 0), 0),
+    cut: good.some((r) => r.drained === false),
+    rss: median(good.map((r) => r.rss_peak)),
+    cpu: median(good.map((r) => r.broker_cpu_pct)),
+    lgCpu: max(good.map((r) => r.loadgen_cpu_pct)),
+  }
+}
+
+function lossCell(s) {
+  if (s.loss == null) return '–'
+  return `${pct(s.loss)}${s.cut ? '*' : ''}`
+}
+
+function errorNotes(name, s) {
+  return s.errors.map((e) => `- ${name}: ${s.failed}/${s.n} rounds failed: ${e}`)
+}
+
+function throughputTable(v) {
+  const S = Object.fromEntries(v.peers.map((p) => [p, summarize(v.runs[p])]))
+  const ref = S[REF]?.rate
+  const lines = [
+    `### ${v.title}`,
+    '',
+    '| peer | msgs/s | × mosquitto | loss (worst round) | p50 | p99 | peak RSS | broker CPU | msgs/s each round |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|---|',
+  ]
+  for (const p of v.peers) {
+    const s = S[p]
+    lines.push(
+      `| ${p} | ${int(s.rate)} | ${ratio(s.rate / ref)} | ${lossCell(s)} | ${ms(s.p50)} | ${ms(s.p99)} | ${mib(s.rss)} | ${int(s.cpu)}% | ${s.rates.map(int).join(', ')} |`,
+    )
+  }
+  lines.push('', ...v.peers.flatMap((p) => errorNotes(p, S[p])))
+  return { text: lines.join('\n').trimEnd(), S }
+}
+
+function latencyTable(v) {
+  const S = Object.fromEntries(v.peers.map((p) => [p, summarize(v.runs[p])]))
+  const lines = [
+    `### ${v.title}`,
+    '',
+    '| peer | p50 | p99 | p99.9 | max | × mosquitto p99 | delivered msgs/s | loss | peak RSS | broker CPU |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+  ]
+  for (const p of v.peers) {
+    const s = S[p]
+    lines.push(
+      `| ${p} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.p999)} | ${ms(s.max)} | ${ratio(s.p99 / S[REF]?.p99)} | ${int(s.rate)} | ${lossCell(s)} | ${mib(s.rss)} | ${int(s.cpu)}% |`,
+    )
+  }
+  lines.push('', ...v.peers.flatMap((p) => errorNotes(p, S[p])))
+  return { text: lines.join('\n').trimEnd(), S }
+}
+
+function busyTable(v) {
+  const S = Object.fromEntries(v.peers.map((p) => [p, summarize(v.runs[p])]))
+  const base = S[v.peers[0]]
+  const lines = [
+    `### ${v.title}`,
+    '',
+    '| configuration | msgs/s | × idle host | loss | p50 | p99 | broker process CPU |',
+    '|---|--:|--:|--:|--:|--:|--:|',
+  ]
+  for (const p of v.peers) {
+    const s = S[p]
+    lines.push(
+      `| ${p} | ${int(s.rate)} | ${ratio(s.rate / base.rate)} | ${lossCell(s)} | ${ms(s.p50)} | ${ms(s.p99)} | ${int(s.cpu)}% |`,
+    )
+  }
+  lines.push('', ...v.peers.flatMap((p) => errorNotes(p, S[p])))
+  return { text: lines.join('\n').trimEnd(), S }
+}
+
+/** Scale runs of one peer at one size, reduced to medians. */
+export function summarizeScale(runs = []) {
+  const m = (k) => median(runs.map((r) => r[k]))
+  return {
+    n: runs.length,
+    connected: m('connected'),
+    failed: max(runs.map((r) => r.failed)),
+    rate: m('conns_per_s'),
+    base: m('rss_base'),
+    held: m('rss_held'),
+    perConn: m('rss_per_conn'),
+    after: m('rss_after'),
+    released: m('released_pct'),
+    alive: m('alive_at_release'),
+    errors: [...new Set(runs.map((r) => r.error).filter(Boolean))],
+  }
+}
+
+function scaleTable(sc) {
+  const lines = [
+    `### ${sc.conns.toLocaleString('en-US')} idle connections${sc.requested !== sc.conns ? ` (${sc.requested.toLocaleString('en-US')} asked; capped by the open-files limit)` : ''}`,
+    '',
+    '| peer | connected | failed | connect rate | RSS before | RSS held | RSS / connection | RSS after leaving | memory released | still open at release |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+  ]
+  const S = {}
+  for (const p of sc.peers) {
+    const s = (S[p] = summarizeScale(sc.runs[p]))
+    lines.push(
+      `| ${p} | ${int(s.connected)} | ${int(s.failed)} | ${int(s.rate)}/s | ${mib(s.base)} | ${mib(s.held)} | ${kib(s.perConn)} | ${mib(s.after)} | ${s.released == null ? '–' : `${s.released.toFixed(0)}%`} | ${int(s.alive)} |`,
+    )
+  }
+  lines.push('', ...sc.peers.flatMap((p) => S[p].errors.map((e) => `- ${p}: ${e}`)))
+  return { text: lines.join('\n').trimEnd(), S }
+}
+
+function targets(res, T, L, B, C) {
+  const rows = []
+  const tp = T.filter((t) => t.S[OURS] && t.S[REF])
+  if (tp.length) {
+    const vsM = tp.map((t) => ({ id: t.v.id, r: t.S[OURS].rate / t.S[REF].rate }))
+    const vsA = tp.filter((t) => t.S.aedes).map((t) => ({ id: t.v.id, r: t.S[OURS].rate / t.S.aedes.rate }))
+    const worst = (xs) => xs.reduce((a, b) => (b.r < a.r || !Number.isFinite(a.r) ? b : a), xs[0])
+    const w1 = worst(vsM)
+    rows.push(
+      `| throughput ≥ 1.5× mosquitto in every scenario | met in ${vsM.filter((x) => x.r >= 1.5).length}/${vsM.length}; lowest ${ratio(w1.r)} (${w1.id}) | ${ok(vsM.every((x) => x.r >= 1.5))} |`,
+    )
+    if (vsA.length) {
+      const w2 = worst(vsA)
+      rows.push(
+        `| throughput ≥ 5× aedes in every scenario | met in ${vsA.filter((x) => x.r >= 5).length}/${vsA.length}; lowest ${ratio(w2.r)} (${w2.id}) | ${ok(vsA.every((x) => x.r >= 5))} |`,
+      )
+    }
+  }
+  const q1 = [...T, ...L].filter((t) => t.v.qos === 1 && t.S[OURS])
+  if (q1.length) {
+    const lossy = q1.filter((t) => t.S[OURS].loss > 0)
+    rows.push(
+      `| QoS 1 loses nothing | ${lossy.length ? `lost in ${lossy.map((t) => `${t.v.id} (${pct(t.S[OURS].loss)})`).join(', ')}` : `no loss in ${q1.length} QoS 1 scenarios`} | ${ok(!lossy.length)} |`,
+    )
+  }
+  const lat = L.filter((t) => t.S[OURS] && t.S[REF])
+  if (lat.length) {
+    const bad = lat.filter((t) => !(t.S[OURS].p99 <= t.S[REF].p99))
+    rows.push(
+      `| latency p99 ≤ mosquitto's at fixed rate | ${lat.map((t) => `${t.v.id}: ${ms(t.S[OURS].p99)} vs ${ms(t.S[REF].p99)}`).join('; ')} | ${ok(!bad.length)} |`,
+    )
+  }
+  const ours = C.filter((c) => c.S[OURS])
+  if (ours.length) {
+    const per = ours.map((c) => `${c.sc.conns.toLocaleString('en-US')}: ${kib(c.S[OURS].perConn)}`).join('; ')
+    rows.push(`| ≤ 8 KiB RSS per idle connection | ${per} | ${ok(ours.every((c) => c.S[OURS].perConn <= 8192))} |`)
+    const big = ours[ours.length - 1]
+    const all = big.S[OURS].connected === big.sc.requested && !big.S[OURS].failed
+    rows.push(
+      `| 50,000 connections held without errors | ${int(big.S[OURS].connected)} of ${int(big.sc.requested)} asked connected, ${int(big.S[OURS].failed)} failed${big.sc.requested < 50_000 ? ' (50,000 not possible on this machine: open-files limit)' : ''} | ${big.sc.requested < 50_000 ? '–' : ok(all)} |`,
+    )
+    rows.push(
+      `| memory back near baseline after clients leave (≥ 80% of the connections' memory released) | ${ours.map((c) => `${c.sc.conns.toLocaleString('en-US')}: ${c.S[OURS].released?.toFixed(0)}% released`).join('; ')} | ${ok(ours.every((c) => c.S[OURS].released >= 80))} |`,
+    )
+  }
+  const bt = B.find((b) => b.v.id.startsWith('busy-p2p'))
+  if (bt) {
+    const [idle, busy, proc] = bt.v.peers.map((p) => bt.S[p])
+    rows.push(
+      `| busy Node main thread costs no throughput (within 10%) | ${ratio(busy.rate / idle.rate)} of idle host; a separate busy process: ${ratio(proc.rate / idle.rate)} | ${ok(busy.rate >= 0.9 * idle.rate)} |`,
+    )
+  }
+  if (!rows.length) return ''
+  return ['## Targets', '', '| target | measured | met |', '|---|---|---|', ...rows].join('\n')
+}
+
+function summaryTable(T) {
+  if (!T.length) return ''
+  const lines = [
+    '## Throughput summary (delivered msgs/s, medians)',
+    '',
+    '| scenario | mqtt-server | aedes | mosquitto | × mosquitto | × aedes | mqtt-server loss |',
+    '|---|--:|--:|--:|--:|--:|--:|',
+  ]
+  for (const t of T) {
+    const o = t.S[OURS]
+    lines.push(
+      `| ${t.v.id} | ${int(o?.rate)} | ${int(t.S.aedes?.rate)} | ${int(t.S[REF]?.rate)} | ${ratio(o?.rate / t.S[REF]?.rate)} | ${ratio(o?.rate / t.S.aedes?.rate)} | ${o ? lossCell(o) : '–'} |`,
+    )
+  }
+  return lines.join('\n')
+}
+
+function header(res) {
+  const m = res.machine
+  const s = res.settings
+  return [
+    '# mqtt-server benchmark results',
+    '',
+    `Run ${m.date} (${s.quick ? 'quick' : 'full'} run, ${s.rounds} round${s.rounds > 1 ? 's' : ''}, ${s.minutes} min), by \`npm run bench${s.argv.length ? ' -- ' + s.argv.join(' ') : ''}\`.`,
+    '',
+    `- Machine: ${m.cpuModel}, ${m.nproc} cores, ${m.memGiB} GiB, Linux ${m.kernel}; load average ${m.loadavgStart.join(' / ')} at start, ${res.loadavgEnd.join(' / ')} at end (the broker, the load generator and anything else running share these cores).`,
+    `- Peers: **mqtt-server** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${s.addon}), Node ${m.node}, default limits${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
+    `- Load: bench/loadgen (Rust, tokio, ${s.threads} thread${s.threads > 1 ? 's' : ''}), MQTT 3.1.1 over loopback TCP; publishers publish for ${s.duration} s (latency runs ${s.latencyDuration} s), QoS 1 publishers keep ≤ ${s.window} messages unacknowledged; peak load-generator CPU in any run: ${s.peakLoadgenCpu == null ? '–' : `${s.peakLoadgenCpu.toFixed(0)}%`} of its ${s.threads} thread${s.threads > 1 ? 's' : ''}.`,
+    '- msgs/s: messages delivered to subscribers while publishers were publishing, divided by that time (fan-out counts each copy). Loss: messages published (written, at QoS 1 also acknowledged) that never reached a subscriber, worst round; `*`: still arriving when the drain limit cut the run, so partly late rather than lost. p50/p99: end-to-end latency (a flood measures queueing). Peak RSS and CPU: the broker process (100% = one core; mqtt-server\'s includes Node).',
+  ].join('\n')
+}
+
+export function renderMarkdown(res) {
+  const T = res.variants.filter((v) => v.section === 'throughput').map((v) => ({ v, ...throughputTable(v) }))
+  const L = res.variants.filter((v) => v.section === 'latency').map((v) => ({ v, ...latencyTable(v) }))
+  const B = res.variants.filter((v) => v.section === 'busy').map((v) => ({ v, ...busyTable(v) }))
+  const C = res.scale.map((sc) => ({ sc, ...scaleTable(sc) }))
+  const parts = [header(res), targets(res, T, L, B, C), summaryTable(T)]
+  if (T.length) parts.push('## Throughput', ...T.map((t) => t.text))
+  if (L.length) parts.push('## Latency at a fixed rate', ...L.map((t) => t.text))
+  if (C.length) parts.push('## Idle connections', ...C.map((t) => t.text))
+  if (B.length)
+    parts.push(
+      '## Embedding cost (host Node process busy)',
+      'The same broker with an idle Node main thread, with the main thread spinning on a CPU-bound loop, and with an idle main thread but a separate process spinning. On a machine with few cores, spinning takes a core away from the broker either way; the separate process shows how much of any drop is that, rather than embedding.',
+      ...B.map((t) => t.text),
+    )
+  return parts.filter(Boolean).join('\n\n') + '\n'
+}

@@ -1,0 +1,53 @@
+// Peer: this package's broker (rmqtt, embedded through the napi addon) in a
+// Node process of its own, listening on one plain-TCP port.
+//
+//   node bench/peers/mqtt-server.mjs --port 1883 [--host 127.0.0.1] [--busy]
+//        [--max-inflight N] [--max-mqueue-len N] [--max-connections N]
+//
+// Prints `READY <port>` once the listener accepts connections. `--busy` then
+// spins the Node main thread on a CPU-bound loop forever, to show whether
+// the broker depends on the JavaScript thread (it should not). The addon is
+// the one `index.js` loads; run.mjs points NAPI_RS_NATIVE_LIBRARY_PATH at a
+// release build.
+import { writeSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { parseArgs } from 'node:util'
+
+const { values: opt } = parseArgs({
+  options: {
+    port: { type: 'string', default: '1883' },
+    host: { type: 'string', default: '127.0.0.1' },
+    busy: { type: 'boolean', default: false },
+    'max-inflight': { type: 'string' },
+    'max-mqueue-len': { type: 'string' },
+    'max-connections': { type: 'string' },
+  },
+})
+
+const require = createRequire(import.meta.url)
+const { MqttServer } = require('../../index.js')
+
+const listener = { port: Number(opt.port), protocol: 'tcp', address: opt.host }
+// Unset limits keep the broker's defaults: the benchmark measures those.
+for (const [flag, key] of [
+  ['max-inflight', 'maxInflight'],
+  ['max-mqueue-len', 'maxMqueueLen'],
+  ['max-connections', 'maxConnections'],
+]) {
+  if (opt[flag] !== undefined) listener[key] = Number(opt[flag])
+}
+
+const server = new MqttServer()
+const [bound] = await server.start({ listeners: [listener] })
+// Synchronous write: with --busy the event loop never runs again.
+writeSync(1, `READY ${bound.port}\n`)
+
+if (opt.busy) {
+  // Pure CPU work that never yields; the broker's threads must not care.
+  let x = 0
+  for (;;) x = (x * 1103515245 + 12345) % 2147483648
+}
+
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => server.close().then(() => process.exit(0)))
+}
