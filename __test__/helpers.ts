@@ -173,24 +173,32 @@ export async function connectRefused(url: string, opts: IClientOptions = {}): Pr
   throw new Error(`expected the connection to ${url} to be refused, but it was accepted`)
 }
 
-/** Ends a client without waiting on a dead connection. */
+/**
+ * Ends a client: gracefully (DISCONNECT) when it is connected and has nothing
+ * in flight, else forced. Never waits more than a few seconds: a graceful end
+ * waits for in-flight messages, which a broken connection never completes.
+ */
 export async function endClient(client: MqttClient): Promise<void> {
   clients.delete(client)
-  if (client.connected) {
-    await client.endAsync()
-  } else {
-    await client.endAsync(true)
+  // A late 'error' (EPIPE, ECONNRESET) on a client being thrown away must not
+  // become an uncaught exception.
+  client.on('error', () => {})
+  const graceful = client.connected && !client.disconnecting
+  try {
+    await withDeadline(client.endAsync(!graceful), 3000, () => 'end timed out')
+  } catch {
+    client.stream?.destroy()
   }
 }
 
 /** Awaits one event with a deadline (rejects on 'error' too). */
 export async function waitFor<T extends unknown[] = unknown[]>(
-  emitter: NodeJS.EventEmitter,
+  emitter: NodeJS.EventEmitter | MqttClient,
   event: string,
   timeoutMs = EVENT_TIMEOUT,
 ): Promise<T> {
   try {
-    return (await once(emitter, event, { signal: AbortSignal.timeout(timeoutMs) })) as T
+    return (await once(emitter as NodeJS.EventEmitter, event, { signal: AbortSignal.timeout(timeoutMs) })) as T
   } catch (e) {
     if ((e as Error).name === 'AbortError') {
       throw new Error(`timed out after ${timeoutMs} ms waiting for '${event}'`)
@@ -242,6 +250,32 @@ export function inbox(client: MqttClient): Inbox {
     },
   }
 }
+
+/**
+ * Positive control for "nothing (else) arrives": publishes a unique sentinel
+ * at QoS 2 on `topic` through `via` (a client, or anything with a
+ * `publish(topic, payload, opts)` promise such as the server), and reads
+ * `box` until the sentinel shows up. Resolves with the messages read before
+ * it. `box`'s client must be subscribed to `topic`. QoS 2 so that it is
+ * emitted after any earlier delivery at any QoS (mqtt.js emits QoS 2
+ * messages only on PUBREL).
+ */
+export async function drain(
+  box: Inbox,
+  via: MqttClient | { publish(topic: string, payload: string, opts: { qos: 2 }): Promise<unknown> },
+  topic: string,
+): Promise<Received[]> {
+  const token = `sentinel-${process.pid}-${++sentinelSeq}`
+  if ('publishAsync' in via) await via.publishAsync(topic, token, { qos: 2 })
+  else await via.publish(topic, token, { qos: 2 })
+  const before: Received[] = []
+  for (;;) {
+    const m = await box.next()
+    if (m.topic === topic && m.payload.toString() === token) return before
+    before.push(m)
+  }
+}
+let sentinelSeq = 0
 
 /** Subscribes and checks that the broker granted the requested QoS. */
 export async function subscribe(client: MqttClient, topic: string, qos: 0 | 1 | 2 = 0): Promise<void> {
@@ -379,23 +413,35 @@ export function spawnTracked(cmd: string, args: string[], opts: { cwd?: string }
     },
     /** Resolves once stdout matches `re` (with the match), rejects on exit or timeout. */
     stdoutMatch(re: RegExp, timeoutMs = 10000): Promise<RegExpMatchArray> {
-      return withDeadline(
-        new Promise<RegExpMatchArray>((res, rej) => {
-          const check = () => {
-            const m = stdout.match(re)
-            if (m) {
-              child.stdout!.off('data', check)
-              res(m)
-            }
-          }
-          child.stdout!.on('data', check)
-          check()
-          exited.then((e) => rej(new Error(`process exited (${e.code ?? e.signal}) before printing ${re}; stdout: ${e.stdout}; stderr: ${e.stderr}`)))
-        }),
-        timeoutMs,
-        () => `stdout did not match ${re} within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`,
-      )
+      return match('stdout', re, timeoutMs)
     },
+    /** Resolves once stderr matches `re` (with the match), rejects on exit or timeout. */
+    stderrMatch(re: RegExp, timeoutMs = 10000): Promise<RegExpMatchArray> {
+      return match('stderr', re, timeoutMs)
+    },
+  }
+
+  function match(which: 'stdout' | 'stderr', re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+    const stream = child[which]!
+    const text = () => (which === 'stdout' ? stdout : stderr)
+    return withDeadline(
+      new Promise<RegExpMatchArray>((res, rej) => {
+        const check = () => {
+          const m = text().match(re)
+          if (m) {
+            stream.off('data', check)
+            res(m)
+          }
+        }
+        stream.on('data', check)
+        check()
+        exited.then((e) =>
+          rej(new Error(`process exited (${e.code ?? e.signal}) before ${which} matched ${re}; stdout: ${e.stdout}; stderr: ${e.stderr}`)),
+        )
+      }),
+      timeoutMs,
+      () => `${which} did not match ${re} within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`,
+    )
   }
 }
 
