@@ -64,6 +64,7 @@ async function main() {
 
   const tls = o['tls-port'] !== undefined || o['wss-port'] !== undefined
   if (tls && (!o['tls-cert'] || !o['tls-key'])) fail('--tls-port and --wss-port need --tls-cert and --tls-key')
+  if (!tls && (o['tls-cert'] || o['tls-key'])) fail('--tls-cert and --tls-key need --tls-port or --wss-port')
 
   const config = MqttServer.createMultiProtocolConfig({
     tcpPort: port('port', o.port) ?? 1883,
@@ -77,15 +78,8 @@ async function main() {
   })
 
   const server = new MqttServer()
-  let listeners
-  try {
-    listeners = await server.start(config)
-  } catch (e) {
-    process.stderr.write(`mqtt-server: ${e.message}\n`)
-    process.exit(1)
-  }
-  for (const l of listeners) process.stdout.write(`mqtt-server listening: ${l.protocol} ${l.address}:${l.port}\n`)
-
+  // Handlers first: a signal that arrives as soon as we report "listening"
+  // must already find them.
   let stopping = false
   const shutdown = async (signal) => {
     if (stopping) return
@@ -96,6 +90,27 @@ async function main() {
   }
   process.on('SIGINT', shutdown)
   process.on('SIGTERM', shutdown)
+
+  let listeners
+  try {
+    listeners = await server.start(config)
+  } catch (e) {
+    // A bad value for a flag is a usage error: name the flag.
+    if (e.code === 'InvalidArg') fail(flagMessage(e.message, config))
+    process.stderr.write(`mqtt-server: ${e.message}\n`)
+    process.exit(1)
+  }
+  for (const l of listeners) process.stdout.write(`mqtt-server listening: ${l.protocol} ${l.address}:${l.port}\n`)
+}
+
+// `listeners[1].tlsCert: cannot read ...` -> `--tls-cert: cannot read ...`
+function flagMessage(message, config) {
+  const m = /^listeners\[(\d+)\]\.(\w+): (.*)$/.exec(message)
+  if (!m) return message
+  const protocol = config.listeners[Number(m[1])]?.protocol
+  const portFlag = { tcp: '--port', ws: '--ws-port', tls: '--tls-port', wss: '--wss-port' }[protocol]
+  const flag = { address: '--host', tlsCert: '--tls-cert', tlsKey: '--tls-key', port: portFlag }[m[2]]
+  return flag ? `${flag}: ${m[3]}` : message
 }
 
 main()

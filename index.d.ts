@@ -47,9 +47,9 @@ export declare class MqttServer {
   setHooks(hooks: HookCallbacks, options?: HookOptions): void
   /** Counters of hook trouble: dropped notifications, timeouts, failures. */
   get hookStats(): HookStats
-  /** A config with one plain TCP listener. */
-  static createBasicConfig(port?: number | undefined | null, address?: string | undefined | null): ServerConfig
-  /** A config with one listener per port given in `options`. */
+  /** A config with one plain TCP listener (defaults: port 1883, address "0.0.0.0"). */
+  static createBasicConfig(port?: number, address?: string): ServerConfig
+  /** A config with one listener per port given in `options` (at least one). */
   static createMultiProtocolConfig(options: MultiProtocolOptions): ServerConfig
 }
 
@@ -179,11 +179,9 @@ export interface ListenerConfig {
   tlsKey?: string
   /** Accept clients that send no username. Default `true`. */
   allowAnonymous?: boolean
-  /** Maximum concurrent connections on this listener. Default 1,000,000. */
-  maxConnections?: number
   /** Largest MQTT packet accepted, in bytes. Default 1 MiB. */
   maxPacketSize?: number
-  /** QoS 1/2 messages in flight to one client before the broker queues. Default 16. */
+  /** Unacknowledged QoS 1/2 messages per client, in each direction. Default 256. */
   maxInflight?: number
   /** Messages queued per client behind the in-flight window. Default 1000. */
   maxMqueueLen?: number
@@ -227,7 +225,7 @@ export interface MessageInfo {
 
 /**
  * Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
- * one listener of that protocol.
+ * one listener of that protocol; at least one is required.
  */
 export interface MultiProtocolOptions {
   tcpPort?: number

@@ -170,6 +170,9 @@ describe('bad flags exit 2 with a message on stderr', () => {
     [['positional'], /Unexpected argument 'positional'/],
     [['--tls-port', '0'], /--tls-port and --wss-port need --tls-cert and --tls-key/],
     [['--wss-port', '0', '--tls-cert', 'x.pem'], /need --tls-cert and --tls-key/],
+    [['--tls-cert', 'x.pem', '--tls-key', 'y.pem'], /--tls-cert and --tls-key need --tls-port or --wss-port/],
+    [['--port', '0', '--host', 'not an ip!'], /^mqtt-server: --host: "not an ip!" is neither an IP address nor a host name/],
+    [['--port', '0', '--tls-port', '0', '--tls-cert', '/nope.pem', '--tls-key', '/nope.key'], /^mqtt-server: --tls-cert: cannot read "\/nope\.pem"/],
   ]
 
   it.each(cases)('%j', async (args, message) => {

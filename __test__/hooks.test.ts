@@ -58,7 +58,7 @@ function recorder() {
   return {
     calls,
     record,
-    of: (hook: string) => calls.filter((c) => c.hook === hook).map((c) => c.args),
+    of: (hook: string): any[][] => calls.filter((c) => c.hook === hook).map((c) => c.args),
     /** Resolves with the args of the first call (past or future) that matches. */
     next(hook: string, pred: (args: any[]) => boolean = () => true, timeoutMs = 5000): Promise<any[]> {
       const match = (c: { hook: string; args: unknown[] }) => c.hook === hook && pred(c.args)

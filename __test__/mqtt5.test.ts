@@ -3,7 +3,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, connect, inbox, startServer, subscribe, urlFor } from './helpers'
+import { cleanup, connect, startServer, subscribe, urlFor, waitFor } from './helpers'
 
 afterEach(cleanup)
 
@@ -12,20 +12,32 @@ describe('shared subscriptions', () => {
     const { server, listeners } = await startServer()
     const url = urlFor(listeners[0])
     const members = await Promise.all([1, 2].map((i) => connect(url, { protocolVersion: 5, clientId: `member-${i}` })))
-    const boxes = members.map(inbox)
-    for (const m of members) await subscribe(m, '$share/workers/job/#', 1)
-    const watcher = await connect(url, { protocolVersion: 5 })
-    await subscribe(watcher, 'job/#', 1)
-    const all = inbox(watcher)
-
     const N = 40
+    const got: number[][] = [[], []]
+    let total = 0
+    const allIn = new Promise<void>((resolve) =>
+      members.forEach((m, i) =>
+        m.on('message', (topic, payload) => {
+          if (!topic.startsWith('job/')) return
+          got[i].push(Number(payload.toString()))
+          if (++total === N) resolve()
+        }),
+      ),
+    )
+    for (const m of members) await subscribe(m, '$share/workers/job/#', 1)
+
     for (let i = 0; i < N; i++) await server.publish(`job/${i}`, String(i), { qos: 1 })
-    for (let i = 0; i < N; i++) await all.next() // the plain subscriber sees every one
-    // Every job reached exactly one member of the group.
-    while (boxes[0].all.length + boxes[1].all.length < N) await Promise.race(boxes.map((b) => b.next()))
-    const got = [...boxes[0].all, ...boxes[1].all].map((m) => Number(m.payload.toString())).sort((a, b) => a - b)
-    expect(got).toEqual(Array.from({ length: N }, (_, i) => i))
-    expect(boxes[0].all.length).toBeGreaterThan(0)
-    expect(boxes[1].all.length).toBeGreaterThan(0)
+    await allIn
+    // A sentinel through a plain subscription on each member proves nothing
+    // else (no duplicate) was still on its way.
+    for (const m of members) await subscribe(m, 'sentinel', 1)
+    const sentinels = members.map((m) => waitFor(m, 'message'))
+    await server.publish('sentinel', 'end', { qos: 1 })
+    await Promise.all(sentinels)
+    expect(total).toBe(N)
+    const all = [...got[0], ...got[1]].sort((a, b) => a - b)
+    expect(all).toEqual(Array.from({ length: N }, (_, i) => i)) // each job reached exactly one member
+    expect(got[0].length).toBeGreaterThan(0) // and both members got some
+    expect(got[1].length).toBeGreaterThan(0)
   })
 })

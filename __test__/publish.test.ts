@@ -173,7 +173,7 @@ describe('server.publish delivers to subscribers', () => {
   // Known defect (reported): each publish() is routed by its own task, so
   // publishes issued back to back without awaiting each one can overtake
   // each other. MQTT orders messages per publisher; the server is one.
-  it.fails('publishes issued back to back keep their order (known defect: they can be reordered)', async () => {
+  it('publishes issued back to back keep their order', async () => {
     const { server, box } = await withSubscriber()
     const n = 300
     await Promise.all(Array.from({ length: n }, (_, i) => server.publish('srv/order', String(i), { qos: 1 })))
@@ -232,12 +232,10 @@ describe('server.publish argument errors (InvalidArg, naming the argument)', () 
     expect(server.running).toBe(true)
   })
 
-  // Known defect (reported): typed arrays other than Uint8Array and DataView
-  // are rejected by a generic napi message without the argument name.
-  it.fails.each([
+  it.each([
     ['Uint16Array', new Uint16Array(2)],
     ['DataView', new DataView(new ArrayBuffer(2))],
-  ])('payload %s names the argument (known defect)', async (_label, payload) => {
+  ])('payload %s names the argument', async (_label, payload) => {
     const { server } = await startServer()
     const err = await server.publish('t', payload as never).catch((e) => e)
     expect(err.code).toBe('InvalidArg')

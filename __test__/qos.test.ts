@@ -98,10 +98,10 @@ describe('QoS end to end, client to client', () => {
 })
 
 describe('inbound QoS 2 in-flight window (maxInflight)', () => {
-  it('the default window (16) drops a publisher with 17 unacknowledged QoS 2 messages (observed rmqtt behaviour)', async () => {
+  it('a window exceeded drops the publisher (rmqtt behaviour; default window 256)', async () => {
     // MQTT 3.1.1 has no flow control; rmqtt disconnects the client
     // ("Inflight window is full"). The client only sees the connection close.
-    const { listeners } = await startServer()
+    const { listeners } = await startServer([listener('tcp', { maxInflight: 16 })])
     const pub = await connect(urlFor(listeners[0]), MQTT_VERSIONS['3.1.1'])
     // Writes racing the broker's close may fail (EPIPE): expected here.
     const errors: string[] = []
@@ -114,6 +114,18 @@ describe('inbound QoS 2 in-flight window (maxInflight)', () => {
     // Not one of them completed the QoS 2 exchange.
     expect(completed).toEqual([])
     expect(errors.every((e) => /EPIPE|ECONNRESET/.test(e))).toBe(true)
+  })
+
+  it('the default window lets a burst of 200 concurrent QoS 2 publishes through', async () => {
+    const { listeners } = await startServer()
+    const url = urlFor(listeners[0])
+    const sub = await connect(url, MQTT_VERSIONS['5.0'])
+    const box = inbox(sub)
+    await subscribe(sub, 'burst', 2)
+    const pub = await connect(url, MQTT_VERSIONS['3.1.1'])
+    await Promise.all(Array.from({ length: 200 }, (_, i) => pub.publishAsync('burst', String(i), { qos: 2 })))
+    await expectSequence(box, 200, 2)
+    expect(pub.connected).toBe(true)
   })
 
   it('MQTT 5 CONNACK advertises maxInflight as Receive Maximum', async () => {

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::config::BrokerSpec;
 use crate::hook_bridge::Attachment;
 use crate::listener::{self, ListenerInfo};
+use crate::publish::Publisher;
 use crate::shared_subscription::RoundRobin;
 
 /// Name under which the retained-message plugin is registered.
@@ -37,6 +38,7 @@ pub struct Broker {
   scx: ServerContext,
   listeners: Vec<ListenerInfo>,
   hooks: Arc<Attachment>,
+  publisher: Publisher,
 }
 
 /// What a caller needs to act on a running broker without holding it.
@@ -45,6 +47,7 @@ pub struct BrokerHandle {
   pub runtime: Handle,
   pub scx: ServerContext,
   pub hooks: Arc<Attachment>,
+  pub publisher: Publisher,
 }
 
 impl Broker {
@@ -78,6 +81,7 @@ impl Broker {
 
     match ready_rx.await {
       Ok(Ok((scx, listeners))) => Ok(Broker {
+        publisher: Publisher::spawn(runtime.handle(), scx.clone()),
         runtime,
         serve,
         scx,
@@ -105,6 +109,7 @@ impl Broker {
       runtime: self.runtime.handle().clone(),
       scx: self.scx.clone(),
       hooks: self.hooks.clone(),
+      publisher: self.publisher.clone(),
     }
   }
 

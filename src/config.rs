@@ -18,7 +18,7 @@ use crate::error::invalid_arg;
 /// Broker configuration passed to `MqttServer.start()`.
 #[napi(object)]
 #[derive(Deserialize, Clone, Debug)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object")]
 pub struct ServerConfig {
   /// Listeners to open; at least one. All are bound before `start()` resolves.
   pub listeners: Vec<ListenerConfig>,
@@ -29,7 +29,11 @@ pub struct ServerConfig {
 /// One network endpoint of the broker.
 #[napi(object)]
 #[derive(Deserialize, Clone, Debug)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+  rename_all = "camelCase",
+  deny_unknown_fields,
+  expecting = "a listener object"
+)]
 pub struct ListenerConfig {
   /// Unique name of the listener, used in errors and in `server.listeners`.
   /// Defaults to `"<protocol>-<index>"`.
@@ -39,6 +43,7 @@ pub struct ListenerConfig {
   pub address: Option<String>,
   /// TCP port, 0-65535. `0` binds a free ephemeral port; read the real one
   /// from the value `start()` resolves with or from `server.listeners`.
+  #[serde(deserialize_with = "number")]
   pub port: f64,
   /// Transport: plain MQTT over TCP, MQTT over TLS, MQTT over WebSocket, or over secure WebSocket.
   #[napi(ts_type = "'tcp' | 'tls' | 'ws' | 'wss'")]
@@ -49,14 +54,175 @@ pub struct ListenerConfig {
   pub tls_key: Option<String>,
   /// Accept clients that send no username. Default `true`.
   pub allow_anonymous: Option<bool>,
-  /// Maximum concurrent connections on this listener. Default 1,000,000.
-  pub max_connections: Option<f64>,
   /// Largest MQTT packet accepted, in bytes. Default 1 MiB.
+  #[serde(default, deserialize_with = "opt_number")]
   pub max_packet_size: Option<f64>,
-  /// QoS 1/2 messages in flight to one client before the broker queues. Default 16.
+  /// Unacknowledged QoS 1/2 messages per client, in each direction. Default 256.
+  #[serde(default, deserialize_with = "opt_number")]
   pub max_inflight: Option<f64>,
   /// Messages queued per client behind the in-flight window. Default 1000.
+  #[serde(default, deserialize_with = "opt_number")]
   pub max_mqueue_len: Option<f64>,
+}
+
+/// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
+/// one listener of that protocol; at least one is required.
+#[napi(object)]
+#[derive(Deserialize, Clone, Debug, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object")]
+pub struct MultiProtocolOptions {
+  #[serde(default, deserialize_with = "opt_number")]
+  pub tcp_port: Option<f64>,
+  #[serde(default, deserialize_with = "opt_number")]
+  pub tls_port: Option<f64>,
+  #[serde(default, deserialize_with = "opt_number")]
+  pub ws_port: Option<f64>,
+  #[serde(default, deserialize_with = "opt_number")]
+  pub wss_port: Option<f64>,
+  /// Bind address for every listener. Default `"0.0.0.0"`.
+  pub address: Option<String>,
+  /// PEM certificate file for the `tls` and `wss` listeners.
+  pub tls_cert: Option<String>,
+  /// PEM private key file for the `tls` and `wss` listeners.
+  pub tls_key: Option<String>,
+  /// Applied to every listener. Default `true`.
+  pub allow_anonymous: Option<bool>,
+}
+
+/// `createBasicConfig(port, address)`: one TCP listener.
+pub fn basic(
+  port: Option<serde_json::Value>,
+  address: Option<serde_json::Value>,
+) -> Result<ServerConfig> {
+  let port = match port {
+    None | Some(serde_json::Value::Null) => 1883.0,
+    Some(v) => v.as_f64().ok_or_else(|| {
+      invalid_arg(format!(
+        "createBasicConfig: port must be a number, got {}",
+        json_kind(&v)
+      ))
+    })?,
+  };
+  let port = integer("createBasicConfig: port", port, 0, u16::MAX as u64)?;
+  let address = match address {
+    None | Some(serde_json::Value::Null) => None,
+    Some(serde_json::Value::String(a)) => Some(a),
+    Some(v) => {
+      return Err(invalid_arg(format!(
+        "createBasicConfig: address must be a string, got {}",
+        json_kind(&v)
+      )))
+    }
+  };
+  Ok(ServerConfig {
+    listeners: vec![listener_config("tcp", port, address, None, None, None)],
+    plugins_config_dir: None,
+  })
+}
+
+/// `createMultiProtocolConfig(options)`: one listener per port given.
+pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
+  let o: MultiProtocolOptions = from_json(options, "options")?;
+  let mut listeners = Vec::new();
+  for (protocol, field, port) in [
+    ("tcp", "tcpPort", o.tcp_port),
+    ("tls", "tlsPort", o.tls_port),
+    ("ws", "wsPort", o.ws_port),
+    ("wss", "wssPort", o.wss_port),
+  ] {
+    let Some(port) = port else { continue };
+    let port = integer(&format!("options.{field}"), port, 0, u16::MAX as u64)?;
+    let tls = protocol == "tls" || protocol == "wss";
+    let (cert, key) = if tls {
+      (o.tls_cert.clone(), o.tls_key.clone())
+    } else {
+      (None, None)
+    };
+    listeners.push(listener_config(
+      protocol,
+      port,
+      o.address.clone(),
+      cert,
+      key,
+      o.allow_anonymous,
+    ));
+  }
+  if listeners.is_empty() {
+    return Err(invalid_arg(
+      "options: give at least one of tcpPort, tlsPort, wsPort, wssPort",
+    ));
+  }
+  Ok(ServerConfig {
+    listeners,
+    plugins_config_dir: None,
+  })
+}
+
+fn listener_config(
+  protocol: &str,
+  port: u64,
+  address: Option<String>,
+  tls_cert: Option<String>,
+  tls_key: Option<String>,
+  allow_anonymous: Option<bool>,
+) -> ListenerConfig {
+  ListenerConfig {
+    name: Some(protocol.to_string()),
+    address: Some(address.unwrap_or_else(|| "0.0.0.0".to_string())),
+    port: port as f64,
+    protocol: protocol.to_string(),
+    tls_cert,
+    tls_key,
+    allow_anonymous: Some(allow_anonymous.unwrap_or(true)),
+    max_packet_size: None,
+    max_inflight: None,
+    max_mqueue_len: None,
+  }
+}
+
+/// Deserializes with the failing field's path in the message (`at` names
+/// the root, e.g. `"options"`).
+pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value, at: &str) -> Result<T> {
+  serde_path_to_error::deserialize(value).map_err(|e| {
+    let path = e.path().to_string();
+    let field = match (at.is_empty(), path.as_str()) {
+      (true, ".") => "config".to_string(),
+      (true, _) => path,
+      (false, ".") => at.to_string(),
+      (false, _) => format!("{at}.{path}"),
+    };
+    invalid_arg(format!("{field}: {}", e.inner()))
+  })
+}
+
+/// A JSON number as `f64`, reporting "expected a number" (not "f64").
+pub fn number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+  struct V;
+  impl serde::de::Visitor<'_> for V {
+    type Value = f64;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+      f.write_str("a number")
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<f64, E> {
+      Ok(v)
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<f64, E> {
+      Ok(v as f64)
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<f64, E> {
+      Ok(v as f64)
+    }
+  }
+  d.deserialize_f64(V)
+}
+
+/// An optional [`number`]; `null` counts as absent.
+pub fn opt_number<'de, D: serde::Deserializer<'de>>(
+  d: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+  #[derive(Deserialize)]
+  struct N(#[serde(deserialize_with = "number")] f64);
+  Ok(Option::<N>::deserialize(d)?.map(|n| n.0))
 }
 
 /// The transports a listener can speak.
@@ -96,7 +262,6 @@ impl Protocol {
 /// Per-listener limits passed to rmqtt; `None` keeps rmqtt's default.
 #[derive(Clone, Debug, Default)]
 pub struct Limits {
-  pub max_connections: Option<usize>,
   pub max_packet_size: Option<u32>,
   pub max_inflight: Option<u16>,
   pub max_mqueue_len: Option<usize>,
@@ -147,8 +312,13 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
   for (i, l) in config.listeners.iter().enumerate() {
     let spec = listener_spec(i, l).await?;
     if let Some(first) = names.insert(spec.name.clone(), i) {
+      let default = if l.name.is_none() {
+        " (its default name)"
+      } else {
+        ""
+      };
       return Err(invalid_arg(format!(
-        "listeners[{i}].name: \"{}\" is already used by listeners[{first}]; names must be unique",
+        "listeners[{i}].name: \"{}\"{default} is already used by listeners[{first}]; names must be unique",
         spec.name
       )));
     }
@@ -208,8 +378,6 @@ async fn listener_spec(i: usize, l: &ListenerConfig) -> Result<ListenerSpec> {
     v.map(|v| integer(&field(f), v, min, max)).transpose()
   };
   let limits = Limits {
-    max_connections: opt("maxConnections", l.max_connections, 1, u32::MAX as u64)?
-      .map(|v| v as usize),
     max_packet_size: opt("maxPacketSize", l.max_packet_size, 16, 268_435_455)?.map(|v| v as u32),
     max_inflight: opt("maxInflight", l.max_inflight, 1, u16::MAX as u64)?.map(|v| v as u16),
     max_mqueue_len: opt("maxMqueueLen", l.max_mqueue_len, 1, u32::MAX as u64)?.map(|v| v as usize),
@@ -280,6 +448,17 @@ fn tls_file(field: &str, path: Option<&str>, protocol: Protocol) -> Result<PathB
     .map_err(|e| invalid_arg(format!("{field}: cannot read \"{path}\": {e}")))?;
   if !meta.is_file() {
     return Err(invalid_arg(format!("{field}: \"{path}\" is not a file")));
+  }
+  let pem = std::fs::read(path)
+    .map_err(|e| invalid_arg(format!("{field}: cannot read \"{path}\": {e}")))?;
+  let pem = String::from_utf8_lossy(&pem);
+  let (marker, what) = if field.ends_with("tlsCert") {
+    ("-----BEGIN CERTIFICATE-----", "certificate")
+  } else {
+    ("PRIVATE KEY-----", "private key")
+  };
+  if !pem.contains(marker) {
+    return Err(invalid_arg(format!("{field}: no PEM {what} in \"{path}\"")));
   }
   Ok(PathBuf::from(path))
 }

@@ -9,6 +9,7 @@ mod error;
 mod hook_bridge;
 mod hook_data;
 mod hooks;
+mod js_value;
 mod keepalive;
 mod listener;
 mod logging;

@@ -5,6 +5,11 @@ use rmqtt::net::{Builder, Listener};
 
 use crate::config::{ListenerSpec, Protocol};
 
+/// rmqtt's default window (16) disconnects a client that has more QoS 2
+/// publishes in flight (mqtt.js does not honour MQTT 5's receive maximum),
+/// and limits how fast a subscriber drains; 256 keeps both comfortable.
+const DEFAULT_MAX_INFLIGHT: u16 = 256;
+
 /// A listener as it is actually bound.
 #[napi(object)]
 #[derive(Clone, Debug)]
@@ -37,13 +42,11 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
     // hijacking, so it stays off there.
     .reuseaddr(cfg!(unix).then_some(true))
     .nodelay(true);
-  if let Some(v) = spec.limits.max_connections {
-    b = b.max_connections(v);
-  }
   if let Some(v) = spec.limits.max_packet_size {
     b = b.max_packet_size(v);
   }
-  if let Some(v) = spec.limits.max_inflight.and_then(std::num::NonZeroU16::new) {
+  let inflight = spec.limits.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT);
+  if let Some(v) = std::num::NonZeroU16::new(inflight) {
     b = b.max_inflight(v);
   }
   if let Some(v) = spec.limits.max_mqueue_len {
@@ -61,7 +64,14 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
     Protocol::Tls => l.tls(),
     Protocol::Wss => l.wss(),
   }
-  .map_err(|e| format!("{what}: invalid TLS certificate or key: {e:#}"))?;
+  .map_err(|e| {
+    let e = format!("{e:#}");
+    if e.contains("KeyMismatch") || e.contains("keys may not be consistent") {
+      format!("{what}: invalid TLS certificate or key: tlsKey is not the private key of tlsCert")
+    } else {
+      format!("{what}: invalid TLS certificate or key: {e}")
+    }
+  })?;
   let local = l
     .local_addr()
     .map_err(|e| format!("{what}: cannot read bound address: {e}"))?;

@@ -12,6 +12,7 @@ use rmqtt::codec::v5::PublishProperties;
 use rmqtt::context::ServerContext;
 use rmqtt::session::SessionState;
 use rmqtt::types::{ClientId, From, Id, Publish, QoS as RQoS};
+use tokio::sync::{mpsc, oneshot};
 
 /// MQTT Quality of Service levels.
 #[napi]
@@ -28,10 +29,11 @@ pub enum QoS {
 /// Options for `MqttServer.publish()`.
 #[napi(object)]
 #[derive(Clone, Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object")]
 pub struct PublishOptions {
   /// Delivery guarantee towards subscribers. Default `QoS.AtMostOnce`.
   #[napi(ts_type = "QoS")]
+  #[serde(default, deserialize_with = "crate::config::opt_number")]
   pub qos: Option<f64>,
   /// Keep the message as the topic's retained message. An empty payload with
   /// `retain: true` clears it. Default `false`.
@@ -99,9 +101,45 @@ pub fn validate_topic(topic: &str) -> Result<(), String> {
   Ok(())
 }
 
+/// The server's own publishing queue. MQTT keeps the order of one
+/// publisher's messages, and the server is one publisher: calls are routed
+/// one after another, in call order, by a single task on the broker runtime.
+#[derive(Clone)]
+pub struct Publisher {
+  tx: mpsc::UnboundedSender<(Message, oneshot::Sender<Result<(), String>>)>,
+}
+
+impl Publisher {
+  /// Starts the routing task; it ends when the last `Publisher` is dropped
+  /// or the broker's runtime shuts down.
+  pub fn spawn(runtime: &tokio::runtime::Handle, scx: ServerContext) -> Self {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Message, oneshot::Sender<Result<(), String>>)>();
+    runtime.spawn(async move {
+      while let Some((msg, done)) = rx.recv().await {
+        let _ = done.send(publish(&scx, msg).await);
+      }
+    });
+    Publisher { tx }
+  }
+
+  /// Queues the message (synchronously, so call order is queue order) and
+  /// returns a future that resolves once it has been routed.
+  pub fn publish(&self, msg: Message) -> impl std::future::Future<Output = Result<(), String>> {
+    let (done, routed) = oneshot::channel();
+    let queued = self.tx.send((msg, done)).is_ok();
+    async move {
+      let stopped = || "publish: the server stopped before the message was routed".to_string();
+      if !queued {
+        return Err(stopped());
+      }
+      routed.await.map_err(|_| stopped())?
+    }
+  }
+}
+
 /// Routes the message to subscribers (and the retained store). Resolves once
 /// rmqtt has handed it to every matching session.
-pub async fn publish(scx: &ServerContext, msg: Message) -> Result<(), String> {
+async fn publish(scx: &ServerContext, msg: Message) -> Result<(), String> {
   let codec = CodecPublish {
     dup: false,
     retain: msg.retain,

@@ -9,13 +9,14 @@ use napi_derive::napi;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::broker::{Broker, BrokerHandle};
-use crate::config::{self, ListenerConfig, ServerConfig};
+use crate::config::{self, ServerConfig};
 use crate::error::{failure, invalid_arg};
 use crate::hook_bridge::Attachment;
 use crate::hooks::{HookOptions, HookSet, HookStats, Hooks};
+use crate::js_value::{self, type_name};
 use crate::keepalive::KeepAlive;
 use crate::listener::ListenerInfo;
-use crate::publish::{self, Message, PublishOptions};
+use crate::publish::{Message, PublishOptions};
 
 /// Lifecycle state; only `start`/`stop`/`close` change it, one at a time.
 enum State {
@@ -77,24 +78,6 @@ impl Inner {
   }
 }
 
-/// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
-/// one listener of that protocol.
-#[napi(object)]
-pub struct MultiProtocolOptions {
-  pub tcp_port: Option<u32>,
-  pub tls_port: Option<u32>,
-  pub ws_port: Option<u32>,
-  pub wss_port: Option<u32>,
-  /// Bind address for every listener. Default `"0.0.0.0"`.
-  pub address: Option<String>,
-  /// PEM certificate file for the `tls` and `wss` listeners.
-  pub tls_cert: Option<String>,
-  /// PEM private key file for the `tls` and `wss` listeners.
-  pub tls_key: Option<String>,
-  /// Applied to every listener. Default `true`.
-  pub allow_anonymous: Option<bool>,
-}
-
 /// An embedded MQTT 3.1 / 3.1.1 / 5.0 broker.
 #[napi]
 pub struct MqttServer {
@@ -126,10 +109,14 @@ impl MqttServer {
   pub fn start(&self, env: Env, config: Unknown) -> Result<AsyncBlock<Vec<ListenerInfo>>> {
     let inner = self.inner.clone();
     let value: Result<serde_json::Value> = match config.get_type()? {
-      ValueType::Object => unsafe { config.cast() },
+      ValueType::Object if !config.is_array()? => js_value::to_json(&config, "config"),
       other => Err(invalid_arg(format!(
         "config: expected an object with a `listeners` array, got {}",
-        type_name(other)
+        if config.is_array()? {
+          "an array"
+        } else {
+          type_name(other)
+        }
       ))),
     };
     let keepalive = KeepAlive::new(&env)?;
@@ -209,21 +196,13 @@ impl MqttServer {
     payload: Unknown,
     options: Option<Unknown>,
   ) -> Result<AsyncBlock<()>> {
-    let message = read_message(topic, payload, options);
-    let current = self.inner.current();
-    AsyncBlockBuilder::new(async move {
-      let message = message?;
+    // Queued here, on the JS thread, so messages keep the order of the calls.
+    let routed = read_message(topic, payload, options).and_then(|message| {
+      let current = self.inner.current();
       let current = current.ok_or_else(|| failure("publish: the server is not running"))?;
-      let scx = current.handle.scx.clone();
-      let routed = current
-        .handle
-        .runtime
-        .spawn(async move { publish::publish(&scx, message).await })
-        .await
-        .map_err(|_| failure("publish: the server stopped before the message was routed"))?;
-      routed.map_err(failure)
-    })
-    .build(&env)
+      Ok(current.handle.publisher.publish(message))
+    });
+    AsyncBlockBuilder::new(async move { routed?.await.map_err(failure) }).build(&env)
   }
 
   /// Installs the hooks, replacing any set before. May be called before or
@@ -247,84 +226,31 @@ impl MqttServer {
     self.inner.hooks.stats()
   }
 
-  /// A config with one plain TCP listener.
-  #[napi]
-  pub fn create_basic_config(port: Option<u32>, address: Option<String>) -> ServerConfig {
-    ServerConfig {
-      listeners: vec![listener(
-        "tcp",
-        "tcp",
-        port.unwrap_or(1883),
-        address,
-        None,
-        None,
-        None,
-      )],
-      plugins_config_dir: None,
-    }
+  /// A config with one plain TCP listener (defaults: port 1883, address "0.0.0.0").
+  #[napi(ts_args_type = "port?: number, address?: string")]
+  pub fn create_basic_config(
+    port: Option<Unknown>,
+    address: Option<Unknown>,
+  ) -> Result<ServerConfig> {
+    let port = port
+      .map(|p| js_value::to_json(&p, "createBasicConfig: port"))
+      .transpose()?;
+    let address = address
+      .map(|a| js_value::to_json(&a, "createBasicConfig: address"))
+      .transpose()?;
+    config::basic(port, address)
   }
 
-  /// A config with one listener per port given in `options`.
-  #[napi]
-  pub fn create_multi_protocol_config(options: MultiProtocolOptions) -> ServerConfig {
-    let o = &options;
-    let mut listeners = Vec::new();
-    let mut add = |protocol: &str, port: Option<u32>, tls: bool| {
-      if let Some(port) = port {
-        let (cert, key) = if tls {
-          (o.tls_cert.clone(), o.tls_key.clone())
-        } else {
-          (None, None)
-        };
-        listeners.push(listener(
-          protocol,
-          protocol,
-          port,
-          o.address.clone(),
-          cert,
-          key,
-          o.allow_anonymous,
-        ));
-      }
-    };
-    add("tcp", o.tcp_port, false);
-    add("tls", o.tls_port, true);
-    add("ws", o.ws_port, false);
-    add("wss", o.wss_port, true);
-    ServerConfig {
-      listeners,
-      plugins_config_dir: None,
-    }
+  /// A config with one listener per port given in `options` (at least one).
+  #[napi(ts_args_type = "options: MultiProtocolOptions")]
+  pub fn create_multi_protocol_config(options: Unknown) -> Result<ServerConfig> {
+    config::multi_protocol(js_value::to_json(&options, "options")?)
   }
 }
 
 impl Default for MqttServer {
   fn default() -> Self {
     Self::new()
-  }
-}
-
-fn listener(
-  name: &str,
-  protocol: &str,
-  port: u32,
-  address: Option<String>,
-  tls_cert: Option<String>,
-  tls_key: Option<String>,
-  allow_anonymous: Option<bool>,
-) -> ListenerConfig {
-  ListenerConfig {
-    name: Some(name.to_string()),
-    address: Some(address.unwrap_or_else(|| "0.0.0.0".to_string())),
-    port: port as f64,
-    protocol: protocol.to_string(),
-    tls_cert,
-    tls_key,
-    allow_anonymous: Some(allow_anonymous.unwrap_or(true)),
-    max_connections: None,
-    max_packet_size: None,
-    max_inflight: None,
-    max_mqueue_len: None,
   }
 }
 
@@ -343,7 +269,9 @@ fn read_message(topic: Unknown, payload: Unknown, options: Option<Unknown>) -> R
   let payload = match payload.get_type()? {
     ValueType::String => Bytes::from(unsafe { payload.cast::<String>()? }),
     ValueType::Object if payload.is_typedarray()? || payload.is_buffer()? => {
-      let bytes: Uint8Array = unsafe { payload.cast()? };
+      let bytes: Uint8Array = unsafe { payload.cast() }.map_err(|_| {
+        invalid_arg("payload: expected a string, Buffer or Uint8Array, got another typed array")
+      })?;
       Bytes::copy_from_slice(&bytes)
     }
     other => {
@@ -373,19 +301,4 @@ fn read_message(topic: Unknown, payload: Unknown, options: Option<Unknown>) -> R
     },
   };
   Message::new(topic, payload, options).map_err(invalid_arg)
-}
-
-fn type_name(t: ValueType) -> &'static str {
-  match t {
-    ValueType::Undefined => "undefined",
-    ValueType::Null => "null",
-    ValueType::Boolean => "a boolean",
-    ValueType::Number => "a number",
-    ValueType::String => "a string",
-    ValueType::Symbol => "a symbol",
-    ValueType::Object => "an object",
-    ValueType::Function => "a function",
-    ValueType::BigInt => "a bigint",
-    _ => "an unsupported value",
-  }
 }
