@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util'
 
 import { buildLoadgen, ensureAddon, ensureAedes } from './lib/build.mjs'
 import { runLoadgen } from './lib/loadgen.mjs'
-import { loadNow, machineInfo } from './lib/machine.mjs'
+import { addonDefaults, loadNow, machineInfo } from './lib/machine.mjs'
 import { HOST, Peer, peerKinds } from './lib/peers.mjs'
 import { cpuSeconds, nofileLimit, rssSampler } from './lib/proc.mjs'
 import { renderMarkdown } from './lib/report.mjs'
@@ -124,7 +124,8 @@ for (const v of plan) {
   const names = usePeers(v.peers)
   if (!names.length) continue
   const runs = Object.fromEntries(names.map((n) => [n, []]))
-  results.variants.push({ ...v, peers: names, runs })
+  const restarts = {}
+  results.variants.push({ ...v, peers: names, runs, restarts })
   const peers = names.map(makePeer)
   // A peer that fails to start is retried before each of its runs, and its runs record why.
   await Promise.allSettled(peers.map((p) => p.start()))
@@ -135,11 +136,16 @@ for (const v of plan) {
       let res
       try {
         if (!peer.alive()) {
-          console.log(`  ${peer.name} is not running any more: restarting it`)
+          // It died after its last run (e.g. while working off a buffered flood).
+          const note = peer.proc ? peer.deathNote().replace('during the run', 'after a run') : `${peer.name} was not running`
+          console.log(`  ${note}: restarting it`)
+          restarts[peer.name] = [...(restarts[peer.name] ?? []), note]
           await peer.start()
         }
+        const t0 = Date.now()
         res = await measure(peer, v)
         await quiesce(peer)
+        res.run_s = (Date.now() - t0) / 1000
       } catch (e) {
         res = { error: e.message }
       }
@@ -193,6 +199,7 @@ results.settings = {
   mosquitto: mosquittoVersion(mosquittoBin),
   version: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version,
   mqttServerArgs,
+  addonDefaults: addonDefaults(root),
   loadgenBuildSeconds: lg.seconds,
   peakLoadgenCpu: allRuns.reduce((m, r) => Math.max(m, r.loadgen_cpu_pct ?? 0), 0) || null,
 }

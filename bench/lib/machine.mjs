@@ -31,3 +31,17 @@ export function machineInfo(root) {
 }
 
 export const loadNow = () => loadavg().map((x) => +x.toFixed(2))
+
+/** The listener limits' defaults of the addon measured, as its typings document them. */
+export function addonDefaults(root) {
+  let dts = ''
+  try {
+    dts = readFileSync(join(root, 'index.d.ts'), 'utf8')
+  } catch {}
+  const out = {}
+  for (const key of ['maxInflight', 'maxMqueueLen']) {
+    const m = dts.match(new RegExp(`Default ([\\w.,]+)\\.\\s*\\*/\\s*${key}\\?:`))
+    if (m) out[key] = m[1]
+  }
+  return out
+}

@@ -6,13 +6,21 @@ import { runLoadgen } from './loadgen.mjs'
 import { rssBytes } from './proc.mjs'
 import { HOST } from './peers.mjs'
 
-/** Each 127.0.0.x source address has ~28k ephemeral ports; 10k per address stays well clear. */
+/** Each source address has ~28k ephemeral ports; 10k per address stays well clear. */
 const PER_SOURCE_IP = 10_000
+/**
+ * Each measurement takes fresh source addresses (127.<n>.0.x: all of
+ * 127/8 is loopback). The previous run's ports sit in TIME_WAIT for a
+ * minute, and binding to an address whose ports are mostly taken slows
+ * connects down by orders of magnitude.
+ */
+let block = 10
 
 export async function measureIdle(peer, conns, { loadgen, nofile, settleMs }) {
   await sleep(1000)
   const rss_base = rssBytes(peer.pid)
-  const ips = Array.from({ length: Math.max(2, Math.ceil(conns / PER_SOURCE_IP)) }, (_, i) => `127.0.0.${i + 1}`)
+  const subnet = block++
+  const ips = Array.from({ length: Math.max(2, Math.ceil(conns / PER_SOURCE_IP)) }, (_, i) => `127.${subnet}.0.${i + 1}`)
   let rss_held = null
   const res = await runLoadgen(
     loadgen,

@@ -2,7 +2,7 @@
 // Node process of its own, listening on one plain-TCP port.
 //
 //   node bench/peers/mqtt-server.mjs --port 1883 [--host 127.0.0.1] [--busy]
-//        [--max-inflight N] [--max-mqueue-len N] [--max-connections N]
+//        [--max-inflight N] [--max-mqueue-len N] [--max-packet-size N]
 //
 // Prints `READY <port>` once the listener accepts connections. `--busy` then
 // spins the Node main thread on a CPU-bound loop forever, to show whether
@@ -20,7 +20,7 @@ const { values: opt } = parseArgs({
     busy: { type: 'boolean', default: false },
     'max-inflight': { type: 'string' },
     'max-mqueue-len': { type: 'string' },
-    'max-connections': { type: 'string' },
+    'max-packet-size': { type: 'string' },
   },
 })
 
@@ -32,7 +32,7 @@ const listener = { port: Number(opt.port), protocol: 'tcp', address: opt.host }
 for (const [flag, key] of [
   ['max-inflight', 'maxInflight'],
   ['max-mqueue-len', 'maxMqueueLen'],
-  ['max-connections', 'maxConnections'],
+  ['max-packet-size', 'maxPacketSize'],
 ]) {
   if (opt[flag] !== undefined) listener[key] = Number(opt[flag])
 }
