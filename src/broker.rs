@@ -18,6 +18,7 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::backpressure;
 use crate::config::BrokerSpec;
 use crate::hook_bridge::Attachment;
 use crate::listener::{self, ListenerInfo};
@@ -208,6 +209,7 @@ async fn setup(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Ready, String
     .await
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
+  backpressure::register(&scx).await;
   hooks.sync(&scx).await;
 
   let mut server = RmqttServer::new(scx.clone());

@@ -3,6 +3,7 @@
 //! JavaScript sees one class, [`server::MqttServer`]; everything else here is
 //! the machinery behind it, one concept per module.
 
+mod backpressure;
 mod broker;
 mod config;
 mod error;
