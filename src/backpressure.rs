@@ -1,92 +1,175 @@
 //! Lossless QoS 1/2 under overload: slow publishers down instead of
 //! dropping at slow subscribers.
 //!
-//! rmqtt acknowledges a client's PUBLISH as soon as it is routed and queues
-//! it per subscriber (`maxMqueueLen`); when a subscriber's queue is full it
-//! drops QoS 1/2 messages. Here, before a client's QoS 1/2 message is routed,
-//! the publisher's own task waits while any connected subscriber of the
-//! topic has its queue more than three quarters full. The publisher then
-//! stops reading its socket, TCP pushes back, and memory stays bounded by the
-//! queue limits. A wait is capped at `MAX_WAIT` so a stalled subscriber
-//! cannot hold publishers forever (past it, the queue's normal drop policy
-//! applies and `onMessageDropped` reports each drop).
+//! rmqtt acknowledges a client's PUBLISH as soon as it is routed and hands it
+//! to each subscriber's session through an unbounded channel, then a bounded
+//! queue (`maxMqueueLen`); when that queue is full it drops QoS 1/2 messages.
+//! The channel's backlog is invisible, so this module counts, per
+//! subscriber, the messages routed to it and not yet sent (or dropped).
+//! Before a client's QoS 1/2 message is routed, the publisher's own task
+//! waits while any subscriber of the topic has three quarters of its queue
+//! limit pending. The publisher then stops reading its socket, TCP pushes
+//! back, and memory stays bounded by the queue limits.
+//!
+//! A wait is capped at `MAX_WAIT` so a stalled subscriber cannot hold
+//! publishers forever; past it the count is re-synchronised with the real
+//! queue and the queue's drop policy applies (`onMessageDropped` reports it).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Priority, ReturnType, Type};
-use rmqtt::types::{From, Id, QoS, TopicName};
+use rmqtt::types::{ClientId, From, Id, QoS, SubRelationsMap};
 
 /// Longest a publisher is held back for one message.
 const MAX_WAIT: Duration = Duration::from_secs(10);
 /// How often a held publisher looks again.
 const POLL: Duration = Duration::from_millis(1);
-/// Runs before any other `message_publish` handler.
+/// Runs before any other handler of the same events.
 const PRIORITY: Priority = Priority::MAX;
 
 /// Installs the flow control on a broker.
 pub async fn register(scx: &ServerContext) {
+  let flow = FlowControl::default();
   let r = scx.extends.hook_mgr().register();
-  r.add_priority(Type::MessagePublish, PRIORITY, Box::new(FlowControl))
-    .await;
+  for typ in [
+    Type::MessagePublish,
+    Type::MessageDelivered,
+    Type::MessageDropped,
+    Type::ClientDisconnected,
+  ] {
+    r.add_priority(typ, PRIORITY, Box::new(flow.clone())).await;
+  }
   r.start().await;
 }
 
-/// Holds no state (and no context: the session carries it), so it adds no
-/// reference cycle to the broker.
-struct FlowControl;
+/// Messages routed to each subscriber and not yet sent. Holds no context
+/// (the session carries it), so it adds no reference cycle to the broker.
+#[derive(Clone, Default)]
+struct FlowControl {
+  pending: Arc<DashMap<ClientId, AtomicUsize>>,
+}
 
 #[async_trait::async_trait]
 impl Handler for FlowControl {
   async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
-    if let Parameter::MessagePublish(Some(s), from, p) = param {
-      if p.qos != QoS::AtMostOnce {
-        wait_for_room(&s.scx, from, &p.topic).await;
+    match param {
+      Parameter::MessagePublish(s, from, p) => {
+        let scx = s.map(|s| &s.scx);
+        if let Some(scx) = scx {
+          if let Ok(relations) = scx
+            .extends
+            .router()
+            .await
+            .matches(from.id.clone(), &p.topic)
+            .await
+          {
+            if p.qos != QoS::AtMostOnce {
+              self.wait_for_room(scx, from, &relations).await;
+            }
+            self.count_routed(from, &relations);
+          }
+        }
       }
+      Parameter::MessageDelivered(s, ..) => self.count_gone(&s.id.client_id),
+      Parameter::MessageDropped(Some(to), ..) => self.count_gone(&to.client_id),
+      // Whatever was queued for a client that left is not coming out.
+      Parameter::ClientDisconnected(s, _) => {
+        self.pending.remove(&s.id.client_id);
+      }
+      _ => {}
     }
     (true, acc)
   }
 }
 
-async fn wait_for_room(scx: &ServerContext, from: &From, topic: &TopicName) {
-  let deadline = tokio::time::Instant::now() + MAX_WAIT;
-  while congested(scx, from, topic).await {
-    if tokio::time::Instant::now() >= deadline {
-      log::warn!(
-        "{from:?}: subscribers of {topic} stayed congested for {MAX_WAIT:?}; publishing anyway"
-      );
-      return;
+impl FlowControl {
+  fn count_routed(&self, from: &From, relations: &SubRelationsMap) {
+    for (_, client_id, opts, _, group) in relations.values().flatten() {
+      // A shared group delivers to one member, chosen later: not counted.
+      // No Local skips the publisher itself.
+      if group.is_some() || (opts.no_local() == Some(true) && *client_id == from.id.client_id) {
+        continue;
+      }
+      self
+        .pending
+        .entry(client_id.clone())
+        .or_default()
+        .fetch_add(1, Ordering::Relaxed);
     }
-    tokio::time::sleep(POLL).await;
   }
-}
 
-/// Whether a connected subscriber of `topic` (other than the publisher, who
-/// cannot drain while it waits) has a nearly full queue.
-async fn congested(scx: &ServerContext, from: &From, topic: &TopicName) -> bool {
-  let Ok(relations) = scx
-    .extends
-    .router()
-    .await
-    .matches(from.id.clone(), topic)
-    .await
-  else {
-    return false;
-  };
-  let shared = scx.extends.shared().await;
-  for (node, subscribers) in relations {
-    for (_, client_id, ..) in subscribers {
-      if client_id == from.id.client_id {
-        continue;
-      }
-      let Some(session) = shared.entry(Id::from(node, client_id)).session() else {
-        continue;
-      };
-      let queue = session.deliver_queue();
-      if queue.len() * 4 >= queue.capacity() * 3 && session.connected().await.unwrap_or(false) {
-        return true;
-      }
+  fn count_gone(&self, client_id: &ClientId) {
+    if let Some(n) = self.pending.get(client_id) {
+      // Saturating: retained and offline messages are sent without having
+      // been counted on the way in.
+      let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
     }
   }
-  false
+
+  async fn wait_for_room(&self, scx: &ServerContext, from: &From, relations: &SubRelationsMap) {
+    let deadline = tokio::time::Instant::now() + MAX_WAIT;
+    loop {
+      let Some(client_id) = self.congested(scx, from, relations).await else {
+        return;
+      };
+      if tokio::time::Instant::now() >= deadline {
+        log::warn!(
+          "{from:?}: subscriber {client_id} stayed congested for {MAX_WAIT:?}; publishing anyway"
+        );
+        self.resync(scx, &client_id).await;
+        return;
+      }
+      tokio::time::sleep(POLL).await;
+    }
+  }
+
+  /// A connected subscriber (not the publisher, who cannot drain while it
+  /// waits) with three quarters of its queue limit pending.
+  async fn congested(
+    &self,
+    scx: &ServerContext,
+    from: &From,
+    relations: &SubRelationsMap,
+  ) -> Option<ClientId> {
+    let shared = scx.extends.shared().await;
+    for (node, subscribers) in relations {
+      for (_, client_id, ..) in subscribers {
+        if *client_id == from.id.client_id {
+          continue;
+        }
+        let pending = self
+          .pending
+          .get(client_id)
+          .map_or(0, |n| n.load(Ordering::Relaxed));
+        if pending == 0 {
+          continue;
+        }
+        let Some(session) = shared.entry(Id::from(*node, client_id.clone())).session() else {
+          continue;
+        };
+        let limit = session.deliver_queue().capacity();
+        if pending * 4 >= limit * 3 && session.connected().await.unwrap_or(false) {
+          return Some(client_id.clone());
+        }
+      }
+    }
+    None
+  }
+
+  /// After a long stall, trust the queue's real length again (a count can
+  /// drift if rmqtt discards messages without reporting them).
+  async fn resync(&self, scx: &ServerContext, client_id: &ClientId) {
+    let shared = scx.extends.shared().await;
+    let real = shared
+      .entry(Id::from(scx.node.id(), client_id.clone()))
+      .session()
+      .map_or(0, |s| s.deliver_queue().len());
+    if let Some(n) = self.pending.get(client_id) {
+      n.store(real, Ordering::Relaxed);
+    }
+  }
 }
