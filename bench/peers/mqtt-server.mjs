@@ -3,6 +3,7 @@
 //
 //   node bench/peers/mqtt-server.mjs --port 1883 [--host 127.0.0.1] [--busy]
 //        [--max-inflight N] [--max-mqueue-len N] [--max-packet-size N]
+//        [--hooks none|notify|authorize|authenticate]
 //
 // Prints `READY <port>` once the listener accepts connections. `--busy` then
 // spins the Node main thread on a CPU-bound loop forever, to show whether
@@ -21,6 +22,8 @@ const { values: opt } = parseArgs({
     'max-inflight': { type: 'string' },
     'max-mqueue-len': { type: 'string' },
     'max-packet-size': { type: 'string' },
+    // none | notify | authorize | authenticate: one cheap JS hook of that kind
+    hooks: { type: 'string', default: 'none' },
   },
 })
 
@@ -38,6 +41,17 @@ for (const [flag, key] of [
 }
 
 const server = new MqttServer()
+// The cheapest hook of each kind, so a run measures what the bridge costs.
+const hookSets = {
+  none: null,
+  notify: { onMessagePublish: () => {} },
+  authorize: { onClientPublishAuthorize: () => ({ allow: true }) },
+  authenticate: { onClientAuthenticate: () => ({ allow: true }) },
+}
+if (!(opt.hooks in hookSets)) throw new Error(`--hooks: one of ${Object.keys(hookSets).join(', ')}`)
+if (hookSets[opt.hooks]) server.setHooks(hookSets[opt.hooks])
+// onClientAuthenticate only runs for anonymous clients when the listener requires auth.
+if (opt.hooks === 'authenticate') listener.allowAnonymous = false
 const [bound] = await server.start({ listeners: [listener] })
 // Synchronous write: with --busy the event loop never runs again.
 writeSync(1, `READY ${bound.port}\n`)
