@@ -291,6 +291,8 @@ export interface ServerConfig {
   listeners: Array<ListenerConfig>
   /** Directory holding rmqtt plugin configuration files (`rmqtt-retainer.toml`, ...). */
   pluginsConfigDir?: string
+  /** Threads of this broker's runtime, 1-256. Default: the number of CPU cores. */
+  workerThreads?: number
 }
 
 /** A connected client, as hooks see it. */

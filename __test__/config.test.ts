@@ -58,7 +58,7 @@ describe('invalid config rejects with InvalidArg naming the field', () => {
     ['empty listeners', { listeners: [] }, /^listeners: at least one listener is required$/],
     ['listeners not an array', { listeners: 'x' }, /^listeners: invalid type: string "x", expected a sequence$/],
     ['listener null', { listeners: [null] }, /^listeners\[0\]: invalid type: null/],
-    ['unknown top-level field', { listeners: [tcp()], foo: 1 }, /^foo: unknown field `foo`, expected `listeners` or `pluginsConfigDir`$/],
+    ['unknown top-level field', { listeners: [tcp()], foo: 1 }, /^foo: unknown field `foo`, expected one of `listeners`, `pluginsConfigDir`, `workerThreads`$/],
     ['unknown listener field', { listeners: [tcp({ foo: 1 })] }, /^listeners\[0\]\.foo: unknown field `foo`, expected one of `name`, `address`, `port`/],
     ['port missing', { listeners: [{ protocol: 'tcp' }] }, /^listeners\[0\]: missing field `port`$/],
     ['port too large', { listeners: [tcp({ port: 70000 })] }, /^listeners\[0\]\.port: must be an integer from 0 to 65535, got 70000$/],
@@ -89,6 +89,8 @@ describe('invalid config rejects with InvalidArg naming the field', () => {
     ['maxConnections (unsupported)', { listeners: [tcp({ maxConnections: 10 } as never)] }, /^listeners\[0\]\.maxConnections: unknown field `maxConnections`/],
     ['port a numeric string', { listeners: [tcp({ port: '1883' as never })] }, /^listeners\[0\]\.port: invalid type: string "1883", expected a number$/],
     ['listener null', { listeners: [null as never] }, /^listeners\[0\]: invalid type: null, expected a listener object$/],
+    ['workerThreads 0', { listeners: [tcp()], workerThreads: 0 }, /^workerThreads: must be an integer from 1 to 256, got 0$/],
+    ['workerThreads fractional', { listeners: [tcp()], workerThreads: 1.5 }, /^workerThreads: must be an integer from 1 to 256, got 1.5$/],
     ['port a bigint', { listeners: [tcp({ port: 0n as never })] }, /^config\.listeners\[0\]\.port: expected plain data, got a bigint$/],
     ['maxPacketSize too small', { listeners: [tcp({ maxPacketSize: 15 })] }, /^listeners\[0\]\.maxPacketSize: must be an integer from 16 to 268435455, got 15$/],
     ['maxPacketSize too large', { listeners: [tcp({ maxPacketSize: 268435456 })] }, /^listeners\[0\]\.maxPacketSize: must be an integer from 16 to 268435455, got 268435456$/],
@@ -208,6 +210,12 @@ describe('accepted config details', () => {
     // CONNECT with a 20-character client id is 34 bytes long.
     const err = await connectRefused(urlFor(listeners[0]), { clientId: 'c'.repeat(20) })
     expect(err.message).toMatch(/Server unavailable/)
+  })
+
+  it('workerThreads: 1 runs a working broker', async () => {
+    const { listeners } = await startServer({ listeners: [listener('tcp')], workerThreads: 1 })
+    const c = await connect(urlFor(listeners[0]))
+    expect(c.connected).toBe(true)
   })
 
   it('pluginsConfigDir pointing at an existing (empty) directory is accepted', async () => {

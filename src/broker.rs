@@ -56,7 +56,7 @@ impl Broker {
   /// once all listeners are bound, or fails (naming the listener) with
   /// nothing left running.
   pub async fn start(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Broker, String> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = spec.worker_threads;
     let runtime = tokio::runtime::Builder::new_multi_thread()
       .worker_threads(threads)
       .thread_name("mqtt-server")

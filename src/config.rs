@@ -24,6 +24,9 @@ pub struct ServerConfig {
   pub listeners: Vec<ListenerConfig>,
   /// Directory holding rmqtt plugin configuration files (`rmqtt-retainer.toml`, ...).
   pub plugins_config_dir: Option<String>,
+  /// Threads of this broker's runtime, 1-256. Default: the number of CPU cores.
+  #[serde(default, deserialize_with = "opt_number")]
+  pub worker_threads: Option<f64>,
 }
 
 /// One network endpoint of the broker.
@@ -117,6 +120,7 @@ pub fn basic(
   Ok(ServerConfig {
     listeners: vec![listener_config("tcp", port, address, None, None, None)],
     plugins_config_dir: None,
+    worker_threads: None,
   })
 }
 
@@ -155,6 +159,7 @@ pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
   Ok(ServerConfig {
     listeners,
     plugins_config_dir: None,
+    worker_threads: None,
   })
 }
 
@@ -285,6 +290,7 @@ pub struct ListenerSpec {
 pub struct BrokerSpec {
   pub listeners: Vec<ListenerSpec>,
   pub plugins_config_dir: Option<String>,
+  pub worker_threads: usize,
 }
 
 /// Reads and validates a config object coming from JavaScript.
@@ -331,9 +337,14 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
       )));
     }
   }
+  let worker_threads = match config.worker_threads {
+    Some(n) => integer("workerThreads", n, 1, 256)? as usize,
+    None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+  };
   Ok(BrokerSpec {
     listeners,
     plugins_config_dir: config.plugins_config_dir,
+    worker_threads,
   })
 }
 

@@ -22,6 +22,7 @@ const { values: opt } = parseArgs({
     'max-inflight': { type: 'string' },
     'max-mqueue-len': { type: 'string' },
     'max-packet-size': { type: 'string' },
+    'worker-threads': { type: 'string' },
     // none | notify | authorize | authenticate: one cheap JS hook of that kind
     hooks: { type: 'string', default: 'none' },
   },
@@ -52,7 +53,9 @@ if (!(opt.hooks in hookSets)) throw new Error(`--hooks: one of ${Object.keys(hoo
 if (hookSets[opt.hooks]) server.setHooks(hookSets[opt.hooks])
 // onClientAuthenticate only runs for anonymous clients when the listener requires auth.
 if (opt.hooks === 'authenticate') listener.allowAnonymous = false
-const [bound] = await server.start({ listeners: [listener] })
+const config = { listeners: [listener] }
+if (opt['worker-threads'] !== undefined) config.workerThreads = Number(opt['worker-threads'])
+const [bound] = await server.start(config)
 // Synchronous write: with --busy the event loop never runs again.
 writeSync(1, `READY ${bound.port}\n`)
 
