@@ -127,15 +127,18 @@ for (const v of plan) {
   const restarts = {}
   results.variants.push({ ...v, peers: names, runs, restarts })
   const peers = names.map(makePeer)
-  // A peer that fails to start is retried before each of its runs, and its runs record why.
-  await Promise.allSettled(peers.map((p) => p.start()))
+  // A peer that fails to start is retried before each of its runs, and its
+  // runs record why. A busy configuration burns a core for as long as it
+  // runs, so those run one at a time: started for their own run only.
+  if (!v.exclusive) await Promise.allSettled(peers.map((p) => p.start()))
   for (let r = 0; r < t.rounds; r++) {
     // Rotate the order each round, so no broker always runs first or last.
     const order = peers.map((_, i) => peers[(i + r) % peers.length])
     for (const peer of order) {
       let res
       try {
-        if (!peer.alive()) {
+        if (v.exclusive) await peer.start()
+        else if (!peer.alive()) {
           // It died after its last run (e.g. while working off a buffered flood).
           const note = peer.proc ? peer.deathNote().replace('during the run', 'after a run') : `${peer.name} was not running`
           console.log(`  ${note}: restarting it`)
@@ -144,10 +147,12 @@ for (const v of plan) {
         }
         const t0 = Date.now()
         res = await measure(peer, v)
-        await quiesce(peer)
+        if (v.exclusive) await peer.stop()
+        else await quiesce(peer)
         res.run_s = (Date.now() - t0) / 1000
       } catch (e) {
         res = { error: e.message }
+        if (v.exclusive) await peer.stop()
       }
       res.round = r
       runs[peer.name].push(res)

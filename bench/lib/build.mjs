@@ -1,7 +1,7 @@
 // Making sure the three things the benchmark runs exist: the load
 // generator, a release build of the addon, and aedes.
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 
 /**
@@ -37,6 +37,15 @@ function hasDebugInfo(file) {
   return false
 }
 
+function isRunning(pid) {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return e.code === 'EPERM'
+  }
+}
+
 /**
  * A release build of the addon, copied to bench/.cache so that a rebuild in
  * the checkout during the run cannot swap the binary under the broker. With
@@ -52,7 +61,15 @@ export function ensureAddon(root, { addon, build = true } = {}) {
   }
   const cacheDir = join(root, 'bench', '.cache')
   mkdirSync(cacheDir, { recursive: true })
-  const snapshot = join(cacheDir, 'mqtt-server.node')
+  // One copy per harness process: overwriting a file a running broker has
+  // mapped kills it (SIGBUS), and another harness may build other sources.
+  const snapshot = join(cacheDir, `mqtt-server-${process.pid}.node`)
+  process.on('exit', () => rmSync(snapshot, { force: true }))
+  // Copies left by harnesses that were killed.
+  for (const f of readdirSync(cacheDir)) {
+    const pid = Number(f.match(/^mqtt-server-(\d+)\.node$/)?.[1])
+    if (pid && !isRunning(pid)) rmSync(join(cacheDir, f), { force: true })
+  }
   const built = join(root, 'target', 'release', 'libmqtt_server.so')
   const packaged = join(root, 'mqtt-server.linux-x64-gnu.node')
   if (build) {

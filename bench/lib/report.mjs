@@ -95,13 +95,13 @@ function busyTable(v) {
   const lines = [
     `### ${v.title}`,
     '',
-    '| configuration | msgs/s | × idle host | loss | p50 | p99 | broker process CPU |',
-    '|---|--:|--:|--:|--:|--:|--:|',
+    '| configuration | msgs/s | × idle host | loss | p50 | p99 | broker process CPU | msgs/s each round |',
+    '|---|--:|--:|--:|--:|--:|--:|---|',
   ]
   for (const p of v.peers) {
     const s = S[p]
     lines.push(
-      `| ${p} | ${int(s.rate)} | ${ratio(s.rate / base.rate)} | ${lossCell(s)} | ${ms(s.p50)} | ${ms(s.p99)} | ${int(s.cpu)}% |`,
+      `| ${p} | ${int(s.rate)} | ${ratio(s.rate / base.rate)} | ${lossCell(s)} | ${ms(s.p50)} | ${ms(s.p99)} | ${int(s.cpu)}% | ${s.rates.map(int).join(', ')} |`,
     )
   }
   lines.push('', ...v.peers.flatMap((p) => errorNotes(p, S[p], v)))
@@ -245,6 +245,7 @@ function header(res) {
     `- Machine: ${m.cpuModel}, ${m.nproc} cores, ${m.memGiB} GiB, Linux ${m.kernel}; load average ${m.loadavgStart.join(' / ')} at start, ${res.loadavgEnd.join(' / ')} at end (the broker, the load generator and anything else running share these cores).`,
     `- Peers: **mqtt-server** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${s.addon}), Node ${m.node}, default limits${defaults(s)}${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
     `- Load: bench/loadgen (Rust, tokio, ${s.threads} thread${s.threads > 1 ? 's' : ''}), MQTT 3.1.1 over loopback TCP; publishers publish for ${s.duration} s (latency runs ${s.latencyDuration} s), QoS 1 publishers keep ≤ ${s.window} messages unacknowledged; peak load-generator CPU in any run: ${s.peakLoadgenCpu == null ? '–' : `${s.peakLoadgenCpu.toFixed(0)}%`} of its ${s.threads} thread${s.threads > 1 ? 's' : ''}.`,
+    ...(res.notes ?? []).map((n) => `- ${n}`),
     '- msgs/s: messages delivered to subscribers while publishers were publishing, divided by that time (fan-out counts each copy). Loss: messages published (written, at QoS 1 also acknowledged) that never reached a subscriber, worst round; `*`: still arriving when the drain limit cut the run, so partly late rather than lost. p50/p99: end-to-end latency (a flood measures queueing). Peak RSS and CPU: the broker process (100% = one core; mqtt-server\'s includes Node).',
   ].join('\n')
 }

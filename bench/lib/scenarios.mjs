@@ -67,6 +67,7 @@ export function variants(t, only) {
       title: `embedding cost: ${SHAPES.p2p.title}, QoS 1, 64 B`,
       args: [...SHAPES.p2p.args, '--qos', '1', '--size', '64', ...common],
       peers: BUSY_PEERS,
+      exclusive: true,
     })
     out.push({
       section: 'busy',
@@ -77,6 +78,7 @@ export function variants(t, only) {
         '--duration', String(t.latencyDuration), '--drain-max', String(t.drainMax), '--drain-idle', String(t.drainIdle),
       ],
       peers: BUSY_PEERS,
+      exclusive: true,
     })
   }
   return out
