@@ -293,23 +293,10 @@ pub struct BrokerSpec {
   pub worker_threads: usize,
 }
 
-/// Reads and validates a config object coming from JavaScript.
+/// Reads and validates a config object coming from JavaScript (the caller,
+/// `MqttServer.start`, has already checked that it is an object).
 pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
-  if !value.is_object() {
-    return Err(invalid_arg(format!(
-      "config: expected an object with a `listeners` array, got {}",
-      json_kind(&value)
-    )));
-  }
-  let config: ServerConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-    let path = e.path().to_string();
-    let at = if path == "." {
-      "config".to_string()
-    } else {
-      path
-    };
-    invalid_arg(format!("{at}: {}", e.inner()))
-  })?;
+  let config: ServerConfig = from_json(value, "")?;
   if config.listeners.is_empty() {
     return Err(invalid_arg("listeners: at least one listener is required"));
   }
