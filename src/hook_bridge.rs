@@ -8,21 +8,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
 use rmqtt::types::{AuthResult, PublishAclResult, QoS as RQoS, SubscribeAclResult};
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{oneshot, Mutex as AsyncMutex};
 
-use crate::hook_data::{self as data, ReasonInfo, SubscriptionInfo, UnsubscriptionInfo};
-use crate::hooks::{is_promise, Decide, HookSet, Hooks, Notify};
+use crate::hook_data;
+use crate::hook_js::Msg;
+use crate::hook_queue::{Event, Live, Reply};
+use crate::hooks::{HookSet, Hooks, Kind};
 
 /// The hooks as one running broker sees them. Closed at stop, so a broker
 /// being torn down (or leaked by rmqtt) never calls into JavaScript again.
 pub struct Attachment {
   hooks: Weak<Hooks>,
-  live: AtomicBool,
+  live: Live,
   register: AsyncMutex<Option<Box<dyn Register>>>,
 }
 
@@ -30,7 +31,7 @@ impl Attachment {
   pub fn new(hooks: &Arc<Hooks>) -> Arc<Self> {
     Arc::new(Attachment {
       hooks: Arc::downgrade(hooks),
-      live: AtomicBool::new(true),
+      live: Arc::new(AtomicBool::new(true)),
       register: AsyncMutex::new(None),
     })
   }
@@ -84,34 +85,89 @@ impl Attachment {
 }
 
 fn types_of(s: &HookSet) -> Vec<Type> {
-  [
-    (s.on_client_authenticate.is_some(), Type::ClientAuthenticate),
-    (
-      s.on_client_subscribe_authorize.is_some(),
-      Type::ClientSubscribeCheckAcl,
-    ),
-    (
-      s.on_client_publish_authorize.is_some(),
-      Type::MessagePublishCheckAcl,
-    ),
-    (s.on_message_publish.is_some(), Type::MessagePublish),
-    (s.on_client_subscribe.is_some(), Type::SessionSubscribed),
-    (s.on_client_unsubscribe.is_some(), Type::SessionUnsubscribed),
-    (s.on_client_connected.is_some(), Type::ClientConnected),
-    (s.on_client_disconnected.is_some(), Type::ClientDisconnected),
-    (s.on_message_delivered.is_some(), Type::MessageDelivered),
-    (s.on_message_acked.is_some(), Type::MessageAcked),
-    (s.on_message_dropped.is_some(), Type::MessageDropped),
-    (s.on_session_created.is_some(), Type::SessionCreated),
-    (s.on_session_terminated.is_some(), Type::SessionTerminated),
-  ]
-  .into_iter()
-  .filter_map(|(set, t)| set.then_some(t))
-  .collect()
+  Kind::ALL
+    .into_iter()
+    .filter(|k| s.has(*k))
+    .map(|k| match k {
+      Kind::ClientAuthenticate => Type::ClientAuthenticate,
+      Kind::ClientSubscribeAuthorize => Type::ClientSubscribeCheckAcl,
+      Kind::ClientPublishAuthorize => Type::MessagePublishCheckAcl,
+      Kind::MessagePublish => Type::MessagePublish,
+      Kind::ClientSubscribe => Type::SessionSubscribed,
+      Kind::ClientUnsubscribe => Type::SessionUnsubscribed,
+      Kind::ClientConnected => Type::ClientConnected,
+      Kind::ClientDisconnected => Type::ClientDisconnected,
+      Kind::MessageDelivered => Type::MessageDelivered,
+      Kind::MessageAcked => Type::MessageAcked,
+      Kind::MessageDropped => Type::MessageDropped,
+      Kind::SessionCreated => Type::SessionCreated,
+      Kind::SessionTerminated => Type::SessionTerminated,
+    })
+    .collect()
 }
 
 struct Bridge {
   attachment: Arc<Attachment>,
+}
+
+/// What one handler call works with: the hooks of the server and the set
+/// current when the event happened.
+struct Ctx<'a> {
+  live: &'a Live,
+  hooks: Arc<Hooks>,
+  set: Arc<HookSet>,
+}
+
+impl Ctx<'_> {
+  fn has(&self, kind: Kind) -> bool {
+    self.set.has(kind)
+  }
+
+  fn notify(&self, event: Event) {
+    self
+      .set
+      .queue
+      .push(self.live, &self.hooks, self.set.queue_limit, event);
+  }
+
+  /// Asks a decision hook and waits for its answer, or its Promise's,
+  /// within the set's timeout. `None` (deny) on timeout, throw, rejection
+  /// or a value of the wrong shape, each with a warning.
+  async fn decide<R: FromNapiValue + Send + 'static>(
+    &self,
+    kind: Kind,
+    event: impl FnOnce(Reply<R>) -> Event,
+  ) -> Option<R> {
+    let (tx, rx) = oneshot::channel();
+    self.notify(event(tx));
+    let answer = async {
+      match rx.await {
+        Ok(Ok(Either::A(r))) => Ok(r),
+        Ok(Ok(Either::B(promise))) => promise.await,
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::from_reason(
+          "the hook was not called (the server is stopping)",
+        )),
+      }
+    };
+    let name = kind.name();
+    match tokio::time::timeout(self.set.timeout, answer).await {
+      Ok(Ok(r)) => Some(r),
+      Ok(Err(e)) => {
+        self.hooks.count_failure();
+        tracing::warn!("{name} failed, denying: {}", e.reason);
+        None
+      }
+      Err(_) => {
+        self.hooks.count_timeout();
+        tracing::warn!(
+          "{name} did not answer within {} ms, denying",
+          self.set.timeout.as_millis()
+        );
+        None
+      }
+    }
+  }
 }
 
 #[async_trait::async_trait]
@@ -120,14 +176,24 @@ impl Handler for Bridge {
     let Some((hooks, set)) = self.attachment.current() else {
       return (true, acc);
     };
+    let cx = Ctx {
+      live: &self.attachment.live,
+      hooks,
+      set,
+    };
     match param {
       Parameter::ClientAuthenticate(ci) => {
-        let Some(f) = &set.on_client_authenticate else {
+        if !cx.has(Kind::ClientAuthenticate) {
           return (true, acc);
-        };
+        }
         let has_username = ci.username().is_some();
-        let args = (data::authenticate_request(ci),);
-        let result = match decide(&hooks, &set, f, args, "onClientAuthenticate").await {
+        let request = hook_data::authenticate_request(ci);
+        let answer = cx
+          .decide(Kind::ClientAuthenticate, |r| {
+            Event::Authenticate(request, r)
+          })
+          .await;
+        let result = match answer {
           Some(r) if r.allow => AuthResult::Allow(r.superuser.unwrap_or(false), None),
           Some(r) => {
             tracing::debug!(
@@ -141,7 +207,7 @@ impl Handler for Bridge {
               None if has_username => AuthResult::BadUsernameOrPassword,
               None => AuthResult::NotAuthorized,
               Some(other) => {
-                hooks.count_failure();
+                cx.hooks.count_failure();
                 tracing::warn!(
                   "onClientAuthenticate: unknown code {other:?} (expected \"badUsernameOrPassword\" or \"notAuthorized\"); refusing as notAuthorized"
                 );
@@ -154,23 +220,22 @@ impl Handler for Bridge {
         (false, Some(HookResult::AuthResult(result)))
       }
       Parameter::ClientSubscribeCheckAcl(s, sub) => {
-        let Some(f) = &set.on_client_subscribe_authorize else {
+        if !cx.has(Kind::ClientSubscribeAuthorize) {
           return (true, acc);
-        };
+        }
         let requested = sub.opts.qos();
-        let args = (
-          data::session(&s.id),
-          SubscriptionInfo {
-            topic_filter: sub.topic_filter.to_string(),
-            qos: data::qos_num(requested),
-          },
-        );
-        let result = match decide(&hooks, &set, f, args, "onClientSubscribeAuthorize").await {
+        let filter = sub.topic_filter.to_string();
+        let answer = cx
+          .decide(Kind::ClientSubscribeAuthorize, |r| {
+            Event::SubscribeAuthorize(s.id.clone(), filter, requested, r)
+          })
+          .await;
+        let result = match answer {
           Some(r) if r.allow => match r.qos.map(qos_from) {
             None => SubscribeAclResult::new_success(requested, None),
             Some(Some(cap)) => SubscribeAclResult::new_success(requested.min(cap), None),
             Some(None) => {
-              hooks.count_failure();
+              cx.hooks.count_failure();
               tracing::warn!(
                 "onClientSubscribeAuthorize: qos must be 0, 1 or 2, got {:?}; denying",
                 r.qos
@@ -183,23 +248,27 @@ impl Handler for Bridge {
         (false, Some(HookResult::SubscribeAclResult(result)))
       }
       Parameter::MessagePublishCheckAcl(s, p) => {
-        let Some(f) = &set.on_client_publish_authorize else {
+        if !cx.has(Kind::ClientPublishAuthorize) {
           return (true, acc);
-        };
-        let args = (data::session(&s.id), data::publish_request(p));
-        let result = match decide(&hooks, &set, f, args, "onClientPublishAuthorize").await {
+        }
+        let answer = cx
+          .decide(Kind::ClientPublishAuthorize, |r| {
+            Event::PublishAuthorize(s.id.clone(), Msg::of(p), r)
+          })
+          .await;
+        let result = match answer {
           Some(r) if r.allow => {
             // rmqtt fires `message_publish` before the ACL check; with an
             // authorize hook the notification waits for the allow, so
             // `onMessagePublish` never reports a message that was denied.
-            if let Some(n) = &set.on_message_publish {
+            if cx.has(Kind::MessagePublish) {
               let from = rmqtt::types::From::from_custom(s.id.clone());
-              let args = (
-                Some(data::session(&s.id)),
-                data::from(&from, true),
-                data::message(p),
-              );
-              notify(&hooks, &set, n, args, "onMessagePublish");
+              cx.notify(Event::MessagePublish(
+                Some(s.id.clone()),
+                from,
+                true,
+                Msg::of(p),
+              ));
             }
             PublishAclResult::allow()
           }
@@ -213,127 +282,92 @@ impl Handler for Bridge {
       Parameter::MessagePublish(s, from, p) => {
         let after_acl = match s {
           // Reported by the ACL branch above once allowed (superusers skip it).
-          Some(s) if set.on_client_publish_authorize.is_some() => {
+          Some(s) if cx.has(Kind::ClientPublishAuthorize) => {
             !s.superuser().await.unwrap_or_default()
           }
           _ => false,
         };
-        if let (Some(f), false) = (&set.on_message_publish, after_acl) {
-          let args = (
-            s.map(|s| data::session(&s.id)),
-            data::from(from, s.is_some()),
-            data::message(p),
-          );
-          notify(&hooks, &set, f, args, "onMessagePublish");
+        if cx.has(Kind::MessagePublish) && !after_acl {
+          cx.notify(Event::MessagePublish(
+            s.map(|s| s.id.clone()),
+            (*from).clone(),
+            s.is_some(),
+            Msg::of(p),
+          ));
         }
         (true, acc)
       }
       Parameter::SessionSubscribed(s, sub) => {
-        if let Some(f) = &set.on_client_subscribe {
-          let info = SubscriptionInfo {
-            topic_filter: sub.topic_filter.to_string(),
-            qos: data::qos_num(sub.opts.qos()),
-          };
-          notify(
-            &hooks,
-            &set,
-            f,
-            (data::session(&s.id), info),
-            "onClientSubscribe",
-          );
+        if cx.has(Kind::ClientSubscribe) {
+          cx.notify(Event::ClientSubscribe(
+            s.id.clone(),
+            sub.topic_filter.to_string(),
+            sub.opts.qos(),
+          ));
         }
         (true, acc)
       }
       Parameter::SessionUnsubscribed(s, unsub) => {
-        if let Some(f) = &set.on_client_unsubscribe {
-          let info = UnsubscriptionInfo {
-            topic_filter: unsub.topic_filter.to_string(),
-          };
-          notify(
-            &hooks,
-            &set,
-            f,
-            (data::session(&s.id), info),
-            "onClientUnsubscribe",
-          );
+        if cx.has(Kind::ClientUnsubscribe) {
+          cx.notify(Event::ClientUnsubscribe(
+            s.id.clone(),
+            unsub.topic_filter.to_string(),
+          ));
         }
         (true, acc)
       }
       Parameter::ClientConnected(s) => {
-        if let Some(f) = &set.on_client_connected {
-          notify(
-            &hooks,
-            &set,
-            f,
-            (data::session(&s.id),),
-            "onClientConnected",
-          );
+        if cx.has(Kind::ClientConnected) {
+          cx.notify(Event::ClientConnected(s.id.clone()));
         }
         (true, acc)
       }
       Parameter::ClientDisconnected(s, reason) => {
-        if let Some(f) = &set.on_client_disconnected {
-          let args = (
-            data::session(&s.id),
-            ReasonInfo {
-              reason: reason.to_string(),
-            },
-          );
-          notify(&hooks, &set, f, args, "onClientDisconnected");
+        if cx.has(Kind::ClientDisconnected) {
+          cx.notify(Event::ClientDisconnected(s.id.clone(), reason.to_string()));
         }
         (true, acc)
       }
       Parameter::MessageDelivered(s, from, p) => {
-        if let Some(f) = &set.on_message_delivered {
-          let args = (
-            data::session(&s.id),
-            data::from(from, false),
-            data::message(p),
-          );
-          notify(&hooks, &set, f, args, "onMessageDelivered");
+        if cx.has(Kind::MessageDelivered) {
+          cx.notify(Event::MessageDelivered(
+            s.id.clone(),
+            (*from).clone(),
+            Msg::of(p),
+          ));
         }
         (true, acc)
       }
       Parameter::MessageAcked(s, from, p) => {
-        if let Some(f) = &set.on_message_acked {
-          let args = (
-            data::session(&s.id),
-            data::from(from, false),
-            data::message(p),
-          );
-          notify(&hooks, &set, f, args, "onMessageAcked");
+        if cx.has(Kind::MessageAcked) {
+          cx.notify(Event::MessageAcked(
+            s.id.clone(),
+            (*from).clone(),
+            Msg::of(p),
+          ));
         }
         (true, acc)
       }
       Parameter::MessageDropped(to, from, p, reason) => {
-        if let Some(f) = &set.on_message_dropped {
-          let args = (
-            to.as_ref().map(data::session),
-            data::from(from, false),
-            data::message(p),
-            ReasonInfo {
-              reason: reason.to_string(),
-            },
-          );
-          notify(&hooks, &set, f, args, "onMessageDropped");
+        if cx.has(Kind::MessageDropped) {
+          cx.notify(Event::MessageDropped(
+            to.clone(),
+            (*from).clone(),
+            Msg::of(p),
+            reason.to_string(),
+          ));
         }
         (true, acc)
       }
       Parameter::SessionCreated(s) => {
-        if let Some(f) = &set.on_session_created {
-          notify(&hooks, &set, f, (data::session(&s.id),), "onSessionCreated");
+        if cx.has(Kind::SessionCreated) {
+          cx.notify(Event::SessionCreated(s.id.clone()));
         }
         (true, acc)
       }
       Parameter::SessionTerminated(s, reason) => {
-        if let Some(f) = &set.on_session_terminated {
-          let args = (
-            data::session(&s.id),
-            ReasonInfo {
-              reason: reason.to_string(),
-            },
-          );
-          notify(&hooks, &set, f, args, "onSessionTerminated");
+        if cx.has(Kind::SessionTerminated) {
+          cx.notify(Event::SessionTerminated(s.id.clone(), reason.to_string()));
         }
         (true, acc)
       }
@@ -348,84 +382,5 @@ fn qos_from(q: u32) -> Option<RQoS> {
     1 => Some(RQoS::AtLeastOnce),
     2 => Some(RQoS::ExactlyOnce),
     _ => None,
-  }
-}
-
-/// Calls a decision hook and waits for its answer, or its Promise's, within
-/// the set's timeout. `None` (deny) on timeout, throw, rejection or a value
-/// of the wrong shape, each with a warning.
-async fn decide<A: 'static, R: 'static + FromNapiValue + ValidateNapiValue + TypeName + Send>(
-  hooks: &Hooks,
-  set: &HookSet,
-  f: &Decide<A, R>,
-  args: A,
-  name: &str,
-) -> Option<R>
-where
-  FnArgs<A>: JsValuesTupleIntoVec,
-{
-  let answer = async {
-    match f.call_async_catch(FnArgs::from(args)).await? {
-      Either::A(r) => Ok(r),
-      Either::B(promise) => promise.await,
-    }
-  };
-  match tokio::time::timeout(set.timeout, answer).await {
-    Ok(Ok(r)) => Some(r),
-    Ok(Err(e)) => {
-      hooks.count_failure();
-      tracing::warn!("{name} failed, denying: {}", e.reason);
-      None
-    }
-    Err(_) => {
-      hooks.count_timeout();
-      tracing::warn!(
-        "{name} did not answer within {} ms, denying",
-        set.timeout.as_millis()
-      );
-      None
-    }
-  }
-}
-
-/// Queues a notification without waiting. Past the queue limit it is dropped
-/// (counted); a throw or a rejected Promise is logged, never fatal.
-fn notify<A: 'static>(hooks: &Arc<Hooks>, set: &HookSet, f: &Notify<A>, args: A, name: &'static str)
-where
-  FnArgs<A>: JsValuesTupleIntoVec,
-{
-  if !hooks.try_enqueue(name, set.queue_limit) {
-    return;
-  }
-  let slot = hooks.clone();
-  let status = f.call_with_return_value(
-    FnArgs::from(args),
-    ThreadsafeFunctionCallMode::NonBlocking,
-    move |ret, _env| {
-      slot.dequeued();
-      match ret {
-        Err(e) => {
-          slot.count_failure();
-          tracing::warn!("{name} threw: {}", e.reason)
-        }
-        Ok(value) if is_promise(&value) => {
-          let promise: PromiseRaw<Unknown> = unsafe { value.cast()? };
-          promise.catch(move |ctx: CallbackContext<Unknown>| {
-            let reason = unsafe { ctx.value.cast::<String>() }.unwrap_or_default();
-            tracing::warn!("{name} rejected: {reason}");
-            Ok(())
-          })?;
-        }
-        Ok(_) => {}
-      }
-      Ok(())
-    },
-  );
-  if status != Status::Ok {
-    // Never queued (the server is going away): the callback will not run.
-    hooks.dequeued();
-    if status != Status::Closing {
-      tracing::warn!("{name}: could not queue the notification ({status})");
-    }
   }
 }

@@ -1,11 +1,11 @@
 //! The data hooks hand to JavaScript, and what decision hooks hand back.
 //!
-//! Everything is converted from rmqtt's types on the broker thread into plain
-//! owned values, so no rmqtt object (and no lock) is held while JS runs.
+//! The argument types here declare what `index.d.ts` shows; their JS values
+//! are made by `hook_js.rs`. Results are read with napi-rs's conversions.
 
 use napi::bindgen_prelude::{Buffer, Either, Null};
 use napi_derive::napi;
-use rmqtt::types::{ConnectInfo, From, FromType, Id, Publish, QoS as RQoS};
+use rmqtt::types::ConnectInfo;
 
 /// A value or JavaScript `null` (an `Option` would become `undefined`).
 pub type Nullable<T> = Either<T, Null>;
@@ -15,7 +15,8 @@ fn nullable<T>(v: Option<T>) -> Nullable<T> {
 }
 
 /// A connected client, as hooks see it.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
+#[allow(dead_code)] // built by hook_js.rs
 pub struct SessionInfo {
   /// Broker node id (always this broker's id: mqtt-server is single-node).
   pub node: u32,
@@ -29,7 +30,8 @@ pub struct SessionInfo {
 }
 
 /// Where a message came from.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
+#[allow(dead_code)] // built by hook_js.rs
 pub struct MessageFrom {
   /// `"client"` for client publishes, `"system"` for `server.publish()`,
   /// `"lastwill"` for a will message; the others come from rmqtt plugins.
@@ -44,7 +46,8 @@ pub struct MessageFrom {
 }
 
 /// A message passing through the broker.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
+#[allow(dead_code)] // built by hook_js.rs
 pub struct MessageInfo {
   pub dup: bool,
   #[napi(ts_type = "QoS")]
@@ -59,23 +62,23 @@ pub struct MessageInfo {
 
 /// A subscription, as requested by the client (`onClientSubscribeAuthorize`)
 /// or as granted (`onClientSubscribe`).
-#[napi(object)]
-#[derive(Clone, Debug)]
+#[napi(object, object_to_js = false)]
+#[allow(dead_code)] // built by hook_js.rs
 pub struct SubscriptionInfo {
   pub topic_filter: String,
   #[napi(ts_type = "QoS")]
   pub qos: u32,
 }
 
-#[napi(object)]
-#[derive(Clone, Debug)]
+#[napi(object, object_to_js = false)]
+#[allow(dead_code)] // built by hook_js.rs
 pub struct UnsubscriptionInfo {
   pub topic_filter: String,
 }
 
 /// Why a client disconnected, a session ended, or a message was dropped.
-#[napi(object)]
-#[derive(Clone, Debug)]
+#[napi(object, object_to_js = false)]
+#[allow(dead_code)] // built by hook_js.rs
 pub struct ReasonInfo {
   pub reason: String,
 }
@@ -103,7 +106,8 @@ pub struct AuthenticateRequest {
 }
 
 /// A client PUBLISH being authorized.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
+#[allow(dead_code)] // built by hook_js.rs
 pub struct PublishRequest {
   pub topic: String,
   pub payload: Buffer,
@@ -147,54 +151,6 @@ pub struct PublishAuthorizeResult {
   pub reason: Option<String>,
   /// Also disconnect the client (default `false`).
   pub disconnect: Option<bool>,
-}
-
-pub fn qos_num(q: RQoS) -> u32 {
-  q as u8 as u32
-}
-
-pub fn session(id: &Id) -> SessionInfo {
-  SessionInfo {
-    node: id.node_id as u32,
-    remote_addr: nullable(id.remote_addr.map(|a| a.to_string())),
-    client_id: id.client_id.to_string(),
-    username: nullable(id.username.as_ref().map(|u| u.to_string())),
-  }
-}
-
-pub fn from(f: &From, has_session: bool) -> MessageFrom {
-  let typ = match f.typ() {
-    // rmqtt tags client publishes as "custom"; tell them apart by the session.
-    FromType::Custom if has_session || f.id.remote_addr.is_some() => "client".to_string(),
-    other => other.as_str().to_string(),
-  };
-  MessageFrom {
-    r#type: typ,
-    node: f.id.node_id as u32,
-    remote_addr: nullable(f.id.remote_addr.map(|a| a.to_string())),
-    client_id: f.id.client_id.to_string(),
-    username: nullable(f.id.username.as_ref().map(|u| u.to_string())),
-  }
-}
-
-pub fn message(p: &Publish) -> MessageInfo {
-  MessageInfo {
-    dup: p.dup,
-    qos: qos_num(p.qos),
-    retain: p.retain,
-    topic: p.topic.to_string(),
-    payload: p.payload.to_vec().into(),
-    create_time: p.create_time.unwrap_or(0) as f64,
-  }
-}
-
-pub fn publish_request(p: &Publish) -> PublishRequest {
-  PublishRequest {
-    topic: p.topic.to_string(),
-    payload: p.payload.to_vec().into(),
-    qos: qos_num(p.qos),
-    retain: p.retain,
-  }
 }
 
 pub fn authenticate_request(c: &ConnectInfo) -> AuthenticateRequest {

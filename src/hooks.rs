@@ -2,37 +2,26 @@
 //! given to `setHooks()` into threadsafe functions, and the per-server slot
 //! that holds them.
 //!
-//! Every hook is a *weak* threadsafe function: hooks never keep Node alive on
-//! their own (a running broker does, through `KeepAlive`). Notifications use
-//! a bounded queue and never wait for JavaScript; decisions are awaited with
-//! a timeout.
+//! The functions are held as references and only ever called on the JS
+//! thread, by the set's queue (`hook_queue.rs`). Notifications are bounded
+//! and never wait for JavaScript; decisions are awaited with a timeout.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::ThreadsafeFunction;
-use napi::{JsValue, ValueType};
+use napi::ValueType;
 use napi_derive::napi;
 
 use crate::error::invalid_arg;
-use crate::hook_data::*;
+use crate::hook_queue::Queue;
 
 /// Default number of notifications waiting for JavaScript, per server, before
 /// new ones are dropped (and counted).
 const DEFAULT_QUEUE_LIMIT: usize = 10_000;
 /// Default time a decision hook may take before the broker denies.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A notification hook: fire and forget, bounded queue.
-pub type Notify<A> =
-  ThreadsafeFunction<FnArgs<A>, Unknown<'static>, FnArgs<A>, Status, false, true>;
-/// Arguments of `onMessageDropped`: target, origin, message, reason.
-pub type DroppedArgs = (Option<SessionInfo>, MessageFrom, MessageInfo, ReasonInfo);
-/// A decision hook: returns a value or a Promise of it.
-pub type Decide<A, R> =
-  ThreadsafeFunction<FnArgs<A>, Either<R, Promise<R>>, FnArgs<A>, Status, false, true>;
 
 /// Options for `setHooks()`.
 #[napi(object)]
@@ -121,56 +110,95 @@ pub struct HookCallbacks {
   pub on_session_terminated: Option<()>,
 }
 
+/// Every hook `setHooks()` accepts, in the order of `Kind::ALL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+  ClientAuthenticate,
+  ClientSubscribeAuthorize,
+  ClientPublishAuthorize,
+  MessagePublish,
+  ClientSubscribe,
+  ClientUnsubscribe,
+  ClientConnected,
+  ClientDisconnected,
+  MessageDelivered,
+  MessageAcked,
+  MessageDropped,
+  SessionCreated,
+  SessionTerminated,
+}
+
+impl Kind {
+  pub const ALL: [Kind; 13] = [
+    Kind::ClientAuthenticate,
+    Kind::ClientSubscribeAuthorize,
+    Kind::ClientPublishAuthorize,
+    Kind::MessagePublish,
+    Kind::ClientSubscribe,
+    Kind::ClientUnsubscribe,
+    Kind::ClientConnected,
+    Kind::ClientDisconnected,
+    Kind::MessageDelivered,
+    Kind::MessageAcked,
+    Kind::MessageDropped,
+    Kind::SessionCreated,
+    Kind::SessionTerminated,
+  ];
+
+  /// The name in the callbacks object.
+  pub fn name(self) -> &'static str {
+    match self {
+      Kind::ClientAuthenticate => "onClientAuthenticate",
+      Kind::ClientSubscribeAuthorize => "onClientSubscribeAuthorize",
+      Kind::ClientPublishAuthorize => "onClientPublishAuthorize",
+      Kind::MessagePublish => "onMessagePublish",
+      Kind::ClientSubscribe => "onClientSubscribe",
+      Kind::ClientUnsubscribe => "onClientUnsubscribe",
+      Kind::ClientConnected => "onClientConnected",
+      Kind::ClientDisconnected => "onClientDisconnected",
+      Kind::MessageDelivered => "onMessageDelivered",
+      Kind::MessageAcked => "onMessageAcked",
+      Kind::MessageDropped => "onMessageDropped",
+      Kind::SessionCreated => "onSessionCreated",
+      Kind::SessionTerminated => "onSessionTerminated",
+    }
+  }
+
+  /// Decision hooks are awaited; the others are notifications.
+  pub fn decides(self) -> bool {
+    matches!(
+      self,
+      Kind::ClientAuthenticate | Kind::ClientSubscribeAuthorize | Kind::ClientPublishAuthorize
+    )
+  }
+}
+
+/// A hook function, referenced from the broker's threads, called on the JS thread only.
+pub type HookFn = FunctionRef<(), Unknown<'static>>;
+
 /// One complete set of hooks, as given to one `setHooks()` call.
-#[derive(Default)]
 pub struct HookSet {
   pub timeout: Duration,
   pub queue_limit: usize,
-  pub on_client_authenticate: Option<Decide<(AuthenticateRequest,), AuthenticateResult>>,
-  pub on_client_subscribe_authorize:
-    Option<Decide<(SessionInfo, SubscriptionInfo), SubscribeAuthorizeResult>>,
-  pub on_client_publish_authorize:
-    Option<Decide<(SessionInfo, PublishRequest), PublishAuthorizeResult>>,
-  pub on_message_publish: Option<Notify<(Option<SessionInfo>, MessageFrom, MessageInfo)>>,
-  pub on_client_subscribe: Option<Notify<(SessionInfo, SubscriptionInfo)>>,
-  pub on_client_unsubscribe: Option<Notify<(SessionInfo, UnsubscriptionInfo)>>,
-  pub on_client_connected: Option<Notify<(SessionInfo,)>>,
-  pub on_client_disconnected: Option<Notify<(SessionInfo, ReasonInfo)>>,
-  pub on_message_delivered: Option<Notify<(SessionInfo, MessageFrom, MessageInfo)>>,
-  pub on_message_acked: Option<Notify<(SessionInfo, MessageFrom, MessageInfo)>>,
-  pub on_message_dropped: Option<Notify<DroppedArgs>>,
-  pub on_session_created: Option<Notify<(SessionInfo,)>>,
-  pub on_session_terminated: Option<Notify<(SessionInfo, ReasonInfo)>>,
+  pub queue: Queue,
 }
-
-/// Every hook name `setHooks()` accepts; anything else is rejected, since a
-/// misspelled authorization hook would silently allow everything.
-const HOOK_NAMES: &[&str] = &[
-  "onClientAuthenticate",
-  "onClientSubscribeAuthorize",
-  "onClientPublishAuthorize",
-  "onMessagePublish",
-  "onClientSubscribe",
-  "onClientUnsubscribe",
-  "onClientConnected",
-  "onClientDisconnected",
-  "onMessageDelivered",
-  "onMessageAcked",
-  "onMessageDropped",
-  "onSessionCreated",
-  "onSessionTerminated",
-];
 
 impl HookSet {
   /// Reads a `HookCallbacks` object. Runs on the JS thread.
-  pub fn from_js(callbacks: &Object, options: Option<HookOptions>) -> Result<Self> {
+  pub fn from_js(
+    env: &Env,
+    callbacks: &Object,
+    options: Option<HookOptions>,
+    hooks: &Arc<Hooks>,
+  ) -> Result<Self> {
     let keys = callbacks.get_property_names()?;
     for i in 0..keys.get_array_length()? {
       let key: String = keys.get_element(i)?;
-      if !HOOK_NAMES.contains(&key.as_str()) {
+      if !Kind::ALL.iter().any(|k| k.name() == key) {
+        let names: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
         return Err(invalid_arg(format!(
           "hooks.{key}: unknown hook; valid hooks are {}",
-          HOOK_NAMES.join(", ")
+          names.join(", ")
         )));
       }
     }
@@ -195,72 +223,34 @@ impl HookSet {
         )))
       }
     };
+    let fns = Kind::ALL
+      .iter()
+      .map(|k| function(callbacks, k.name()))
+      .collect::<Result<Vec<_>>>()?;
     Ok(HookSet {
       timeout,
       queue_limit,
-      on_client_authenticate: decide(callbacks, "onClientAuthenticate")?,
-      on_client_subscribe_authorize: decide(callbacks, "onClientSubscribeAuthorize")?,
-      on_client_publish_authorize: decide(callbacks, "onClientPublishAuthorize")?,
-      on_message_publish: notify(callbacks, "onMessagePublish")?,
-      on_client_subscribe: notify(callbacks, "onClientSubscribe")?,
-      on_client_unsubscribe: notify(callbacks, "onClientUnsubscribe")?,
-      on_client_connected: notify(callbacks, "onClientConnected")?,
-      on_client_disconnected: notify(callbacks, "onClientDisconnected")?,
-      on_message_delivered: notify(callbacks, "onMessageDelivered")?,
-      on_message_acked: notify(callbacks, "onMessageAcked")?,
-      on_message_dropped: notify(callbacks, "onMessageDropped")?,
-      on_session_created: notify(callbacks, "onSessionCreated")?,
-      on_session_terminated: notify(callbacks, "onSessionTerminated")?,
+      queue: Queue::new(env, fns, hooks)?,
     })
+  }
+
+  pub fn has(&self, kind: Kind) -> bool {
+    self.queue.has(kind)
   }
 }
 
-/// The function under `name`, if present; anything but a function (or
-/// undefined/null) is an error naming the hook.
-fn function<'a, A: JsValuesTupleIntoVec, R: FromNapiValue + ValidateNapiValue + TypeName>(
-  obj: &'a Object,
-  name: &str,
-) -> Result<Option<Function<'a, A, R>>> {
+/// A reference to the function under `name`, if present; anything but a
+/// function (or undefined/null) is an error naming the hook.
+fn function(obj: &Object, name: &str) -> Result<Option<HookFn>> {
   let value: Unknown = obj.get_named_property(name)?;
   match value.get_type()? {
     ValueType::Undefined | ValueType::Null => Ok(None),
-    ValueType::Function => Ok(Some(unsafe { value.cast()? })),
+    ValueType::Function => {
+      let f: Function<(), Unknown<'static>> = unsafe { value.cast()? };
+      Ok(Some(f.create_ref()?))
+    }
     _ => Err(invalid_arg(format!("hooks.{name}: must be a function"))),
   }
-}
-
-fn decide<
-  A: 'static + JsValuesTupleIntoVec,
-  R: 'static + FromNapiValue + ValidateNapiValue + TypeName,
->(
-  obj: &Object,
-  name: &str,
-) -> Result<Option<Decide<A, R>>>
-where
-  FnArgs<A>: JsValuesTupleIntoVec,
-{
-  function::<FnArgs<A>, Either<R, Promise<R>>>(obj, name)?
-    .map(|f| {
-      f.build_threadsafe_function::<FnArgs<A>>()
-        .callee_handled::<false>()
-        .weak::<true>()
-        .build()
-    })
-    .transpose()
-}
-
-fn notify<A: 'static>(obj: &Object, name: &str) -> Result<Option<Notify<A>>>
-where
-  FnArgs<A>: JsValuesTupleIntoVec,
-{
-  function::<FnArgs<A>, Unknown<'static>>(obj, name)?
-    .map(|f| {
-      f.build_threadsafe_function::<FnArgs<A>>()
-        .callee_handled::<false>()
-        .weak::<true>()
-        .build()
-    })
-    .transpose()
 }
 
 /// The hooks of one `MqttServer`, shared with its running broker.
@@ -324,9 +314,4 @@ impl Hooks {
   pub fn count_failure(&self) {
     self.failures.fetch_add(1, Ordering::Relaxed);
   }
-}
-
-/// Whether the JS value is a Promise (async notification handlers return one).
-pub fn is_promise(v: &Unknown) -> bool {
-  v.is_promise().unwrap_or(false)
 }

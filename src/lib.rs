@@ -9,6 +9,8 @@ mod config;
 mod error;
 mod hook_bridge;
 mod hook_data;
+mod hook_js;
+mod hook_queue;
 mod hooks;
 mod js_value;
 mod keepalive;

@@ -208,8 +208,8 @@ impl MqttServer {
   /// Installs the hooks, replacing any set before. May be called before or
   /// while the server runs. Throws on an unknown hook name or a non-function.
   #[napi(ts_args_type = "hooks: HookCallbacks, options?: HookOptions")]
-  pub fn set_hooks(&self, hooks: Object, options: Option<HookOptions>) -> Result<()> {
-    let set = HookSet::from_js(&hooks, options)?;
+  pub fn set_hooks(&self, env: Env, hooks: Object, options: Option<HookOptions>) -> Result<()> {
+    let set = HookSet::from_js(&env, &hooks, options, &self.inner.hooks)?;
     self.inner.hooks.replace(Some(set));
     if let Some(current) = self.inner.current() {
       let handle = current.handle;

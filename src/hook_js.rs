@@ -1,0 +1,382 @@
+//! Hook arguments as JavaScript values, made on the JS thread straight from
+//! rmqtt's types.
+//!
+//! This is the hot path of every notification (a QoS 0 flood means one call
+//! per message). Native code only makes the primitive values; the objects
+//! are built by the small functions in `hook_args.js`, called with those
+//! values as positional arguments: an object literal in JavaScript is one
+//! allocation of a known shape, where the same object made from native code
+//! costs one slow property write per field. The strings of a client's id
+//! (client id, address, username) are made once per batch and client: strings
+//! are immutable in JavaScript, so sharing them between events is invisible.
+
+use std::collections::HashMap;
+use std::ptr;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use napi::bindgen_prelude::*;
+use napi::sys;
+use rmqtt::types::{From, FromType, Id, Publish, QoS as RQoS};
+
+/// The argument lists of `hook_args.js`, in the order it returns them.
+#[derive(Clone, Copy, Debug)]
+pub enum Shape {
+  /// (session)
+  Session,
+  /// (session, { reason })
+  SessionReason,
+  /// (session, { topicFilter, qos })
+  SessionSubscription,
+  /// (session, { topicFilter })
+  SessionUnsubscription,
+  /// (session, { topic, payload, qos, retain })
+  SessionPublishRequest,
+  /// (session | null, from, message)
+  Message,
+  /// (session | null, from, message, { reason })
+  DroppedMessage,
+}
+
+const SHAPES: usize = 7;
+
+/// The compiled functions of `hook_args.js`, one per `Shape`.
+pub struct Builders(Vec<FunctionRef<(), Unknown<'static>>>);
+
+impl Builders {
+  /// Runs on the JS thread.
+  pub fn compile(env: &Env) -> Result<Self> {
+    let list: Array = env.run_script(include_str!("hook_args.js"))?;
+    let fns = (0..SHAPES as u32)
+      .map(|i| {
+        list
+          .get::<Function<(), Unknown<'static>>>(i)?
+          .ok_or_else(|| Error::from_reason("hook_args.js: missing a builder"))?
+          .create_ref()
+      })
+      .collect::<Result<Vec<_>>>()?;
+    Ok(Builders(fns))
+  }
+
+  /// The functions as values of the current handle scope.
+  pub fn values(&self, env: &Env) -> Result<[sys::napi_value; SHAPES]> {
+    let mut out = [ptr::null_mut(); SHAPES];
+    for (slot, f) in out.iter_mut().zip(&self.0) {
+      *slot = f.borrow_back(env)?.raw();
+    }
+    Ok(out)
+  }
+}
+
+/// What hooks see of a message; holds no allocation of its own (the topic
+/// and payload are shared with rmqtt), so queueing it is cheap.
+pub struct Msg {
+  dup: bool,
+  qos: RQoS,
+  retain: bool,
+  topic: ByteString,
+  payload: Bytes,
+  create_time: Option<i64>,
+}
+
+impl Msg {
+  /// Bytes this message takes in a scope's payload slab.
+  pub fn slab_bytes(&self) -> usize {
+    if self.payload.len() <= SMALL_PAYLOAD {
+      self.payload.len()
+    } else {
+      0
+    }
+  }
+
+  pub fn of(p: &Publish) -> Self {
+    Msg {
+      dup: p.dup,
+      qos: p.qos,
+      retain: p.retain,
+      topic: p.topic.clone(),
+      payload: p.payload.clone(),
+      create_time: p.create_time,
+    }
+  }
+}
+
+fn check(status: sys::napi_status, what: &str) -> Result<()> {
+  if status == sys::Status::napi_ok {
+    Ok(())
+  } else {
+    Err(Error::new(
+      Status::from(status),
+      format!("building hook arguments: {what} failed"),
+    ))
+  }
+}
+
+/// The strings of one client id, shared by all its events in a batch.
+#[derive(Clone, Copy)]
+struct IdStrings {
+  client_id: sys::napi_value,
+  remote_addr: sys::napi_value,
+  username: sys::napi_value,
+}
+
+/// Makes the argument values of one batch of hook calls. Everything it
+/// makes lives in the handle scope current at the time.
+pub struct Args {
+  env: sys::napi_env,
+  null: sys::napi_value,
+  yes: sys::napi_value,
+  no: sys::napi_value,
+  /// Keyed by the address of rmqtt's shared `_Id`: the events of a batch
+  /// keep their ids alive, so an address cannot be reused while cached.
+  ids: HashMap<usize, IdStrings>,
+  types: HashMap<&'static str, sys::napi_value>,
+  /// One ArrayBuffer per scope that small payloads are copied into; each
+  /// payload is a Buffer view of its part (made in JavaScript). One
+  /// allocation per scope instead of one per message, as Node's own Buffer
+  /// pool does.
+  slab: Slab,
+}
+
+/// Payloads up to this size share the scope's slab (Node pools below 4 KiB too).
+pub const SMALL_PAYLOAD: usize = 4096;
+
+struct Slab {
+  buffer: sys::napi_value,
+  data: *mut u8,
+  len: usize,
+  used: usize,
+}
+
+impl Slab {
+  const EMPTY: Slab = Slab {
+    buffer: ptr::null_mut(),
+    data: ptr::null_mut(),
+    len: 0,
+    used: 0,
+  };
+}
+
+impl Args {
+  /// # Safety
+  /// `env` must be the env of the current JS thread callback.
+  pub unsafe fn new(env: sys::napi_env) -> Result<Self> {
+    let mut null = ptr::null_mut();
+    let mut yes = ptr::null_mut();
+    let mut no = ptr::null_mut();
+    check(sys::napi_get_null(env, &mut null), "null")?;
+    check(sys::napi_get_boolean(env, true, &mut yes), "true")?;
+    check(sys::napi_get_boolean(env, false, &mut no), "false")?;
+    Ok(Args {
+      env,
+      null,
+      yes,
+      no,
+      ids: HashMap::new(),
+      types: HashMap::new(),
+      slab: Slab::EMPTY,
+    })
+  }
+
+  /// Forgets cached values: call whenever the handle scope they live in closes.
+  pub fn forget(&mut self) {
+    self.ids.clear();
+    self.types.clear();
+    self.slab = Slab::EMPTY;
+  }
+
+  /// Makes the slab for the small payloads of the events about to run.
+  pub fn reserve(&mut self, bytes: usize) -> Result<()> {
+    let mut data = ptr::null_mut();
+    let mut buffer = ptr::null_mut();
+    if bytes > 0 {
+      check(
+        unsafe { sys::napi_create_arraybuffer(self.env, bytes, &mut data, &mut buffer) },
+        "create payload slab",
+      )?;
+    }
+    self.slab = Slab {
+      buffer,
+      data: data.cast(),
+      len: bytes,
+      used: 0,
+    };
+    Ok(())
+  }
+
+  /// A payload as three values for `bytes()` in hook_args.js: a part of the
+  /// slab (slab, offset, length), or a Buffer of its own (buffer, null, null).
+  fn payload(&mut self, out: &mut Vec<sys::napi_value>, bytes: &[u8]) -> Result<()> {
+    let slab = &mut self.slab;
+    if bytes.len() <= SMALL_PAYLOAD && slab.len - slab.used >= bytes.len() && !slab.data.is_null() {
+      let offset = slab.used;
+      // SAFETY: the slab is `len` bytes long and lives in the current scope.
+      unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), slab.data.add(offset), bytes.len()) };
+      slab.used += bytes.len();
+      let buffer = slab.buffer;
+      out.extend([
+        buffer,
+        self.number(offset as f64)?,
+        self.number(bytes.len() as f64)?,
+      ]);
+    } else {
+      out.extend([self.buffer(bytes)?, self.null, self.null]);
+    }
+    Ok(())
+  }
+
+  pub fn env(&self) -> sys::napi_env {
+    self.env
+  }
+
+  pub fn string(&self, s: &str) -> Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    check(
+      unsafe {
+        sys::napi_create_string_utf8(self.env, s.as_ptr().cast(), s.len() as isize, &mut v)
+      },
+      "create string",
+    )?;
+    Ok(v)
+  }
+
+  fn number(&self, n: f64) -> Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    check(
+      unsafe { sys::napi_create_double(self.env, n, &mut v) },
+      "number",
+    )?;
+    Ok(v)
+  }
+
+  fn boolean(&self, b: bool) -> sys::napi_value {
+    if b {
+      self.yes
+    } else {
+      self.no
+    }
+  }
+
+  pub fn qos(&self, q: RQoS) -> Result<sys::napi_value> {
+    self.number(q as u8 as f64)
+  }
+
+  /// A copy of the bytes: an external buffer would need a finalizer per
+  /// message (and Electron forbids them).
+  fn buffer(&self, bytes: &[u8]) -> Result<sys::napi_value> {
+    let mut data = ptr::null_mut();
+    let mut v = ptr::null_mut();
+    check(
+      unsafe {
+        sys::napi_create_buffer_copy(
+          self.env,
+          bytes.len(),
+          bytes.as_ptr().cast(),
+          &mut data,
+          &mut v,
+        )
+      },
+      "create buffer",
+    )?;
+    Ok(v)
+  }
+
+  fn id_strings(&mut self, id: &Id) -> Result<IdStrings> {
+    let key = ptr::from_ref::<rmqtt::types::_Id>(id) as usize;
+    if let Some(s) = self.ids.get(&key) {
+      return Ok(*s);
+    }
+    let s = IdStrings {
+      client_id: self.string(&id.client_id)?,
+      remote_addr: match id.remote_addr {
+        Some(a) => self.string(&a.to_string())?,
+        None => self.null,
+      },
+      username: match &id.username {
+        Some(u) => self.string(u)?,
+        None => self.null,
+      },
+    };
+    self.ids.insert(key, s);
+    Ok(s)
+  }
+
+  /// `SessionInfo | null`: node, remoteAddr, clientId (null for no session), username.
+  pub fn session(&mut self, out: &mut Vec<sys::napi_value>, id: Option<&Id>) -> Result<()> {
+    match id {
+      Some(id) => {
+        let s = self.id_strings(id)?;
+        out.extend([
+          self.number(id.node_id as f64)?,
+          s.remote_addr,
+          s.client_id,
+          s.username,
+        ]);
+      }
+      None => out.extend([self.null; 4]),
+    }
+    Ok(())
+  }
+
+  /// `MessageFrom`: type, node, remoteAddr, clientId, username.
+  /// `has_session` tells a client's publish from a plugin's.
+  pub fn from(
+    &mut self,
+    out: &mut Vec<sys::napi_value>,
+    f: &From,
+    has_session: bool,
+  ) -> Result<()> {
+    let typ = from_type(f, has_session);
+    let typ = match self.types.get(typ) {
+      Some(v) => *v,
+      None => {
+        let v = self.string(typ)?;
+        self.types.insert(typ, v);
+        v
+      }
+    };
+    let s = self.id_strings(&f.id)?;
+    out.extend([
+      typ,
+      self.number(f.id.node_id as f64)?,
+      s.remote_addr,
+      s.client_id,
+      s.username,
+    ]);
+    Ok(())
+  }
+
+  /// `MessageInfo`: dup, qos, retain, topic, payload, createTime.
+  pub fn message(&mut self, out: &mut Vec<sys::napi_value>, m: &Msg) -> Result<()> {
+    out.extend([
+      self.boolean(m.dup),
+      self.qos(m.qos)?,
+      self.boolean(m.retain),
+      self.string(&m.topic)?,
+    ]);
+    self.payload(out, &m.payload)?;
+    out.push(self.number(m.create_time.unwrap_or(0) as f64)?);
+    Ok(())
+  }
+
+  /// `PublishRequest`: topic, payload, qos, retain.
+  pub fn publish_request(&mut self, out: &mut Vec<sys::napi_value>, m: &Msg) -> Result<()> {
+    out.push(self.string(&m.topic)?);
+    self.payload(out, &m.payload)?;
+    out.extend([self.qos(m.qos)?, self.boolean(m.retain)]);
+    Ok(())
+  }
+}
+
+/// `MessageFrom.type`.
+pub fn from_type(f: &From, has_session: bool) -> &'static str {
+  match f.typ() {
+    // rmqtt tags client publishes as "custom"; tell them apart by the session.
+    FromType::Custom if has_session || f.id.remote_addr.is_some() => "client",
+    FromType::Custom => "custom",
+    FromType::Admin => "admin",
+    FromType::System => "system",
+    FromType::LastWill => "lastwill",
+    FromType::Bridge => "bridge",
+  }
+}
