@@ -1,13 +1,16 @@
 //! The queue between a broker and one hook set's JavaScript functions.
 //!
-//! Broker threads push events; the first event pushed into an empty queue
-//! wakes the JS thread through one weak threadsafe function, and that
-//! wake-up runs every event queued by then, in order. Under load this is one
-//! wake-up per batch instead of one threadsafe-function call per event,
-//! which is most of what a hook used to cost.
+//! Broker threads push events; one weak threadsafe function wakes the JS
+//! thread, and each wake-up runs every event queued by then, in order.
+//! Under load this is one wake-up per batch instead of one threadsafe-function
+//! call per event. A decision wakes JavaScript at once (a client waits for
+//! it); notifications wait up to `NOTIFY_DELAY` (or until `FLUSH_AT` are
+//! queued) so that a flood is run in batches: waking the JS thread per event
+//! cost more than running the event.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -88,13 +91,26 @@ struct Job {
 
 /// Events run per handle scope: bounds what a large batch keeps reachable.
 const EVENTS_PER_SCOPE: usize = 64;
+/// Longest a notification waits for company before JavaScript is woken.
+const NOTIFY_DELAY: Duration = Duration::from_millis(1);
+/// Queued events that wake JavaScript without waiting for the delay.
+const FLUSH_AT: usize = 1024;
+
+#[derive(Default)]
+struct State {
+  jobs: Vec<Job>,
+  /// A wake-up is queued and has not taken the jobs yet.
+  woken: bool,
+  /// A delayed wake-up is armed.
+  timer: bool,
+}
 
 struct Shared {
   /// By `Kind as usize`.
   fns: Vec<Option<HookFn>>,
   builders: Builders,
   hooks: Weak<Hooks>,
-  jobs: Mutex<Vec<Job>>,
+  state: Mutex<State>,
   /// The emptied vector of the last batch, swapped in for the next one so
   /// the queue does not reallocate (across threads) per batch.
   spare: Mutex<Vec<Job>>,
@@ -105,7 +121,7 @@ type Wake = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 /// The queue of one hook set.
 pub struct Queue {
   shared: Arc<Shared>,
-  wake: Wake,
+  wake: Arc<Wake>,
 }
 
 /// The threadsafe function's own JS function: all the work happens in its
@@ -121,7 +137,7 @@ impl Queue {
       fns,
       builders: Builders::compile(env)?,
       hooks: Arc::downgrade(hooks),
-      jobs: Mutex::new(Vec::new()),
+      state: Mutex::new(State::default()),
       spare: Mutex::new(Vec::new()),
     });
     let runner = shared.clone();
@@ -134,7 +150,10 @@ impl Queue {
         runner.run_batch(&ctx.env);
         Ok(())
       })?;
-    Ok(Queue { shared, wake })
+    Ok(Queue {
+      shared,
+      wake: Arc::new(wake),
+    })
   }
 
   pub fn has(&self, kind: Kind) -> bool {
@@ -148,42 +167,104 @@ impl Queue {
     if !kind.decides() && !hooks.try_enqueue(kind.name(), limit) {
       return;
     }
-    let first = {
-      let Ok(mut jobs) = self.shared.jobs.lock() else {
+    let (wake_now, arm_timer) = {
+      let Ok(mut st) = self.shared.state.lock() else {
         return;
       };
-      jobs.push(Job {
+      st.jobs.push(Job {
         live: live.clone(),
         event,
       });
-      jobs.len() == 1
-    };
-    if !first {
-      return; // a wake-up is already on its way and will run this one too
-    }
-    let status = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
-    if status != Status::Ok {
-      // Node is going away: nothing queued will run. Decisions see their
-      // reply dropped and deny.
-      let jobs = self.shared.take();
-      for job in &jobs {
-        if !job.event.kind().decides() {
-          hooks.dequeued();
-        }
+      if st.woken {
+        (false, false) // the coming wake-up runs this one too
+      } else if kind.decides() || st.jobs.len() >= FLUSH_AT {
+        st.woken = true;
+        (true, false)
+      } else if !st.timer {
+        st.timer = true;
+        (false, true)
+      } else {
+        (false, false)
       }
-      if status != Status::Closing {
-        tracing::warn!("{}: could not reach JavaScript ({status})", kind.name());
+    };
+    if wake_now {
+      wake(&self.shared, &self.wake);
+    } else if arm_timer {
+      let timer = Timer {
+        shared: Arc::downgrade(&self.shared),
+        wake: self.wake.clone(),
+      };
+      match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+          rt.spawn(async move {
+            tokio::time::sleep(NOTIFY_DELAY).await;
+            drop(timer);
+          });
+        }
+        Err(_) => drop(timer),
       }
     }
   }
 }
 
+/// A delayed wake-up. It fires when dropped, so a runtime shutting down
+/// (which drops its sleeping tasks) still flushes the queue.
+struct Timer {
+  shared: Weak<Shared>,
+  wake: Arc<Wake>,
+}
+
+impl Drop for Timer {
+  fn drop(&mut self) {
+    let Some(shared) = self.shared.upgrade() else {
+      return;
+    };
+    let fire = match shared.state.lock() {
+      Ok(mut st) => {
+        st.timer = false;
+        let fire = !st.woken && !st.jobs.is_empty();
+        st.woken |= fire;
+        fire
+      }
+      Err(_) => false,
+    };
+    if fire {
+      wake(&shared, &self.wake);
+    }
+  }
+}
+
+/// Queues the threadsafe-function call that runs the batch.
+fn wake(shared: &Shared, tsfn: &Wake) {
+  let status = tsfn.call((), ThreadsafeFunctionCallMode::NonBlocking);
+  if status == Status::Ok {
+    return;
+  }
+  // Node is going away: nothing queued will run. Decisions see their reply
+  // dropped and deny; notifications free their slots.
+  let jobs = shared.take();
+  if let Some(hooks) = shared.hooks.upgrade() {
+    for job in &jobs {
+      if !job.event.kind().decides() {
+        hooks.dequeued();
+      }
+    }
+  }
+  if status != Status::Closing {
+    tracing::warn!("hooks: could not reach JavaScript ({status})");
+  }
+}
+
 impl Shared {
+  /// Takes the queued jobs; the wake-up that runs them is no longer pending.
   fn take(&self) -> Vec<Job> {
     self
-      .jobs
+      .state
       .lock()
-      .map(|mut jobs| std::mem::take(&mut *jobs))
+      .map(|mut st| {
+        st.woken = false;
+        std::mem::take(&mut st.jobs)
+      })
       .unwrap_or_default()
   }
 
@@ -195,8 +276,9 @@ impl Shared {
       .lock()
       .map(|mut s| std::mem::take(&mut *s))
       .unwrap_or_default();
-    if let Ok(mut jobs) = self.jobs.lock() {
-      std::mem::swap(&mut *jobs, &mut batch);
+    if let Ok(mut st) = self.state.lock() {
+      st.woken = false;
+      std::mem::swap(&mut st.jobs, &mut batch);
     }
     if let Some(hooks) = self.hooks.upgrade() {
       if let Err(e) = self.run_jobs(env, &hooks, &mut batch) {
