@@ -22,6 +22,7 @@ use crate::backpressure;
 use crate::config::BrokerSpec;
 use crate::hook_bridge::Attachment;
 use crate::listener::{self, ListenerInfo};
+use crate::memory;
 use crate::publish::Publisher;
 use crate::shared_subscription::RoundRobin;
 
@@ -211,6 +212,7 @@ async fn setup(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Ready, String
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   backpressure::register(&scx).await;
   hooks.sync(&scx).await;
+  tokio::spawn(memory::release_after_disconnects(scx.clone()));
 
   let mut server = RmqttServer::new(scx.clone());
   let mut infos = Vec::with_capacity(spec.listeners.len());

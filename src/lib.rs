@@ -16,6 +16,7 @@ mod js_value;
 mod keepalive;
 mod listener;
 mod logging;
+mod memory;
 mod publish;
 mod server;
 mod shared_subscription;
