@@ -284,6 +284,21 @@ describe.each(VERSIONS)('authorization on MQTT %s', (protocolVersion) => {
     expect(rec.of('publish').map(([, , m]: any) => m.topic)).toEqual(['ok/after'])
   })
 
+  it('denies a PUBLISH when the answer is not an object, and allows a bare { allow: true }', async () => {
+    const { server, url } = await serverWithHooks({
+      onClientPublishAuthorize: ((_s: unknown, m: { topic: string }) =>
+        m.topic === 'shape/bare' ? true : { allow: true }) as any,
+    })
+    const sub = await connect(url, { protocolVersion })
+    await subscribe(sub, 'shape/#', 1)
+    const box = inbox(sub)
+    const pub = await connect(url, { protocolVersion })
+    await pub.publishAsync('shape/bare', 'x', { qos: 1 }).catch(() => {}) // 5.0 rejects, 3.1.1 cannot
+    await pub.publishAsync('shape/object', 'y', { qos: 1 })
+    expect((await box.next()).topic).toBe('shape/object')
+    expect(server.hookStats.failures).toBe(1)
+  })
+
   it('lets a superuser bypass both authorization hooks', async () => {
     const { url } = await serverWithHooks({
       onClientAuthenticate: (req) => ({ allow: true, superuser: req.username === 'root' }),

@@ -139,7 +139,7 @@ impl Ctx<'_> {
     event: impl FnOnce(Reply<R>) -> Event,
   ) -> Option<R> {
     let (tx, rx) = oneshot::channel();
-    self.notify(event(tx));
+    self.set.queue.push_decision(self.live, event(tx)).await;
     let answer = async {
       match rx.await {
         Ok(Ok(Either::A(r))) => Ok(r),

@@ -166,3 +166,39 @@ pub fn authenticate_request(c: &ConnectInfo) -> AuthenticateRequest {
     clean_session: c.clean_start(),
   }
 }
+
+/// The answer `{ allow: true }` and nothing else (see `answer` in hook_args.js).
+pub trait AllowAll {
+  fn allow_all() -> Self;
+}
+
+impl AllowAll for AuthenticateResult {
+  fn allow_all() -> Self {
+    AuthenticateResult {
+      allow: true,
+      superuser: None,
+      reason: None,
+      code: None,
+    }
+  }
+}
+
+impl AllowAll for SubscribeAuthorizeResult {
+  fn allow_all() -> Self {
+    SubscribeAuthorizeResult {
+      allow: true,
+      qos: None,
+      reason: None,
+    }
+  }
+}
+
+impl AllowAll for PublishAuthorizeResult {
+  fn allow_all() -> Self {
+    PublishAuthorizeResult {
+      allow: true,
+      reason: None,
+      disconnect: None,
+    }
+  }
+}

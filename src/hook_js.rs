@@ -40,14 +40,18 @@ pub enum Shape {
 
 const SHAPES: usize = 7;
 
-/// The compiled functions of `hook_args.js`, one per `Shape`.
+/// The compiled functions of `hook_args.js`, one per `Shape`, then its
+/// `ALLOW` value (what a builder returns for a plain `{ allow: true }`).
 pub struct Builders(Vec<FunctionRef<(), Unknown<'static>>>);
+
+/// Index of `ALLOW` in `Builders::values`.
+pub const ALLOW: usize = SHAPES;
 
 impl Builders {
   /// Runs on the JS thread.
   pub fn compile(env: &Env) -> Result<Self> {
     let list: Array = env.run_script(include_str!("hook_args.js"))?;
-    let fns = (0..SHAPES as u32)
+    let fns = (0..=SHAPES as u32)
       .map(|i| {
         list
           .get::<Function<(), Unknown<'static>>>(i)?
@@ -58,9 +62,9 @@ impl Builders {
     Ok(Builders(fns))
   }
 
-  /// The functions as values of the current handle scope.
-  pub fn values(&self, env: &Env) -> Result<[sys::napi_value; SHAPES]> {
-    let mut out = [ptr::null_mut(); SHAPES];
+  /// The functions (and `ALLOW`) as values of the current handle scope.
+  pub fn values(&self, env: &Env) -> Result<[sys::napi_value; SHAPES + 1]> {
+    let mut out = [ptr::null_mut(); SHAPES + 1];
     for (slot, f) in out.iter_mut().zip(&self.0) {
       *slot = f.borrow_back(env)?.raw();
     }

@@ -21,9 +21,10 @@ use rmqtt::types::{From, Id, QoS as RQoS};
 use tokio::sync::oneshot;
 
 use crate::hook_data::{
-  AuthenticateRequest, AuthenticateResult, PublishAuthorizeResult, SubscribeAuthorizeResult,
+  AllowAll, AuthenticateRequest, AuthenticateResult, PublishAuthorizeResult,
+  SubscribeAuthorizeResult,
 };
-use crate::hook_js::{Args, Builders, Msg, Shape};
+use crate::hook_js::{Args, Builders, Msg, Shape, ALLOW};
 use crate::hooks::{HookFn, Hooks, Kind};
 
 /// Where a decision hook's answer goes: the value, or the Promise of it.
@@ -160,13 +161,49 @@ impl Queue {
     self.shared.fns[kind as usize].is_some()
   }
 
-  /// Queues an event for JavaScript without waiting. A notification past
-  /// the set's limit is dropped and counted instead.
+  /// Queues a notification for JavaScript without waiting. Past the set's
+  /// limit it is dropped and counted instead.
   pub fn push(&self, live: &Live, hooks: &Hooks, limit: usize, event: Event) {
     let kind = event.kind();
     if !kind.decides() && !hooks.try_enqueue(kind.name(), limit) {
       return;
     }
+    self.enqueue(live, event, false);
+  }
+
+  /// Queues a decision. JavaScript is woken once the calling task has let
+  /// the other ready tasks of its worker run (they often queue decisions
+  /// too), so that one wake-up serves many clients: waking the JS thread
+  /// costs more than running a hook. The wake-up also happens if the
+  /// caller is cancelled meanwhile.
+  pub async fn push_decision(&self, live: &Live, event: Event) {
+    struct Flush<'a>(&'a Queue);
+    impl Drop for Flush<'_> {
+      fn drop(&mut self) {
+        self.0.flush();
+      }
+    }
+    self.enqueue(live, event, true);
+    let _flush = Flush(self);
+    tokio::task::yield_now().await;
+  }
+
+  /// Wakes JavaScript if jobs wait and no wake-up is on its way.
+  fn flush(&self) {
+    let fire = match self.shared.state.lock() {
+      Ok(mut st) => {
+        let fire = !st.woken && !st.jobs.is_empty();
+        st.woken |= fire;
+        fire
+      }
+      Err(_) => false,
+    };
+    if fire {
+      wake(&self.shared, &self.wake);
+    }
+  }
+
+  fn enqueue(&self, live: &Live, event: Event, deferred: bool) {
     let (wake_now, arm_timer) = {
       let Ok(mut st) = self.shared.state.lock() else {
         return;
@@ -175,9 +212,11 @@ impl Queue {
         live: live.clone(),
         event,
       });
-      if st.woken {
-        (false, false) // the coming wake-up runs this one too
-      } else if kind.decides() || st.jobs.len() >= FLUSH_AT {
+      // A wake-up already on its way runs this one too; a decision is
+      // flushed by push_decision.
+      if st.woken || deferred {
+        (false, false)
+      } else if st.jobs.len() >= FLUSH_AT {
         st.woken = true;
         (true, false)
       } else if !st.timer {
@@ -366,7 +405,7 @@ fn run(
       // Once per connection: napi-rs's own conversion is fine here.
       let ret = unsafe { AuthenticateRequest::to_napi_value(a.env(), req) }
         .and_then(|req| call(a, f, &[req]));
-      decide(a, ret, reply)
+      decide(a, builders[ALLOW], ret, reply)
     }
     Event::SubscribeAuthorize(id, filter, qos, reply) => {
       let ret = (|| {
@@ -374,7 +413,7 @@ fn run(
         argv.extend([a.string(&filter)?, a.qos(qos)?]);
         call(a, builders[Shape::SessionSubscription as usize], argv)
       })();
-      decide(a, ret, reply)
+      decide(a, builders[ALLOW], ret, reply)
     }
     Event::PublishAuthorize(id, m, reply) => {
       let ret = (|| {
@@ -382,7 +421,7 @@ fn run(
         a.publish_request(argv, &m)?;
         call(a, builders[Shape::SessionPublishRequest as usize], argv)
       })();
-      decide(a, ret, reply)
+      decide(a, builders[ALLOW], ret, reply)
     }
     Event::MessagePublish(id, from, has_session, m) => notify(env, name, || {
       a.session(argv, id.as_ref())?;
@@ -452,6 +491,12 @@ fn call(a: &Args, f: sys::napi_value, argv: &[sys::napi_value]) -> Result<sys::n
   }
 }
 
+fn strict_equals(env: sys::napi_env, a: sys::napi_value, b: sys::napi_value) -> bool {
+  let mut same = false;
+  let status = unsafe { sys::napi_strict_equals(env, a, b, &mut same) };
+  status == sys::Status::napi_ok && same
+}
+
 fn is_promise(env: sys::napi_env, v: sys::napi_value) -> bool {
   let mut yes = false;
   let status = unsafe { sys::napi_is_promise(env, v, &mut yes) };
@@ -478,13 +523,16 @@ fn notify(
 
 /// Sends a decision hook's answer (or its Promise) to the broker task
 /// awaiting it. Errors go to that task too, which denies and reports.
-fn decide<R: FromNapiValue + 'static>(
+fn decide<R: FromNapiValue + AllowAll + 'static>(
   a: &Args,
+  allow: sys::napi_value,
   ret: Result<sys::napi_value>,
   reply: Reply<R>,
 ) -> Result<()> {
   let answer = ret.and_then(|ret| {
-    if is_promise(a.env(), ret) {
+    if strict_equals(a.env(), ret, allow) {
+      Ok(Either::A(R::allow_all()))
+    } else if is_promise(a.env(), ret) {
       Ok(Either::B(unsafe {
         Promise::<R>::from_napi_value(a.env(), ret)?
       }))

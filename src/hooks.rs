@@ -1,6 +1,5 @@
 //! The JavaScript hook set of one `MqttServer`: reading the callbacks object
-//! given to `setHooks()` into threadsafe functions, and the per-server slot
-//! that holds them.
+//! given to `setHooks()`, and the per-server slot that holds the set.
 //!
 //! The functions are held as references and only ever called on the JS
 //! thread, by the set's queue (`hook_queue.rs`). Notifications are bounded
