@@ -2,6 +2,7 @@
  * Hooks: authentication, subscribe/publish authorization and notifications,
  * with real mqtt.js clients on MQTT 3.1.1 and 5.0.
  */
+import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -317,6 +318,36 @@ describe.each(VERSIONS)('authorization on MQTT %s', (protocolVersion) => {
 })
 
 describe.each(VERSIONS)('notifications on MQTT %s', (protocolVersion) => {
+  it('hand every payload over exactly and in order, small ones batched and large ones alone', async () => {
+    // Sizes around the 4 KiB line where payloads stop sharing a batch buffer.
+    const sizes = [0, 1, 63, 4095, 4096, 4097, 70_000, 5, 4096, 0, 128, 100_000]
+    const sent = sizes.map((n, i) => randomBytes(n).fill(i, 0, Math.min(n, 1)))
+    const published: Buffer[] = []
+    const authorized: Buffer[] = []
+    let copiesDone: () => void
+    const done = new Promise<void>((resolve) => (copiesDone = resolve))
+    const { url } = await serverWithHooks({
+      onClientPublishAuthorize: (_s, m) => {
+        authorized.push(Buffer.from(m.payload)) // a copy: the hook's view is only lent
+        return { allow: true }
+      },
+      onMessagePublish: (_s, _f, m) => {
+        published.push(m.payload)
+        if (published.length === sent.length) copiesDone()
+      },
+    })
+    const pub = await connect(url, { protocolVersion })
+    // Without awaiting each: the notifications of a burst arrive in one batch.
+    await Promise.all(sent.map((p) => pub.publishAsync('pay/load', p, { qos: 1 })))
+    await done
+    expect(published.map((b) => b.length)).toEqual(sizes)
+    expect(published.every((b, i) => Buffer.isBuffer(b) && b.equals(sent[i]))).toBe(true)
+    expect(authorized.every((b, i) => b.equals(sent[i]))).toBe(true)
+    // A handler may keep and change its payload without touching another event's.
+    published[1][0] ^= 0xff
+    expect(published[2].equals(sent[2])).toBe(true)
+  })
+
   it('fire once each, with the real session, origin and payload', async () => {
     const rec = recorder()
     const names = [
