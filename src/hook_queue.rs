@@ -90,6 +90,16 @@ struct Job {
   event: Event,
 }
 
+impl Job {
+  /// Frees the queue slot a notification took in `Queue::push`, once it ran
+  /// or will never run. Decisions take no slot.
+  fn release(&self, hooks: &Hooks) {
+    if !self.event.kind().decides() {
+      hooks.dequeued();
+    }
+  }
+}
+
 /// Events run per handle scope: bounds what a large batch keeps reachable.
 const EVENTS_PER_SCOPE: usize = 64;
 /// Longest a notification waits for company before JavaScript is woken.
@@ -284,9 +294,7 @@ fn wake(shared: &Shared, tsfn: &Wake) {
   let jobs = shared.take();
   if let Some(hooks) = shared.hooks.upgrade() {
     for job in &jobs {
-      if !job.event.kind().decides() {
-        hooks.dequeued();
-      }
+      job.release(&hooks);
     }
   }
   if status != Status::Closing {
@@ -325,9 +333,7 @@ impl Shared {
       }
       // Whatever an error left unrun still frees its queue slot.
       for job in batch.drain(..) {
-        if !job.event.kind().decides() {
-          hooks.dequeued();
-        }
+        job.release(&hooks);
       }
     }
     batch.clear();
@@ -356,10 +362,8 @@ impl Shared {
       let reserved = args.reserve(next.iter().map(|j| j.event.slab_bytes()).sum());
       if reserved.is_ok() {
         for job in jobs.by_ref().take(EVENTS_PER_SCOPE) {
+          job.release(hooks);
           let kind = job.event.kind();
-          if !kind.decides() {
-            hooks.dequeued();
-          }
           let f = fns[kind as usize];
           if !job.live.load(Ordering::Acquire) || f.is_null() {
             continue; // a decision's dropped reply denies
@@ -375,9 +379,7 @@ impl Shared {
       if let Err(e) = reserved {
         // The rest never runs; they still free their queue slots.
         for job in jobs {
-          if !job.event.kind().decides() {
-            hooks.dequeued();
-          }
+          job.release(hooks);
         }
         return Err(e);
       }
