@@ -16,6 +16,7 @@ import {
   cleanup,
   connect,
   connectRefused,
+  drain,
   endClient,
   inbox,
   killChildren,
@@ -283,6 +284,33 @@ describe.each(VERSIONS)('authorization on MQTT %s', (protocolVersion) => {
     // Notifications run in order, so a reported denied message would come first.
     await rec.next('publish', ([, , m]) => m.topic === 'ok/after')
     expect(rec.of('publish').map(([, , m]: any) => m.topic)).toEqual(['ok/after'])
+  })
+
+  it('closes the connection of a client denied with disconnect: true; 5.0 is told why first', async () => {
+    const rec = recorder()
+    const { url } = await serverWithHooks({
+      onClientPublishAuthorize: (_s, m) =>
+        m.topic === 'forbidden' ? { allow: false, reason: 'go away', disconnect: true } : { allow: true },
+      onClientDisconnected: rec.record('disconnected'),
+    })
+    const sub = await connect(url, { protocolVersion })
+    await subscribe(sub, '#', 1)
+    const box = inbox(sub)
+    const pub = await connect(url, { protocolVersion, clientId: `kicked-${protocolVersion}` })
+    pub.on('error', () => {})
+    const disconnect = new Promise<any>((resolve) => pub.on('disconnect', resolve))
+    const closed = waitFor(pub, 'close')
+    pub.publish('forbidden', 'x', { qos: 1 })
+    await closed
+    const [session] = await rec.next('disconnected', ([s]) => s.clientId === `kicked-${protocolVersion}`)
+    expect(session.clientId).toBe(`kicked-${protocolVersion}`)
+    if (protocolVersion === 5) {
+      const packet = await disconnect
+      expect(packet.reasonCode).toBe(0x87) // not authorized
+      expect(packet.properties?.reasonString).toContain('go away')
+    }
+    // Nothing was routed: a sentinel from another client is the first message.
+    expect(await drain(box, sub, 'after-kick')).toEqual([])
   })
 
   it('denies a PUBLISH when the answer is not an object, and allows a bare { allow: true }', async () => {
