@@ -155,9 +155,14 @@ describe('stop', () => {
     const url = urlFor(listeners[0])
     const v4 = await connect(url, { protocolVersion: 4 })
     const v5 = await connect(url, { protocolVersion: 5 })
+    const told: Array<[number, number | undefined]> = []
+    v4.on('disconnect', (p) => told.push([4, p.reasonCode]))
+    v5.on('disconnect', (p) => told.push([5, p.reasonCode]))
     const closed = Promise.all([waitFor(v4, 'close'), waitFor(v5, 'close')])
     await server.stop()
     await closed
+    // MQTT 5 says why before the socket closes: 0x8B server shutting down.
+    expect(told).toEqual([[5, 0x8b]])
     expect(v4.connected).toBe(false)
     expect(v5.connected).toBe(false)
     expect(server.running).toBe(false)

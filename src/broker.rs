@@ -12,6 +12,7 @@ use rmqtt::context::ServerContext;
 use rmqtt::plugin::DynPluginResult;
 use rmqtt::router::DefaultRouter;
 use rmqtt::server::MqttServer as RmqttServer;
+use rmqtt::session::SERVER_SHUTTING_DOWN;
 use rmqtt::shared::DefaultShared;
 use rmqtt::types::{Message, Reason};
 use tokio::runtime::{Handle, Runtime};
@@ -158,7 +159,8 @@ impl Broker {
 async fn disconnect_all(scx: ServerContext) {
   for entry in scx.extends.shared().await.iter() {
     if let Some(tx) = entry.tx() {
-      let _ = tx.unbounded_send(Message::Closed(Reason::ConnectRemoteClose));
+      // MQTT 5 clients get a DISCONNECT with 0x8B (vendor/rmqtt patch).
+      let _ = tx.unbounded_send(Message::Closed(Reason::from_static(SERVER_SHUTTING_DOWN)));
     }
   }
   let deadline = tokio::time::Instant::now() + DISCONNECT_TIMEOUT;

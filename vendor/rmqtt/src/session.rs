@@ -104,6 +104,11 @@ use crate::types::*;
 use crate::utils::timestamp_millis;
 use crate::Result;
 
+/// mqtt-server patch: close a session with `Message::Closed(Reason::from_static(
+/// SERVER_SHUTTING_DOWN))` and an MQTT 5 client is told 0x8B server shutting
+/// down.
+pub const SERVER_SHUTTING_DOWN: &str = "server shutting down";
+
 /// mqtt-server patch: the DISCONNECT a server sends an MQTT 5 client when it
 /// ends the connection for `reason`; `None` when the client ended it
 /// (DISCONNECT, closed or broken socket) and nothing can or may be sent.
@@ -121,6 +126,7 @@ fn server_disconnect(reason: &Reason) -> Option<v5::Disconnect> {
         Reason::ConnectKicked(false) => (v5::DisconnectReasonCode::SessionTakenOver, reason.to_string()),
         // A publish denied with "disconnect": its own code and reason, not 0x83.
         Reason::MqttError(MqttError::PublishAckReason(code, s)) => (code.to_reason_code(), s.to_string()),
+        Reason::Error(s) if s == SERVER_SHUTTING_DOWN => (v5::DisconnectReasonCode::ServerShuttingDown, s.to_string()),
         r => (r.to_reason_code(), r.to_string()),
     };
     Some(v5::Disconnect { reason_code, reason_string: Some(reason_string.into()), ..Default::default() })
