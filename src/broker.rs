@@ -147,6 +147,8 @@ impl Broker {
     let joined = tokio::task::spawn_blocking(move || {
       runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
       release_sessions(&scx);
+      drop(scx);
+      memory::trim();
     })
     .await;
     if let Err(e) = joined {

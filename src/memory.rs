@@ -4,7 +4,8 @@
 //! goes away the process stays at its peak size. When the connection count
 //! has fallen to half of its peak (and by a meaningful amount), the broker
 //! asks glibc to return its free pages (`malloc_trim`), off the async
-//! workers. Elsewhere (musl, macOS, Windows) this is a no-op.
+//! workers. A stopped broker's memory is given back the same way. Elsewhere
+//! (musl, macOS, Windows) this is a no-op.
 
 use std::time::Duration;
 
@@ -30,11 +31,13 @@ pub async fn release_after_disconnects(scx: ServerContext) {
   }
 }
 
+/// Returns free heap pages to the OS. Blocks for a few ms on a large heap:
+/// call it off the async workers and off the JavaScript thread.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim() {
+pub fn trim() {
   // SAFETY: malloc_trim only walks glibc's own arenas.
   unsafe { libc::malloc_trim(0) };
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() {}
+pub fn trim() {}
