@@ -4,7 +4,7 @@
  * through the broker's exit path (patched in vendor/rmqtt to be allocated
  * only when a connection ends), so each one is checked end to end.
  */
-import { connect as tcpConnect, type Socket } from 'node:net'
+import { connect as tcpConnect } from 'node:net'
 
 import type { IConnackPacket, IDisconnectPacket } from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -36,7 +36,7 @@ function str(s: string): Buffer {
 /**
  * A raw CONNECT with a will, from a socket that then stays silent: no PINGREQ
  * ever, which mqtt.js cannot be told to do. Resolves once CONNACK (accepted)
- * is in; `packets` resolves with every packet the broker sent, at close.
+ * is in, with a promise of every packet the broker sent, at close.
  */
 async function silentClient(port: number, level: 4 | 5, clientId: string, keepAlive: number, will: [string, string]) {
   const props = level === 5 ? [Buffer.from([0])] : [] // empty property lists
@@ -62,7 +62,7 @@ async function silentClient(port: number, level: 4 | 5, clientId: string, keepAl
   const packets = waitFor(sock, 'close').then(() => splitPackets(Buffer.concat(chunks)))
   sock.write(Buffer.concat([Buffer.from([0x10, body.length]), body]))
   await accepted
-  return { sock, packets }
+  return packets
 }
 
 /** Splits a byte stream into MQTT packets (short ones: 1-byte lengths). */
@@ -102,7 +102,7 @@ describe('last will', () => {
     const watcher = await connect(urlFor(listeners[0]), MQTT_VERSIONS['5.0'])
     const box = inbox(watcher)
     await subscribe(watcher, 'will/#', 0)
-    const { packets } = await silentClient(listeners[0].port, level, `silent-${level}`, 1, ['will/silent', 'timed out'])
+    const packets = await silentClient(listeners[0].port, level, `silent-${level}`, 1, ['will/silent', 'timed out'])
     // rmqtt allows keep-alive + 3 s below 6 s (1.5x above): 4 s here.
     const m = await box.next(10_000)
     expect(m.topic).toBe('will/silent')
