@@ -18,6 +18,10 @@ use crate::error::MqttError;
 
 /// Initial read and write buffer size of a connection (mqtt-server patch).
 const INITIAL_BUFFER: usize = 512;
+/// Read buffer of a connection that pipelines packets (mqtt-server patch).
+const READ_BATCH: usize = 16 * 1024;
+/// Queued packets are written out once this many bytes wait (mqtt-server patch).
+const WRITE_BATCH: usize = 16 * 1024;
 use crate::{Builder, Result};
 use rmqtt_codec::cert::CertInfo;
 use rmqtt_codec::error::{DecodeError, SendPacketError};
@@ -55,6 +59,9 @@ where
         // 8 KiB, which made an idle connection cost ~16 KiB; they grow on demand.
         let mut io = Framed::with_capacity(io, MqttCodec::Version(VersionCodec), INITIAL_BUFFER);
         *io.write_buffer_mut() = tokio_util::bytes::BytesMut::with_capacity(INITIAL_BUFFER);
+        // `with_capacity` also sets the write backpressure boundary, which would
+        // flush fed packets every 512 bytes.
+        io.set_backpressure_boundary(WRITE_BATCH);
         Dispatcher { io, remote_addr, cfg, cert_info }
     }
 
@@ -179,31 +186,31 @@ pub mod v3 {
         /// Publishes a message to the broker
         #[inline]
         pub async fn send_publish(&mut self, publish: Box<Publish>) -> Result<()> {
-            self.send(PacketV3::Publish(publish)).await
+            self.feed(PacketV3::Publish(publish)).await
         }
 
         /// Acknowledges a received publish (QoS 1)
         #[inline]
         pub async fn send_publish_ack(&mut self, packet_id: NonZeroU16) -> Result<()> {
-            self.send(PacketV3::PublishAck { packet_id }).await
+            self.feed(PacketV3::PublishAck { packet_id }).await
         }
 
         /// Confirms receipt of a publish (QoS 2 step 1)
         #[inline]
         pub async fn send_publish_received(&mut self, packet_id: NonZeroU16) -> Result<()> {
-            self.send(PacketV3::PublishReceived { packet_id }).await
+            self.feed(PacketV3::PublishReceived { packet_id }).await
         }
 
         /// Releases a stored publish (QoS 2 step 2)
         #[inline]
         pub async fn send_publish_release(&mut self, packet_id: NonZeroU16) -> Result<()> {
-            self.send(PacketV3::PublishRelease { packet_id }).await
+            self.feed(PacketV3::PublishRelease { packet_id }).await
         }
 
         /// Confirms publish completion (QoS 2 step 3)
         #[inline]
         pub async fn send_publish_complete(&mut self, packet_id: NonZeroU16) -> Result<()> {
-            self.send(PacketV3::PublishComplete { packet_id }).await
+            self.feed(PacketV3::PublishComplete { packet_id }).await
         }
 
         /// Acknowledges a subscription request
@@ -255,6 +262,21 @@ pub mod v3 {
         #[inline]
         pub async fn send(&mut self, packet: rmqtt_codec::v3::Packet) -> Result<()> {
             super::send(&mut self.io, MqttPacket::V3(packet), self.cfg.send_timeout).await
+        }
+
+        /// Queues a packet in the write buffer without flushing it (mqtt-server
+        /// patch). The buffer is written out once it passes the backpressure
+        /// boundary, or by `flush`; the session loop flushes when it has no
+        /// more work ready, so a burst of deliveries and acks costs one write.
+        #[inline]
+        pub async fn feed(&mut self, packet: rmqtt_codec::v3::Packet) -> Result<()> {
+            super::feed(&mut self.io, MqttPacket::V3(packet), self.cfg.send_timeout).await
+        }
+
+        /// Whether queued packets wait in the write buffer (mqtt-server patch).
+        #[inline]
+        pub fn has_pending_writes(&self) -> bool {
+            !self.io.write_buffer().is_empty()
         }
 
         /// Flushes write buffers
@@ -325,7 +347,9 @@ pub mod v3 {
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
             let next = Pin::new(&mut self.io).poll_next(cx);
-            Poll::Ready(match futures::ready!(next) {
+            let next = futures::ready!(next);
+            super::grow_read_buffer(&mut self.io);
+            Poll::Ready(match next {
                 Some(Ok((MqttPacket::V3(packet), _))) => Some(Ok(packet)),
                 Some(Ok(_)) => Some(Err(MqttError::Decode(DecodeError::MalformedPacket).into())),
                 Some(Err(e)) => Some(Err(Error::from(e))),
@@ -409,31 +433,31 @@ pub mod v5 {
         /// Publishes a message to the broker
         #[inline]
         pub async fn send_publish(&mut self, publish: Box<Publish>) -> Result<()> {
-            self.send(PacketV5::Publish(publish)).await
+            self.feed(PacketV5::Publish(publish)).await
         }
 
         /// Acknowledges a received publish (QoS 1)
         #[inline]
         pub async fn send_publish_ack(&mut self, ack: rmqtt_codec::v5::PublishAck) -> Result<()> {
-            self.send(PacketV5::PublishAck(ack)).await
+            self.feed(PacketV5::PublishAck(ack)).await
         }
 
         /// Confirms receipt of a publish (QoS 2 step 1)
         #[inline]
         pub async fn send_publish_received(&mut self, ack: rmqtt_codec::v5::PublishAck) -> Result<()> {
-            self.send(PacketV5::PublishReceived(ack)).await
+            self.feed(PacketV5::PublishReceived(ack)).await
         }
 
         /// Releases a stored publish (QoS 2 step 2)
         #[inline]
         pub async fn send_publish_release(&mut self, ack2: rmqtt_codec::v5::PublishAck2) -> Result<()> {
-            self.send(PacketV5::PublishRelease(ack2)).await
+            self.feed(PacketV5::PublishRelease(ack2)).await
         }
 
         /// Confirms publish completion (QoS 2 step 3)
         #[inline]
         pub async fn send_publish_complete(&mut self, ack2: rmqtt_codec::v5::PublishAck2) -> Result<()> {
-            self.send(PacketV5::PublishComplete(ack2)).await
+            self.feed(PacketV5::PublishComplete(ack2)).await
         }
 
         /// Acknowledges a subscription request
@@ -482,6 +506,21 @@ pub mod v5 {
         #[inline]
         pub async fn send(&mut self, packet: rmqtt_codec::v5::Packet) -> Result<()> {
             super::send(&mut self.io, MqttPacket::V5(packet), self.cfg.send_timeout).await
+        }
+
+        /// Queues a packet in the write buffer without flushing it (mqtt-server
+        /// patch). The buffer is written out once it passes the backpressure
+        /// boundary, or by `flush`; the session loop flushes when it has no
+        /// more work ready, so a burst of deliveries and acks costs one write.
+        #[inline]
+        pub async fn feed(&mut self, packet: rmqtt_codec::v5::Packet) -> Result<()> {
+            super::feed(&mut self.io, MqttPacket::V5(packet), self.cfg.send_timeout).await
+        }
+
+        /// Whether queued packets wait in the write buffer (mqtt-server patch).
+        #[inline]
+        pub fn has_pending_writes(&self) -> bool {
+            !self.io.write_buffer().is_empty()
         }
 
         /// Flushes write buffers
@@ -552,7 +591,9 @@ pub mod v5 {
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
             let next = Pin::new(&mut self.io).poll_next(cx);
-            Poll::Ready(match futures::ready!(next) {
+            let next = futures::ready!(next);
+            super::grow_read_buffer(&mut self.io);
+            Poll::Ready(match next {
                 Some(Ok((MqttPacket::V5(packet), _))) => Some(Ok(packet)),
                 Some(Ok(_)) => Some(Err(MqttError::Decode(DecodeError::MalformedPacket).into())),
                 Some(Err(e)) => Some(Err(Error::from(e))),
@@ -577,6 +618,37 @@ where
             Err(_) => Err(MqttError::WriteTimeout),
         }?;
         Ok(())
+    }
+}
+
+#[inline]
+async fn feed<Io>(io: &mut Framed<Io, MqttCodec>, packet: MqttPacket, send_timeout: Duration) -> Result<()>
+where
+    Io: AsyncWrite + Unpin,
+{
+    if send_timeout.is_zero() {
+        io.feed(packet).await?;
+        Ok(())
+    } else {
+        match tokio::time::timeout(send_timeout, io.feed(packet)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(MqttError::SendPacket(SendPacketError::Encode(e))),
+            Err(_) => Err(MqttError::WriteTimeout),
+        }?;
+        Ok(())
+    }
+}
+
+/// mqtt-server patch: a connection starts with a small read buffer (idle
+/// connections are most of them), and tokio-util reads at most its free
+/// capacity per syscall. Once a packet is decoded while more bytes already
+/// wait behind it, the client is pipelining: give it a full-size buffer so a
+/// flood is read in a few large reads rather than many 512-byte ones.
+#[inline]
+fn grow_read_buffer<Io>(io: &mut Framed<Io, MqttCodec>) {
+    let buf = io.read_buffer_mut();
+    if !buf.is_empty() && buf.capacity() < READ_BATCH {
+        buf.reserve(READ_BATCH);
     }
 }
 

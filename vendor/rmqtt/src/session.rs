@@ -109,6 +109,16 @@ use crate::Result;
 /// down.
 pub const SERVER_SHUTTING_DOWN: &str = "server shutting down";
 
+/// What woke the online session loop (mqtt-server patch: the loop's select is
+/// polled once without waiting before the write buffer is flushed).
+enum Event {
+    KeepAlive,
+    DeliverTimeout,
+    Deliver(Option<Option<(From, Publish)>>),
+    Message(Option<Message>),
+    Packet(Result<Option<Packet>>),
+}
+
 /// mqtt-server patch: the DISCONNECT a server sends an MQTT 5 client when it
 /// ends the connection for `reason`; `None` when the client ended it
 /// (DISCONNECT, closed or broken socket) and nothing can or may be sent.
@@ -388,51 +398,71 @@ impl SessionState {
                         .unwrap_or_else(|| Duration::from_secs(120)),
             );
 
-            tokio::select! {
-                 _ = &mut keep_alive_delay => {
-                    return Err(Reason::ConnectKeepaliveTimeout)
-                },
+            // mqtt-server patch: deliveries and acks are queued in the write
+            // buffer, not flushed one by one. The loop takes whatever work is
+            // ready; only when nothing is (polled once, without waiting) does it
+            // write the buffer out and then wait. Under load one write carries
+            // many packets; when idle, a packet goes out before the loop sleeps.
+            macro_rules! next_event {
+                () => {
+                    tokio::select! {
+                        _ = &mut keep_alive_delay => Event::KeepAlive,
+                        _ = &mut deliver_timeout_delay => Event::DeliverTimeout,
+                        p = deliver_queue_rx.next(), if state.out_inflight().read().await.has_credit() => Event::Deliver(p),
+                        m = state.rx.next() => Event::Message(m),
+                        p = sink.recv() => Event::Packet(p),
+                    }
+                };
+            }
+            let event = if sink.has_pending_writes() {
+                match futures::FutureExt::now_or_never(async { next_event!() }) {
+                    Some(event) => event,
+                    None => {
+                        sink.flush().await?;
+                        next_event!()
+                    }
+                }
+            } else {
+                next_event!()
+            };
 
-                _ = &mut deliver_timeout_delay => {
-                    while let Some(iflt_msg) = state.out_inflight().write().await.pop_front_timeout(){
+            match event {
+                Event::KeepAlive => return Err(Reason::ConnectKeepaliveTimeout),
+                Event::DeliverTimeout => {
+                    while let Some(iflt_msg) = state.out_inflight().write().await.pop_front_timeout() {
                         log::debug!("{:?} has timeout message in inflight: {:?}", state.id, iflt_msg);
                         Box::pin(state.reforward(iflt_msg)).await?;
                     }
-                },
-
-                deliver_packet = deliver_queue_rx.next(), if state.out_inflight().read().await.has_credit() => {
+                }
+                Event::Deliver(deliver_packet) => {
                     log::debug!("{:?} deliver_packet: {:?}", state.id, deliver_packet);
                     match deliver_packet {
                         Some(Some((from, p))) => {
                             Box::pin(state.deliver(sink, from, p)).await?;
-                        },
+                        }
                         Some(None) => {
                             log::warn!("{:?} No messages received from the delivery queue", state.id);
-                        },
-                        None => {
-                            return Err("Message delivery queue is closed".into())
                         }
+                        None => return Err("Message delivery queue is closed".into()),
                     }
                 }
-
-                msg = state.rx.next() => {
+                Event::Message(msg) => {
                     log::debug!("{:?} msg: {:?}", state.id, msg);
                     if let Some(msg) = msg {
                         #[cfg(feature = "debug")]
                         state.scx.stats.debug_session_channels.dec();
                         Box::pin(state.process_message(sink, msg, deliver_queue_tx, flags)).await?;
-                    }else{
+                    } else {
                         return Err("No message received from the Rx".into());
                     }
                 }
-
-                pkt = sink.recv() => {
+                Event::Packet(pkt) => {
                     log::debug!("{:?} pkt: {:?}", state.id, pkt);
                     keep_alive_delay.as_mut().reset(Instant::now() + keep_alive_interval);
                     match pkt? {
                         Some(pkt) => {
                             Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
-                        },
+                        }
                         None => {
                             return Err(Reason::ConnectRemoteClose);
                         }

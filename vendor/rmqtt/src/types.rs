@@ -1430,6 +1430,25 @@ where
         }
     }
 
+    /// Whether packets queued by `publish` and the acks wait to be written
+    /// (mqtt-server patch: those are fed, not flushed, one by one).
+    #[inline]
+    pub(crate) fn has_pending_writes(&self) -> bool {
+        match self {
+            Sink::V3(s) => s.has_pending_writes(),
+            Sink::V5(s) => s.has_pending_writes(),
+        }
+    }
+
+    #[inline]
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        match self {
+            Sink::V3(s) => s.flush().await?,
+            Sink::V5(s) => s.flush().await?,
+        }
+        Ok(())
+    }
+
     #[inline]
     #[allow(dead_code)]
     pub(crate) async fn close(&mut self) -> Result<()> {
