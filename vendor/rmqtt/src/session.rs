@@ -670,7 +670,18 @@ impl SessionState {
     {
         match msg {
             Message::Forward(from, p) => {
-                if let Err((from, p)) = deliver_queue_tx.send((from, p)).await {
+                // mqtt-server patch: with nothing queued ahead of it and room in
+                // the in-flight window, a message is delivered at once instead of
+                // going through the deliver queue (a lock, a signal channel whose
+                // sender is cloned, an allocation and the rate limiter per
+                // message), which comes out in the same order. Only without a
+                // delivery rate limit: that is applied by the queue's receiver.
+                if self.fitter.mqueue_rate_limit().0.get() == u32::MAX
+                    && deliver_queue_tx.is_empty()
+                    && self.out_inflight().read().await.has_credit()
+                {
+                    self.deliver(sink, from, p).await?;
+                } else if let Err((from, p)) = deliver_queue_tx.send((from, p)).await {
                     log::debug!("{:?} deliver_dropped, from: {:?}, {:?}", self.id, from, p);
                     //hook, message_dropped
                     self.scx
@@ -1642,6 +1653,14 @@ impl SessionState {
 
         //hook, message_delivered
         let publish = self.hook.message_delivered(from.clone(), &publish).await.unwrap_or(publish);
+
+        // mqtt-server patch: a QoS 0 message is not kept after sending, so it
+        // is handed over instead of cloned.
+        if publish.qos == QoS::AtMostOnce {
+            return sink
+                .publish(publish, expiry_check_res.message_expiry_interval(), self.server_topic_aliases.as_ref())
+                .await;
+        }
 
         //send message
         sink.publish(
