@@ -3,7 +3,7 @@
 // decision; connection rate with and without `onClientAuthenticate`.
 // Variants run interleaved (A B C A B C ...), medians reported.
 //
-//   npm run bench:hooks [-- --rounds N] [--duration S] [--no-build]
+//   npm run bench:hooks [-- --rounds N] [--duration S] [--no-build | --addon FILE] [--out FILE]
 //
 // Writes bench/results/hooks.md.
 import { writeFileSync } from 'node:fs'
@@ -24,12 +24,14 @@ const { values: opt } = parseArgs({
     duration: { type: 'string', default: '3' },
     conns: { type: 'string', default: '3000' },
     'no-build': { type: 'boolean', default: false },
+    addon: { type: 'string' },
+    out: { type: 'string' },
   },
 })
 const rounds = Number(opt.rounds)
 
 const lg = buildLoadgen(root)
-const addon = ensureAddon(root, { build: !opt['no-build'] })
+const addon = ensureAddon(root, { addon: opt.addon, build: !opt['no-build'] })
 const logDir = join(root, 'bench/.cache/logs')
 const peer = (hooks) =>
   new Peer(`mqtt-server hooks=${hooks}`, (port) => ({
@@ -106,7 +108,7 @@ for (const r of results) {
   }
   lines.push('')
 }
-const out = join(root, 'bench/results/hooks.md')
+const out = opt.out ?? join(root, 'bench/results/hooks.md')
 writeFileSync(out, `${lines.join('\n')}\n`)
 console.log(lines.join('\n'))
 console.log(`written to ${out}`)
