@@ -16,13 +16,13 @@
 //! queue and the queue's drop policy applies (`onMessageDropped` reports it).
 //!
 //! QoS 0 is held too, but only by a subscriber that is draining: one that
-//! sent nothing for `STALL` (20 ms) while congested is marked stalled, and QoS 0
-//! messages to it are shed by its queue (reported as drops) until it sends
-//! again. So a live subscriber gets every message of a flood it can keep up
-//! with, and a stopped one holds its publishers for 20 ms once.
-//! Without this a QoS 0 flood filled rmqtt's unbounded session channel
-//! faster than the subscriber drained it: the broker's memory grew by
-//! hundreds of MiB while the subscriber's task spent its time dropping.
+//! sent nothing for `STALL` (20 ms) while congested is marked stalled, and
+//! QoS 0 to it is routed as before (its queue drops what does not fit) until
+//! it sends again. So a live subscriber gets every message of a flood it can
+//! keep up with, and a stopped one holds its publishers for 20 ms once.
+//! Without this, 16 publishers flooding one subscriber filled rmqtt's
+//! unbounded session channel far faster than it drained: the broker grew to
+//! 1.9 GiB and delivery fell to a third.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
