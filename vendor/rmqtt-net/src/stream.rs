@@ -644,10 +644,15 @@ where
 /// capacity per syscall. Once a packet is decoded while more bytes already
 /// wait behind it, the client is pipelining: give it a full-size buffer so a
 /// flood is read in a few large reads rather than many 512-byte ones.
+/// Only when the free tail is short: bytes sizes each new buffer by the
+/// connection's first (512 B), so this is what keeps reads large, but a new
+/// buffer stays alive while any payload sliced from it does. Growing each
+/// time less than 16 KiB was left allocated one for almost every read, and
+/// a held publisher whose reads were small pinned 16 KiB per message.
 #[inline]
 fn grow_read_buffer<Io>(io: &mut Framed<Io, MqttCodec>) {
     let buf = io.read_buffer_mut();
-    if !buf.is_empty() && buf.capacity() < READ_BATCH {
+    if !buf.is_empty() && buf.capacity() - buf.len() < READ_BATCH / 4 {
         buf.reserve(READ_BATCH);
     }
 }

@@ -54,7 +54,7 @@ use crate::retain::{DefaultRetainStorage, RetainStorage};
 use crate::router::{DefaultRouter, Router};
 
 use crate::session::{DefaultSessionManager, SessionManager};
-use crate::shared::{DefaultShared, Shared};
+use crate::shared::{DefaultShared, ForwardGate, Shared};
 #[cfg(feature = "auto-subscription")]
 use crate::subscribe::{AutoSubscription, DefaultAutoSubscription};
 #[cfg(feature = "shared-subscription")]
@@ -87,6 +87,8 @@ pub struct Manager {
     #[cfg(feature = "auto-subscription")]
     /// Automatic subscription handler (feature-gated)
     pub auto_subscription: RwLock<Box<dyn AutoSubscription>>,
+    /// mqtt-server patch: flow control at routing (see `shared::ForwardGate`).
+    pub forward_gate: std::sync::OnceLock<std::sync::Arc<dyn ForwardGate>>,
 }
 
 impl Manager {
@@ -109,6 +111,7 @@ impl Manager {
             delayed_sender: RwLock::new(Box::new(DefaultDelayedSender::new())),
             #[cfg(feature = "auto-subscription")]
             auto_subscription: RwLock::new(Box::new(DefaultAutoSubscription)),
+            forward_gate: std::sync::OnceLock::new(),
         }
     }
 

@@ -81,6 +81,33 @@ use crate::session::Session;
 use crate::types::*;
 use crate::Result;
 
+/// mqtt-server patch: flow control at the point of routing. A gate, set on
+/// `Manager::forward_gate`, sees the local subscribers of each routed message
+/// before the message is handed to them (and may hold the publisher back
+/// there), and is told of every session channel the message was put on. It
+/// sees exactly what rmqtt routes (after ACL checks, after the shared-group
+/// member is chosen), without walking the topic trie a second time.
+pub trait ForwardGate: Sync + Send {
+    /// A future to await before `relations` of `publish` from `from` are sent,
+    /// or `None` to send at once.
+    fn hold<'a>(
+        &'a self,
+        from: &'a From,
+        publish: &'a Publish,
+        relations: &'a SubRelations,
+    ) -> Option<futures::future::BoxFuture<'a, ()>>;
+    /// A message was put on `client_id`'s session channel.
+    fn forwarded(&self, client_id: &ClientId);
+}
+
+/// mqtt-server patch: awaits the gate's hold, if a gate is set and holds.
+#[inline]
+async fn gate_hold(scx: &ServerContext, from: &From, publish: &Publish, relations: &SubRelations) {
+    if let Some(hold) = scx.extends.forward_gate.get().and_then(|g| g.hold(from, publish, relations)) {
+        hold.await;
+    }
+}
+
 /// Represents a client session entry in the shared state.
 ///
 /// Provides atomic operations for session lifecycle management,
@@ -744,6 +771,7 @@ impl Shared for DefaultShared {
             let mut opts = SubscriptionOptions::default();
             opts.set_qos(publish.qos);
             let relations = vec![(publish.topic.clone(), target_clientid.clone(), opts, None, None)];
+            gate_hold(scx, &from, &publish, &relations).await;
             let recipients =
                 self.forwards_to(from, &publish, relations, None).await.map_err(|(_, errs)| (0, errs))?;
 
@@ -779,6 +807,7 @@ impl Shared for DefaultShared {
 
             let this_node_id = scx.node.id();
             let recipients_count = if let Some(relations) = relations_map.remove(&this_node_id) {
+                gate_hold(scx, &from, &publish, &relations).await;
                 let (recipients, errs) = match self.forwards_to(from, &publish, relations, None).await {
                     Ok(recipients) => (recipients, None),
                     Err((recipients, errs)) => (recipients, Some(errs)),
@@ -832,6 +861,7 @@ impl Shared for DefaultShared {
             let mut opts = SubscriptionOptions::default();
             opts.set_qos(publish.qos);
             let relations = vec![(publish.topic.clone(), target_clientid.clone(), opts, None, None)];
+            gate_hold(self.context(), &from, &publish, &relations).await;
             let recipients = self.forwards_to(from, &publish, relations, None).await?;
             Ok((SubRelationsMap::default(), recipients))
         } else {
@@ -863,6 +893,7 @@ impl Shared for DefaultShared {
             }
 
             let recipients = if !relations.is_empty() {
+                gate_hold(self.context(), &from, &publish, &relations).await;
                 self.forwards_to(from, &publish, relations, None).await?
             } else {
                 ForwardedRecipients::default()
@@ -883,6 +914,7 @@ impl Shared for DefaultShared {
     {
         let mut errs = Vec::new();
         let mut ok_recipients: ForwardedRecipients = Vec::new();
+        let gate = self.context().extends.forward_gate.get();
 
         for (topic_filter, client_id, opts, sub_ids, group_shared) in relations.drain(..) {
             let retain = if let Some(retain_as_published) = opts.retain_as_published() {
@@ -940,6 +972,9 @@ impl Shared for DefaultShared {
                     errs.push((to, from, p, Reason::from_static("Connection Tx is closed")));
                 }
             } else {
+                if let Some(gate) = gate {
+                    gate.forwarded(&client_id);
+                }
                 // Collect successful session info with shared group expansion
                 if let Some((group, _, cids)) = &group_shared {
                     for g_cid in cids {
