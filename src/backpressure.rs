@@ -6,12 +6,14 @@
 //! queue (`maxMqueueLen`); when that queue is full it drops QoS 1/2 messages.
 //! The channel's backlog is invisible, so this module counts, per
 //! subscriber, the messages routed to it and not yet sent (or dropped).
+//!
 //! It sits in rmqtt's routing itself (the vendored `ForwardGate`): after the
-//! ACL check and the trie walk, before a client's QoS 1/2 message is handed
-//! to its subscribers, the publisher's own task waits while any of them has
-//! three quarters of its queue limit pending (at most `HIGH_WATER`); each
-//! message that leaves then lets one held publisher go. The publisher then stops reading its socket, TCP pushes
-//! back, and memory stays bounded well below the queue limits. Counting where rmqtt hands the message over sees exactly
+//! ACL check and the trie walk, before a client's message is handed to its
+//! subscribers, the publisher's own task waits while any of them has three
+//! quarters of its queue limit pending (at most `HIGH_WATER`); each message
+//! that leaves then lets one held publisher go. The publisher stops reading
+//! its socket, TCP pushes back, and memory stays bounded well below the
+//! queue limits. Counting where rmqtt hands the message over sees exactly
 //! what it routes: denied messages are not counted, the member a shared
 //! group picked is, and nothing walks the topic trie a second time.
 //!
@@ -22,13 +24,16 @@
 //! QoS 0 is held too, but only by a subscriber that is draining: one that
 //! sent nothing for `STALL` (100 ms) while congested is marked stalled, and
 //! QoS 0 to it is routed as before (its queue drops what does not fit) until
-//! it sends again. So a live subscriber gets every message of a flood it can
-//! keep up with, and a stopped one holds its publishers for 100 ms once. (At
-//! 20 ms, a JavaScript subscriber whose socket was full was taken for
-//! stalled during its own pauses once publishers were woken promptly.)
-//! Without this, 16 publishers flooding one subscriber filled rmqtt's
-//! unbounded session channel far faster than it drained: the broker grew to
-//! 1.9 GiB and delivery fell to a third.
+//! it sends again. Once a stalled subscriber's backlog fills its queue,
+//! further QoS 0 to it is dropped (and reported) at routing, instead of
+//! waiting in rmqtt's unbounded channel for a socket that does not move. So
+//! a live subscriber gets every message of a flood it can keep up with, and
+//! a stopped one holds its publishers for 100 ms once. (At 20 ms, a
+//! JavaScript subscriber whose socket was full was taken for stalled during
+//! its own pauses once publishers were woken promptly.) Without QoS 0 flow
+//! control, 16 publishers flooding one subscriber filled rmqtt's unbounded
+//! session channel far faster than it drained: the broker grew to 1.9 GiB
+//! and delivery fell to a third.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -176,6 +181,25 @@ impl ForwardGate for FlowControl {
     self
       .congested(from, qos0, relations)
       .map(|_| Box::pin(self.wait_for_room(from, qos0, relations)) as Hold<'a>)
+  }
+
+  fn admit(&self, client_id: &ClientId, qos: QoS) -> bool {
+    // QoS 0 to a stalled subscriber whose backlog already fills its queue
+    // would wait in rmqtt's unbounded channel until the socket moves (or
+    // send_timeout closes it) and then be dropped by the queue: drop it now.
+    if qos != QoS::AtMostOnce {
+      return true;
+    }
+    let Some(c) = self.subscribers.get(client_id) else {
+      return true;
+    };
+    if c.stalled.load(Ordering::Relaxed) && c.pending.load(Ordering::Relaxed) >= c.queue.capacity()
+    {
+      // Counted as routed: the drop report that follows takes it off again.
+      c.pending.fetch_add(1, Ordering::Relaxed);
+      return false;
+    }
+    true
   }
 
   fn forwarded(&self, client_id: &ClientId) {

@@ -98,6 +98,13 @@ pub trait ForwardGate: Sync + Send {
     ) -> Option<futures::future::BoxFuture<'a, ()>>;
     /// A message was put on `client_id`'s session channel.
     fn forwarded(&self, client_id: &ClientId);
+    /// Whether a message of `qos` may be put on `client_id`'s channel at all;
+    /// if not, it is dropped and reported (`message_dropped`) here, rather
+    /// than waiting in the unbounded channel for a subscriber that does not
+    /// read.
+    fn admit(&self, _client_id: &ClientId, _qos: QoS) -> bool {
+        true
+    }
 }
 
 /// mqtt-server patch: awaits the gate's hold, if a gate is set and holds.
@@ -958,6 +965,13 @@ impl Shared for DefaultShared {
                 ));
                 continue;
             };
+
+            if let Some(gate) = gate {
+                if !gate.admit(&client_id, p.qos) {
+                    errs.push((to, from.clone(), p, Reason::from_static("the subscriber is not reading")));
+                    continue;
+                }
+            }
 
             if let Err(e) = tx.unbounded_send(Message::Forward(from.clone(), p)) {
                 log::warn!(
