@@ -10,28 +10,38 @@ import { cleanup, connect, listener, MqttServer, subscribe, track, urlFor } from
 
 afterEach(cleanup)
 
-it.each([
-  [1, 'flood/#'],
-  [2, 'flood/#'],
-  // The member a shared group picks is held for like any subscriber.
-  [1, '$share/g/flood/#'],
-] as const)('a QoS %i flood into a queue of 10 loses nothing (%s)', async (qos, filter) => {
+/**
+ * A broker whose first listener gives subscribers a window of 1 and a queue
+ * of 10, and whose second has the defaults; every drop is recorded, and
+ * `aDrop` resolves at the first so a test can fail fast.
+ */
+async function tinyQueueServer() {
   const dropped: string[] = []
-  const server = track(new MqttServer())
   let firstDrop!: () => void
   const aDrop = new Promise<void>((resolve) => (firstDrop = resolve))
+  const server = track(new MqttServer())
   server.setHooks({
     onMessageDropped: (_to, _from, _m, { reason }) => {
       dropped.push(reason)
       firstDrop()
     },
   })
-  // Tiny limits so that without flow control the queue would overflow at once.
-  // The subscriber's listener has a window of 1 and a queue of 10; the
-  // publisher's has the default window, so it can flood.
   const [slow, fast] = await server.start({
     listeners: [listener('tcp', { maxMqueueLen: 10, maxInflight: 1 }), listener('tcp')],
   })
+  return { dropped, aDrop, slow, fast }
+}
+
+it.each([
+  [1, 'flood/#'],
+  [2, 'flood/#'],
+  // The member a shared group picks is held for like any subscriber.
+  [1, '$share/g/flood/#'],
+] as const)('a QoS %i flood into a queue of 10 loses nothing (%s)', async (qos, filter) => {
+  // Tiny limits so that without flow control the queue would overflow at once.
+  // The subscriber's listener has a window of 1 and a queue of 10; the
+  // publisher's has the default window, so it can flood.
+  const { dropped, aDrop, slow, fast } = await tinyQueueServer()
   const sub = await connect(urlFor(slow), { protocolVersion: 5 })
   await subscribe(sub, filter, qos)
   const N = 3000
@@ -191,3 +201,29 @@ it('publishes that are denied do not count against the subscriber', async () => 
   await pub.publishAsync('acl/allowed', 'yes', { qos: 1 })
   expect(await got).toBe('acl/allowed')
 }, 5_000)
+
+it('a subscriber that took over its client id is still held for', async () => {
+  const { dropped, aDrop, slow, fast } = await tinyQueueServer()
+  // The old connection's disconnect is reported around the new one's
+  // connect, in either order: it must not take the new connection's counts
+  // with it. (Removing by client id alone dropped 1,976 of 2,000 here in
+  // about one run in three: it depends on which report comes first.)
+  const old = await connect(urlFor(slow), { protocolVersion: 5, clientId: 'twice' })
+  const kicked = new Promise<void>((resolve) => old.once('close', () => resolve()))
+  const sub = await connect(urlFor(slow), { protocolVersion: 5, clientId: 'twice' })
+  await kicked
+  await subscribe(sub, 'again/#', 1)
+  const N = 2000
+  let got = 0
+  const all = new Promise<void>((resolve) =>
+    sub.on('message', () => {
+      if (++got === N) resolve()
+    }),
+  )
+  const pub = await connect(urlFor(fast), { protocolVersion: 5 })
+  for (let b = 0; b < N; b += 250)
+    await Promise.all(Array.from({ length: 250 }, (_, i) => pub.publishAsync('again/x', String(b + i), { qos: 1 })))
+  await Promise.race([all, aDrop]) // a drop fails fast instead of timing out
+  expect(dropped).toEqual([])
+  expect(got).toBe(N)
+})
