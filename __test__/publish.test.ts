@@ -131,7 +131,10 @@ describe('server.publish delivers to subscribers', () => {
     const { server, url } = await startServer().then(({ server, listeners }) => ({ server, url: urlFor(listeners[0]) }))
     const c = await connect(url, MQTT_VERSIONS['5.0'])
     const box = inbox(c)
-    await c.subscribeAsync('srv/rap', { qos: 1, rap: true })
+    // Retain handling 2: rmqtt sends the retained messages of a new
+    // subscription from a task of its own after SUBACK, which can find the
+    // message published next and send it a second time, as retained.
+    await c.subscribeAsync('srv/rap', { qos: 1, rap: true, rh: 2 })
     await server.publish('srv/rap', 'r', { retain: true, qos: 1 })
     const m = await box.next()
     expect(m.packet.retain).toBe(true)

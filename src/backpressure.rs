@@ -184,30 +184,17 @@ impl ForwardGate for FlowControl {
   }
 
   fn admit(&self, client_id: &ClientId, qos: QoS) -> bool {
-    // QoS 0 to a stalled subscriber whose backlog already fills its queue
-    // would wait in rmqtt's unbounded channel until the socket moves (or
-    // send_timeout closes it) and then be dropped by the queue: drop it now.
-    if qos != QoS::AtMostOnce {
-      return true;
-    }
+    // Only connected subscribers are counted; an offline session's queue
+    // is not drained until it comes back.
     let Some(c) = self.subscribers.get(client_id) else {
       return true;
     };
-    if c.stalled.load(Ordering::Relaxed) && c.pending.load(Ordering::Relaxed) >= c.queue.capacity()
-    {
-      // Counted as routed: the drop report that follows takes it off again.
-      c.pending.fetch_add(1, Ordering::Relaxed);
-      return false;
-    }
-    true
-  }
-
-  fn forwarded(&self, client_id: &ClientId) {
-    // Only connected subscribers are counted; an offline session's queue
-    // is not drained until it comes back.
-    if let Some(c) = self.subscribers.get(client_id) {
-      c.pending.fetch_add(1, Ordering::Relaxed);
-    }
+    // Counted either way: refused, it is reported as dropped at once.
+    let pending = c.pending.fetch_add(1, Ordering::Relaxed);
+    // QoS 0 to a stalled subscriber whose backlog already fills its queue
+    // would wait in rmqtt's unbounded channel until the socket moves (or
+    // send_timeout closes it) and then be dropped by the queue: drop it now.
+    !(qos == QoS::AtMostOnce && c.stalled.load(Ordering::Relaxed) && pending >= c.queue.capacity())
   }
 }
 

@@ -84,8 +84,8 @@ use crate::Result;
 /// mqtt-server patch: flow control at the point of routing. A gate, set on
 /// `Manager::forward_gate`, sees the local subscribers of each routed message
 /// before the message is handed to them (and may hold the publisher back
-/// there), and is told of every session channel the message was put on. It
-/// sees exactly what rmqtt routes (after ACL checks, after the shared-group
+/// there), and is asked before each session channel the message is put on.
+/// It sees exactly what rmqtt routes (after ACL checks, after the shared-group
 /// member is chosen), without walking the topic trie a second time.
 pub trait ForwardGate: Sync + Send {
     /// A future to await before `relations` of `publish` from `from` are sent,
@@ -96,15 +96,13 @@ pub trait ForwardGate: Sync + Send {
         publish: &'a Publish,
         relations: &'a SubRelations,
     ) -> Option<futures::future::BoxFuture<'a, ()>>;
-    /// A message was put on `client_id`'s session channel.
-    fn forwarded(&self, client_id: &ClientId);
-    /// Whether a message of `qos` may be put on `client_id`'s channel at all;
-    /// if not, it is dropped and reported (`message_dropped`) here, rather
-    /// than waiting in the unbounded channel for a subscriber that does not
-    /// read.
-    fn admit(&self, _client_id: &ClientId, _qos: QoS) -> bool {
-        true
-    }
+    /// A message of `qos` is about to be put on `client_id`'s session
+    /// channel: whether to put it there. Either way it is on its way out:
+    /// refused here (or if the channel is closed) it is dropped and reported
+    /// through `message_dropped` at once, rather than waiting in the unbounded
+    /// channel for a subscriber that does not read; sent, it is delivered or
+    /// dropped later.
+    fn admit(&self, client_id: &ClientId, qos: QoS) -> bool;
 }
 
 /// mqtt-server patch: awaits the gate's hold, if a gate is set and holds.
@@ -986,9 +984,6 @@ impl Shared for DefaultShared {
                     errs.push((to, from, p, Reason::from_static("Connection Tx is closed")));
                 }
             } else {
-                if let Some(gate) = gate {
-                    gate.forwarded(&client_id);
-                }
                 // Collect successful session info with shared group expansion
                 if let Some((group, _, cids)) = &group_shared {
                     for g_cid in cids {
