@@ -59,8 +59,8 @@ const POLL: Duration = Duration::from_millis(1);
 /// whatever its queue limit: enough to keep a fast subscriber busy until
 /// its publishers are woken, few enough that a flood does not wait in the
 /// broker. Point-to-point QoS 1 4 KiB held at 750 (¾ of the default queue)
-/// ran at 57,000 msgs/s, p50 0.5 s, 600 MB; at 64, 77,000-83,000 msgs/s,
-/// p50 65-70 ms, 270-290 MB (32 and 128 measured within noise of 64).
+/// ran at 57,000 msgs/s, p50 0.5 s, 600 MB; at 64, 68,000-95,000 msgs/s,
+/// p50 54-77 ms, 268-293 MB (32 and 128 measured within noise of 64).
 const HIGH_WATER: usize = 64;
 /// A congested subscriber that sends nothing for this long no longer holds
 /// QoS 0 publishers (until it sends again).
@@ -221,13 +221,6 @@ impl FlowControl {
     }
   }
 
-  fn sent(&self, client_id: &ClientId) -> usize {
-    self
-      .subscribers
-      .get(client_id)
-      .map_or(0, |c| c.sent.load(Ordering::Relaxed))
-  }
-
   async fn wait_for_room(&self, from: &From, qos0: bool, relations: &SubRelations) {
     let deadline = tokio::time::Instant::now() + MAX_WAIT;
     // The subscriber a QoS 0 message waits for, its sent count, and since when
@@ -246,29 +239,32 @@ impl FlowControl {
         }
         return;
       }
-      let Some(room) = self.subscribers.get(&client_id).map(|c| c.room.clone()) else {
-        continue;
-      };
-      if qos0 {
-        // QoS 0 waits only for a subscriber that drains; one that sent
-        // nothing for `STALL` sheds from now on.
-        let sent = self.sent(&client_id);
-        let now = tokio::time::Instant::now();
-        match &progress {
-          Some((id, n, _)) if *id == client_id && *n != sent => {
-            progress = Some((client_id, sent, now))
-          }
-          Some((id, _, since)) if *id == client_id => {
-            if now.duration_since(*since) >= STALL {
-              if let Some(c) = self.subscribers.get(&client_id) {
-                c.stalled.store(true, Ordering::Relaxed);
-              }
-              continue;
+      // One look at the subscriber's counters; the guard is dropped before
+      // the wait below.
+      let room = {
+        let Some(c) = self.subscribers.get(&client_id) else {
+          continue;
+        };
+        if qos0 {
+          // QoS 0 waits only for a subscriber that drains; one that sent
+          // nothing for `STALL` sheds from now on.
+          let sent = c.sent.load(Ordering::Relaxed);
+          let now = tokio::time::Instant::now();
+          match &progress {
+            Some((id, n, _)) if *id == client_id && *n != sent => {
+              progress = Some((client_id, sent, now))
             }
+            Some((id, _, since)) if *id == client_id => {
+              if now.duration_since(*since) >= STALL {
+                c.stalled.store(true, Ordering::Relaxed);
+                continue;
+              }
+            }
+            _ => progress = Some((client_id, sent, now)),
           }
-          _ => progress = Some((client_id, sent, now)),
         }
-      }
+        c.room.clone()
+      };
       // Registered before the second look, so a wake-up in between is kept.
       let woken = room.notified();
       tokio::pin!(woken);
