@@ -649,10 +649,25 @@ where
 /// buffer stays alive while any payload sliced from it does. Growing each
 /// time less than 16 KiB was left allocated one for almost every read, and
 /// a held publisher whose reads were small pinned 16 KiB per message.
+///
+/// An emptied buffer with under a quarter of `INITIAL_BUFFER` free gets a
+/// fresh `INITIAL_BUFFER` too. bytes keeps no "original capacity" below
+/// 1 KiB, so once the room is used up it would grow by exactly what the
+/// codec asks for: a packet then took three `recvfrom` calls (its 2-byte
+/// header, its rest, and one more that finds the socket empty, since only a
+/// short read tells tokio the socket is drained) and two allocations. With
+/// room, one read takes a small packet. Not at any shortfall: the CONNECT's
+/// strings are slices of the first buffer, so replacing it right after the
+/// handshake would cost every idle connection another 512 B.
 #[inline]
 fn grow_read_buffer<Io>(io: &mut Framed<Io, MqttCodec>) {
     let buf = io.read_buffer_mut();
-    if !buf.is_empty() && buf.capacity() - buf.len() < READ_BATCH / 4 {
+    let free = buf.capacity() - buf.len();
+    if buf.is_empty() {
+        if free < INITIAL_BUFFER / 4 {
+            buf.reserve(INITIAL_BUFFER);
+        }
+    } else if free < READ_BATCH / 4 {
         buf.reserve(READ_BATCH);
     }
 }
