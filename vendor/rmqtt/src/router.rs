@@ -43,6 +43,7 @@
 
 use std::convert::From as _;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -124,6 +125,34 @@ pub struct DefaultRouter {
     pub topics_count: Arc<Counter>,
     pub relations: Arc<AllRelationsMap>,
     pub relations_count: Arc<Counter>,
+    // mqtt-server patch: the filters each topic name matched, see `MatchCache`.
+    matched: Arc<MatchCache>,
+}
+
+/// mqtt-server patch: the topic filters a topic name matched, kept per topic
+/// name until the topic tree changes. Parsing the name, walking the tree and
+/// building a string per matched filter was most of `matches`, and it is the
+/// same answer for every message on a topic until a subscription is added
+/// or removed. Each entry carries the tree's generation it was computed at;
+/// the generation moves (under the tree's write lock) whenever the tree does,
+/// which retires every entry at once. Bounded: when full it is emptied, so it
+/// follows the topics in use, and unbounded topic sets cost one insert each.
+#[derive(Default)]
+struct MatchCache {
+    generation: AtomicU64,
+    filters: DashMap<TopicName, (u64, Arc<[TopicFilter]>)>,
+}
+
+/// Topic names kept by `MatchCache` (each entry is the name plus its filters,
+/// ~150 B for short topics).
+const MATCH_CACHE_MAX: usize = 8192;
+
+impl MatchCache {
+    /// Called with the tree's write lock held, after a change to the tree.
+    #[inline]
+    fn tree_changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
 }
 
 impl DefaultRouter {
@@ -135,7 +164,34 @@ impl DefaultRouter {
             topics_count: Arc::new(Counter::new()),
             relations: Arc::new(DashMap::default()),
             relations_count: Arc::new(Counter::new()),
+            matched: Arc::new(MatchCache::default()),
         }
+    }
+
+    /// mqtt-server patch: the topic filters `topic_name` matches, from the
+    /// cache when the tree has not changed since they were computed.
+    #[inline]
+    async fn matched_filters(&self, topic_name: &TopicName) -> Result<Arc<[TopicFilter]>> {
+        let cache = &self.matched;
+        if let Some(e) = cache.filters.get(topic_name) {
+            if e.0 == cache.generation.load(Ordering::Acquire) {
+                return Ok(e.1.clone());
+            }
+        }
+        let topic = Topic::from_str(topic_name)?;
+        let (generation, filters) = {
+            let tree = self.topics.read().await;
+            // Read under the lock, so it is the generation of the tree walked.
+            let generation = cache.generation.load(Ordering::Acquire);
+            let filters: Arc<[TopicFilter]> =
+                tree.matches(&topic).iter().map(|(f, _)| f.to_topic_filter()).collect();
+            (generation, filters)
+        };
+        if cache.filters.len() >= MATCH_CACHE_MAX {
+            cache.filters.clear();
+        }
+        cache.filters.insert(topic_name.clone(), (generation, filters.clone()));
+        Ok(filters)
     }
 
     #[inline]
@@ -174,9 +230,9 @@ impl DefaultRouter {
     pub async fn _matches(&self, this_id: Id, topic_name: &TopicName) -> Result<SubRelationsMap> {
         // let scx = self.context();
         let mut collector_map: SubscriptioRelationsCollectorMap = HashMap::default();
-        let topic = Topic::from_str(topic_name)?;
-        for (topic_filter, _node_ids) in self.topics.read().await.matches(&topic).iter() {
-            let topic_filter = topic_filter.to_topic_filter();
+        // mqtt-server patch: cached per topic name (`MatchCache`).
+        let filters = self.matched_filters(topic_name).await?;
+        for topic_filter in filters.iter() {
 
             #[allow(clippy::mutable_key_type)]
             #[cfg(feature = "shared-subscription")]
@@ -191,7 +247,7 @@ impl DefaultRouter {
                 )>,
             > = HashMap::default();
 
-            if let Some(rels) = self.relations.get(&topic_filter) {
+            if let Some(rels) = self.relations.get(topic_filter) {
                 for (client_id, (id, opts)) in rels.iter() {
                     if let Some(no_local) = opts.no_local() {
                         //MQTT V5: No Local
@@ -435,7 +491,12 @@ impl Router for DefaultRouter {
         log::debug!("{id:?} add, topic_filter: {topic_filter:?}");
         let topic = Topic::from_str(topic_filter)?;
         //add to topic tree
-        self.topics.write().await.insert(&topic, ());
+        {
+            let mut tree = self.topics.write().await;
+            if tree.insert(&topic, ()) {
+                self.matched.tree_changed();
+            }
+        }
         //add to subscribe relations
         let old = self
             .relations
@@ -486,7 +547,10 @@ impl Router for DefaultRouter {
                     self.topics_count.dec();
                 }
                 let topic = Topic::from_str(topic_filter)?;
-                self.topics.write().await.remove(&topic, &());
+                let mut tree = self.topics.write().await;
+                if tree.remove(&topic, &()) {
+                    self.matched.tree_changed();
+                }
             }
             remove_ok
         } else {
