@@ -668,7 +668,16 @@ fn grow_read_buffer<Io>(io: &mut Framed<Io, MqttCodec>) {
             buf.reserve(INITIAL_BUFFER);
         }
     } else if free < READ_BATCH / 4 {
-        buf.reserve(READ_BATCH);
+        // Not `reserve`: on a buffer no payload holds any more it reallocates,
+        // copying the whole buffer (up to 16 KiB) to keep a partial packet.
+        // Reclaiming moves just that packet to the front; otherwise a fresh
+        // buffer takes just that packet.
+        let want = READ_BATCH.max(buf.len() + READ_BATCH / 4);
+        if !buf.try_reclaim(want - buf.len()) {
+            let mut fresh = tokio_util::bytes::BytesMut::with_capacity(want);
+            fresh.extend_from_slice(buf);
+            *buf = fresh;
+        }
     }
 }
 
