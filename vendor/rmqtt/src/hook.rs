@@ -49,6 +49,7 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::anyhow;
@@ -630,6 +631,12 @@ type HandlerId = String;
 pub struct DefaultHookManager {
     #[allow(clippy::type_complexity)]
     handlers: Arc<DashMap<Type, Arc<tokio::sync::RwLock<BTreeMap<(Priority, HandlerId), HookEntry>>>>>,
+    // mqtt-server patch: one bit per hook type with an enabled handler. Most
+    // hook types have none, yet `exec` ran for each of them several times per
+    // message (a DashMap lookup, an Arc clone and a tokio RwLock whose release
+    // takes a mutex); with the bit clear it returns at once, as it would
+    // after finding nothing enabled.
+    enabled_types: Arc<AtomicU64>,
 }
 
 impl Default for DefaultHookManager {
@@ -641,7 +648,13 @@ impl Default for DefaultHookManager {
 impl DefaultHookManager {
     #[inline]
     pub fn new() -> DefaultHookManager {
-        Self { handlers: Arc::new(DashMap::default()) }
+        Self { handlers: Arc::new(DashMap::default()), enabled_types: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// mqtt-server patch: the bit of `typ` in `enabled_types`.
+    #[inline]
+    fn type_bit(typ: Type) -> u64 {
+        1u64 << (typ as u32)
     }
 
     #[inline]
@@ -663,6 +676,9 @@ impl DefaultHookManager {
     #[inline]
     async fn exec<'a>(&'a self, t: Type, p: Parameter<'a>) -> Option<HookResult> {
         let mut acc = None;
+        if self.enabled_types.load(Ordering::Acquire) & Self::type_bit(t) == 0 {
+            return acc;
+        }
         let type_handlers = { self.handlers.get(&t).map(|h| (*h.value()).clone()) };
         if let Some(type_handlers) = type_handlers {
             let type_handlers = type_handlers.read().await;
@@ -856,10 +872,19 @@ impl DefaultHookRegister {
         for type_id in self.type_ids.iter() {
             let (typ, key) = type_id.key();
             if let Some(type_handlers) = self.manager.handlers.get(typ) {
-                if let Some(entry) = type_handlers.write().await.get_mut(key) {
+                let mut type_handlers = type_handlers.write().await;
+                if let Some(entry) = type_handlers.get_mut(key) {
                     if entry.enabled != b {
                         entry.enabled = b;
                     }
+                }
+                // mqtt-server patch: under the type's write lock, so concurrent
+                // registers leave the bit matching the entries.
+                let bit = DefaultHookManager::type_bit(*typ);
+                if type_handlers.values().any(|e| e.enabled) {
+                    self.manager.enabled_types.fetch_or(bit, Ordering::AcqRel);
+                } else {
+                    self.manager.enabled_types.fetch_and(!bit, Ordering::AcqRel);
                 }
             }
         }
