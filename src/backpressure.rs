@@ -83,7 +83,6 @@ pub async fn register(scx: &ServerContext) {
   let r = scx.extends.hook_mgr().register();
   for typ in [
     Type::ClientConnected,
-    Type::MessageDelivered,
     Type::MessageDropped,
     Type::ClientDisconnected,
   ] {
@@ -151,7 +150,6 @@ impl Handler for FlowControl {
         let counters = Counters::new(s.id.clone(), s.deliver_queue().clone());
         self.subscribers.insert(s.id.client_id.clone(), counters);
       }
-      Parameter::MessageDelivered(s, ..) => self.count_gone(&s.id.client_id, true),
       Parameter::MessageDropped(Some(to), ..) => self.count_gone(&to.client_id, false),
       // Whatever was queued for a client that left is not coming out.
       Parameter::ClientDisconnected(s, _) => {
@@ -195,6 +193,10 @@ impl ForwardGate for FlowControl {
     // would wait in rmqtt's unbounded channel until the socket moves (or
     // send_timeout closes it) and then be dropped by the queue: drop it now.
     !(qos == QoS::AtMostOnce && c.stalled.load(Ordering::Relaxed) && pending >= c.queue.capacity())
+  }
+
+  fn delivered(&self, client_id: &ClientId) {
+    self.count_gone(client_id, true);
   }
 }
 

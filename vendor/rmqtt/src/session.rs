@@ -1651,6 +1651,10 @@ impl SessionState {
             publish.packet_id = NonZeroU16::new(self.out_inflight().read().await.next_id()?)
         }
 
+        // mqtt-server patch: the forward gate counts the delivery itself.
+        if let Some(gate) = self.scx.extends.forward_gate.get() {
+            gate.delivered(&self.id.client_id);
+        }
         //hook, message_delivered
         let publish = self.hook.message_delivered(from.clone(), &publish).await.unwrap_or(publish);
 

@@ -103,6 +103,10 @@ pub trait ForwardGate: Sync + Send {
     /// channel for a subscriber that does not read; sent, it is delivered or
     /// dropped later.
     fn admit(&self, client_id: &ClientId, qos: QoS) -> bool;
+    /// A message is about to be written to `client_id`'s connection, where
+    /// `message_delivered` runs: it has left the broker's queues. Called
+    /// directly rather than as a hook, once per delivered message.
+    fn delivered(&self, client_id: &ClientId);
 }
 
 /// mqtt-server patch: awaits the gate's hold, if a gate is set and holds.
