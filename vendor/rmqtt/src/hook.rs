@@ -654,6 +654,8 @@ impl DefaultHookManager {
     /// mqtt-server patch: the bit of `typ` in `enabled_types`.
     #[inline]
     fn type_bit(typ: Type) -> u64 {
+        // Every type has a bit: the last variant's index fits in 64.
+        const _: () = assert!((Type::GrpcMessageReceived as u32) < u64::BITS);
         1u64 << (typ as u32)
     }
 
