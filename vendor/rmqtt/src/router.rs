@@ -43,7 +43,7 @@
 
 use std::convert::From as _;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -141,6 +141,10 @@ pub struct DefaultRouter {
 struct MatchCache {
     generation: AtomicU64,
     filters: DashMap<TopicName, (u64, Arc<[TopicFilter]>)>,
+    /// Names inserted since the last emptying: `DashMap::len` would lock
+    /// every shard on each miss. Approximate under races, which a bound
+    /// tolerates.
+    inserted: AtomicUsize,
 }
 
 /// Topic names kept by `MatchCache` (each entry is the name plus its filters,
@@ -187,10 +191,13 @@ impl DefaultRouter {
                 tree.matches(&topic).iter().map(|(f, _)| f.to_topic_filter()).collect();
             (generation, filters)
         };
-        if cache.filters.len() >= MATCH_CACHE_MAX {
+        if cache.inserted.load(Ordering::Relaxed) >= MATCH_CACHE_MAX {
+            cache.inserted.store(0, Ordering::Relaxed);
             cache.filters.clear();
         }
-        cache.filters.insert(topic_name.clone(), (generation, filters.clone()));
+        if cache.filters.insert(topic_name.clone(), (generation, filters.clone())).is_none() {
+            cache.inserted.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(filters)
     }
 
