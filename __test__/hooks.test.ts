@@ -497,6 +497,31 @@ describe('hook safety', () => {
     expect(first.of('c').map(([s]) => s.clientId)).toEqual(['before'])
   })
 
+  it.each(VERSIONS)('asks a replaced authorize hook about every publish, MQTT %i', async (protocolVersion) => {
+    // Hook types both sets use keep their registration: replacing the set
+    // must not open a moment in which a publish goes through unasked.
+    let asked = 0
+    const deny = () => {
+      asked++
+      return { allow: false }
+    }
+    const { server, url } = await serverWithHooks({ onClientPublishAuthorize: deny })
+    const sub = await connect(url, { protocolVersion })
+    await subscribe(sub, 'swap/#', 1)
+    const box = inbox(sub)
+    const pub = await connect(url, { protocolVersion })
+    for (let i = 0; i < 300; i++) {
+      for (let j = 0; j < 4; j++) pub.publish('swap/denied', `${i}.${j}`, { qos: 0 })
+      server.setHooks({ onClientPublishAuthorize: deny })
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    // Denied QoS 0 publishes get no answer; a QoS 1 one after them does, so
+    // once it is acknowledged the broker has decided on all of them.
+    await pub.publishAsync('swap/denied', 'last', { qos: 1 }).catch(() => {})
+    expect(await drain(box, server, 'swap/end')).toEqual([])
+    expect(asked).toBe(1201)
+  })
+
   it('survives throwing and rejecting notification handlers', async () => {
     const rec = recorder()
     const { url } = await serverWithHooks({

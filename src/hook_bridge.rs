@@ -4,6 +4,7 @@
 //! Only the hook types the current set uses are registered, so an absent hook
 //! costs nothing; `setHooks()` on a running server re-registers.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -24,7 +25,9 @@ use crate::hooks::{HookSet, Hooks, Kind};
 pub struct Attachment {
   hooks: Weak<Hooks>,
   live: Live,
-  register: AsyncMutex<Option<Box<dyn Register>>>,
+  /// One registration per hook type in use, so a type both the old and the
+  /// new set use stays registered across `setHooks()`.
+  registers: AsyncMutex<HashMap<Type, Box<dyn Register>>>,
 }
 
 impl Attachment {
@@ -32,16 +35,16 @@ impl Attachment {
     Arc::new(Attachment {
       hooks: Arc::downgrade(hooks),
       live: Arc::new(AtomicBool::new(true)),
-      register: AsyncMutex::new(None),
+      registers: AsyncMutex::new(HashMap::new()),
     })
   }
 
-  /// Stops calling JavaScript and drops the registration, which would
-  /// otherwise keep this attachment alive through rmqtt's hook manager.
+  /// Stops calling JavaScript and takes the handlers out of rmqtt's hook
+  /// manager, which would otherwise keep this attachment alive.
   pub async fn close(&self) {
     self.live.store(false, Ordering::SeqCst);
-    if let Some(register) = self.register.lock().await.take() {
-      register.stop().await;
+    for (_, register) in self.registers.lock().await.drain() {
+      register.remove().await;
     }
   }
 
@@ -54,22 +57,36 @@ impl Attachment {
     Some((hooks, set))
   }
 
-  /// Registers a handler for exactly the hook types the current set uses,
-  /// replacing the previous registration. Runs on the broker's runtime.
+  /// Registers a handler for exactly the hook types the current set uses.
+  /// Runs on the broker's runtime.
+  ///
+  /// A handler reads the current set for each event, so a type both sets use
+  /// keeps its registration: there is no moment when it has none (a swapped
+  /// authorize hook never lets a message through unasked) or two (no event
+  /// is reported twice). Types no longer used are removed, not only stopped:
+  /// rmqtt keeps a stopped handler in its map for the life of the broker, so
+  /// each `setHooks()` would have left some behind.
   pub async fn sync(self: &Arc<Self>, scx: &ServerContext) {
-    let mut slot = self.register.lock().await;
-    if let Some(old) = slot.take() {
-      old.stop().await;
+    let mut registers = self.registers.lock().await;
+    let wanted = self
+      .current()
+      .map(|(_, set)| types_of(&set))
+      .unwrap_or_default();
+    let gone: Vec<Type> = registers
+      .keys()
+      .filter(|t| !wanted.contains(t))
+      .copied()
+      .collect();
+    for typ in gone {
+      if let Some(register) = registers.remove(&typ) {
+        register.remove().await;
+      }
     }
-    let Some((_, set)) = self.current() else {
-      return;
-    };
-    let types = types_of(&set);
-    if types.is_empty() {
-      return;
-    }
-    let register = scx.extends.hook_mgr().register();
-    for typ in types {
+    for typ in wanted {
+      if registers.contains_key(&typ) {
+        continue;
+      }
+      let register = scx.extends.hook_mgr().register();
       register
         .add(
           typ,
@@ -78,9 +95,9 @@ impl Attachment {
           }),
         )
         .await;
+      register.start().await;
+      registers.insert(typ, register);
     }
-    register.start().await;
-    *slot = Some(register);
   }
 }
 

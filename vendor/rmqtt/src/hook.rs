@@ -222,6 +222,12 @@ pub trait Register: Sync + Send {
     ///
     /// After this call, handlers will stop receiving hook events.
     async fn stop(&self) {}
+
+    /// mqtt-server patch: take this register's handlers out of the manager
+    /// for good. `stop` only disables them, so a register replaced by a new
+    /// one (each `setHooks` call) left its handlers in the map for the life
+    /// of the broker, and `exec` walked past them on every event.
+    async fn remove(&self) {}
 }
 
 /// Processes hook events and returns results.
@@ -662,8 +668,15 @@ impl DefaultHookManager {
     #[inline]
     async fn add(&self, typ: Type, priority: Priority, handler: Box<dyn Handler>) -> Result<HandlerId> {
         let id = Uuid::new_v4().as_simple().encode_lower(&mut Uuid::encode_buffer()).to_string();
-        let type_handlers =
-            self.handlers.entry(typ).or_insert(Arc::new(tokio::sync::RwLock::new(BTreeMap::default())));
+        // mqtt-server patch: the Arc is cloned out so the DashMap shard's write
+        // guard is not held across the await below: another task calling
+        // `exec` on that shard meanwhile would block its worker thread.
+        let type_handlers = self
+            .handlers
+            .entry(typ)
+            .or_insert(Arc::new(tokio::sync::RwLock::new(BTreeMap::default())))
+            .value()
+            .clone();
         let mut type_handlers = type_handlers.write().await;
         let key = (priority, id.clone());
         let contains_key = type_handlers.contains_key(&key);
@@ -869,25 +882,35 @@ impl DefaultHookRegister {
         DefaultHookRegister { manager, type_ids: Arc::new(DashSet::default()) }
     }
 
+    /// mqtt-server patch: enables (`Some(true)`), disables (`Some(false)`)
+    /// or removes (`None`) this register's handlers. The type's `Arc` is
+    /// cloned out so no DashMap guard is held across the await, and the type's
+    /// bit is set under its write lock, so concurrent registers leave the bit
+    /// matching the entries.
     #[inline]
-    async fn adjust_status(&self, b: bool) {
-        for type_id in self.type_ids.iter() {
-            let (typ, key) = type_id.key();
-            if let Some(type_handlers) = self.manager.handlers.get(typ) {
-                let mut type_handlers = type_handlers.write().await;
-                if let Some(entry) = type_handlers.get_mut(key) {
-                    if entry.enabled != b {
+    async fn adjust_status(&self, status: Option<bool>) {
+        let type_ids: Vec<_> = self.type_ids.iter().map(|t| t.key().clone()).collect();
+        for (typ, key) in type_ids {
+            let Some(type_handlers) = self.manager.handlers.get(&typ).map(|h| h.value().clone()) else {
+                continue;
+            };
+            let mut type_handlers = type_handlers.write().await;
+            match status {
+                Some(b) => {
+                    if let Some(entry) = type_handlers.get_mut(&key) {
                         entry.enabled = b;
                     }
                 }
-                // mqtt-server patch: under the type's write lock, so concurrent
-                // registers leave the bit matching the entries.
-                let bit = DefaultHookManager::type_bit(*typ);
-                if type_handlers.values().any(|e| e.enabled) {
-                    self.manager.enabled_types.fetch_or(bit, Ordering::AcqRel);
-                } else {
-                    self.manager.enabled_types.fetch_and(!bit, Ordering::AcqRel);
+                None => {
+                    type_handlers.remove(&key);
+                    self.type_ids.remove(&(typ, key));
                 }
+            }
+            let bit = DefaultHookManager::type_bit(typ);
+            if type_handlers.values().any(|e| e.enabled) {
+                self.manager.enabled_types.fetch_or(bit, Ordering::AcqRel);
+            } else {
+                self.manager.enabled_types.fetch_and(!bit, Ordering::AcqRel);
             }
         }
     }
@@ -909,12 +932,17 @@ impl Register for DefaultHookRegister {
 
     #[inline]
     async fn start(&self) {
-        self.adjust_status(true).await;
+        self.adjust_status(Some(true)).await;
     }
 
     #[inline]
     async fn stop(&self) {
-        self.adjust_status(false).await;
+        self.adjust_status(Some(false)).await;
+    }
+
+    #[inline]
+    async fn remove(&self) {
+        self.adjust_status(None).await;
     }
 }
 
