@@ -10,6 +10,12 @@ const SHAPES = {
 }
 /** Latency is measured point-to-point at a fixed rate every broker sustains. */
 export const LATENCY = { pairs: 16, rate: 4000 }
+/**
+ * `even`: one message every 1/rate s, the publishers taking turns (the
+ * fixed rate of the target). `burst`: all publishers at once every
+ * pairs/rate s, which is what the load generator did before it had a pacer.
+ */
+export const PACES = ['even', 'burst']
 export const SIZES = [64, 4096]
 export const QOS = [0, 1]
 
@@ -45,21 +51,26 @@ export function variants(t, only) {
         })
   }
   if (want('latency'))
-    for (const qos of QOS)
-      for (const size of SIZES)
-        out.push({
-          section: 'latency',
-          id: `latency-q${qos}-${size}`,
-          qos,
-          size,
-          title: `latency: ${LATENCY.pairs} pairs at ${LATENCY.rate.toLocaleString('en-US')} msgs/s, QoS ${qos}, ${sizeName(size)}`,
-          args: [
-            '--mode', 'p2p', '--pairs', String(LATENCY.pairs), '--rate', String(LATENCY.rate),
-            '--qos', String(qos), '--size', String(size),
-            '--duration', String(t.latencyDuration), '--drain-max', String(t.drainMax), '--drain-idle', String(t.drainIdle),
-          ],
-          peers: THROUGHPUT_PEERS,
-        })
+    for (const pace of PACES)
+      for (const qos of QOS)
+        for (const size of SIZES)
+          out.push({
+            section: 'latency',
+            id: `${pace === 'even' ? 'latency' : 'burst'}-q${qos}-${size}`,
+            pace,
+            qos,
+            size,
+            title:
+              pace === 'even'
+                ? `latency: ${LATENCY.pairs} pairs at ${LATENCY.rate.toLocaleString('en-US')} msgs/s, evenly paced, QoS ${qos}, ${sizeName(size)}`
+                : `latency in bursts: ${LATENCY.pairs} pairs publishing together every ${(1000 * LATENCY.pairs) / LATENCY.rate} ms (${LATENCY.rate.toLocaleString('en-US')} msgs/s), QoS ${qos}, ${sizeName(size)}`,
+            args: [
+              '--mode', 'p2p', '--pairs', String(LATENCY.pairs), '--rate', String(LATENCY.rate), '--pace', pace,
+              '--qos', String(qos), '--size', String(size),
+              '--duration', String(t.latencyDuration), '--drain-max', String(t.drainMax), '--drain-idle', String(t.drainIdle),
+            ],
+            peers: THROUGHPUT_PEERS,
+          })
   if (want('busy')) {
     out.push({
       section: 'busy',

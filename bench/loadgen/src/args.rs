@@ -21,6 +21,9 @@ flags:
   --size BYTES         payload size, >= 16 (64)
   --duration SECS      how long publishers publish (5)
   --rate MSGS          total publish rate in msgs/s; 0 floods (0)
+  --pace even|burst    at a rate: one message every 1/rate s, publishers taking
+                       turns (even), or all publishers at once every
+                       publishers/rate s (burst) (even)
   --window N           QoS 1 PUBLISHes awaiting PUBACK per publisher (64)
   --drain-idle SECS    after publishing, stop once nothing arrived for this long (1)
   --drain-max SECS     ... or at the latest this long after publishing (10)
@@ -49,6 +52,8 @@ pub struct Args {
   pub subscribers: usize,
   pub duration: Duration,
   pub rate: f64,
+  /// At a fixed rate: publishers take turns (`true`) or publish together.
+  pub even: bool,
   pub window: usize,
   pub drain_idle: Duration,
   pub drain_max: Duration,
@@ -84,6 +89,7 @@ pub fn parse(argv: impl Iterator<Item = String>) -> Result<Args, String> {
     subscribers: 0,
     duration: Duration::from_secs(5),
     rate: 0.0,
+    even: true,
     window: 64,
     drain_idle: Duration::from_secs(1),
     drain_max: Duration::from_secs(10),
@@ -123,6 +129,13 @@ pub fn parse(argv: impl Iterator<Item = String>) -> Result<Args, String> {
       "--pairs" => pairs = Some(num(f, &v)?),
       "--duration" => a.duration = secs(f, &v)?,
       "--rate" => a.rate = num(f, &v)?,
+      "--pace" => {
+        a.even = match v.as_str() {
+          "even" => true,
+          "burst" => false,
+          _ => return Err(format!("--pace: expected even or burst, got \"{v}\"")),
+        }
+      }
       "--window" => a.window = num(f, &v)?,
       "--drain-idle" => a.drain_idle = secs(f, &v)?,
       "--drain-max" => a.drain_max = secs(f, &v)?,

@@ -15,6 +15,7 @@ use crate::codec::Reader;
 use crate::conn;
 use crate::cpu;
 use crate::open::open_all;
+use crate::pacer;
 use crate::publisher::{self, Plan};
 use crate::report::Json;
 use crate::shared::{now_ns, Shared};
@@ -45,7 +46,8 @@ pub async fn run(a: Args) -> Json {
     .num("size", a.size)
     .num("publishers", a.publishers)
     .num("subscribers", a.subscribers)
-    .float("rate", a.rate);
+    .float("rate", a.rate)
+    .str("pace", if a.even { "even" } else { "burst" });
 
   let t_conn = Instant::now();
   let (qos, ka) = (a.qos, a.keepalive);
@@ -94,6 +96,8 @@ pub async fn run(a: Args) -> Json {
   let t0_ns = now_ns();
   let deadline = t0 + a.duration;
   let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(a.publishers as f64 / a.rate));
+  let ticks =
+    (a.rate > 0.0 && a.even).then(|| pacer::spawn(a.publishers, a.rate, deadline.into_std()));
   let pubs: Vec<_> = pubs
     .into_iter()
     .enumerate()
@@ -105,6 +109,7 @@ pub async fn run(a: Args) -> Json {
         size: a.size,
         deadline,
         interval,
+        tick: ticks.as_ref().map(|t| t[i].clone()),
         window: a.window,
       };
       tokio::spawn(publisher::run(s, r, plan, shared.clone(), stop_rx.clone()))

@@ -10,6 +10,7 @@ mod flow;
 mod histogram;
 mod idle;
 mod open;
+mod pacer;
 mod payload;
 mod publisher;
 mod report;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{sleep, sleep_until, Instant};
 
 use crate::codec::{self, Reader};
@@ -27,6 +27,9 @@ pub struct Plan {
   pub deadline: Instant,
   /// Time between two messages; `None` floods.
   pub interval: Option<Duration>,
+  /// At an even pace, one message per notification (see `pacer`), instead
+  /// of sleeping `interval` on tokio's timer.
+  pub tick: Option<Arc<Notify>>,
   pub window: usize,
 }
 
@@ -64,7 +67,12 @@ pub async fn run(
       if Instant::now() >= plan.deadline || *stop.borrow() {
         break Ok(());
       }
-      if let Some(iv) = plan.interval {
+      if let Some(tick) = &plan.tick {
+        tick.notified().await;
+        if Instant::now() >= plan.deadline {
+          break Ok(());
+        }
+      } else if let Some(iv) = plan.interval {
         sleep_until(next).await;
         next += iv;
       }
