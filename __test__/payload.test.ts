@@ -76,3 +76,36 @@ describe('binary payloads are delivered byte-exact, client to client', () => {
     expect(Buffer.compare(m.payload, Buffer.from(text, 'utf8'))).toBe(0)
   })
 })
+
+describe('bursts and quiet spells', () => {
+  // A subscriber's connection batches its writes: larger while it streams,
+  // back to a small buffer after a run of light flushes. Data must come
+  // through whole and in order across each switch.
+  it.each(['tcp', 'wss'] as Protocol[])('over %s: a burst, one message at a time, another burst', async (protocol) => {
+    const { listeners } = await startServer([listener(protocol)])
+    const url = urlFor(listeners[0])
+    const sub = await connect(url, MQTT_VERSIONS['5.0'])
+    const box = inbox(sub)
+    await subscribe(sub, 'burst/#', 1)
+    const pub = await connect(url, MQTT_VERSIONS['3.1.1'])
+    const payload = (i: number) => patternBytes(4096, i + 1)
+    let seq = 0
+    const burst = (n: number) =>
+      Promise.all(Array.from({ length: n }, () => pub.publishAsync(`burst/${seq}`, payload(seq++), { qos: 1 })))
+    const expectNext = async (i: number) => {
+      const m = await box.next()
+      expect(m.topic).toBe(`burst/${i}`)
+      expect(Buffer.compare(m.payload, payload(i))).toBe(0)
+    }
+
+    await burst(300)
+    for (let i = 0; i < 300; i++) await expectNext(i)
+    for (let i = 300; i < 312; i++) {
+      await pub.publishAsync(`burst/${seq}`, payload(seq++), { qos: 1 })
+      await expectNext(i)
+    }
+    await burst(300)
+    for (let i = 312; i < 612; i++) await expectNext(i)
+    expect(box.all.length).toBe(612)
+  })
+})

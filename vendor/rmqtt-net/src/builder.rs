@@ -31,6 +31,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,6 +173,10 @@ pub struct Builder {
 
     /// QUIC(max_idle_timeout)
     pub idle_timeout: Duration,
+
+    /// mqtt-server patch: how many of this listener's connections batch
+    /// their writes at the large size right now (see `stream::WriteBatch`).
+    pub large_write_batches: Arc<AtomicUsize>,
 }
 
 impl Default for Builder {
@@ -199,6 +204,7 @@ impl Builder {
             max_connections: 1_000_000,
             max_handshaking_limit: 1_000,
             max_packet_size: 1024 * 1024,
+            large_write_batches: Arc::new(AtomicUsize::new(0)),
             backlog: 512,
             nodelay: false,
             reuseaddr: None,
