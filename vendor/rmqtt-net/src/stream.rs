@@ -29,8 +29,9 @@ const WRITE_BATCH: usize = 16 * 1024;
 /// ... or this many, for a connection that streams and holds one of its
 /// listener's `LARGE_WRITE_BATCHES` (mqtt-server patch). Each write costs the
 /// kernel a pass through TCP and, on loopback, through the receiver's whole
-/// input path, so fewer, larger writes carry a flood further; 48 KiB keeps
-/// the buffer (which doubles as it grows) within 64 KiB.
+/// input path, so fewer, larger writes carry a flood further. At 48 KiB the
+/// buffer (which doubles as it grows) mostly stays within 64 KiB; one still
+/// partly unwritten when packets are added can double past it.
 const LARGE_WRITE_BATCH: usize = 48 * 1024;
 /// Connections per listener writing in large batches at once: 1,000
 /// subscribers of a fan-out would otherwise hold 64 KiB each.
@@ -39,75 +40,6 @@ const LARGE_WRITE_BATCHES: usize = 64;
 /// connection gives back its large batch and any grown write buffer.
 const QUIET_FLUSHES: u8 = 8;
 
-/// mqtt-server patch: the write batching of one connection. A connection
-/// streams when a packet finds its write buffer already at the batch size;
-/// it then takes a large batch if its listener has one free. Flushes of less
-/// than `WRITE_BATCH`, `QUIET_FLUSHES` times in a row, end the burst.
-#[derive(Debug, Default)]
-pub struct WriteBatch {
-    quiet: u8,
-    large: Option<LargeBatch>,
-}
-
-/// One of a listener's large write batches, given back when dropped.
-#[derive(Debug)]
-struct LargeBatch(Arc<AtomicUsize>);
-
-impl LargeBatch {
-    fn take(in_use: &Arc<AtomicUsize>) -> Option<Self> {
-        in_use
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < LARGE_WRITE_BATCHES).then_some(n + 1))
-            .ok()
-            .map(|_| LargeBatch(in_use.clone()))
-    }
-}
-
-impl Drop for LargeBatch {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl WriteBatch {
-    /// Before a packet is queued (tokio-util writes the buffer out first
-    /// when it is at the batch size).
-    fn before_feed<Io>(&mut self, io: &mut Framed<Io, MqttCodec>, in_use: &Arc<AtomicUsize>) {
-        let size = if self.large.is_some() { LARGE_WRITE_BATCH } else { WRITE_BATCH };
-        if io.write_buffer().len() < size {
-            return;
-        }
-        self.quiet = 0;
-        if self.large.is_none() {
-            self.large = LargeBatch::take(in_use);
-            if self.large.is_some() {
-                io.set_backpressure_boundary(LARGE_WRITE_BATCH);
-            }
-        }
-    }
-
-    /// After a flush that wrote `written` bytes.
-    fn after_flush<Io>(&mut self, io: &mut Framed<Io, MqttCodec>, written: usize) {
-        if self.large.is_none() && io.write_buffer().capacity() <= WRITE_BATCH {
-            return;
-        }
-        if written >= WRITE_BATCH {
-            self.quiet = 0;
-            return;
-        }
-        self.quiet += 1;
-        if self.quiet < QUIET_FLUSHES {
-            return;
-        }
-        self.quiet = 0;
-        if self.large.take().is_some() {
-            io.set_backpressure_boundary(WRITE_BATCH);
-        }
-        let buf = io.write_buffer_mut();
-        if buf.is_empty() && buf.capacity() > WRITE_BATCH {
-            *buf = tokio_util::bytes::BytesMut::with_capacity(INITIAL_BUFFER);
-        }
-    }
-}
 use crate::{Builder, Result};
 use rmqtt_codec::cert::CertInfo;
 use rmqtt_codec::error::{DecodeError, SendPacketError};
@@ -741,6 +673,75 @@ where
     }
 }
 
+/// mqtt-server patch: the write batching of one connection. A connection
+/// streams when a packet finds its write buffer already at the batch size;
+/// it then takes a large batch if its listener has one free. Flushes of less
+/// than `WRITE_BATCH`, `QUIET_FLUSHES` times in a row, end the burst.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    quiet: u8,
+    large: Option<LargeBatch>,
+}
+
+/// One of a listener's large write batches, given back when dropped.
+#[derive(Debug)]
+struct LargeBatch(Arc<AtomicUsize>);
+
+impl LargeBatch {
+    fn take(in_use: &Arc<AtomicUsize>) -> Option<Self> {
+        in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < LARGE_WRITE_BATCHES).then_some(n + 1))
+            .ok()
+            .map(|_| LargeBatch(in_use.clone()))
+    }
+}
+
+impl Drop for LargeBatch {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl WriteBatch {
+    /// Before a packet is queued (tokio-util writes the buffer out first
+    /// when it is at the batch size).
+    fn before_feed<Io>(&mut self, io: &mut Framed<Io, MqttCodec>, in_use: &Arc<AtomicUsize>) {
+        let size = if self.large.is_some() { LARGE_WRITE_BATCH } else { WRITE_BATCH };
+        if io.write_buffer().len() < size {
+            return;
+        }
+        self.quiet = 0;
+        if self.large.is_none() {
+            self.large = LargeBatch::take(in_use);
+            if self.large.is_some() {
+                io.set_backpressure_boundary(LARGE_WRITE_BATCH);
+            }
+        }
+    }
+
+    /// After a flush that wrote `written` bytes.
+    fn after_flush<Io>(&mut self, io: &mut Framed<Io, MqttCodec>, written: usize) {
+        if self.large.is_none() && io.write_buffer().capacity() <= WRITE_BATCH {
+            return;
+        }
+        if written >= WRITE_BATCH {
+            self.quiet = 0;
+            return;
+        }
+        self.quiet += 1;
+        if self.quiet < QUIET_FLUSHES {
+            return;
+        }
+        self.quiet = 0;
+        if self.large.take().is_some() {
+            io.set_backpressure_boundary(WRITE_BATCH);
+        }
+        let buf = io.write_buffer_mut();
+        if buf.is_empty() && buf.capacity() > WRITE_BATCH {
+            *buf = tokio_util::bytes::BytesMut::with_capacity(INITIAL_BUFFER);
+        }
+    }
+}
 /// mqtt-server patch: a connection starts with a small read buffer (idle
 /// connections are most of them), and tokio-util reads at most its free
 /// capacity per syscall. Once a packet is decoded while more bytes already
