@@ -2,7 +2,8 @@
 //! that turns rmqtt events into calls of the server's JavaScript hooks.
 //!
 //! Only the hook types the current set uses are registered, so an absent hook
-//! costs nothing; `setHooks()` on a running server re-registers.
+//! costs nothing; `setHooks()` on a running server registers the types the
+//! new set adds and removes those it drops.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
