@@ -1,9 +1,22 @@
 /**
- * MQTT 5 features beyond the basics: shared subscriptions.
+ * MQTT 5 features beyond the basics: shared subscriptions, a client's
+ * Maximum Packet Size.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, connect, startServer, subscribe, urlFor, waitFor } from './helpers'
+import {
+  cleanup,
+  connect,
+  inbox,
+  listener,
+  MQTT_VERSIONS,
+  patternBytes,
+  type Protocol,
+  startServer,
+  subscribe,
+  urlFor,
+  waitFor,
+} from './helpers'
 
 afterEach(cleanup)
 
@@ -39,5 +52,49 @@ describe('shared subscriptions', () => {
     expect(all).toEqual(Array.from({ length: N }, (_, i) => i)) // each job reached exactly one member
     expect(got[0].length).toBeGreaterThan(0) // and both members got some
     expect(got[1].length).toBeGreaterThan(0)
+  })
+})
+
+describe("a subscriber's Maximum Packet Size", () => {
+  // [MQTT-3.1.2-25]: a message too large for the client is dropped, as if
+  // it had been sent. rmqtt used to fail the connection instead, and the
+  // client got the message again each time it came back.
+  it.each([
+    ['tcp', 1],
+    ['tls', 0],
+    ['ws', 1],
+    ['wss', 0],
+  ] as Array<[Protocol, 0 | 1]>)('over %s at QoS %i: a message over it is dropped and reported, the session goes on', async (protocol, qos) => {
+    const dropped: Array<{ to?: string; topic: string; reason: string }> = []
+    let reported: () => void
+    const firstDrop = new Promise<void>((resolve) => (reported = resolve))
+    const { server, listeners } = await startServer([listener(protocol)])
+    server.setHooks({
+      onMessageDropped: (to, _from, m, { reason }) => {
+        dropped.push({ to: to?.clientId, topic: m.topic, reason })
+        reported()
+      },
+    })
+    const url = urlFor(listeners[0])
+    const sub = await connect(url, { ...MQTT_VERSIONS['5.0'], clientId: 'small', properties: { maximumPacketSize: 2048 } })
+    let closes = 0
+    sub.on('close', () => closes++)
+    const box = inbox(sub)
+    await subscribe(sub, 'size/#', 1)
+    const pub = await connect(url, MQTT_VERSIONS['3.1.1'])
+
+    const fits = patternBytes(1900, 1)
+    await pub.publishAsync('size/fits', fits, { qos })
+    await pub.publishAsync('size/over', patternBytes(4096, 2), { qos })
+    await pub.publishAsync('size/after', patternBytes(64, 3), { qos })
+    const first = await box.next()
+    expect(first.topic).toBe('size/fits')
+    expect(Buffer.compare(first.payload, fits)).toBe(0)
+    expect((await box.next()).topic).toBe('size/after')
+    await firstDrop
+    expect(dropped).toEqual([{ to: 'small', topic: 'size/over', reason: 'PacketTooLarge' }])
+    expect(closes).toBe(0)
+    expect(sub.connected).toBe(true)
+    expect(box.all.map((m) => m.topic)).toEqual(['size/fits', 'size/after'])
   })
 })

@@ -32,6 +32,7 @@ mod error;
 #[cfg(feature = "quic")]
 mod quic;
 mod stream;
+mod writer;
 #[cfg(feature = "ws")]
 mod ws;
 
@@ -64,6 +65,9 @@ pub use rustls::crypto::ring as tls_provider;
 
 /// MQTT protocol implementations and stream handling
 pub use stream::{v3, v5, MqttStream};
+
+/// Queued output of a connection (mqtt-server patch)
+pub use writer::Writer;
 
 /// Convenience type alias for generic errors
 pub type Error = anyhow::Error;

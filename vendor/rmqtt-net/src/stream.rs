@@ -5,44 +5,23 @@
 //! methods for all MQTT packet types.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::anyhow;
-use futures::SinkExt;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
-use crate::error::MqttError;
-
-/// Initial read and write buffer size of a connection (mqtt-server patch).
-const INITIAL_BUFFER: usize = 512;
 /// Read buffer of a connection that pipelines packets (mqtt-server patch).
 /// 64 KiB rather than 16: a flood of 4 KiB packets takes one `recvfrom` per
 /// 16 packets instead of 4. A buffer is only this large while its
 /// connection pipelines, and its packets use it up.
 const READ_BATCH: usize = 64 * 1024;
-/// Queued packets are written out once this many bytes wait (mqtt-server patch).
-const WRITE_BATCH: usize = 16 * 1024;
-/// ... or this many, for a connection that streams and holds one of its
-/// listener's `LARGE_WRITE_BATCHES` (mqtt-server patch). Each write costs the
-/// kernel a pass through TCP and, on loopback, through the receiver's whole
-/// input path, so fewer, larger writes carry a flood further. At 48 KiB the
-/// buffer (which doubles as it grows) mostly stays within 64 KiB; one still
-/// partly unwritten when packets are added can double past it.
-const LARGE_WRITE_BATCH: usize = 48 * 1024;
-/// Connections per listener writing in large batches at once: 1,000
-/// subscribers of a fan-out would otherwise hold 64 KiB each.
-const LARGE_WRITE_BATCHES: usize = 64;
-/// Light flushes in a row after which a burst is taken to be over: the
-/// connection gives back its large batch and any grown write buffer.
-const QUIET_FLUSHES: u8 = 8;
 
+use crate::writer::{Writer, INITIAL_BUFFER};
 use crate::{Builder, Result};
 use rmqtt_codec::cert::CertInfo;
-use rmqtt_codec::error::{DecodeError, SendPacketError};
+use rmqtt_codec::error::DecodeError;
 use rmqtt_codec::v3::Codec as CodecV3;
 use rmqtt_codec::v5::Codec as CodecV5;
 use rmqtt_codec::version::{ProtocolVersion, VersionCodec};
@@ -73,13 +52,11 @@ where
         cert_info: Option<CertInfo>,
         cfg: Arc<Builder>,
     ) -> Self {
-        // mqtt-server patch: start both buffers small. `Framed::new` gives each
-        // 8 KiB, which made an idle connection cost ~16 KiB; they grow on demand.
+        // mqtt-server patch: start the read buffer small (`Framed::new` gives
+        // 8 KiB; it grows on demand). Writes go through `Writer`, never through
+        // `Framed`'s write buffer, which therefore gets no memory at all.
         let mut io = Framed::with_capacity(io, MqttCodec::Version(VersionCodec), INITIAL_BUFFER);
-        *io.write_buffer_mut() = tokio_util::bytes::BytesMut::with_capacity(INITIAL_BUFFER);
-        // `with_capacity` also sets the write backpressure boundary, which would
-        // flush fed packets every 512 bytes.
-        io.set_backpressure_boundary(WRITE_BATCH);
+        *io.write_buffer_mut() = tokio_util::bytes::BytesMut::new();
         Dispatcher { io, remote_addr, cfg, cert_info }
     }
 
@@ -93,7 +70,7 @@ where
                 cfg: self.cfg,
                 #[cfg(feature = "tls")]
                 cert_info: self.cert_info,
-                write_batch: WriteBatch::default(),
+                writer: Writer::default(),
             }),
             ProtocolVersion::MQTT5 => MqttStream::V5(v5::MqttStream {
                 io: self.io,
@@ -101,7 +78,7 @@ where
                 cfg: self.cfg,
                 #[cfg(feature = "tls")]
                 cert_info: self.cert_info,
-                write_batch: WriteBatch::default(),
+                writer: Writer::default(),
             }),
         })
     }
@@ -166,8 +143,8 @@ pub mod v3 {
         #[cfg(feature = "tls")]
         /// TLS certificate information (if available)
         pub cert_info: Option<CertInfo>,
-        /// How writes are batched (mqtt-server patch)
-        pub write_batch: super::WriteBatch,
+        /// Queued output (mqtt-server patch)
+        pub writer: super::Writer,
     }
 
     /// # Examples
@@ -284,7 +261,9 @@ pub mod v3 {
         /// Generic packet sending method
         #[inline]
         pub async fn send(&mut self, packet: rmqtt_codec::v3::Packet) -> Result<()> {
-            super::send(&mut self.io, MqttPacket::V3(packet), self.cfg.send_timeout).await
+            self.writer
+                .send(&mut self.io, MqttPacket::V3(packet), &self.cfg.large_write_batches, self.cfg.send_timeout)
+                .await
         }
 
         /// Queues a packet in the write buffer without flushing it (mqtt-server
@@ -293,29 +272,27 @@ pub mod v3 {
         /// more work ready, so a burst of deliveries and acks costs one write.
         #[inline]
         pub async fn feed(&mut self, packet: rmqtt_codec::v3::Packet) -> Result<()> {
-            self.write_batch.before_feed(&mut self.io, &self.cfg.large_write_batches);
-            super::feed(&mut self.io, MqttPacket::V3(packet), self.cfg.send_timeout).await
+            self.writer
+                .feed(&mut self.io, MqttPacket::V3(packet), &self.cfg.large_write_batches, self.cfg.send_timeout)
+                .await
         }
 
         /// Whether queued packets wait in the write buffer (mqtt-server patch).
         #[inline]
         pub fn has_pending_writes(&self) -> bool {
-            !self.io.write_buffer().is_empty()
+            self.writer.has_pending()
         }
 
         /// Flushes write buffers
         #[inline]
         pub async fn flush(&mut self) -> Result<()> {
-            let queued = self.io.write_buffer().len();
-            super::flush(&mut self.io, self.cfg.send_timeout).await?;
-            self.write_batch.after_flush(&mut self.io, queued);
-            Ok(())
+            self.writer.flush(&mut self.io, self.cfg.send_timeout).await
         }
 
         /// Closes the connection gracefully
         #[inline]
         pub async fn close(&mut self) -> Result<()> {
-            super::close(&mut self.io, self.cfg.send_timeout).await
+            self.writer.close(&mut self.io, self.cfg.send_timeout).await
         }
 
         /// Receives next packet with timeout
@@ -417,8 +394,8 @@ pub mod v5 {
         #[cfg(feature = "tls")]
         /// TLS certificate information (if available)
         pub cert_info: Option<CertInfo>,
-        /// How writes are batched (mqtt-server patch)
-        pub write_batch: super::WriteBatch,
+        /// Queued output (mqtt-server patch)
+        pub writer: super::Writer,
     }
 
     /// # Examples
@@ -464,6 +441,17 @@ pub mod v5 {
         #[inline]
         pub async fn send_publish(&mut self, publish: Box<Publish>) -> Result<()> {
             self.feed(PacketV5::Publish(publish)).await
+        }
+
+        /// How many bytes `publish` stays under the client's Maximum Packet
+        /// Size (negative: over; mqtt-server patch). `send_publish` fails the
+        /// connection for one that is over.
+        #[inline]
+        pub fn room_for(&self, publish: &Publish) -> i64 {
+            match self.io.codec() {
+                MqttCodec::V5(codec) => codec.room_for(publish),
+                _ => i64::MAX,
+            }
         }
 
         /// Acknowledges a received publish (QoS 1)
@@ -535,7 +523,9 @@ pub mod v5 {
         /// Generic packet sending method
         #[inline]
         pub async fn send(&mut self, packet: rmqtt_codec::v5::Packet) -> Result<()> {
-            super::send(&mut self.io, MqttPacket::V5(packet), self.cfg.send_timeout).await
+            self.writer
+                .send(&mut self.io, MqttPacket::V5(packet), &self.cfg.large_write_batches, self.cfg.send_timeout)
+                .await
         }
 
         /// Queues a packet in the write buffer without flushing it (mqtt-server
@@ -544,29 +534,27 @@ pub mod v5 {
         /// more work ready, so a burst of deliveries and acks costs one write.
         #[inline]
         pub async fn feed(&mut self, packet: rmqtt_codec::v5::Packet) -> Result<()> {
-            self.write_batch.before_feed(&mut self.io, &self.cfg.large_write_batches);
-            super::feed(&mut self.io, MqttPacket::V5(packet), self.cfg.send_timeout).await
+            self.writer
+                .feed(&mut self.io, MqttPacket::V5(packet), &self.cfg.large_write_batches, self.cfg.send_timeout)
+                .await
         }
 
         /// Whether queued packets wait in the write buffer (mqtt-server patch).
         #[inline]
         pub fn has_pending_writes(&self) -> bool {
-            !self.io.write_buffer().is_empty()
+            self.writer.has_pending()
         }
 
         /// Flushes write buffers
         #[inline]
         pub async fn flush(&mut self) -> Result<()> {
-            let queued = self.io.write_buffer().len();
-            super::flush(&mut self.io, self.cfg.send_timeout).await?;
-            self.write_batch.after_flush(&mut self.io, queued);
-            Ok(())
+            self.writer.flush(&mut self.io, self.cfg.send_timeout).await
         }
 
         /// Closes the connection gracefully
         #[inline]
         pub async fn close(&mut self) -> Result<()> {
-            super::close(&mut self.io, self.cfg.send_timeout).await
+            self.writer.close(&mut self.io, self.cfg.send_timeout).await
         }
 
         /// Receives next packet with timeout
@@ -637,111 +625,6 @@ pub mod v5 {
     }
 }
 
-#[inline]
-async fn send<Io>(io: &mut Framed<Io, MqttCodec>, packet: MqttPacket, send_timeout: Duration) -> Result<()>
-where
-    Io: AsyncWrite + Unpin,
-{
-    if send_timeout.is_zero() {
-        io.send(packet).await?;
-        Ok(())
-    } else {
-        match tokio::time::timeout(send_timeout, io.send(packet)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(MqttError::SendPacket(SendPacketError::Encode(e))),
-            Err(_) => Err(MqttError::WriteTimeout),
-        }?;
-        Ok(())
-    }
-}
-
-#[inline]
-async fn feed<Io>(io: &mut Framed<Io, MqttCodec>, packet: MqttPacket, send_timeout: Duration) -> Result<()>
-where
-    Io: AsyncWrite + Unpin,
-{
-    if send_timeout.is_zero() {
-        io.feed(packet).await?;
-        Ok(())
-    } else {
-        match tokio::time::timeout(send_timeout, io.feed(packet)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(MqttError::SendPacket(SendPacketError::Encode(e))),
-            Err(_) => Err(MqttError::WriteTimeout),
-        }?;
-        Ok(())
-    }
-}
-
-/// mqtt-server patch: the write batching of one connection. A connection
-/// streams when a packet finds its write buffer already at the batch size;
-/// it then takes a large batch if its listener has one free. Flushes of less
-/// than `WRITE_BATCH`, `QUIET_FLUSHES` times in a row, end the burst.
-#[derive(Debug, Default)]
-pub struct WriteBatch {
-    quiet: u8,
-    large: Option<LargeBatch>,
-}
-
-/// One of a listener's large write batches, given back when dropped.
-#[derive(Debug)]
-struct LargeBatch(Arc<AtomicUsize>);
-
-impl LargeBatch {
-    fn take(in_use: &Arc<AtomicUsize>) -> Option<Self> {
-        in_use
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < LARGE_WRITE_BATCHES).then_some(n + 1))
-            .ok()
-            .map(|_| LargeBatch(in_use.clone()))
-    }
-}
-
-impl Drop for LargeBatch {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl WriteBatch {
-    /// Before a packet is queued (tokio-util writes the buffer out first
-    /// when it is at the batch size).
-    fn before_feed<Io>(&mut self, io: &mut Framed<Io, MqttCodec>, in_use: &Arc<AtomicUsize>) {
-        let size = if self.large.is_some() { LARGE_WRITE_BATCH } else { WRITE_BATCH };
-        if io.write_buffer().len() < size {
-            return;
-        }
-        self.quiet = 0;
-        if self.large.is_none() {
-            self.large = LargeBatch::take(in_use);
-            if self.large.is_some() {
-                io.set_backpressure_boundary(LARGE_WRITE_BATCH);
-            }
-        }
-    }
-
-    /// After a flush that wrote `written` bytes.
-    fn after_flush<Io>(&mut self, io: &mut Framed<Io, MqttCodec>, written: usize) {
-        if self.large.is_none() && io.write_buffer().capacity() <= WRITE_BATCH {
-            return;
-        }
-        if written >= WRITE_BATCH {
-            self.quiet = 0;
-            return;
-        }
-        self.quiet += 1;
-        if self.quiet < QUIET_FLUSHES {
-            return;
-        }
-        self.quiet = 0;
-        if self.large.take().is_some() {
-            io.set_backpressure_boundary(WRITE_BATCH);
-        }
-        let buf = io.write_buffer_mut();
-        if buf.is_empty() && buf.capacity() > WRITE_BATCH {
-            *buf = tokio_util::bytes::BytesMut::with_capacity(INITIAL_BUFFER);
-        }
-    }
-}
 /// mqtt-server patch: a connection starts with a small read buffer (idle
 /// connections are most of them), and tokio-util reads at most its free
 /// capacity per syscall. Once a packet is decoded while more bytes already
@@ -770,7 +653,7 @@ fn grow_read_buffer<Io>(io: &mut Framed<Io, MqttCodec>) {
         if free < INITIAL_BUFFER / 4 {
             buf.reserve(INITIAL_BUFFER);
         }
-    } else if free < READ_BATCH / 4 {
+    } else if free < READ_BATCH / 4 && !holds_whole_packet(buf) {
         // Not `reserve`: on a buffer no payload holds any more it reallocates,
         // copying the whole buffer (up to 16 KiB) to keep a partial packet.
         // Reclaiming moves just that packet to the front; otherwise a fresh
@@ -784,38 +667,20 @@ fn grow_read_buffer<Io>(io: &mut Framed<Io, MqttCodec>) {
     }
 }
 
+/// mqtt-server patch: whether `buf` (at a packet boundary) still holds a
+/// whole packet. `grow_read_buffer` waits until it does not: a read that
+/// filled the buffer leaves many packets behind, and moving them all to a
+/// new buffer cost as much as copying each payload once more (fan-in QoS 0
+/// 4 KiB profile). With only a partial packet left, that packet is all that
+/// moves.
 #[inline]
-async fn flush<Io>(io: &mut Framed<Io, MqttCodec>, send_timeout: Duration) -> Result<()>
-where
-    Io: AsyncWrite + Unpin,
-{
-    if send_timeout.is_zero() {
-        io.flush().await?;
-        Ok(())
-    } else {
-        match tokio::time::timeout(send_timeout, io.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(MqttError::SendPacket(SendPacketError::Encode(e))),
-            Err(_) => Err(MqttError::FlushTimeout),
-        }?;
-        Ok(())
+fn holds_whole_packet(buf: &[u8]) -> bool {
+    let mut length = 0usize;
+    for (i, byte) in buf.iter().skip(1).take(4).enumerate() {
+        length |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return buf.len() >= 2 + i + length;
+        }
     }
-}
-
-#[inline]
-async fn close<Io>(io: &mut Framed<Io, MqttCodec>, send_timeout: Duration) -> Result<()>
-where
-    Io: AsyncWrite + Unpin,
-{
-    if send_timeout.is_zero() {
-        io.close().await?;
-        Ok(())
-    } else {
-        match tokio::time::timeout(send_timeout, io.close()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(MqttError::Encode(e)),
-            Err(_) => Err(MqttError::CloseTimeout),
-        }?;
-        Ok(())
-    }
+    false
 }

@@ -1644,6 +1644,19 @@ impl SessionState {
             return Ok(());
         }
 
+        // mqtt-server patch: a message over a v5 client's Maximum Packet Size
+        // is dropped and reported, and the session goes on [MQTT-3.1.2-25].
+        // Sending it failed the connection, and the client got it again each
+        // time it came back.
+        if !sink.fits(&publish, expiry_check_res.message_expiry_interval(), self.server_topic_aliases.is_some()) {
+            self.scx
+                .extends
+                .hook_mgr()
+                .message_dropped(Some(self.id.clone()), from, publish, Reason::from_static("PacketTooLarge"))
+                .await;
+            return Ok(());
+        }
+
         //generate packet_id
         if matches!(publish.qos, QoS::AtLeastOnce | QoS::ExactlyOnce)
             && (!publish.dup || publish.packet_id.is_none())

@@ -1461,6 +1461,35 @@ where
         Ok(())
     }
 
+    /// mqtt-server patch: whether `p`, as `publish` would send it, is within
+    /// the client's Maximum Packet Size. `publish` may add a message expiry
+    /// interval and a topic alias (9 bytes at most, with the properties'
+    /// length); only a message that close to the limit is measured as sent,
+    /// with a topic alias taken at its first use (the whole topic with it).
+    #[inline]
+    pub(crate) fn fits(
+        &self,
+        p: &Publish,
+        message_expiry_interval: Option<NonZeroU32>,
+        topic_aliases: bool,
+    ) -> bool {
+        let Sink::V5(s) = self else {
+            return true;
+        };
+        let room = s.room_for(&p.inner);
+        if room >= 9 {
+            return true;
+        }
+        let mut sent = (*p.inner).clone();
+        if let Some(properties) = &mut sent.properties {
+            properties.message_expiry_interval = message_expiry_interval;
+            if topic_aliases {
+                properties.topic_alias = NonZeroU16::new(u16::MAX);
+            }
+        }
+        s.room_for(&sent) >= 0
+    }
+
     #[inline]
     pub(crate) async fn publish(
         &mut self,
