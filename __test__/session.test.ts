@@ -34,11 +34,19 @@ function str(s: string): Buffer {
 }
 
 /**
- * A raw CONNECT with a will, from a socket that then stays silent: no PINGREQ
- * ever, which mqtt.js cannot be told to do. Resolves once CONNACK (accepted)
- * is in, with a promise of every packet the broker sent, at close.
+ * A raw CONNECT with a will, from a socket that then sends nothing on its
+ * own: no PINGREQ unless the test writes one, which mqtt.js cannot be told to
+ * do. Resolves once CONNACK (accepted) is in, with the socket and a promise
+ * of every packet the broker sent, at close.
  */
-async function silentClient(port: number, level: 4 | 5, clientId: string, keepAlive: number, will: [string, string]) {
+async function silentClient(
+  port: number,
+  level: 4 | 5,
+  clientId: string,
+  keepAlive: number,
+  will: [string, string],
+  closeWithinMs = 5000,
+) {
   const props = level === 5 ? [Buffer.from([0])] : [] // empty property lists
   const body = Buffer.concat([
     str('MQTT'),
@@ -59,10 +67,10 @@ async function silentClient(port: number, level: 4 | 5, clientId: string, keepAl
     chunks.push(d)
     connack()
   })
-  const packets = waitFor(sock, 'close').then(() => splitPackets(Buffer.concat(chunks)))
+  const packets = waitFor(sock, 'close', closeWithinMs).then(() => splitPackets(Buffer.concat(chunks)))
   sock.write(Buffer.concat([Buffer.from([0x10, body.length]), body]))
   await accepted
-  return packets
+  return { sock, packets }
 }
 
 /** Splits a byte stream into MQTT packets (short ones: 1-byte lengths). */
@@ -102,7 +110,7 @@ describe('last will', () => {
     const watcher = await connect(urlFor(listeners[0]), MQTT_VERSIONS['5.0'])
     const box = inbox(watcher)
     await subscribe(watcher, 'will/#', 0)
-    const packets = await silentClient(listeners[0].port, level, `silent-${level}`, 1, ['will/silent', 'timed out'])
+    const { packets } = await silentClient(listeners[0].port, level, `silent-${level}`, 1, ['will/silent', 'timed out'])
     // rmqtt allows keep-alive + 3 s below 6 s (1.5x above): 4 s here.
     const m = await box.next(10_000)
     expect(m.topic).toBe('will/silent')
@@ -113,6 +121,37 @@ describe('last will', () => {
     // 3.1.1 has no server DISCONNECT; 5.0 gets one with 0x8D keep-alive timeout.
     expect(rest.map((p) => [p[0], p[2]])).toEqual(level === 5 ? [[0xe0, 0x8d]] : [])
   })
+})
+
+describe('keep-alive', () => {
+  it.each([
+    ['3.1.1', 4],
+    ['5.0', 5],
+  ] as const)('MQTT %s: counted from the last packet, so a client that keeps sending outlives it, and one that stops does not', async (_v, level) => {
+    const { listeners } = await startServer()
+    const watcher = await connect(urlFor(listeners[0]), MQTT_VERSIONS['5.0'])
+    const box = inbox(watcher)
+    await subscribe(watcher, 'will/#', 0)
+    const { sock, packets } = await silentClient(listeners[0].port, level, `pinging-${level}`, 1, ['will/pinging', 'stopped'], 15_000)
+    let closedAt = 0
+    sock.on('close', () => (closedAt = Date.now()))
+    // Keep-alive 1 s: rmqtt closes after 4 s without a packet. Ping every
+    // second for 7 s, past the 4 s after CONNECT and one more period.
+    // (Time passing is what is tested here, so the test waits on a timer.)
+    for (let i = 0; i < 7; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+      const pong = waitFor(sock, 'data')
+      sock.write(Buffer.from([0xc0, 0x00]))
+      await pong
+    }
+    expect(closedAt).toBe(0)
+    const lastPacket = Date.now()
+    const m = await box.next(10_000)
+    expect(m.topic).toBe('will/pinging')
+    await packets
+    // Closed about 4 s after the last PINGREQ, not 4 s after some earlier one.
+    expect(closedAt - lastPacket).toBeGreaterThanOrEqual(3000)
+  }, 20_000)
 })
 
 describe('session takeover', () => {

@@ -386,17 +386,23 @@ impl SessionState {
         // is where an idle connection waits, and a future is as large as its
         // largest state: inline, the handlers made it 2840 bytes instead of
         // 904, for the whole life of every connection.
+        // mqtt-server patch: the two timers are not re-armed on every event
+        // (each re-arm took the timer wheel's lock, and each event another
+        // clock read). The delivery timer is moved only when it must fire
+        // sooner; firing early is harmless, as only messages that timed out
+        // are resent. The keep-alive timer, when it fires, checks the time of
+        // the last packet.
+        let mut deliver_deadline = Instant::now() + Duration::from_secs(60);
+        let mut last_packet = Instant::now();
+        let mut now = last_packet;
         loop {
             log::debug!("{:?} tokio::select! loop", state.id);
-            deliver_timeout_delay.as_mut().reset(
-                Instant::now()
-                    + state
-                        .out_inflight()
-                        .read()
-                        .await
-                        .get_timeout()
-                        .unwrap_or_else(|| Duration::from_secs(120)),
-            );
+            let due = now
+                + state.out_inflight().read().await.get_timeout().unwrap_or_else(|| Duration::from_secs(120));
+            if due < deliver_deadline {
+                deliver_deadline = due;
+                deliver_timeout_delay.as_mut().reset(due);
+            }
 
             // mqtt-server patch: deliveries and acks are queued in the write
             // buffer, not flushed one by one. The loop takes whatever work is
@@ -426,13 +432,22 @@ impl SessionState {
                 next_event!()
             };
 
+            now = Instant::now();
             match event {
-                Event::KeepAlive => return Err(Reason::ConnectKeepaliveTimeout),
+                Event::KeepAlive => {
+                    let due = last_packet + keep_alive_interval;
+                    if now >= due {
+                        return Err(Reason::ConnectKeepaliveTimeout);
+                    }
+                    keep_alive_delay.as_mut().reset(due);
+                }
                 Event::DeliverTimeout => {
                     while let Some(iflt_msg) = state.out_inflight().write().await.pop_front_timeout() {
                         log::debug!("{:?} has timeout message in inflight: {:?}", state.id, iflt_msg);
                         Box::pin(state.reforward(iflt_msg)).await?;
                     }
+                    // Fired: the loop's top arms it again.
+                    deliver_deadline = now + Duration::from_secs(u32::MAX as u64);
                 }
                 Event::Deliver(deliver_packet) => {
                     log::debug!("{:?} deliver_packet: {:?}", state.id, deliver_packet);
@@ -458,7 +473,7 @@ impl SessionState {
                 }
                 Event::Packet(pkt) => {
                     log::debug!("{:?} pkt: {:?}", state.id, pkt);
-                    keep_alive_delay.as_mut().reset(Instant::now() + keep_alive_interval);
+                    last_packet = now;
                     match pkt? {
                         Some(pkt) => {
                             Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
