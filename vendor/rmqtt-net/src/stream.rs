@@ -70,7 +70,7 @@ where
                 cfg: self.cfg,
                 #[cfg(feature = "tls")]
                 cert_info: self.cert_info,
-                writer: Writer::default(),
+                writer: Box::default(),
             }),
             ProtocolVersion::MQTT5 => MqttStream::V5(v5::MqttStream {
                 io: self.io,
@@ -78,7 +78,7 @@ where
                 cfg: self.cfg,
                 #[cfg(feature = "tls")]
                 cert_info: self.cert_info,
-                writer: Writer::default(),
+                writer: Box::default(),
             }),
         })
     }
@@ -144,7 +144,7 @@ pub mod v3 {
         /// TLS certificate information (if available)
         pub cert_info: Option<CertInfo>,
         /// Queued output (mqtt-server patch)
-        pub writer: super::Writer,
+        pub writer: Box<super::Writer>,
     }
 
     /// # Examples
@@ -395,7 +395,7 @@ pub mod v5 {
         /// TLS certificate information (if available)
         pub cert_info: Option<CertInfo>,
         /// Queued output (mqtt-server patch)
-        pub writer: super::Writer,
+        pub writer: Box<super::Writer>,
     }
 
     /// # Examples
