@@ -18,7 +18,7 @@ use tokio_util::codec::Framed;
 /// connection pipelines, and its packets use it up.
 const READ_BATCH: usize = 64 * 1024;
 
-use crate::writer::{Writer, INITIAL_BUFFER};
+use crate::writer::{read_remaining_length, Writer, INITIAL_BUFFER};
 use crate::{Builder, Result};
 use rmqtt_codec::cert::CertInfo;
 use rmqtt_codec::error::DecodeError;
@@ -675,12 +675,5 @@ fn grow_read_buffer<Io>(io: &mut Framed<Io, MqttCodec>) {
 /// moves.
 #[inline]
 fn holds_whole_packet(buf: &[u8]) -> bool {
-    let mut length = 0usize;
-    for (i, byte) in buf.iter().skip(1).take(4).enumerate() {
-        length |= usize::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return buf.len() >= 2 + i + length;
-        }
-    }
-    false
+    read_remaining_length(buf).is_some_and(|(length, width)| buf.len() >= 1 + width + length)
 }

@@ -252,8 +252,8 @@ fn take_payload(mut p: Box<Publish>) -> (Box<Publish>, Bytes) {
 }
 
 /// Reads the remaining length after a fixed header's first byte: (length,
-/// bytes it takes).
-fn read_remaining_length(packet: &[u8]) -> Option<(usize, usize)> {
+/// bytes it takes), or `None` while not all of it is there.
+pub(crate) fn read_remaining_length(packet: &[u8]) -> Option<(usize, usize)> {
     let mut length = 0usize;
     for (i, byte) in packet.iter().skip(1).take(4).enumerate() {
         length |= usize::from(byte & 0x7f) << (7 * i);

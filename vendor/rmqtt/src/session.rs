@@ -392,9 +392,9 @@ impl SessionState {
         // sooner; firing early is harmless, as only messages that timed out
         // are resent. The keep-alive timer, when it fires, checks the time of
         // the last packet.
-        let mut deliver_deadline = Instant::now() + Duration::from_secs(60);
-        let mut last_packet = Instant::now();
-        let mut now = last_packet;
+        let mut now = Instant::now();
+        let mut deliver_deadline = now + Duration::from_secs(60);
+        let mut last_packet = now;
         loop {
             log::debug!("{:?} tokio::select! loop", state.id);
             let due = now
