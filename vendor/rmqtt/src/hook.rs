@@ -269,6 +269,14 @@ pub trait Handler: Sync + Send {
 /// both subscribe and publish operations.
 #[async_trait]
 pub trait Hook: Sync + Send {
+    /// mqtt-server patch: whether handlers of `typ` may run. When none can,
+    /// the session skips the call: each hook call boxes its future, a few
+    /// allocations per message for hooks nobody registered.
+    #[inline]
+    fn enabled(&self, _typ: Type) -> bool {
+        true
+    }
+
     /// A new session has been created for this connection.
     async fn session_created(&self);
 
@@ -657,6 +665,12 @@ impl DefaultHookManager {
         Self { handlers: Arc::new(DashMap::default()), enabled_types: Arc::new(AtomicU64::new(0)) }
     }
 
+    /// mqtt-server patch: whether any handler of `typ` is enabled.
+    #[inline]
+    pub fn enabled(&self, typ: Type) -> bool {
+        self.enabled_types.load(Ordering::Acquire) & Self::type_bit(typ) != 0
+    }
+
     /// mqtt-server patch: the bit of `typ` in `enabled_types`.
     #[inline]
     fn type_bit(typ: Type) -> u64 {
@@ -691,7 +705,7 @@ impl DefaultHookManager {
     #[inline]
     async fn exec<'a>(&'a self, t: Type, p: Parameter<'a>) -> Option<HookResult> {
         let mut acc = None;
-        if self.enabled_types.load(Ordering::Acquire) & Self::type_bit(t) == 0 {
+        if !self.enabled(t) {
             return acc;
         }
         let type_handlers = { self.handlers.get(&t).map(|h| (*h.value()).clone()) };
@@ -1108,6 +1122,11 @@ impl Hook for DefaultHook {
     }
 
     #[inline]
+    fn enabled(&self, typ: Type) -> bool {
+        self.manager.enabled(typ)
+    }
+
+    #[inline]
     async fn message_expiry_check(&self, from: From, publish: &Publish) -> MessageExpiryCheckResult {
         log::debug!("{:?} publish: {:?}", self.s.id, publish);
         let result = self
@@ -1118,28 +1137,34 @@ impl Hook for DefaultHook {
         if let Some(HookResult::MessageExpiry) = result {
             return MessageExpiryCheckResult::Expiry;
         }
-
-        let expiry_interval = publish
-            .properties
-            .as_ref()
-            .and_then(|p| p.message_expiry_interval.map(|i| i.get() as i64 * 1000))
-            .unwrap_or_else(|| self.s.listen_cfg().message_expiry_interval.as_millis() as i64);
-
-        log::debug!("{:?} expiry_interval: {:?}", self.s.id, expiry_interval);
-        if expiry_interval == 0 {
-            return MessageExpiryCheckResult::Remaining(None);
-        }
-        let remaining = timestamp_millis() - publish.create_time.unwrap_or_else(timestamp_millis);
-        if remaining < expiry_interval {
-            return MessageExpiryCheckResult::Remaining(NonZeroU32::new(
-                ((expiry_interval - remaining) / 1000) as u32,
-            ));
-        }
-        MessageExpiryCheckResult::Expiry
+        message_expiry(&self.s, publish)
     }
 
     #[inline]
     async fn client_keepalive(&self, ping: IsPing) {
         let _ = self.manager.exec(Type::ClientKeepalive, Parameter::ClientKeepalive(&self.s, ping)).await;
     }
+}
+
+/// mqtt-server patch: the expiry check without hooks (what
+/// `message_expiry_check` does when no handler expires the message).
+#[inline]
+pub fn message_expiry(s: &Session, publish: &Publish) -> MessageExpiryCheckResult {
+    let expiry_interval = publish
+        .properties
+        .as_ref()
+        .and_then(|p| p.message_expiry_interval.map(|i| i.get() as i64 * 1000))
+        .unwrap_or_else(|| s.listen_cfg().message_expiry_interval.as_millis() as i64);
+
+    log::debug!("{:?} expiry_interval: {:?}", s.id, expiry_interval);
+    if expiry_interval == 0 {
+        return MessageExpiryCheckResult::Remaining(None);
+    }
+    let remaining = timestamp_millis() - publish.create_time.unwrap_or_else(timestamp_millis);
+    if remaining < expiry_interval {
+        return MessageExpiryCheckResult::Remaining(NonZeroU32::new(
+            ((expiry_interval - remaining) / 1000) as u32,
+        ));
+    }
+    MessageExpiryCheckResult::Expiry
 }
