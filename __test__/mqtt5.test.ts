@@ -1,6 +1,6 @@
 /**
- * MQTT 5 features beyond the basics: shared subscriptions, a client's
- * Maximum Packet Size.
+ * MQTT 5 features beyond the basics: shared subscriptions, subscription
+ * identifiers, a client's Maximum Packet Size.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
@@ -52,6 +52,46 @@ describe('shared subscriptions', () => {
     expect(all).toEqual(Array.from({ length: N }, (_, i) => i)) // each job reached exactly one member
     expect(got[0].length).toBeGreaterThan(0) // and both members got some
     expect(got[1].length).toBeGreaterThan(0)
+  })
+})
+
+describe('subscription identifiers', () => {
+  // Each subscriber gets the message with its own identifiers [MQTT-3.3.4-3]
+  // and none of another's. The broker hands the publish itself to the last
+  // subscriber it routes to and a copy to each of the others, so a mix-up
+  // between those copies shows here, whichever subscriber comes last.
+  it.each(['tcp', 'ws'] as Protocol[])('are each subscriber\'s own (%s)', async (protocol) => {
+    const { server, listeners } = await startServer({ listeners: [listener(protocol)] })
+    const url = urlFor(listeners[0])
+    const subs = [
+      { filter: 'sid/#', id: 7 },
+      { filter: 'sid/+', id: 9 },
+      { filter: 'sid/x', id: undefined },
+      { filter: '+/x', id: 268_435_455 }, // the largest identifier allowed
+    ]
+    const boxes = []
+    for (const [i, s] of subs.entries()) {
+      const c = await connect(url, { ...MQTT_VERSIONS['5.0'], clientId: `sid-${i}` })
+      const opts = s.id === undefined ? { qos: 1 as const } : { qos: 1 as const, properties: { subscriptionIdentifier: s.id } }
+      await c.subscribeAsync(s.filter, opts)
+      boxes.push(inbox(c))
+    }
+    const v3 = await connect(url, { ...MQTT_VERSIONS['3.1.1'], clientId: 'sid-v3' })
+    await subscribe(v3, 'sid/x', 1)
+    const v3box = inbox(v3)
+
+    const pub = await connect(url, MQTT_VERSIONS['5.0'])
+    for (let n = 0; n < 3; n++) await pub.publishAsync('sid/x', `m${n}`, { qos: 1 })
+    for (const [i, s] of subs.entries()) {
+      for (let n = 0; n < 3; n++) {
+        const m = await boxes[i].next()
+        expect(m.payload.toString()).toBe(`m${n}`)
+        const ids = m.packet.properties?.subscriptionIdentifier
+        expect(ids === undefined ? [] : [ids].flat()).toEqual(s.id === undefined ? [] : [s.id])
+      }
+    }
+    for (let n = 0; n < 3; n++) expect((await v3box.next()).payload.toString()).toBe(`m${n}`)
+    expect(server.running).toBe(true)
   })
 })
 

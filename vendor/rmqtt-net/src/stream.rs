@@ -272,9 +272,31 @@ pub mod v3 {
         /// more work ready, so a burst of deliveries and acks costs one write.
         #[inline]
         pub async fn feed(&mut self, packet: rmqtt_codec::v3::Packet) -> Result<()> {
-            self.writer
-                .feed(&mut self.io, MqttPacket::V3(packet), &self.cfg.large_write_batches, self.cfg.send_timeout)
-                .await
+            if self.needs_room() {
+                // Boxed: rare, and inline it made every caller's future larger.
+                Box::pin(self.make_room()).await?;
+            }
+            self.queue(packet)
+        }
+
+        /// Whether queued packets must be written out before the next is
+        /// queued (mqtt-server patch; see `Writer::needs_room`).
+        #[inline]
+        pub fn needs_room(&mut self) -> bool {
+            self.writer.needs_room(&self.cfg.large_write_batches)
+        }
+
+        /// Writes out queued packets to make room (mqtt-server patch).
+        #[inline]
+        pub async fn make_room(&mut self) -> Result<()> {
+            self.writer.make_room(&mut self.io, self.cfg.send_timeout).await
+        }
+
+        /// Queues a packet without writing, room or not (mqtt-server patch):
+        /// `feed` without its check.
+        #[inline]
+        pub fn queue(&mut self, packet: rmqtt_codec::v3::Packet) -> Result<()> {
+            self.writer.queue(&mut self.io, MqttPacket::V3(packet))
         }
 
         /// Whether queued packets wait in the write buffer (mqtt-server patch).
@@ -534,9 +556,31 @@ pub mod v5 {
         /// more work ready, so a burst of deliveries and acks costs one write.
         #[inline]
         pub async fn feed(&mut self, packet: rmqtt_codec::v5::Packet) -> Result<()> {
-            self.writer
-                .feed(&mut self.io, MqttPacket::V5(packet), &self.cfg.large_write_batches, self.cfg.send_timeout)
-                .await
+            if self.needs_room() {
+                // Boxed: rare, and inline it made every caller's future larger.
+                Box::pin(self.make_room()).await?;
+            }
+            self.queue(packet)
+        }
+
+        /// Whether queued packets must be written out before the next is
+        /// queued (mqtt-server patch; see `Writer::needs_room`).
+        #[inline]
+        pub fn needs_room(&mut self) -> bool {
+            self.writer.needs_room(&self.cfg.large_write_batches)
+        }
+
+        /// Writes out queued packets to make room (mqtt-server patch).
+        #[inline]
+        pub async fn make_room(&mut self) -> Result<()> {
+            self.writer.make_room(&mut self.io, self.cfg.send_timeout).await
+        }
+
+        /// Queues a packet without writing, room or not (mqtt-server patch):
+        /// `feed` without its check.
+        #[inline]
+        pub fn queue(&mut self, packet: rmqtt_codec::v5::Packet) -> Result<()> {
+            self.writer.queue(&mut self.io, MqttPacket::V5(packet))
         }
 
         /// Whether queued packets wait in the write buffer (mqtt-server patch).

@@ -711,6 +711,25 @@ impl SessionState {
                         .await;
                 }
             }
+            // mqtt-server patch: the rare messages are handled in a box of
+            // their own. Inline, subscribing made this future (boxed for every
+            // routed message) past glibc's thread cache.
+            msg => Box::pin(self.process_control_message(sink, msg, flags)).await?,
+        }
+        Ok(())
+    }
+
+    /// mqtt-server patch: the messages other than `Forward`.
+    async fn process_control_message<Io>(
+        &mut self,
+        sink: &mut Sink<Io>,
+        msg: Message,
+        flags: &mut StateFlags,
+    ) -> std::result::Result<(), Reason>
+    where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        match msg {
             Message::SendRerelease(iflt_msg) => {
                 self.send_rerelease(sink, iflt_msg).await?;
             }
@@ -803,6 +822,8 @@ impl SessionState {
             Message::Closed(r) => {
                 return Err(r);
             }
+            // Not sent here by `process_message`; delivered if it were.
+            Message::Forward(from, p) => self.deliver(sink, from, p).await?,
         }
         Ok(())
     }
@@ -863,6 +884,50 @@ impl SessionState {
             Packet::V3(v3::Packet::PublishComplete { packet_id }) => self.acked(packet_id.get()).await?,
             Packet::V5(v5::Packet::PublishComplete(ack2)) => self.acked(ack2.packet_id.get()).await?,
 
+            // mqtt-server patch: the rare packets are handled in a box of their
+            // own. Inline, subscribing made this future (boxed for every
+            // publish and ack) past glibc's thread cache.
+            pkt => {
+                if !Box::pin(self.process_control_packet(sink, pkt, flags)).await? {
+                    return Ok(());
+                }
+            }
+        }
+
+        let is_ping = flags.contains(StateFlags::Ping);
+        //hook, keepalive
+        // mqtt-server patch: only with a handler (see `Hook::enabled`): this
+        // ran for every packet, and each call boxed its future.
+        if self.hook.enabled(HookType::ClientKeepalive) {
+            self.hook.client_keepalive(is_ping).await;
+        }
+        self.keepalive(is_ping).await;
+        if is_ping {
+            flags.remove(StateFlags::Ping);
+        }
+        Ok(())
+    }
+
+    /// mqtt-server patch: the packets other than publishes and acks.
+    /// `Ok(false)`: the packet ended the session's keep-alive (DISCONNECT).
+    async fn process_control_packet<Io>(
+        &mut self,
+        sink: &mut Sink<Io>,
+        pkt: Packet,
+        flags: &mut StateFlags,
+    ) -> std::result::Result<bool, Reason>
+    where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        match pkt {
+            Packet::V3(v3::Packet::PingRequest) => {
+                sink.v3_mut().send_ping_response().await?;
+                flags.insert(StateFlags::Ping);
+            }
+            Packet::V5(v5::Packet::PingRequest) => {
+                sink.v5_mut().send_ping_response().await?;
+                flags.insert(StateFlags::Ping);
+            }
             Packet::V3(v3::Packet::Subscribe { packet_id, topic_filters }) => {
                 let status = match self.subscribes_v3(topic_filters).await {
                     Ok(status) => status,
@@ -901,26 +966,17 @@ impl SessionState {
                 sink.v5_mut().send_unsubscribe_ack(ack).await?;
             }
 
-            Packet::V3(v3::Packet::PingRequest) => {
-                sink.v3_mut().send_ping_response().await?;
-                flags.insert(StateFlags::Ping);
-            }
-            Packet::V5(v5::Packet::PingRequest) => {
-                sink.v5_mut().send_ping_response().await?;
-                flags.insert(StateFlags::Ping);
-            }
-
             Packet::V3(v3::Packet::Disconnect) => {
                 flags.insert(StateFlags::DisconnectReceived);
                 self.disconnected_set(Some(Disconnect::V3), None).await?;
                 // return Err(Reason::ConnectDisconnect(Some(Disconnect::V3)));
-                return Ok(());
+                return Ok(false);
             }
             Packet::V5(v5::Packet::Disconnect(d)) => {
                 flags.insert(StateFlags::DisconnectReceived);
                 self.disconnected_set(Some(Disconnect::V5(d)), None).await?;
                 // return Err(Reason::ConnectDisconnect(Some(Disconnect::V5(d))));
-                return Ok(());
+                return Ok(false);
             }
             Packet::V5(v5::Packet::Auth(_)) => {
                 // rmqtt does not support MQTT 5.0 enhanced authentication, so no
@@ -935,15 +991,7 @@ impl SessionState {
                 return Err(format!("Received an unimplemented message, {pkt:?}").into());
             }
         }
-
-        let is_ping = flags.contains(StateFlags::Ping);
-        //hook, keepalive
-        self.hook.client_keepalive(is_ping).await;
-        self.keepalive(is_ping).await;
-        if is_ping {
-            flags.remove(StateFlags::Ping);
-        }
-        Ok(())
+        Ok(true)
     }
 
     #[inline]

@@ -688,6 +688,116 @@ pub struct DefaultShared {
 }
 
 impl DefaultShared {
+
+    /// mqtt-server patch: `forwards_to` without a future (nothing in it
+    /// waits; as a trait method its future was boxed per message), taking
+    /// the publish: the last subscriber gets it, the others a copy, where
+    /// every subscriber got a copy. With one subscriber (fan-in,
+    /// point-to-point) that is one allocation less per message.
+    #[inline]
+    fn forward_to_relations(
+        &self,
+        from: From,
+        publish: Publish,
+        mut relations: SubRelations,
+    ) -> std::result::Result<ForwardedRecipients, (ForwardedRecipients, Vec<(To, From, Publish, Reason)>)>
+    {
+        let mut errs = Vec::new();
+        let mut ok_recipients: ForwardedRecipients = Vec::new();
+        let gate = self.context().extends.forward_gate.get();
+        if let Some(last) = relations.pop() {
+            for relation in relations.drain(..) {
+                self.forward_to_one(gate, &from, publish.clone(), relation, &mut ok_recipients, &mut errs);
+            }
+            self.forward_to_one(gate, &from, publish, last, &mut ok_recipients, &mut errs);
+        }
+        if errs.is_empty() {
+            Ok(ok_recipients)
+        } else {
+            Err((ok_recipients, errs))
+        }
+    }
+
+    /// mqtt-server patch: one subscriber's part of `forward_to_relations`;
+    /// `p` is its copy of the publish.
+    #[inline]
+    fn forward_to_one(
+        &self,
+        gate: Option<&Arc<dyn ForwardGate>>,
+        from: &From,
+        mut p: Publish,
+        (topic_filter, client_id, opts, sub_ids, group_shared): SubRelation,
+        ok_recipients: &mut ForwardedRecipients,
+        errs: &mut Vec<(To, From, Publish, Reason)>,
+    ) {
+        let retain = if let Some(retain_as_published) = opts.retain_as_published() {
+            //MQTT V5: Retain As Publish
+            if retain_as_published {
+                p.retain
+            } else {
+                false
+            }
+        } else {
+            false
+        };
+
+        p.dup = false;
+        p.retain = retain;
+        p.qos = p.qos.less_value(opts.qos());
+        p.packet_id = None;
+        if let Some(sub_ids) = sub_ids {
+            if let Some(p) = &mut p.properties {
+                p.subscription_ids = sub_ids;
+            }
+        }
+
+        let (tx, to) = if let Some((tx, to)) = self.tx(&client_id) {
+            (tx, to)
+        } else {
+            log::debug!(
+                "forwards_to failed, from:{:?}, to:{:?}, topic_filter:{:?}, topic:{:?}, reason: the client has disconnected.",
+                from,
+                client_id,
+                topic_filter,
+                p.topic
+            );
+            errs.push((To::from(0, client_id), from.clone(), p, Reason::from_static("the client has disconnected")));
+            return;
+        };
+
+        if let Some(gate) = gate {
+            if !gate.admit(&client_id, p.qos) {
+                errs.push((to, from.clone(), p, Reason::from_static("the subscriber is not reading")));
+                return;
+            }
+        }
+
+        if let Err(e) = tx.unbounded_send(Message::Forward(from.clone(), p)) {
+            if let Message::Forward(from, p) = e.into_inner() {
+                log::warn!(
+                    "forwards_to failed, from:{:?}, to:{:?}, topic_filter:{:?}, topic:{:?}, reason: Connection Tx is closed",
+                    from,
+                    client_id,
+                    topic_filter,
+                    p.topic,
+                );
+                errs.push((to, from, p, Reason::from_static("Connection Tx is closed")));
+            }
+        } else {
+            // Collect successful session info with shared group expansion
+            if let Some((group, _, cids)) = &group_shared {
+                for g_cid in cids {
+                    if g_cid == &client_id {
+                        ok_recipients.push((g_cid.clone(), Some((topic_filter.clone(), group.clone()))));
+                    } else {
+                        ok_recipients.push((g_cid.clone(), None));
+                    }
+                }
+            } else {
+                ok_recipients.push((client_id, None));
+            }
+        }
+    }
     /// Create a new `DefaultShared` instance.
     #[inline]
     pub fn new(scx: Option<ServerContext>) -> DefaultShared {
@@ -782,7 +892,7 @@ impl Shared for DefaultShared {
             let relations = vec![(publish.topic.clone(), target_clientid.clone(), opts, None, None)];
             gate_hold(scx, &from, &publish, &relations).await;
             let recipients =
-                self.forwards_to(from, &publish, relations, None).await.map_err(|(_, errs)| (0, errs))?;
+                self.forward_to_relations(from, publish, relations).map_err(|(_, errs)| (0, errs))?;
 
             if from_node_id == scx.node.id() {
                 #[cfg(feature = "msgstore")]
@@ -817,7 +927,7 @@ impl Shared for DefaultShared {
             let this_node_id = scx.node.id();
             let recipients_count = if let Some(relations) = relations_map.remove(&this_node_id) {
                 gate_hold(scx, &from, &publish, &relations).await;
-                let (recipients, errs) = match self.forwards_to(from, &publish, relations, None).await {
+                let (recipients, errs) = match self.forward_to_relations(from, publish, relations) {
                     Ok(recipients) => (recipients, None),
                     Err((recipients, errs)) => (recipients, Some(errs)),
                 };
@@ -871,7 +981,7 @@ impl Shared for DefaultShared {
             opts.set_qos(publish.qos);
             let relations = vec![(publish.topic.clone(), target_clientid.clone(), opts, None, None)];
             gate_hold(self.context(), &from, &publish, &relations).await;
-            let recipients = self.forwards_to(from, &publish, relations, None).await?;
+            let recipients = self.forward_to_relations(from, publish, relations)?;
             Ok((SubRelationsMap::default(), recipients))
         } else {
             let relations_map =
@@ -903,7 +1013,7 @@ impl Shared for DefaultShared {
 
             let recipients = if !relations.is_empty() {
                 gate_hold(self.context(), &from, &publish, &relations).await;
-                self.forwards_to(from, &publish, relations, None).await?
+                self.forward_to_relations(from, publish, relations)?
             } else {
                 ForwardedRecipients::default()
             };
@@ -917,97 +1027,11 @@ impl Shared for DefaultShared {
         &self,
         from: From,
         publish: &Publish,
-        mut relations: SubRelations,
+        relations: SubRelations,
         _msg_id: Option<MsgID>,
     ) -> std::result::Result<ForwardedRecipients, (ForwardedRecipients, Vec<(To, From, Publish, Reason)>)>
     {
-        let mut errs = Vec::new();
-        let mut ok_recipients: ForwardedRecipients = Vec::new();
-        let gate = self.context().extends.forward_gate.get();
-
-        for (topic_filter, client_id, opts, sub_ids, group_shared) in relations.drain(..) {
-            let retain = if let Some(retain_as_published) = opts.retain_as_published() {
-                //MQTT V5: Retain As Publish
-                if retain_as_published {
-                    publish.retain
-                } else {
-                    false
-                }
-            } else {
-                false
-            };
-
-            let mut p = publish.clone();
-            p.dup = false;
-            p.retain = retain;
-            p.qos = p.qos.less_value(opts.qos());
-            p.packet_id = None;
-            if let Some(sub_ids) = sub_ids {
-                if let Some(p) = &mut p.properties {
-                    p.subscription_ids = sub_ids;
-                }
-            }
-            // p.properties.subscription_ids = sub_ids;
-
-            let (tx, to) = if let Some((tx, to)) = self.tx(&client_id) {
-                (tx, to)
-            } else {
-                log::debug!(
-                    "forwards_to failed, from:{:?}, to:{:?}, topic_filter:{:?}, topic:{:?}, reason: the client has disconnected.",
-                    from,
-                    client_id,
-                    topic_filter,
-                    publish.topic
-                );
-                errs.push((
-                    To::from(0, client_id),
-                    from.clone(),
-                    p,
-                    Reason::from_static("the client has disconnected"),
-                ));
-                continue;
-            };
-
-            if let Some(gate) = gate {
-                if !gate.admit(&client_id, p.qos) {
-                    errs.push((to, from.clone(), p, Reason::from_static("the subscriber is not reading")));
-                    continue;
-                }
-            }
-
-            if let Err(e) = tx.unbounded_send(Message::Forward(from.clone(), p)) {
-                log::warn!(
-                    "forwards_to failed, from:{:?}, to:{:?}, topic_filter:{:?}, topic:{:?}, reason:{:?}",
-                    from,
-                    client_id,
-                    topic_filter,
-                    publish.topic,
-                    e
-                );
-                if let Message::Forward(from, p) = e.into_inner() {
-                    errs.push((to, from, p, Reason::from_static("Connection Tx is closed")));
-                }
-            } else {
-                // Collect successful session info with shared group expansion
-                if let Some((group, _, cids)) = &group_shared {
-                    for g_cid in cids {
-                        if g_cid == &client_id {
-                            ok_recipients.push((g_cid.clone(), Some((topic_filter.clone(), group.clone()))));
-                        } else {
-                            ok_recipients.push((g_cid.clone(), None));
-                        }
-                    }
-                } else {
-                    ok_recipients.push((client_id, None));
-                }
-            }
-        }
-
-        if errs.is_empty() {
-            Ok(ok_recipients)
-        } else {
-            Err((ok_recipients, errs))
-        }
+        self.forward_to_relations(from, publish.clone(), relations)
     }
 
     #[inline]
