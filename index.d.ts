@@ -185,6 +185,11 @@ export interface ListenerConfig {
   maxInflight?: number
   /** Messages queued per client behind the in-flight window. Default 1000. */
   maxMqueueLen?: number
+  /**
+   * MQTT 5 topic aliases per client, in each direction (0-65535). Default 0:
+   * none offered.
+   */
+  maxTopicAliases?: number
 }
 
 /** A listener as it is actually bound. */

@@ -97,6 +97,8 @@ describe('invalid config rejects with InvalidArg naming the field', () => {
     ['maxInflight 0', { listeners: [tcp({ maxInflight: 0 })] }, /^listeners\[0\]\.maxInflight: must be an integer from 1 to 65535, got 0$/],
     ['maxInflight too large', { listeners: [tcp({ maxInflight: 65536 })] }, /^listeners\[0\]\.maxInflight: must be an integer from 1 to 65535, got 65536$/],
     ['maxMqueueLen fractional', { listeners: [tcp({ maxMqueueLen: 1.5 })] }, /^listeners\[0\]\.maxMqueueLen: must be an integer from 1 to 4294967295, got 1\.5$/],
+    ['maxTopicAliases too large', { listeners: [tcp({ maxTopicAliases: 65536 })] }, /^listeners\[0\]\.maxTopicAliases: must be an integer from 0 to 65535, got 65536$/],
+    ['maxTopicAliases negative', { listeners: [tcp({ maxTopicAliases: -1 })] }, /^listeners\[0\]\.maxTopicAliases: must be an integer from 0 to 65535, got -1$/],
     ['pluginsConfigDir missing', { listeners: [tcp()], pluginsConfigDir: missingDir }, /^pluginsConfigDir: ".*does-not-exist" is not a directory$/],
     ['pluginsConfigDir a file', { listeners: [tcp()], pluginsConfigDir: certs().cert }, /^pluginsConfigDir: ".*" is not a directory$/],
     ['pluginsConfigDir not a string', { listeners: [tcp()], pluginsConfigDir: 5 }, /^pluginsConfigDir: invalid type: integer `5`, expected a string$/],
@@ -176,7 +178,7 @@ describe('accepted config details', () => {
 
   it('limits within range are accepted and the listener serves clients', async () => {
     const { listeners } = await startServer([
-      listener('tcp', { maxPacketSize: 4096, maxInflight: 65535, maxMqueueLen: 1 }),
+      listener('tcp', { maxPacketSize: 4096, maxInflight: 65535, maxMqueueLen: 1, maxTopicAliases: 65535 }),
     ])
     const c = await connect(urlFor(listeners[0]))
     expect(c.connected).toBe(true)

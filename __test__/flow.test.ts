@@ -194,7 +194,7 @@ it('publishes that are denied do not count against the subscriber', async () => 
   // subscriber, they would hold the next publish for the full 10 s cap.
   for (let i = 0; i < 100; i++) {
     const ack = await new Promise<number | undefined>((resolve, reject) =>
-      pub.publish('acl/denied', 'no', { qos: 1 }, (err, packet) => (err ? reject(err) : resolve(packet?.reasonCode))),
+      pub.publish('acl/denied', 'no', { qos: 1 }, (err, packet) => (err ? reject(err) : resolve((packet as { reasonCode?: number } | undefined)?.reasonCode))),
     ).catch((err) => err.code)
     expect(ack).toBe(0x87)
   }

@@ -1,7 +1,10 @@
 /**
  * MQTT 5 features beyond the basics: shared subscriptions, subscription
- * identifiers, a client's Maximum Packet Size.
+ * identifiers, topic aliases, a client's Maximum Packet Size.
  */
+import { once } from 'node:events'
+import { createConnection, type Socket } from 'node:net'
+
 import { afterEach, describe, expect, it } from 'vitest'
 
 import {
@@ -18,7 +21,11 @@ import {
   waitFor,
 } from './helpers'
 
-afterEach(cleanup)
+const sockets: Socket[] = []
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy()
+  await cleanup()
+})
 
 describe('shared subscriptions', () => {
   it('spread a group\'s messages over its members, each message to exactly one', async () => {
@@ -91,6 +98,79 @@ describe('subscription identifiers', () => {
       }
     }
     for (let n = 0; n < 3; n++) expect((await v3box.next()).payload.toString()).toBe(`m${n}`)
+    expect(server.running).toBe(true)
+  })
+})
+
+describe('topic aliases', () => {
+  it.each(['tcp', 'tls'] as Protocol[])('work both ways: a publisher\'s are resolved, a subscriber gets its own (%s)', async (protocol) => {
+    const { listeners } = await startServer({ listeners: [listener(protocol, { maxTopicAliases: 4 })] })
+    const url = urlFor(listeners[0])
+    // The subscriber allows aliases, so the broker sends the topic once and
+    // then only its alias; mqtt.js gives the topic back on each message.
+    const sub = await connect(url, { ...MQTT_VERSIONS['5.0'], clientId: 'alias-sub', properties: { topicAliasMaximum: 10 } })
+    await subscribe(sub, 'alias/#', 1)
+    const box = inbox(sub)
+    const sent: number[] = []
+    sub.on('packetreceive', (p) => {
+      if (p.cmd === 'publish') sent.push(p.properties?.topicAlias ?? 0)
+    })
+    const v3 = await connect(url, { ...MQTT_VERSIONS['3.1.1'], clientId: 'alias-v3' })
+    await subscribe(v3, 'alias/#', 1)
+    const v3box = inbox(v3)
+
+    const pub = await connect(url, { ...MQTT_VERSIONS['5.0'], clientId: 'alias-pub' })
+    await pub.publishAsync('alias/a', 'set', { qos: 1, properties: { topicAlias: 1 } })
+    await pub.publishAsync('', 'by alias', { qos: 1, properties: { topicAlias: 1 } })
+    await pub.publishAsync('alias/b', 'plain', { qos: 1 })
+    await pub.publishAsync('', 'by alias again', { qos: 1, properties: { topicAlias: 1 } })
+    const expected = [
+      ['alias/a', 'set'],
+      ['alias/a', 'by alias'],
+      ['alias/b', 'plain'],
+      ['alias/a', 'by alias again'],
+    ]
+    for (const b of [box, v3box]) {
+      for (const [topic, payload] of expected) {
+        const m = await b.next()
+        expect([m.topic, m.payload.toString()]).toEqual([topic, payload])
+      }
+    }
+    // The broker did alias its deliveries to the v5 subscriber.
+    expect(sent.every((a) => a > 0)).toBe(true)
+  })
+
+  // mqtt.js will not send these, so the publisher is a raw socket.
+  it.each([
+    ['an alias the broker does not know', '32090000000103230003' + '78'],
+    ['an empty topic without an alias', '320600000001' + '00' + '78'],
+  ])('%s: the publisher is disconnected (0x83), nothing is delivered', async (_, publishHex) => {
+    const { server, listeners } = await startServer([listener('tcp', { maxTopicAliases: 4 })])
+    const url = urlFor(listeners[0])
+    const sub = await connect(url, MQTT_VERSIONS['3.1.1'])
+    await subscribe(sub, '#', 1)
+    const box = inbox(sub)
+
+    const sock = createConnection(listeners[0].port, '127.0.0.1')
+    sockets.push(sock)
+    const received: Buffer[] = []
+    sock.on('data', (d) => received.push(d))
+    const closed = once(sock, 'close')
+    // CONNECT, MQTT 5, clean start, client id "ab"; CONNACK success back.
+    sock.write(Buffer.from('100f00044d5154540502003c0000026162', 'hex'))
+    await once(sock, 'data')
+    expect(received[0][0]).toBe(0x20)
+    sock.write(Buffer.from(publishHex, 'hex'))
+    await closed
+    const rest = Buffer.concat(received).subarray(received[0].length)
+    expect(rest[0]).toBe(0xe0) // DISCONNECT
+    expect(rest[2]).toBe(0x83) // Implementation specific error
+
+    // A sentinel from another client arrives, and nothing before it.
+    const other = await connect(url, MQTT_VERSIONS['3.1.1'])
+    await other.publishAsync('sentinel', 'end', { qos: 1 })
+    const m = await box.next()
+    expect([m.topic, m.payload.toString()]).toEqual(['sentinel', 'end'])
     expect(server.running).toBe(true)
   })
 })

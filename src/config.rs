@@ -66,6 +66,10 @@ pub struct ListenerConfig {
   /// Messages queued per client behind the in-flight window. Default 1000.
   #[serde(default, deserialize_with = "opt_number")]
   pub max_mqueue_len: Option<f64>,
+  /// MQTT 5 topic aliases per client, in each direction (0-65535). Default 0:
+  /// none offered.
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_topic_aliases: Option<f64>,
 }
 
 /// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
@@ -182,6 +186,7 @@ fn listener_config(
     max_packet_size: None,
     max_inflight: None,
     max_mqueue_len: None,
+    max_topic_aliases: None,
   }
 }
 
@@ -270,6 +275,7 @@ pub struct Limits {
   pub max_packet_size: Option<u32>,
   pub max_inflight: Option<u16>,
   pub max_mqueue_len: Option<usize>,
+  pub max_topic_aliases: Option<u16>,
 }
 
 /// A listener whose every field has been checked; binding it can only fail
@@ -379,6 +385,8 @@ async fn listener_spec(i: usize, l: &ListenerConfig) -> Result<ListenerSpec> {
     max_packet_size: opt("maxPacketSize", l.max_packet_size, 16, 268_435_455)?.map(|v| v as u32),
     max_inflight: opt("maxInflight", l.max_inflight, 1, u16::MAX as u64)?.map(|v| v as u16),
     max_mqueue_len: opt("maxMqueueLen", l.max_mqueue_len, 1, u32::MAX as u64)?.map(|v| v as usize),
+    max_topic_aliases: opt("maxTopicAliases", l.max_topic_aliases, 0, u16::MAX as u64)?
+      .map(|v| v as u16),
   };
 
   Ok(ListenerSpec {

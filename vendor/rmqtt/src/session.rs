@@ -1171,9 +1171,15 @@ impl SessionState {
     #[inline]
     async fn _publish(&self, mut publish: Publish) -> Result<PublishResult> {
         if let Some(client_topic_aliases) = &self.client_topic_aliases {
-            publish.deref_mut().topic = client_topic_aliases
-                .set_and_get(publish.properties.as_ref().and_then(|p| p.topic_alias), publish.topic.clone())
-                .await?;
+            // mqtt-server patch: without an alias, a topic is kept as it is
+            // (and an empty one refused) by `set_and_get`, so it is called
+            // only with an alias or an empty topic, in a box: inline, its
+            // locks' futures made every publish's future larger.
+            let alias = publish.properties.as_ref().and_then(|p| p.topic_alias);
+            if alias.is_some() || publish.topic.is_empty() {
+                publish.deref_mut().topic =
+                    Box::pin(client_topic_aliases.set_and_get(alias, publish.topic.clone())).await?;
+            }
         }
 
         let from = From::from_custom(self.id.clone());
@@ -2000,6 +2006,29 @@ impl SessionState {
         Self::inner_forwards(scx, from, publish, message_storage_available, message_expiry_interval).await
     }
 
+    /// mqtt-server patch: `inner_forwards`' part for a retained publish.
+    #[cfg(feature = "retain")]
+    async fn retain_publish(
+        scx: &ServerContext,
+        msg_id: Option<MsgID>,
+        from: &From,
+        publish: &Publish,
+        message_expiry_interval: Option<Duration>,
+    ) -> Result<()> {
+        let retain = scx.extends.retain().await;
+        if retain.enable() {
+            let retain_msg = Retain { msg_id, from: from.clone(), publish: publish.clone() };
+            retain.set(&publish.topic, retain_msg.clone(), message_expiry_interval).await?;
+            let _ = scx
+                .extends
+                .shared()
+                .await
+                .retain_set_broadcast(&publish.topic, &retain_msg, message_expiry_interval)
+                .await;
+        }
+        Ok(())
+    }
+
     #[inline]
     pub(crate) async fn inner_forwards(
         scx: &ServerContext,
@@ -2021,20 +2050,12 @@ impl SessionState {
         #[cfg(not(feature = "msgstore"))]
         let msg_id: Option<MsgID> = None;
 
+        // mqtt-server patch: only a retained publish takes the retainer's
+        // lock, and in a box of its own: inline, its futures made every
+        // publish's larger.
         #[cfg(feature = "retain")]
-        {
-            let retain = scx.extends.retain().await;
-            if retain.enable() && publish.retain {
-                let retain_msg = Retain { msg_id, from: from.clone(), publish: publish.clone() };
-                retain.set(&publish.topic, retain_msg.clone(), message_expiry_interval).await?;
-                let _ = scx
-                    .extends
-                    .shared()
-                    .await
-                    .retain_set_broadcast(&publish.topic, &retain_msg, message_expiry_interval)
-                    .await;
-            }
-            drop(retain);
+        if publish.retain {
+            Box::pin(Self::retain_publish(scx, msg_id, &from, &publish, message_expiry_interval)).await?;
         }
         // Store FIRST (subscriber IDs will be recorded inside forwards()
         // via mark_forwarded), ensuring subscriber tracking is tied
