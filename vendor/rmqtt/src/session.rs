@@ -863,8 +863,8 @@ impl SessionState {
                     .await?;
             }
 
-            Packet::V3(v3::Packet::PublishAck { packet_id }) => self.acked(packet_id.get()).await?,
-            Packet::V5(v5::Packet::PublishAck(ack)) => self.acked(ack.packet_id.get()).await?,
+            Packet::V3(v3::Packet::PublishAck { packet_id }) => self.acked(packet_id.get()).await,
+            Packet::V5(v5::Packet::PublishAck(ack)) => self.acked(ack.packet_id.get()).await,
 
             Packet::V3(v3::Packet::PublishReceived { packet_id }) => {
                 self.out_inflight().write().await.update_status(&packet_id.get(), MomentStatus::UnComplete);
@@ -881,8 +881,8 @@ impl SessionState {
                     .await?;
             }
 
-            Packet::V3(v3::Packet::PublishComplete { packet_id }) => self.acked(packet_id.get()).await?,
-            Packet::V5(v5::Packet::PublishComplete(ack2)) => self.acked(ack2.packet_id.get()).await?,
+            Packet::V3(v3::Packet::PublishComplete { packet_id }) => self.acked(packet_id.get()).await,
+            Packet::V5(v5::Packet::PublishComplete(ack2)) => self.acked(ack2.packet_id.get()).await,
 
             // mqtt-server patch: the rare packets are handled in a box of their
             // own. Inline, subscribing made this future (boxed for every
@@ -1716,15 +1716,14 @@ impl SessionState {
     /// `message_acked` hook is called only when a handler is registered
     /// (see `Hook::enabled`).
     #[inline]
-    async fn acked(&self, packet_id: u16) -> std::result::Result<(), Reason> {
+    async fn acked(&self, packet_id: u16) {
         let Some(iflt_msg) = self.out_inflight().write().await.remove(&packet_id) else {
-            return Ok(());
+            return;
         };
         //hook, message_ack
         if self.hook.enabled(HookType::MessageAcked) {
             self.hook.message_acked(iflt_msg.from, &iflt_msg.publish).await;
         }
-        Ok(())
     }
 
     #[inline]
