@@ -19,7 +19,7 @@ import { buildLoadgen, ensureAddon, ensureAedes } from './lib/build.mjs'
 import { runLoadgen } from './lib/loadgen.mjs'
 import { addonDefaults, loadNow, machineInfo } from './lib/machine.mjs'
 import { HOST, Peer, peerKinds } from './lib/peers.mjs'
-import { cpuSeconds, nofileLimit, rssSampler } from './lib/proc.mjs'
+import { cpuSeconds, nofileLimit, rssSampler, stolenSeconds } from './lib/proc.mjs'
 import { renderMarkdown } from './lib/report.mjs'
 import { measureIdle } from './lib/scale.mjs'
 import { THROUGHPUT_PEERS, timing, variants } from './lib/scenarios.mjs'
@@ -85,9 +85,15 @@ const scaleSteps = !only || only.includes('scale') ? t.scaleConns : []
 const totalRuns = plan.reduce((n, v) => n + usePeers(v.peers).length * t.rounds, 0)
 let done = 0
 
-/** One loadgen run against a running peer, with the broker's peak RSS and CPU. */
+/**
+ * One loadgen run against a running peer, with the broker's peak RSS and CPU,
+ * and the share of the machine's CPU time the host took meanwhile (a virtual
+ * machine's vCPUs can be descheduled for milliseconds: the tail latency of
+ * any broker then follows the host, not the broker).
+ */
 async function measure(peer, v) {
   const cpu0 = cpuSeconds(peer.pid)
+  const steal0 = stolenSeconds()
   const t0 = Date.now()
   const rss = rssSampler(peer.pid)
   const res = await runLoadgen(lg.bin, ['--host', HOST, '--port', String(peer.port), ...v.args, ...loadgenFlags], {
@@ -95,7 +101,9 @@ async function measure(peer, v) {
     timeoutMs: 120_000,
   })
   res.rss_peak = rss.stop()
-  res.broker_cpu_pct = (100 * (cpuSeconds(peer.pid) - cpu0)) / ((Date.now() - t0) / 1000)
+  const secs = (Date.now() - t0) / 1000
+  res.broker_cpu_pct = (100 * (cpuSeconds(peer.pid) - cpu0)) / secs
+  res.steal_pct = (100 * (stolenSeconds() - steal0)) / (secs * machine.nproc)
   if (!peer.alive()) res.error = peer.deathNote()
   return res
 }

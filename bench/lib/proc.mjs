@@ -25,6 +25,19 @@ export function cpuSeconds(pid) {
 }
 
 /**
+ * CPU seconds the hypervisor gave to others ("steal"), summed over this
+ * machine's CPUs since boot; 0 where the kernel does not report it.
+ */
+export function stolenSeconds() {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/)
+    return Number(f[8] ?? 0) / 100
+  } catch {
+    return 0
+  }
+}
+
+/**
  * The open-files limit child processes can get: 200,000 if this user may
  * raise it that far, else the hard limit (containers often drop the
  * capability that raising it needs).

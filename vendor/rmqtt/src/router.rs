@@ -112,6 +112,39 @@ pub trait Router: Sync + Send {
     fn relations(&self) -> &AllRelationsMap;
 }
 
+/// mqtt-server patch: one publish's relations, per node. Nearly always there
+/// is only this node, so the first node's collector is held apart and the map
+/// (an allocation for every publish) is used only from a second node on.
+#[derive(Default)]
+struct NodeCollectors {
+    first: Option<(NodeId, SubscriptioRelationsCollector)>,
+    rest: SubscriptioRelationsCollectorMap,
+}
+
+impl NodeCollectors {
+    #[inline]
+    fn entry(&mut self, node_id: NodeId) -> &mut SubscriptioRelationsCollector {
+        let first = self.first.get_or_insert_with(|| (node_id, SubscriptioRelationsCollector::default()));
+        if first.0 == node_id {
+            &mut first.1
+        } else {
+            self.rest.entry(node_id).or_default()
+        }
+    }
+
+    #[inline]
+    fn into_map(self) -> SubRelationsMap {
+        let mut map = SubRelationsMap::default();
+        if let Some((node_id, collector)) = self.first {
+            map.insert(node_id, collector.into());
+        }
+        for (node_id, collector) in self.rest {
+            map.insert(node_id, collector.into());
+        }
+        map
+    }
+}
+
 #[allow(clippy::type_complexity)]
 #[derive(Clone)]
 /// Default implementation of the [`Router`] trait.
@@ -236,7 +269,7 @@ impl DefaultRouter {
     #[inline]
     pub async fn _matches(&self, this_id: Id, topic_name: &TopicName) -> Result<SubRelationsMap> {
         // let scx = self.context();
-        let mut collector_map: SubscriptioRelationsCollectorMap = HashMap::default();
+        let mut collector_map = NodeCollectors::default();
         // mqtt-server patch: cached per topic name (`MatchCache`).
         let filters = self.matched_filters(topic_name).await?;
         for topic_filter in filters.iter() {
@@ -274,7 +307,7 @@ impl DefaultRouter {
                                 Some(router.is_online(id.node_id, client_id).await),
                             ));
                         } else {
-                            collector_map.entry(id.node_id).or_default().add(
+                            collector_map.entry(id.node_id).add(
                                 &topic_filter,
                                 client_id.clone(),
                                 opts.clone(),
@@ -284,7 +317,7 @@ impl DefaultRouter {
                     }
                     #[cfg(not(feature = "shared-subscription"))]
                     {
-                        collector_map.entry(id.node_id).or_default().add(
+                        collector_map.entry(id.node_id).add(
                             &topic_filter,
                             client_id.clone(),
                             opts.clone(),
@@ -308,7 +341,7 @@ impl DefaultRouter {
                     .await
                 {
                     let (node_id, client_id, opts, _, _) = s_subs.remove(idx);
-                    collector_map.entry(node_id).or_default().add(
+                    collector_map.entry(node_id).add(
                         &topic_filter,
                         client_id,
                         opts,
@@ -318,10 +351,7 @@ impl DefaultRouter {
             }
         }
 
-        let mut rels_map: SubRelationsMap = HashMap::default();
-        for (node_id, collector) in collector_map {
-            rels_map.insert(node_id, collector.into());
-        }
+        let rels_map = collector_map.into_map();
 
         log::debug!("{topic_name:?} this_subs: {rels_map:?}");
         Ok(rels_map)

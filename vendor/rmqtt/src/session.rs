@@ -901,7 +901,11 @@ impl SessionState {
         if self.hook.enabled(HookType::ClientKeepalive) {
             self.hook.client_keepalive(is_ping).await;
         }
-        self.keepalive(is_ping).await;
+        // mqtt-server patch: the default `keepalive` does nothing, but as an
+        // `async_trait` method each call boxed a future, for every packet.
+        if self.has_keepalive() {
+            self.keepalive(is_ping).await;
+        }
         if is_ping {
             flags.remove(StateFlags::Ping);
         }
@@ -2624,6 +2628,13 @@ pub trait SessionLike: Sync + Send + 'static {
 
     #[inline]
     async fn keepalive(&self, _ping: IsPing) {}
+
+    /// mqtt-server patch: false when `keepalive` is the default no-op, so the
+    /// session loop need not call (and box) it after every packet.
+    #[inline]
+    fn has_keepalive(&self) -> bool {
+        true
+    }
 }
 
 /// Information about an offline session, preserved for session resumption.
@@ -2775,6 +2786,11 @@ impl DefaultSession {
 impl SessionLike for DefaultSession {
     fn id(&self) -> &Id {
         &self.id
+    }
+
+    #[inline]
+    fn has_keepalive(&self) -> bool {
+        false
     }
 
     #[inline]
