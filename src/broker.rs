@@ -59,9 +59,12 @@ impl Broker {
   /// nothing left running.
   pub async fn start(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Broker, String> {
     let threads = spec.worker_threads;
+    let reclaim = memory::Reclaim::default();
+    let on_park = reclaim.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
       .worker_threads(threads)
       .thread_name("mqtt-server")
+      .on_thread_park(move || on_park.on_park())
       .enable_all()
       .build()
       .map_err(|e| format!("cannot create the broker runtime: {e}"))?;
@@ -69,7 +72,7 @@ impl Broker {
     let (ready_tx, ready_rx) = oneshot::channel();
     let attachment = hooks.clone();
     let serve = runtime.spawn(async move {
-      match setup(spec, attachment).await {
+      match setup(spec, attachment, reclaim).await {
         Ok((server, scx, infos)) => {
           let _ = ready_tx.send(Ok((scx, infos)));
           if let Err(e) = server.run().await {
@@ -199,7 +202,11 @@ fn release_sessions(scx: &ServerContext) {
 
 type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>);
 
-async fn setup(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Ready, String> {
+async fn setup(
+  spec: BrokerSpec,
+  hooks: Arc<Attachment>,
+  reclaim: memory::Reclaim,
+) -> Result<Ready, String> {
   let mut builder = ServerContext::new()
     // rmqtt's busy check refuses CONNECTs while the host's CPU load is high;
     // an embedded broker shares its machine with the application, so a busy
@@ -216,7 +223,7 @@ async fn setup(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Ready, String
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   backpressure::register(&scx).await;
   hooks.sync(&scx).await;
-  tokio::spawn(memory::release_after_disconnects(scx.clone()));
+  tokio::spawn(memory::release_after_disconnects(scx.clone(), reclaim));
 
   let mut server = RmqttServer::new(scx.clone());
   let mut infos = Vec::with_capacity(spec.listeners.len());
