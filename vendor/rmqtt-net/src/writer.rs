@@ -52,12 +52,14 @@ const QUIET_FLUSHES: u8 = 8;
 /// does not copy, so a batch of them costs no memory of its own). Each write
 /// to loopback also runs the receiver's input path and wakes it: a fan-out
 /// QoS 1 4 KiB profile spent most of the broker's kernel time per write.
-const CHUNKED_BATCH: usize = 64 * 1024;
+/// A 4 KiB fan-in delivered 16% more at 256 KiB than at 64 (1 MiB: the same).
+const CHUNKED_BATCH: usize = 256 * 1024;
 /// Payloads from this size on are written from their own buffer rather than
 /// copied. Below it a copy costs less than the extra `Bytes` handle.
 const ZERO_COPY_MIN: usize = 1024;
-/// iovecs per `writev`; the kernel allows 1,024.
-const MAX_SLICES: usize = 64;
+/// iovecs per `writev` (the kernel allows 1,024). A payload takes two, its
+/// header's and its own: at 64, 4 KiB payloads ended a batch at 128 KiB.
+const MAX_SLICES: usize = 256;
 /// The largest remaining length MQTT can express, which rmqtt-codec also
 /// takes as the limit when a v5 peer set none.
 const MAX_PACKET_SIZE: u32 = 0x0FFF_FFFF;
