@@ -115,10 +115,15 @@ pub trait Router: Sync + Send {
 /// mqtt-server patch: one publish's relations, per node. Nearly always there
 /// is only this node, so the first node's collector is held apart and the map
 /// (an allocation for every publish) is used only from a second node on.
-#[derive(Default)]
 struct NodeCollectors {
     first: Option<(NodeId, SubscriptioRelationsCollector)>,
     rest: SubscriptioRelationsCollectorMap,
+}
+
+impl Default for NodeCollectors {
+    fn default() -> Self {
+        NodeCollectors { first: None, rest: per_message_map() }
+    }
 }
 
 impl NodeCollectors {
@@ -134,7 +139,7 @@ impl NodeCollectors {
 
     #[inline]
     fn into_map(self) -> SubRelationsMap {
-        let mut map = SubRelationsMap::default();
+        let mut map: SubRelationsMap = per_message_map();
         if let Some((node_id, collector)) = self.first {
             map.insert(node_id, collector.into());
         }
@@ -285,7 +290,7 @@ impl DefaultRouter {
                     Option<Vec<SubscriptionIdentifier>>,
                     Option<IsOnline>,
                 )>,
-            > = HashMap::default();
+            > = per_message_map();
 
             if let Some(rels) = self.relations.get(topic_filter) {
                 for (client_id, (id, opts)) in rels.iter() {

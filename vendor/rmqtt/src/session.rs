@@ -109,6 +109,9 @@ use crate::Result;
 /// down.
 pub const SERVER_SHUTTING_DOWN: &str = "server shutting down";
 
+/// mqtt-server patch: messages the online loop takes off its channel in a row.
+const MESSAGE_BATCH: usize = 64;
+
 /// What woke the online session loop (mqtt-server patch: the loop's select is
 /// polled once without waiting before the write buffer is flushed).
 enum Event {
@@ -463,12 +466,26 @@ impl SessionState {
                 }
                 Event::Message(msg) => {
                     log::debug!("{:?} msg: {:?}", state.id, msg);
-                    if let Some(msg) = msg {
+                    let Some(mut msg) = msg else {
+                        return Err("No message received from the Rx".into());
+                    };
+                    // mqtt-server patch: messages already waiting on the channel
+                    // are taken in a row (at most `MESSAGE_BATCH`), without a
+                    // pass through the loop's top and `select!` for each: two
+                    // reads of the in-flight window's lock, a clock read and a
+                    // poll of every branch per message. A packet from the
+                    // client waits at most one batch.
+                    for taken in 1.. {
                         #[cfg(feature = "debug")]
                         state.scx.stats.debug_session_channels.dec();
                         Box::pin(state.process_message(sink, msg, deliver_queue_tx, flags)).await?;
-                    } else {
-                        return Err("No message received from the Rx".into());
+                        if taken == MESSAGE_BATCH {
+                            break;
+                        }
+                        match state.rx.try_recv() {
+                            Ok(next) => msg = next,
+                            Err(_) => break,
+                        }
                     }
                 }
                 Event::Packet(pkt) => {
