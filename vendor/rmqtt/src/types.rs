@@ -498,22 +498,17 @@ impl std::convert::From<SubscriptioRelationsCollector> for SubRelations {
 
 pub type SubscriptioRelationsCollectorMap = HashMap<NodeId, SubscriptioRelationsCollector>;
 
-/// mqtt-server patch: the hasher of a map that lives for one message. Routing
-/// built four such maps per publish, and each `RandomState::new()` bumps a
-/// process-wide atomic counter (a cache line every worker wrote, ~1% of a
-/// fan-in profile); a clone of this thread's state, seeded once, costs a copy.
+/// mqtt-server patch: an empty map (no allocation until used) for one
+/// message. Routing built four such maps per publish, and each
+/// `RandomState::new()` bumps a process-wide atomic counter (a cache line
+/// every worker wrote, ~1% of a fan-in profile); a clone of this thread's
+/// state, seeded once, costs a copy.
 #[inline]
-pub fn per_message_hasher() -> ahash::RandomState {
+pub fn per_message_map<K, V>() -> HashMap<K, V> {
     thread_local! {
         static HASHER: ahash::RandomState = ahash::RandomState::new();
     }
-    HASHER.with(|h| h.clone())
-}
-
-/// An empty map with `per_message_hasher`: allocates nothing until used.
-#[inline]
-pub fn per_message_map<K, V>() -> HashMap<K, V> {
-    HashMap::with_hasher(per_message_hasher())
+    HashMap::with_hasher(HASHER.with(|h| h.clone()))
 }
 
 #[allow(clippy::type_complexity)]
