@@ -39,10 +39,27 @@ it.runIf(glibc)('gives the memory of its connections back when it stops', async 
   // memory is in these figures. Measured: 30-36 MiB held for 3,000
   // connections, within 1.5 MiB of the baseline after stop (without the trim
   // at stop, 97% stayed).
-  const run = spawnTracked(process.execPath, [join(ROOT, '__test__/fixtures/stop-memory.cjs'), '3000'])
+  const { base, held, after } = await memoryRelease('stop')
+  expect(held - base).toBeGreaterThan(10) // MiB: the connections were really there
+  expect(after - base).toBeLessThan((held - base) / 4)
+}, 70_000)
+
+it.runIf(glibc)('gives the memory of clients that leave back while it keeps running', async () => {
+  // The broker notices the connection count has halved since its peak and
+  // has each worker thread collect its own allocator heap when it next goes
+  // idle (mimalloc keeps a thread's free pages with that thread). Measured:
+  // 27-40 MiB held for 3,000 connections, back within 3.3-7.4 MiB of the
+  // baseline 0.2-1.2 s after the clients left. These clients come and go
+  // within one of the broker's 1 s looks at the count: when the peak was
+  // sampled at those looks it was never seen and nothing came back in 20 s.
+  const { base, held, after } = await memoryRelease('leave')
+  expect(held - base).toBeGreaterThan(10)
+  expect(after - base).toBeLessThan((held - base) / 4)
+}, 70_000)
+
+async function memoryRelease(mode: 'stop' | 'leave') {
+  const run = spawnTracked(process.execPath, [join(ROOT, '__test__/fixtures/memory-release.cjs'), '3000', mode])
   const exit = await run.exit(60_000)
   expect(exit.code, exit.stderr).toBe(0)
-  const { base, held, afterStop } = JSON.parse(exit.stdout)
-  expect(held - base).toBeGreaterThan(10) // MiB: the connections were really there
-  expect(afterStop - base).toBeLessThan((held - base) / 4)
-}, 70_000)
+  return JSON.parse(exit.stdout) as { base: number; held: number; after: number; waitedMs?: number }
+}

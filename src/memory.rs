@@ -59,15 +59,20 @@ impl Reclaim {
 }
 
 /// Runs for the broker's lifetime (its runtime's shutdown ends it).
+///
+/// The peak is the connection counter's own high-water mark, which every
+/// connect raises: a crowd that comes and goes between two looks is still
+/// seen. The mark is lowered to the current count after each release, so it
+/// means "highest since the last release" (rmqtt reads it only for its
+/// `$SYS` stats, which this broker does not publish).
 pub async fn release_after_disconnects(scx: ServerContext, reclaim: Reclaim) {
-  let mut peak = scx.connections.count();
   let mut tick = tokio::time::interval(CHECK_EVERY);
   loop {
     tick.tick().await;
     let now = scx.connections.count();
-    peak = peak.max(now);
+    let peak = scx.connections.max();
     if peak - now >= MIN_DROP && now <= peak / 2 {
-      peak = now;
+      scx.connections.max_min(now);
       reclaim.request();
       let _ = tokio::task::spawn_blocking(trim).await;
     }
