@@ -332,7 +332,7 @@ impl SessionState {
             } else {
                 let session_expiry_interval = self.fitter.session_expiry_interval(disconnect.as_ref());
                 //hook, offline_inflight_messages
-                let inflight_messages = self.out_inflight().write().await.clone_inflight_messages();
+                let inflight_messages = self.out_inflight().lock().clone_inflight_messages();
                 if !inflight_messages.is_empty() {
                     self.hook.offline_inflight_messages(inflight_messages).await;
                 }
@@ -401,7 +401,7 @@ impl SessionState {
         loop {
             log::debug!("{:?} tokio::select! loop", state.id);
             let due = now
-                + state.out_inflight().read().await.get_timeout().unwrap_or_else(|| Duration::from_secs(120));
+                + state.out_inflight().lock().get_timeout().unwrap_or_else(|| Duration::from_secs(120));
             if due < deliver_deadline {
                 deliver_deadline = due;
                 deliver_timeout_delay.as_mut().reset(due);
@@ -417,7 +417,7 @@ impl SessionState {
                     tokio::select! {
                         _ = &mut keep_alive_delay => Event::KeepAlive,
                         _ = &mut deliver_timeout_delay => Event::DeliverTimeout,
-                        p = deliver_queue_rx.next(), if state.out_inflight().read().await.has_credit() => Event::Deliver(p),
+                        p = deliver_queue_rx.next(), if state.out_inflight().lock().has_credit() => Event::Deliver(p),
                         m = state.rx.next() => Event::Message(m),
                         p = sink.recv() => Event::Packet(p),
                     }
@@ -445,7 +445,11 @@ impl SessionState {
                     keep_alive_delay.as_mut().reset(due);
                 }
                 Event::DeliverTimeout => {
-                    while let Some(iflt_msg) = state.out_inflight().write().await.pop_front_timeout() {
+                    // mqtt-server patch: the window's lock is a mutex now; taken
+                    // per message, not for the whole `while let` body.
+                    loop {
+                        let timed_out = state.out_inflight().lock().pop_front_timeout();
+                        let Some(iflt_msg) = timed_out else { break };
                         log::debug!("{:?} has timeout message in inflight: {:?}", state.id, iflt_msg);
                         Box::pin(state.reforward(iflt_msg)).await?;
                     }
@@ -715,7 +719,7 @@ impl SessionState {
                 // delivery rate limit: that is applied by the queue's receiver.
                 if self.fitter.mqueue_rate_limit().0.get() == u32::MAX
                     && deliver_queue_tx.is_empty()
-                    && self.out_inflight().read().await.has_credit()
+                    && self.out_inflight().lock().has_credit()
                 {
                     self.deliver(sink, from, p).await?;
                 } else if let Err((from, p)) = deliver_queue_tx.send((from, p)).await {
@@ -884,13 +888,12 @@ impl SessionState {
             Packet::V5(v5::Packet::PublishAck(ack)) => self.acked(ack.packet_id.get()).await,
 
             Packet::V3(v3::Packet::PublishReceived { packet_id }) => {
-                self.out_inflight().write().await.update_status(&packet_id.get(), MomentStatus::UnComplete);
+                self.out_inflight().lock().update_status(&packet_id.get(), MomentStatus::UnComplete);
                 sink.v3_mut().send_publish_release(packet_id).await?;
             }
             Packet::V5(v5::Packet::PublishReceived(ack)) => {
                 self.out_inflight()
-                    .write()
-                    .await
+                    .lock()
                     .update_status(&ack.packet_id.get(), MomentStatus::UnComplete);
 
                 sink.v5_mut()
@@ -1629,7 +1632,7 @@ impl SessionState {
             .filter_map(|m| m.publish.packet_id.map(|id| id.get()))
             .max();
         if let Some(max_id) = max_transfer_id {
-            self.out_inflight().write().await.advance_next_id(max_id);
+            self.out_inflight().lock().advance_next_id(max_id);
         }
 
         if !clear_subscriptions && !offline_info.subscriptions.is_empty() {
@@ -1726,7 +1729,7 @@ impl SessionState {
         if self.hook.enabled(HookType::MessageAcked) {
             return Some(pkt);
         }
-        let Ok(mut inflight) = self.out_inflight().try_write() else {
+        let Some(mut inflight) = self.out_inflight().try_lock() else {
             return Some(pkt);
         };
         inflight.remove(&packet_id);
@@ -1738,7 +1741,7 @@ impl SessionState {
     /// (see `Hook::enabled`).
     #[inline]
     async fn acked(&self, packet_id: u16) {
-        let Some(iflt_msg) = self.out_inflight().write().await.remove(&packet_id) else {
+        let Some(iflt_msg) = self.out_inflight().lock().remove(&packet_id) else {
             return;
         };
         //hook, message_ack
@@ -1785,7 +1788,7 @@ impl SessionState {
         if matches!(publish.qos, QoS::AtLeastOnce | QoS::ExactlyOnce)
             && (!publish.dup || publish.packet_id.is_none())
         {
-            publish.packet_id = NonZeroU16::new(self.out_inflight().read().await.next_id()?)
+            publish.packet_id = NonZeroU16::new(self.out_inflight().lock().next_id()?)
         }
 
         // mqtt-server patch: the forward gate counts the delivery itself.
@@ -1823,7 +1826,7 @@ impl SessionState {
         };
 
         if let Some(moment_status) = moment_status {
-            self.out_inflight().write().await.push_back(OutInflightMessage::new(
+            self.out_inflight().lock().push_back(OutInflightMessage::new(
                 moment_status,
                 from,
                 publish,
@@ -1880,20 +1883,23 @@ impl SessionState {
         // branch is unreachable on the resume path; if it ever fires it means a
         // concurrent deliver allocated the same id and push_back below would
         // silently overwrite an existing QoS 2 entry — make it visible instead.
-        let mut inflight = self.out_inflight().write().await;
-        if inflight.get(packet_id.get()).is_some() {
-            log::warn!(
-                "{:?} send_rerelease: packet_id {packet_id} already registered, overwriting; \
-                 possible id collision with concurrent deliver",
-                self.id
-            );
-        }
-        inflight.push_back(OutInflightMessage::new(
-            MomentStatus::UnComplete,
-            iflt_msg.from,
-            iflt_msg.publish,
-        ));
-        drop(inflight); // release the write lock before awaiting network I/O
+        // mqtt-server patch: a block, not `drop()`, ends the (now sync) guard
+        // before the await below for the future's `Send` check.
+        {
+            let mut inflight = self.out_inflight().lock();
+            if inflight.get(packet_id.get()).is_some() {
+                log::warn!(
+                    "{:?} send_rerelease: packet_id {packet_id} already registered, overwriting; \
+                     possible id collision with concurrent deliver",
+                    self.id
+                );
+            }
+            inflight.push_back(OutInflightMessage::new(
+                MomentStatus::UnComplete,
+                iflt_msg.from,
+                iflt_msg.publish,
+            ));
+        } // release the lock before awaiting network I/O
 
         match sink {
             Sink::V3(s) => {
@@ -1949,7 +1955,10 @@ impl SessionState {
         }
 
         //Session expired, discarding messages in the flight window
-        while let Some(iflt_msg) = self.out_inflight().write().await.pop_front() {
+        // mqtt-server patch: lock per message (a `while let` holds it for the body).
+        loop {
+            let popped = self.out_inflight().lock().pop_front();
+            let Some(iflt_msg) = popped else { break };
             log::debug!(
                 "{:?} clean.dropped, from: {:?}, publish: {:?}",
                 self.id,
@@ -2487,7 +2496,7 @@ impl Session {
                 fitter.clone(),
                 subscriptions,
                 Arc::new(deliver_queue),
-                Arc::new(RwLock::new(out_inflight)),
+                Arc::new(parking_lot::Mutex::new(out_inflight)),
                 conn_info,
                 created_at,
                 connected_at,
@@ -2513,7 +2522,7 @@ impl Session {
             //@TODO ..., check message expired
             offline_messages.push_back(item);
         }
-        let inflight_messages = self.out_inflight().write().await.to_inflight_messages();
+        let inflight_messages = self.out_inflight().lock().to_inflight_messages();
 
         Ok(OfflineInfo { id, subscriptions, offline_messages, inflight_messages, created_at })
     }
@@ -2549,7 +2558,7 @@ impl Session {
                 "topic_filters": subs,
             },
             "queues": self.deliver_queue().len(),
-            "inflights": self.out_inflight().read().await.len(),
+            "inflights": self.out_inflight().lock().len(),
             "created_at": self.created_at().await.unwrap_or_default(),
         });
         data

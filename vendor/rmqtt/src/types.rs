@@ -108,7 +108,10 @@ pub type HookUnsubscribeResult = Vec<Option<TopicFilter>>;
 pub type MessageSender = Sender<(From, Publish)>;
 pub type MessageQueue = Queue<(From, Publish)>;
 pub type MessageQueueType = Arc<MessageQueue>;
-pub type OutInflightType = Arc<RwLock<OutInflight>>; //@TODO Consider removing RwLock wrapper
+// mqtt-server patch: a plain mutex, never held across an await. tokio's RwLock
+// took its waiters' mutex on every release, several times per QoS 1 delivery
+// (~6% of a fan-in QoS 1 profile).
+pub type OutInflightType = Arc<parking_lot::Mutex<OutInflight>>;
 
 pub type ConnectInfoType = Arc<ConnectInfo>;
 pub type FitterType = Arc<dyn Fitter>;
