@@ -187,11 +187,11 @@ fn release_sessions(scx: &ServerContext) {
   {
     let _in_runtime = rt.enter();
     let shared = std::mem::replace(
-      &mut *scx.extends.shared.blocking_write(),
+      &mut *scx.extends.shared.write(),
       Box::new(DefaultShared::new(None)),
     );
     let router = std::mem::replace(
-      &mut *scx.extends.router.blocking_write(),
+      &mut *scx.extends.router.write(),
       Box::new(DefaultRouter::new(None)),
     );
     drop(shared);

@@ -41,7 +41,12 @@
 //! Note: All write operations should be kept minimal to avoid
 //! blocking other tasks waiting for the same resource.
 
-use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+// mqtt-server patch: parking_lot's lock, not tokio's. Every publish reads
+// four or five of these (retain, message store, shared, router, ...), and each
+// release of tokio's lock took its semaphore's mutex, one per broker, shared
+// by all worker threads. They are written only while the broker starts and
+// stops; `send_guard` lets a read guard live across an await as before.
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 #[cfg(feature = "delayed")]
 use crate::delayed::{DefaultDelayedSender, DelayedSender};
@@ -118,51 +123,51 @@ impl Manager {
     /// Gets read access to shared state
     #[inline]
     pub async fn shared(&self) -> RwLockReadGuard<'_, Box<dyn Shared>> {
-        self.shared.read().await
+        self.shared.read()
     }
 
     /// Gets write access to shared state
     #[inline]
     pub async fn shared_mut(&self) -> RwLockWriteGuard<'_, Box<dyn Shared>> {
-        self.shared.write().await
+        self.shared.write()
     }
 
     /// Gets read access to router component
     #[inline]
     pub async fn router(&self) -> RwLockReadGuard<'_, Box<dyn Router>> {
-        self.router.read().await
+        self.router.read()
     }
 
     /// Gets write access to router component
     #[inline]
     pub async fn router_mut(&self) -> RwLockWriteGuard<'_, Box<dyn Router>> {
-        self.router.write().await
+        self.router.write()
     }
 
     /// Gets read access to retain storage (requires "retain" feature)
     #[inline]
     #[cfg(feature = "retain")]
     pub async fn retain(&self) -> RwLockReadGuard<'_, Box<dyn RetainStorage>> {
-        self.retain.read().await
+        self.retain.read()
     }
 
     /// Gets write access to retain storage (requires "retain" feature)
     #[inline]
     #[cfg(feature = "retain")]
     pub async fn retain_mut(&self) -> RwLockWriteGuard<'_, Box<dyn RetainStorage>> {
-        self.retain.write().await
+        self.retain.write()
     }
 
     /// Gets read access to fitter manager
     #[inline]
     pub async fn fitter_mgr(&self) -> RwLockReadGuard<'_, Box<dyn FitterManager>> {
-        self.fitter_mgr.read().await
+        self.fitter_mgr.read()
     }
 
     /// Gets write access to fitter manager
     #[inline]
     pub async fn fitter_mgr_mut(&self) -> RwLockWriteGuard<'_, Box<dyn FitterManager>> {
-        self.fitter_mgr.write().await
+        self.fitter_mgr.write()
     }
 
     /// Gets reference to hook manager (non-async access)
@@ -175,67 +180,67 @@ impl Manager {
     #[inline]
     #[cfg(feature = "shared-subscription")]
     pub async fn shared_subscription(&self) -> RwLockReadGuard<'_, Box<dyn SharedSubscription>> {
-        self.shared_subscription.read().await
+        self.shared_subscription.read()
     }
 
     /// Gets write access to shared subscriptions (requires "shared-subscription" feature)
     #[inline]
     #[cfg(feature = "shared-subscription")]
     pub async fn shared_subscription_mut(&self) -> RwLockWriteGuard<'_, Box<dyn SharedSubscription>> {
-        self.shared_subscription.write().await
+        self.shared_subscription.write()
     }
 
     /// Gets read access to session manager
     #[inline]
     pub async fn session_mgr(&self) -> RwLockReadGuard<'_, Box<dyn SessionManager>> {
-        self.session_mgr.read().await
+        self.session_mgr.read()
     }
 
     /// Gets write access to session manager
     #[inline]
     pub async fn session_mgr_mut(&self) -> RwLockWriteGuard<'_, Box<dyn SessionManager>> {
-        self.session_mgr.write().await
+        self.session_mgr.write()
     }
 
     /// Gets read access to message manager (requires "msgstore" feature)
     #[inline]
     #[cfg(feature = "msgstore")]
     pub async fn message_mgr(&self) -> RwLockReadGuard<'_, Box<dyn MessageManager>> {
-        self.message_mgr.read().await
+        self.message_mgr.read()
     }
 
     /// Gets write access to message manager (requires "msgstore" feature)
     #[inline]
     #[cfg(feature = "msgstore")]
     pub async fn message_mgr_mut(&self) -> RwLockWriteGuard<'_, Box<dyn MessageManager>> {
-        self.message_mgr.write().await
+        self.message_mgr.write()
     }
 
     /// Gets read access to delayed sender (requires "delayed" feature)
     #[inline]
     #[cfg(feature = "delayed")]
     pub async fn delayed_sender(&self) -> RwLockReadGuard<'_, Box<dyn DelayedSender>> {
-        self.delayed_sender.read().await
+        self.delayed_sender.read()
     }
 
     /// Gets write access to delayed sender (requires "delayed" feature)
     #[inline]
     #[cfg(feature = "delayed")]
     pub async fn delayed_sender_mut(&self) -> RwLockWriteGuard<'_, Box<dyn DelayedSender>> {
-        self.delayed_sender.write().await
+        self.delayed_sender.write()
     }
 
     /// Gets read access to auto-subscription (requires "auto-subscription" feature)
     #[inline]
     #[cfg(feature = "auto-subscription")]
     pub async fn auto_subscription(&self) -> RwLockReadGuard<'_, Box<dyn AutoSubscription>> {
-        self.auto_subscription.read().await
+        self.auto_subscription.read()
     }
 
     /// Gets write access to auto-subscription (requires "auto-subscription" feature)
     #[inline]
     #[cfg(feature = "auto-subscription")]
     pub async fn auto_subscription_mut(&self) -> RwLockWriteGuard<'_, Box<dyn AutoSubscription>> {
-        self.auto_subscription.write().await
+        self.auto_subscription.write()
     }
 }
