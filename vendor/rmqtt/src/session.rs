@@ -1883,8 +1883,8 @@ impl SessionState {
         // branch is unreachable on the resume path; if it ever fires it means a
         // concurrent deliver allocated the same id and push_back below would
         // silently overwrite an existing QoS 2 entry — make it visible instead.
-        // mqtt-server patch: a block, not `drop()`, ends the (now sync) guard
-        // before the await below for the future's `Send` check.
+        // mqtt-server patch: the (now sync) guard ends with this block, before
+        // the await below; nothing checks that but reading it.
         {
             let mut inflight = self.out_inflight().lock();
             if inflight.get(packet_id.get()).is_some() {
