@@ -72,7 +72,6 @@ use async_trait::async_trait;
 #[allow(unused_imports)]
 use bitflags::Flags;
 use bytestring::ByteString;
-use futures::channel::mpsc::unbounded;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -196,7 +195,7 @@ impl SessionState {
         log::debug!("server_topic_aliases: {server_topic_aliases:?}");
         log::debug!("client_topic_aliases: {client_topic_aliases:?}");
 
-        let (tx, rx) = unbounded();
+        let (tx, rx) = crate::channel::unbounded();
         let tx = SessionTx::new(
             tx,
             #[cfg(feature = "debug")]
@@ -418,7 +417,7 @@ impl SessionState {
                         _ = &mut keep_alive_delay => Event::KeepAlive,
                         _ = &mut deliver_timeout_delay => Event::DeliverTimeout,
                         p = deliver_queue_rx.next(), if state.out_inflight().lock().has_credit() => Event::Deliver(p),
-                        m = state.rx.next() => Event::Message(m),
+                        m = state.rx.recv() => Event::Message(m),
                         p = sink.recv() => Event::Packet(p),
                     }
                 };
@@ -537,7 +536,7 @@ impl SessionState {
 
         loop {
             tokio::select! {
-                msg = self.rx.next() => {
+                msg = self.rx.recv() => {
                     log::debug!("{:?} recv offline msg: {:?}", self.id, msg);
                     if let Some(msg) = msg {
                         match msg {

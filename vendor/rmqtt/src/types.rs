@@ -89,7 +89,8 @@ pub type AssignedClientId = bool;
 pub type IsPing = bool;
 
 pub type Tx = SessionTx;
-pub type Rx = futures::channel::mpsc::UnboundedReceiver<Message>;
+// mqtt-server patch: our own channel (`channel.rs`), not futures'.
+pub type Rx = crate::channel::Receiver<Message>;
 
 pub type DashSet<V> = dashmap::DashSet<V, ahash::RandomState>;
 pub type DashMap<K, V> = dashmap::DashMap<K, V, ahash::RandomState>;
@@ -128,12 +129,12 @@ pub(crate) const UNDEFINED: &str = "undefined";
 pub struct SessionTx {
     #[cfg(feature = "debug")]
     scx: ServerContext,
-    tx: futures::channel::mpsc::UnboundedSender<Message>,
+    tx: crate::channel::Sender<Message>,
 }
 
 impl SessionTx {
     pub fn new(
-        tx: futures::channel::mpsc::UnboundedSender<Message>,
+        tx: crate::channel::Sender<Message>,
         #[cfg(feature = "debug")] scx: ServerContext,
     ) -> Self {
         Self {
@@ -152,8 +153,8 @@ impl SessionTx {
     pub fn unbounded_send(
         &self,
         msg: Message,
-    ) -> std::result::Result<(), futures::channel::mpsc::TrySendError<Message>> {
-        match self.tx.unbounded_send(msg) {
+    ) -> std::result::Result<(), crate::channel::SendError<Message>> {
+        match self.tx.send(msg) {
             Ok(()) => {
                 #[cfg(feature = "debug")]
                 self.scx.stats.debug_session_channels.inc();
