@@ -8,7 +8,7 @@
 //! allocates nothing until a message is sent. The receiver takes everything
 //! queued at once (it swaps its own, emptied deque in), so under load it locks
 //! once per batch and the two deques' buffers are reused; once it finds
-//! nothing queued, both are freed, so an idle session keeps no buffer.
+//! nothing queued, a buffer a burst left large is freed.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -20,17 +20,14 @@ use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 
 struct Chan<T> {
-    queue: Mutex<Queue<T>>,
+    queue: Mutex<VecDeque<T>>,
     waker: AtomicWaker,
     senders: AtomicUsize,
-    /// `Queue::closed`, readable without the lock (routing asks per message).
+    /// The receiver is gone: sends fail, nothing is kept. Set under the
+    /// queue's lock and read under it by `send`, so no message slips in after
+    /// the receiver's drop; `is_closed` (asked per routed message) reads it
+    /// without the lock.
     closed: AtomicBool,
-}
-
-struct Queue<T> {
-    items: VecDeque<T>,
-    /// The receiver is gone: sends fail, nothing is kept.
-    closed: bool,
 }
 
 /// Buffers up to this many messages are kept when the receiver finds nothing
@@ -41,7 +38,7 @@ const KEEP_IDLE: usize = 16;
 /// Creates a channel.
 pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
-        queue: Mutex::new(Queue { items: VecDeque::new(), closed: false }),
+        queue: Mutex::new(VecDeque::new()),
         waker: AtomicWaker::new(),
         senders: AtomicUsize::new(1),
         closed: AtomicBool::new(false),
@@ -80,10 +77,10 @@ impl<T> Sender<T> {
     pub fn send(&self, item: T) -> Result<(), SendError<T>> {
         {
             let mut q = self.chan.queue.lock();
-            if q.closed {
+            if self.chan.closed.load(Ordering::Relaxed) {
                 return Err(SendError(item));
             }
-            q.items.push_back(item);
+            q.push_back(item);
         }
         self.chan.waker.wake();
         Ok(())
@@ -127,23 +124,24 @@ impl<T> Receiver<T> {
         if let Some(item) = self.batch.pop_front() {
             return Ok(item);
         }
+        // Read before the queue: once the last sender is gone, everything it
+        // sent is in the queue (its send came before its drop), so an empty
+        // queue then means the end. Read after, a send and drop in between
+        // would be taken for the end with its message still queued.
+        let disconnected = self.chan.senders.load(Ordering::Acquire) == 0;
         {
             let mut q = self.chan.queue.lock();
-            if q.items.is_empty() {
-                if q.items.capacity() > KEEP_IDLE {
-                    q.items = VecDeque::new();
-                }
+            if q.is_empty() {
+                free_if_large(&mut q);
             } else {
-                std::mem::swap(&mut q.items, &mut self.batch);
+                std::mem::swap(&mut *q, &mut self.batch);
             }
         }
         if let Some(item) = self.batch.pop_front() {
             return Ok(item);
         }
-        if self.batch.capacity() > KEEP_IDLE {
-            self.batch = VecDeque::new();
-        }
-        if self.chan.senders.load(Ordering::Acquire) == 0 {
+        free_if_large(&mut self.batch);
+        if disconnected {
             Err(TryRecvError::Disconnected)
         } else {
             Err(TryRecvError::Empty)
@@ -167,7 +165,7 @@ impl<T> Receiver<T> {
 
     /// Capacity of the buffers the receiver holds (tests of their release).
     pub fn buffered_capacity(&self) -> usize {
-        self.batch.capacity() + self.chan.queue.lock().items.capacity()
+        self.batch.capacity() + self.chan.queue.lock().capacity()
     }
 
     /// The next message; `None` once every sender is gone and all was taken.
@@ -181,11 +179,17 @@ impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         let items = {
             let mut q = self.chan.queue.lock();
-            q.closed = true;
             self.chan.closed.store(true, Ordering::Relaxed);
-            std::mem::take(&mut q.items)
+            std::mem::take(&mut *q)
         };
         // Dropped outside the lock: a message's drop may send again.
         drop(items);
+    }
+}
+
+/// Frees an empty buffer that a burst left above `KEEP_IDLE`.
+fn free_if_large<T>(buf: &mut VecDeque<T>) {
+    if buf.capacity() > KEEP_IDLE {
+        *buf = VecDeque::new();
     }
 }
