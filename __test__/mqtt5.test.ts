@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import {
   cleanup,
   connect,
+  endClient,
   inbox,
   listener,
   MQTT_VERSIONS,
@@ -216,5 +217,38 @@ describe("a subscriber's Maximum Packet Size", () => {
     expect(closes).toBe(0)
     expect(sub.connected).toBe(true)
     expect(box.all.map((m) => m.topic)).toEqual(['size/fits', 'size/after'])
+  })
+})
+
+describe('message expiry', () => {
+  it('a queued message past its expiry interval is dropped; one within it arrives with the time it waited taken off', async () => {
+    const { server, listeners } = await startServer()
+    const url = urlFor(listeners[0])
+    const dropped = new Promise<[string, string]>((res) =>
+      server.setHooks({ onMessageDropped: (_to, _from, m, { reason }) => res([m.topic, reason]) }),
+    )
+    const opts = { protocolVersion: 5 as const, clientId: 'expiry-sub', clean: false, properties: { sessionExpiryInterval: 60 } }
+    const first = await connect(url, opts)
+    await subscribe(first, 'expiry/#', 1)
+    await endClient(first)
+
+    const pub = await connect(url, { protocolVersion: 5 })
+    await pub.publishAsync('expiry/short', 'gone by then', { qos: 1, properties: { messageExpiryInterval: 1 } })
+    await pub.publishAsync('expiry/long', 'still good', { qos: 1, properties: { messageExpiryInterval: 60 } })
+    // Expiry is about time passing: nothing to await but the clock. The
+    // broker counts whole seconds, so 1.2 s is past the first's interval.
+    await new Promise((res) => setTimeout(res, 1200))
+
+    let box!: ReturnType<typeof inbox>
+    await connect(url, opts, (c) => (box = inbox(c)))
+    const m = await box.next()
+    expect(m.topic).toBe('expiry/long')
+    const left = m.packet.properties?.messageExpiryInterval
+    expect(left).toBeGreaterThanOrEqual(57)
+    expect(left).toBeLessThan(60)
+    const [topic, reason] = await dropped
+    expect(topic).toBe('expiry/short')
+    expect(reason).toMatch(/expir/i)
+    expect(box.all.map((r) => r.topic)).toEqual(['expiry/long'])
   })
 })

@@ -70,7 +70,9 @@ use crate::types::{
     Publish, PublishAclResult, Reason, Subscribe, SubscribeAclResult, Superuser, To, TopicFilter,
     Unsubscribe,
 };
-use crate::utils::timestamp_millis;
+// mqtt-server patch: the coarse clock (`clock`): the expiry check runs per
+// delivery, and compares with a create time taken from it.
+use crate::clock::timestamp_millis;
 use crate::Result;
 
 /// Hook handler priority value.

@@ -65,7 +65,8 @@ use crate::net::MqttError;
 use crate::queue::OnEventFn;
 use crate::types::{From, PacketId, Publish, TimestampMillis};
 use crate::types::{QoS, Reason};
-use crate::utils::timestamp_millis;
+// mqtt-server patch: the coarse clock (`clock`), read per message here.
+use crate::clock::timestamp_millis;
 use crate::Result;
 
 type OutQueues = DequeMap<PacketId, OutInflightMessage>;

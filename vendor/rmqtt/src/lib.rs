@@ -52,6 +52,7 @@
 
 pub mod acl; // Access Control List management
 pub mod channel; // mqtt-server patch: the session channel
+pub mod clock; // mqtt-server patch: cheap clock reads
 pub mod args; // Command-line argument parsing
 pub mod context; // Shared execution context
 

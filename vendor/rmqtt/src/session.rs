@@ -434,9 +434,13 @@ impl SessionState {
                 next_event!()
             };
 
-            now = Instant::now();
+            // mqtt-server patch: the coarse clock (`clock::now`, never behind
+            // the precise one), read per event. The keep-alive timer, when it
+            // fires, compares with the precise clock, which has reached it.
+            now = crate::clock::now();
             match event {
                 Event::KeepAlive => {
+                    let now = Instant::now();
                     let due = last_packet + keep_alive_interval;
                     if now >= due {
                         return Err(Reason::ConnectKeepaliveTimeout);
@@ -862,12 +866,12 @@ impl SessionState {
             Packet::V3(v3::Packet::Publish(publish)) => {
                 log::debug!("{} publish: {:?}", self.id, publish);
                 let p: Publish = publish.into();
-                self.process_publish(sink, p.create_time(timestamp_millis())).await?;
+                self.process_publish(sink, p.create_time(crate::clock::timestamp_millis())).await?;
             }
             Packet::V5(v5::Packet::Publish(publish)) => {
                 log::debug!("{} publish: {:?}", self.id, publish);
                 let p: Publish = publish.into();
-                self.process_publish(sink, p.create_time(timestamp_millis())).await?;
+                self.process_publish(sink, p.create_time(crate::clock::timestamp_millis())).await?;
             }
 
             Packet::V3(v3::Packet::PublishRelease { packet_id }) => {
