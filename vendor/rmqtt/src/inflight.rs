@@ -26,7 +26,7 @@
 //! - Statistics integration
 //!
 //! ## Implementation Details
-//! - DequeMap for O(1) front access
+//! - A deque in send order for O(1) front access (mqtt-server patch: `inflight_queue`)
 //! - BTreeSet for efficient deduplication
 //! - Atomic counters for thread safety
 //! - Zero-cost status tracking
@@ -57,7 +57,6 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use itertools::Itertools;
-use rust_box::dequemap::DequeBTreeMap as DequeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::context::ServerContext;
@@ -69,7 +68,8 @@ use crate::types::{QoS, Reason};
 use crate::clock::timestamp_millis;
 use crate::Result;
 
-type OutQueues = DequeMap<PacketId, OutInflightMessage>;
+// mqtt-server patch: a deque of its own (`inflight_queue`), not a DequeBTreeMap.
+type OutQueues = crate::inflight_queue::InflightQueue<OutInflightMessage>;
 
 /// Tracks the acknowledgment status of an inflight message.
 ///

@@ -78,6 +78,7 @@ pub mod extend; // Extension points
 pub mod fitter; // Message fitting strategies
 pub mod hook; // Event hook system
 pub mod inflight; // In-flight message tracking
+pub mod inflight_queue; // mqtt-server patch: the in-flight window's storage
 pub mod node; // Cluster node management
 pub mod queue; // Message queue implementation
 pub mod router; // Message routing core
