@@ -3,7 +3,7 @@
 //
 //   node bench/run.mjs [--quick] [--rounds N] [--scenario fanin,p2p,fanout,latency,busy,scale]
 //                      [--peers mqtt-server,aedes,mosquitto] [--duration S] [--threads N]
-//                      [--mqtt-server-args "--max-inflight 64 --max-mqueue-len 10000"]
+//                      [--mqtt-server-args="--max-inflight 64 --max-mqueue-len 10000"]
 //                      [--window N] [--addon PATH | --no-build] [--out FILE]
 //
 // Prints the tables and writes them to bench/results/latest.md (a full run),
