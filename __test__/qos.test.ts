@@ -1,4 +1,4 @@
-import type { IConnackPacket } from 'mqtt'
+import type { IConnackPacket, IPublishPacket } from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
 
 import {
@@ -95,6 +95,46 @@ describe('QoS end to end, client to client', () => {
     expect(m.payload.toString()).toBe('while away')
     expect(m.packet.qos).toBe(1)
   })
+
+  it.each(['3.1.1', '5.0'] as MqttVersion[])(
+    'MQTT %s: a QoS 1 delivery left unacknowledged is sent again, marked DUP, when the session resumes, and only once',
+    async (version) => {
+      const { listeners } = await startServer()
+      const url = urlFor(listeners[0])
+      const persistent = version === '5.0' ? { clean: false, properties: { sessionExpiryInterval: 60 } } : { clean: false }
+      const session = { clientId: `unacked-${version}`, ...persistent, ...MQTT_VERSIONS[version] }
+      // This client takes the delivery and never acknowledges it: mqtt.js
+      // sends the PUBACK once `handleMessage` calls back.
+      let took!: (p: IPublishPacket) => void
+      const taken = new Promise<IPublishPacket>((res) => (took = res))
+      const first = await connect(url, session, (c) => {
+        c.handleMessage = (packet) => took(packet)
+      })
+      await subscribe(first, 'unacked/#', 1)
+      const pub = await connect(url)
+      await pub.publishAsync('unacked/a', 'once more', { qos: 1 })
+      const original = await taken
+      expect(original.dup).toBe(false)
+      await endClient(first)
+
+      let box!: Inbox
+      const second = await connect(url, session, (c) => (box = inbox(c)))
+      const again = await box.next()
+      expect(again.topic).toBe('unacked/a')
+      expect(again.payload.toString()).toBe('once more')
+      expect(again.packet.qos).toBe(1)
+      expect(again.packet.dup).toBe(true)
+      await endClient(second)
+
+      // Acknowledged this time: the next resume brings the next message, not a third copy.
+      await pub.publishAsync('unacked/b', 'next', { qos: 1 })
+      let box3!: Inbox
+      await connect(url, session, (c) => (box3 = inbox(c)))
+      const next = await box3.next()
+      expect(next.topic).toBe('unacked/b')
+      expect(next.packet.dup).toBe(false)
+    },
+  )
 })
 
 describe('inbound QoS 2 in-flight window (maxInflight)', () => {
