@@ -62,13 +62,13 @@ function throughputTable(v) {
   const lines = [
     `### ${v.title}`,
     '',
-    '| peer | msgs/s | × mosquitto | loss (worst round) | p50 | p99 | peak RSS | broker CPU | msgs/s each round |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|---|',
+    '| peer | msgs/s | × mosquitto | loss (worst round) | p50 | p99 | peak RSS | broker CPU | load generator CPU | msgs/s each round |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|---|',
   ]
   for (const p of v.peers) {
     const s = S[p]
     lines.push(
-      `| ${p} | ${int(s.rate)} | ${ratio(s.rate / ref)} | ${lossCell(s)} | ${ms(s.p50)} | ${ms(s.p99)} | ${mib(s.rss)} | ${int(s.cpu)}% | ${s.rates.map(int).join(', ')} |`,
+      `| ${p} | ${int(s.rate)} | ${ratio(s.rate / ref)} | ${lossCell(s)} | ${ms(s.p50)} | ${ms(s.p99)} | ${mib(s.rss)} | ${int(s.cpu)}% | ${int(s.lgCpu)}% | ${s.rates.map(int).join(', ')} |`,
     )
   }
   lines.push('', ...v.peers.flatMap((p) => errorNotes(p, S[p], v)))
@@ -263,7 +263,7 @@ function header(res) {
     `- Peers: **mqtt-server** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${s.addon}), Node ${m.node}, default limits${defaults(s)}${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
     `- Load: bench/loadgen (Rust, tokio, ${s.threads} thread${s.threads > 1 ? 's' : ''}), MQTT 3.1.1 over loopback TCP; publishers publish for ${s.duration} s (latency runs ${s.latencyDuration} s), QoS 1 publishers keep ≤ ${s.window} messages unacknowledged; peak load-generator CPU in any run: ${s.peakLoadgenCpu == null ? '–' : `${s.peakLoadgenCpu.toFixed(0)}%`} of its ${s.threads} thread${s.threads > 1 ? 's' : ''}.`,
     ...(res.notes ?? []).map((n) => `- ${n}`),
-    '- msgs/s: messages delivered to subscribers while publishers were publishing, divided by that time (fan-out counts each copy). Loss: messages published (written, at QoS 1 also acknowledged) that never reached a subscriber, worst round; `*`: still arriving when the drain limit cut the run, so partly late rather than lost. p50/p99: end-to-end latency (a flood measures queueing). Peak RSS and CPU: the broker process (100% = one core; mqtt-server\'s includes Node).',
+    '- msgs/s: messages delivered to subscribers while publishers were publishing, divided by that time (fan-out counts each copy). Loss: messages published (written, at QoS 1 also acknowledged) that never reached a subscriber, worst round; `*`: still arriving when the drain limit cut the run, so partly late rather than lost. p50/p99: end-to-end latency (a flood measures queueing). Peak RSS and CPU: the broker process (100% = one core; mqtt-server\'s includes Node). Load generator CPU: its highest of the rounds (100% = one core), so a run where it, not the broker, was the limit shows.',
   ].join('\n')
 }
 
