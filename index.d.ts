@@ -190,6 +190,13 @@ export interface ListenerConfig {
    * none offered.
    */
   maxTopicAliases?: number
+  /**
+   * Most levels a topic name or filter may have (1-65536). Default 128. A
+   * subscription to a deeper filter is refused (MQTT 5: 0x8F *Topic Filter
+   * invalid*; 3.1.1: failure), a deeper publish closes the connection (MQTT 5:
+   * DISCONNECT 0x90 *Topic Name invalid* first).
+   */
+  maxTopicLevels?: number
 }
 
 /** A listener as it is actually bound. */

@@ -8,18 +8,27 @@
 //! subscriber, the messages routed to it and not yet sent (or dropped).
 //!
 //! It sits in rmqtt's routing itself (the vendored `ForwardGate`): after the
-//! ACL check and the trie walk, before a client's message is handed to its
-//! subscribers, the publisher's own task waits while any of them has three
-//! quarters of its queue limit pending (at most `HIGH_WATER`); each message
-//! that leaves then lets one held publisher go. The publisher stops reading
-//! its socket, TCP pushes back, and memory stays bounded well below the
-//! queue limits. Counting where rmqtt hands the message over sees exactly
-//! what it routes: denied messages are not counted, the member a shared
-//! group picked is, and nothing walks the topic trie a second time.
+//! ACL check and the trie walk, where a client's message is handed to its
+//! subscribers, a publisher with a subscriber that has three quarters of its
+//! queue limit pending (at most `HIGH_WATER`) is held: its session handles
+//! only acks and pings from it (other packets wait, at most 1 MiB, then it
+//! stops reading) until there is room, while it goes on delivering to it;
+//! each message that leaves lets one held publisher go. TCP pushes back, and
+//! memory stays bounded well below the queue limits. Counting where rmqtt
+//! hands the message over sees exactly what it routes: denied messages are
+//! not counted, the member a shared group picked is, and nothing walks the
+//! topic trie a second time. Because a held session keeps delivering and
+//! reading acks, clients that publish to each other's subscriptions (or to
+//! their own) never wait for each other.
 //!
-//! A wait is capped at `MAX_WAIT` so a stalled subscriber cannot hold
-//! publishers forever; past it the count is re-synchronised with the real
-//! queue and the queue's drop policy applies (`onMessageDropped` reports it).
+//! No subscriber can hold publishers for long, and none holds anyone while it
+//! does not move:
+//! - one that sent nothing for `STALL_ANY` (1 s) while a publisher waited for
+//!   it is marked stalled and holds nobody from then on, until it sends
+//!   again: its queue fills and what does not fit is dropped and reported
+//!   (`onMessageDropped`), at routing once its backlog fills the queue;
+//! - a wait is capped at `MAX_WAIT` in any case; past it the count is
+//!   re-synchronised with the real queue and the queue's drop policy applies.
 //!
 //! QoS 0 is held too, but only by a subscriber that is draining: one that
 //! sent nothing for `STALL` (100 ms) while congested is marked stalled, and
@@ -48,7 +57,7 @@ use rmqtt::types::{ClientId, DashMap, From, Id, MessageQueueType, Publish, QoS, 
 use tokio::sync::Notify;
 
 /// What `ForwardGate::hold` returns (futures' `BoxFuture`).
-type Hold<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+type Hold = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Longest a publisher is held back for one message.
 const MAX_WAIT: Duration = Duration::from_secs(10);
@@ -64,6 +73,10 @@ const HIGH_WATER: usize = 64;
 /// A congested subscriber that sends nothing for this long no longer holds
 /// QoS 0 publishers (until it sends again).
 const STALL: Duration = Duration::from_millis(100);
+/// ... nor any publisher after this long. Long enough for a live subscriber
+/// behind a slow link to acknowledge (its in-flight window is full until it
+/// does), short enough that a subscriber that stopped costs others one pause.
+const STALL_ANY: Duration = Duration::from_secs(1);
 /// Runs before any other handler of the same events.
 const PRIORITY: Priority = Priority::MAX;
 
@@ -119,8 +132,10 @@ struct Counters {
   pending: AtomicUsize,
   /// Sent so far: a waiting QoS 0 publisher checks that it moves.
   sent: AtomicUsize,
-  /// Sent nothing while a QoS 0 publisher waited for it.
+  /// Sent nothing for `STALL` while a publisher waited for it.
   stalled: AtomicBool,
+  /// Sent nothing for `STALL_ANY` while a publisher waited for it.
+  stopped: AtomicBool,
 }
 
 impl Counters {
@@ -138,12 +153,14 @@ impl Counters {
       pending: AtomicUsize::new(0),
       sent: AtomicUsize::new(0),
       stalled: AtomicBool::new(false),
+      stopped: AtomicBool::new(false),
     }
   }
 
   fn congested(&self, qos0: bool) -> bool {
     self.pending.load(Ordering::Relaxed) >= self.high
       && !(qos0 && self.stalled.load(Ordering::Relaxed))
+      && !self.stopped.load(Ordering::Relaxed)
   }
 }
 
@@ -174,21 +191,23 @@ impl Handler for FlowControl {
 }
 
 impl ForwardGate for FlowControl {
-  fn hold<'a>(
-    &'a self,
-    from: &'a From,
-    publish: &'a Publish,
-    relations: &'a SubRelations,
-  ) -> Option<Hold<'a>> {
+  fn hold(&self, from: &From, publish: &Publish, relations: &SubRelations) -> Option<Hold> {
     // Only clients are held: a message from the host (`publish()`), a will
     // or the system is not read from a socket that could push back.
     if !from.is_custom() {
       return None;
     }
     let qos0 = publish.qos == QoS::AtMostOnce;
-    self
-      .congested(from, qos0, relations)
-      .map(|_| Box::pin(self.wait_for_room(from, qos0, relations)) as Hold<'a>)
+    let publisher = &from.id.client_id;
+    let subscribers = relations.iter().map(|(_, client_id, ..)| client_id);
+    self.congested(qos0, subscribers)?;
+    // Rare (a subscriber is congested): the wait owns what it looks at.
+    let flow = self.clone();
+    let publisher = publisher.clone();
+    let subscribers: Vec<ClientId> = relations.iter().map(|(_, c, ..)| c.clone()).collect();
+    Some(Box::pin(async move {
+      flow.wait_for_room(&publisher, qos0, &subscribers).await
+    }))
   }
 
   fn admit(&self, client_id: &ClientId, qos: QoS) -> bool {
@@ -202,10 +221,16 @@ impl ForwardGate for FlowControl {
     if pending + 1 == c.high {
       self.congested.fetch_add(1, Ordering::Relaxed);
     }
-    // QoS 0 to a stalled subscriber whose backlog already fills its queue
-    // would wait in rmqtt's unbounded channel until the socket moves (or
-    // send_timeout closes it) and then be dropped by the queue: drop it now.
-    !(qos == QoS::AtMostOnce && c.stalled.load(Ordering::Relaxed) && pending >= c.queue.capacity())
+    // A message to a stalled subscriber whose backlog already fills its
+    // queue would wait in rmqtt's unbounded channel until the socket moves
+    // (or send_timeout closes it) and then be dropped by the queue: drop it
+    // now. QoS 0 once it stalled, any QoS once it stopped.
+    let stalled = if qos == QoS::AtMostOnce {
+      &c.stalled
+    } else {
+      &c.stopped
+    };
+    !(stalled.load(Ordering::Relaxed) && pending >= c.queue.capacity())
   }
 
   fn delivered(&self, client_id: &ClientId) {
@@ -232,26 +257,28 @@ impl FlowControl {
       }
       if sent {
         c.sent.fetch_add(1, Ordering::Relaxed);
-        if c.stalled.load(Ordering::Relaxed) {
-          c.stalled.store(false, Ordering::Relaxed);
+        for flag in [&c.stalled, &c.stopped] {
+          if flag.load(Ordering::Relaxed) {
+            flag.store(false, Ordering::Relaxed);
+          }
         }
       }
     }
   }
 
-  async fn wait_for_room(&self, from: &From, qos0: bool, relations: &SubRelations) {
+  async fn wait_for_room(&self, publisher: &ClientId, qos0: bool, subscribers: &[ClientId]) {
     let deadline = tokio::time::Instant::now() + MAX_WAIT;
-    // The subscriber a QoS 0 message waits for, its sent count, and since when
+    // The subscriber the message waits for, its sent count, and since when
     // that count has not moved.
     let mut progress: Option<(ClientId, usize, tokio::time::Instant)> = None;
     loop {
-      let Some(client_id) = self.congested(from, qos0, relations) else {
+      let Some(client_id) = self.congested(qos0, subscribers.iter()) else {
         return;
       };
       if tokio::time::Instant::now() >= deadline {
         if !qos0 {
           log::warn!(
-            "{from:?}: subscriber {client_id} stayed congested for {MAX_WAIT:?}; publishing anyway"
+            "{publisher}: subscriber {client_id} stayed congested for {MAX_WAIT:?}; publishing anyway"
           );
           self.resync(&client_id);
         }
@@ -263,23 +290,28 @@ impl FlowControl {
         let Some(c) = self.subscribers.get(&client_id) else {
           continue;
         };
-        if qos0 {
-          // QoS 0 waits only for a subscriber that drains; one that sent
-          // nothing for `STALL` sheds from now on.
-          let sent = c.sent.load(Ordering::Relaxed);
-          let now = tokio::time::Instant::now();
-          match &progress {
-            Some((id, n, _)) if *id == client_id && *n != sent => {
-              progress = Some((client_id, sent, now))
-            }
-            Some((id, _, since)) if *id == client_id => {
-              if now.duration_since(*since) >= STALL {
-                c.stalled.store(true, Ordering::Relaxed);
-                continue;
-              }
-            }
-            _ => progress = Some((client_id, sent, now)),
+        // A publisher waits only for a subscriber that drains; one that
+        // sent nothing for `STALL` (QoS 0) or `STALL_ANY` sheds from now on.
+        let sent = c.sent.load(Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        match &progress {
+          Some((id, n, _)) if *id == client_id && *n != sent => {
+            progress = Some((client_id, sent, now))
           }
+          Some((id, _, since)) if *id == client_id => {
+            let still = now.duration_since(*since);
+            if qos0 && still >= STALL {
+              c.stalled.store(true, Ordering::Relaxed);
+              continue;
+            }
+            if still >= STALL_ANY {
+              log::info!("{publisher}: subscriber {client_id} sent nothing for {STALL_ANY:?}; no longer waiting for it");
+              c.stalled.store(true, Ordering::Relaxed);
+              c.stopped.store(true, Ordering::Relaxed);
+              continue;
+            }
+          }
+          _ => progress = Some((client_id, sent, now)),
         }
         c.room.clone()
       };
@@ -287,23 +319,23 @@ impl FlowControl {
       let woken = room.notified();
       tokio::pin!(woken);
       woken.as_mut().enable();
-      if self.congested(from, qos0, relations).is_some() {
+      if self.congested(qos0, subscribers.iter()).is_some() {
         let _ = tokio::time::timeout(POLL, woken).await;
       }
     }
   }
 
-  /// A connected subscriber (not the publisher, who cannot drain while it
-  /// waits) with its high-water mark pending; for a QoS 0 message, one that
-  /// is not stalled.
-  fn congested(&self, from: &From, qos0: bool, relations: &SubRelations) -> Option<ClientId> {
+  /// A connected subscriber with its high-water mark pending that has not
+  /// stopped; for a QoS 0 message, one that is not stalled.
+  fn congested<'s>(
+    &self,
+    qos0: bool,
+    mut subscribers: impl Iterator<Item = &'s ClientId>,
+  ) -> Option<ClientId> {
     if self.congested.load(Ordering::Relaxed) == 0 {
       return None;
     }
-    relations
-      .iter()
-      .map(|(_, client_id, ..)| client_id)
-      .filter(|client_id| **client_id != from.id.client_id)
+    subscribers
       .find(|client_id| {
         self
           .subscribers

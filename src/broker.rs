@@ -186,16 +186,18 @@ fn release_sessions(scx: &ServerContext) {
   };
   {
     let _in_runtime = rt.enter();
-    let shared = std::mem::replace(
-      &mut *scx.extends.shared.write(),
-      Box::new(DefaultShared::new(None)),
+    drop(
+      scx
+        .extends
+        .shared
+        .replace(Box::new(DefaultShared::new(None))),
     );
-    let router = std::mem::replace(
-      &mut *scx.extends.router.write(),
-      Box::new(DefaultRouter::new(None)),
+    drop(
+      scx
+        .extends
+        .router
+        .replace(Box::new(DefaultRouter::new(None))),
     );
-    drop(shared);
-    drop(router);
   }
   rt.shutdown_background();
 }

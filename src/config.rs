@@ -70,6 +70,12 @@ pub struct ListenerConfig {
   /// none offered.
   #[serde(default, deserialize_with = "opt_number")]
   pub max_topic_aliases: Option<f64>,
+  /// Most levels a topic name or filter may have (1-65536). Default 128. A
+  /// subscription to a deeper filter is refused (MQTT 5: 0x8F *Topic Filter
+  /// invalid*; 3.1.1: failure), a deeper publish closes the connection (MQTT 5:
+  /// DISCONNECT 0x90 *Topic Name invalid* first).
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_topic_levels: Option<f64>,
 }
 
 /// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
@@ -187,6 +193,7 @@ fn listener_config(
     max_inflight: None,
     max_mqueue_len: None,
     max_topic_aliases: None,
+    max_topic_levels: None,
   }
 }
 
@@ -276,6 +283,7 @@ pub struct Limits {
   pub max_inflight: Option<u16>,
   pub max_mqueue_len: Option<usize>,
   pub max_topic_aliases: Option<u16>,
+  pub max_topic_levels: Option<usize>,
 }
 
 /// A listener whose every field has been checked; binding it can only fail
@@ -387,6 +395,7 @@ async fn listener_spec(i: usize, l: &ListenerConfig) -> Result<ListenerSpec> {
     max_mqueue_len: opt("maxMqueueLen", l.max_mqueue_len, 1, u32::MAX as u64)?.map(|v| v as usize),
     max_topic_aliases: opt("maxTopicAliases", l.max_topic_aliases, 0, u16::MAX as u64)?
       .map(|v| v as u16),
+    max_topic_levels: opt("maxTopicLevels", l.max_topic_levels, 1, 65536)?.map(|v| v as usize),
   };
 
   Ok(ListenerSpec {

@@ -10,6 +10,10 @@ use crate::config::{ListenerSpec, Protocol};
 /// and limits how fast a subscriber drains; 256 keeps both comfortable.
 const DEFAULT_MAX_INFLIGHT: u16 = 256;
 
+/// Deep enough for any real topic tree (EMQX's default too); rmqtt's own
+/// default is no limit.
+const DEFAULT_MAX_TOPIC_LEVELS: usize = 128;
+
 /// A listener as it is actually bound.
 #[napi(object)]
 #[derive(Clone, Debug)]
@@ -55,6 +59,12 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
   if let Some(v) = spec.limits.max_topic_aliases {
     b = b.max_topic_aliases(v);
   }
+  b = b.max_topic_levels(
+    spec
+      .limits
+      .max_topic_levels
+      .unwrap_or(DEFAULT_MAX_TOPIC_LEVELS),
+  );
   if let Some((cert, key)) = &spec.tls {
     b = b
       .tls_cert(Some(cert.to_string_lossy().into_owned()))

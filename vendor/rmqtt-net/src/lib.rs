@@ -1,4 +1,8 @@
 #![deny(unsafe_code)]
+// mqtt-server patch: the fork keeps upstream's style; clippy holds it only
+// to what can hang the broker: a lock guard held across an await.
+#![allow(clippy::all)]
+#![deny(clippy::await_holding_lock, clippy::await_holding_refcell_ref)]
 //! Basic Implementation of MQTT Server
 //!
 //! The basic implementation of MQTT proxy, supporting v3.1.1 and v5.0 protocols, with TLS and

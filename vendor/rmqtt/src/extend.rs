@@ -46,7 +46,9 @@
 // release of tokio's lock took its semaphore's mutex, one per broker, shared
 // by all worker threads. They are written only while the broker starts and
 // stops; `send_guard` lets a read guard live across an await as before.
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
+
+pub use crate::component::{Component, ComponentMut};
 
 #[cfg(feature = "delayed")]
 use crate::delayed::{DefaultDelayedSender, DelayedSender};
@@ -68,30 +70,30 @@ use crate::subscribe::{DefaultSharedSubscription, SharedSubscription};
 /// Central management component for MQTT broker subsystems
 pub struct Manager {
     /// Thread-safe access to shared broker state
-    pub shared: RwLock<Box<dyn Shared>>,
+    pub shared: Component<dyn Shared>,
     /// Routing component for message distribution
-    pub router: RwLock<Box<dyn Router>>,
+    pub router: Component<dyn Router>,
     #[cfg(feature = "retain")]
     /// Retention storage for QoS 1/2 messages (feature-gated)
-    pub retain: RwLock<Box<dyn RetainStorage>>,
+    pub retain: Component<dyn RetainStorage>,
     /// Message fitting and processing manager
-    pub fitter_mgr: RwLock<Box<dyn FitterManager>>,
+    pub fitter_mgr: Component<dyn FitterManager>,
     /// Hook management system for event handling
     pub hook_mgr: Box<dyn HookManager>,
     #[cfg(feature = "shared-subscription")]
     /// Shared subscription handler (feature-gated)
-    pub shared_subscription: RwLock<Box<dyn SharedSubscription>>,
+    pub shared_subscription: Component<dyn SharedSubscription>,
     /// Session state management component
-    pub session_mgr: RwLock<Box<dyn SessionManager>>,
+    pub session_mgr: Component<dyn SessionManager>,
     #[cfg(feature = "msgstore")]
     /// Message storage system (feature-gated)
-    pub message_mgr: RwLock<Box<dyn MessageManager>>,
+    pub message_mgr: Component<dyn MessageManager>,
     #[cfg(feature = "delayed")]
     /// Delayed message sender (feature-gated)
-    pub delayed_sender: RwLock<Box<dyn DelayedSender>>,
+    pub delayed_sender: Component<dyn DelayedSender>,
     #[cfg(feature = "auto-subscription")]
     /// Automatic subscription handler (feature-gated)
-    pub auto_subscription: RwLock<Box<dyn AutoSubscription>>,
+    pub auto_subscription: Component<dyn AutoSubscription>,
     /// mqtt-server patch: flow control at routing (see `shared::ForwardGate`).
     pub forward_gate: std::sync::OnceLock<std::sync::Arc<dyn ForwardGate>>,
 }
@@ -101,73 +103,73 @@ impl Manager {
     #[inline]
     pub(crate) fn new() -> Self {
         Self {
-            shared: RwLock::new(Box::new(DefaultShared::new(None))),
-            router: RwLock::new(Box::new(DefaultRouter::new(None))),
+            shared: Component::new(Box::new(DefaultShared::new(None))),
+            router: Component::new(Box::new(DefaultRouter::new(None))),
             #[cfg(feature = "retain")]
-            retain: RwLock::new(Box::new(DefaultRetainStorage::new())),
-            fitter_mgr: RwLock::new(Box::new(DefaultFitterManager)),
+            retain: Component::new(Box::new(DefaultRetainStorage::new())),
+            fitter_mgr: Component::new(Box::new(DefaultFitterManager)),
             hook_mgr: Box::new(DefaultHookManager::new()),
             #[cfg(feature = "shared-subscription")]
-            shared_subscription: RwLock::new(Box::new(DefaultSharedSubscription)),
-            session_mgr: RwLock::new(Box::new(DefaultSessionManager)),
+            shared_subscription: Component::new(Box::new(DefaultSharedSubscription)),
+            session_mgr: Component::new(Box::new(DefaultSessionManager)),
             #[cfg(feature = "msgstore")]
-            message_mgr: RwLock::new(Box::new(DefaultMessageManager::new())),
+            message_mgr: Component::new(Box::new(DefaultMessageManager::new())),
             #[cfg(feature = "delayed")]
-            delayed_sender: RwLock::new(Box::new(DefaultDelayedSender::new())),
+            delayed_sender: Component::new(Box::new(DefaultDelayedSender::new())),
             #[cfg(feature = "auto-subscription")]
-            auto_subscription: RwLock::new(Box::new(DefaultAutoSubscription)),
+            auto_subscription: Component::new(Box::new(DefaultAutoSubscription)),
             forward_gate: std::sync::OnceLock::new(),
         }
     }
 
     /// Gets read access to shared state
     #[inline]
-    pub async fn shared(&self) -> RwLockReadGuard<'_, Box<dyn Shared>> {
-        self.shared.read()
+    pub async fn shared(&self) -> Arc<Box<dyn Shared>> {
+        self.shared.get()
     }
 
     /// Gets write access to shared state
     #[inline]
-    pub async fn shared_mut(&self) -> RwLockWriteGuard<'_, Box<dyn Shared>> {
-        self.shared.write()
+    pub async fn shared_mut(&self) -> ComponentMut<'_, dyn Shared> {
+        self.shared.write(|| Box::new(DefaultShared::new(None)))
     }
 
     /// Gets read access to router component
     #[inline]
-    pub async fn router(&self) -> RwLockReadGuard<'_, Box<dyn Router>> {
-        self.router.read()
+    pub async fn router(&self) -> Arc<Box<dyn Router>> {
+        self.router.get()
     }
 
     /// Gets write access to router component
     #[inline]
-    pub async fn router_mut(&self) -> RwLockWriteGuard<'_, Box<dyn Router>> {
-        self.router.write()
+    pub async fn router_mut(&self) -> ComponentMut<'_, dyn Router> {
+        self.router.write(|| Box::new(DefaultRouter::new(None)))
     }
 
     /// Gets read access to retain storage (requires "retain" feature)
     #[inline]
     #[cfg(feature = "retain")]
-    pub async fn retain(&self) -> RwLockReadGuard<'_, Box<dyn RetainStorage>> {
-        self.retain.read()
+    pub async fn retain(&self) -> Arc<Box<dyn RetainStorage>> {
+        self.retain.get()
     }
 
     /// Gets write access to retain storage (requires "retain" feature)
     #[inline]
     #[cfg(feature = "retain")]
-    pub async fn retain_mut(&self) -> RwLockWriteGuard<'_, Box<dyn RetainStorage>> {
-        self.retain.write()
+    pub async fn retain_mut(&self) -> ComponentMut<'_, dyn RetainStorage> {
+        self.retain.write(|| Box::new(DefaultRetainStorage::new()))
     }
 
     /// Gets read access to fitter manager
     #[inline]
-    pub async fn fitter_mgr(&self) -> RwLockReadGuard<'_, Box<dyn FitterManager>> {
-        self.fitter_mgr.read()
+    pub async fn fitter_mgr(&self) -> Arc<Box<dyn FitterManager>> {
+        self.fitter_mgr.get()
     }
 
     /// Gets write access to fitter manager
     #[inline]
-    pub async fn fitter_mgr_mut(&self) -> RwLockWriteGuard<'_, Box<dyn FitterManager>> {
-        self.fitter_mgr.write()
+    pub async fn fitter_mgr_mut(&self) -> ComponentMut<'_, dyn FitterManager> {
+        self.fitter_mgr.write(|| Box::new(DefaultFitterManager))
     }
 
     /// Gets reference to hook manager (non-async access)
@@ -179,68 +181,68 @@ impl Manager {
     /// Gets read access to shared subscriptions (requires "shared-subscription" feature)
     #[inline]
     #[cfg(feature = "shared-subscription")]
-    pub async fn shared_subscription(&self) -> RwLockReadGuard<'_, Box<dyn SharedSubscription>> {
-        self.shared_subscription.read()
+    pub async fn shared_subscription(&self) -> Arc<Box<dyn SharedSubscription>> {
+        self.shared_subscription.get()
     }
 
     /// Gets write access to shared subscriptions (requires "shared-subscription" feature)
     #[inline]
     #[cfg(feature = "shared-subscription")]
-    pub async fn shared_subscription_mut(&self) -> RwLockWriteGuard<'_, Box<dyn SharedSubscription>> {
-        self.shared_subscription.write()
+    pub async fn shared_subscription_mut(&self) -> ComponentMut<'_, dyn SharedSubscription> {
+        self.shared_subscription.write(|| Box::new(DefaultSharedSubscription))
     }
 
     /// Gets read access to session manager
     #[inline]
-    pub async fn session_mgr(&self) -> RwLockReadGuard<'_, Box<dyn SessionManager>> {
-        self.session_mgr.read()
+    pub async fn session_mgr(&self) -> Arc<Box<dyn SessionManager>> {
+        self.session_mgr.get()
     }
 
     /// Gets write access to session manager
     #[inline]
-    pub async fn session_mgr_mut(&self) -> RwLockWriteGuard<'_, Box<dyn SessionManager>> {
-        self.session_mgr.write()
+    pub async fn session_mgr_mut(&self) -> ComponentMut<'_, dyn SessionManager> {
+        self.session_mgr.write(|| Box::new(DefaultSessionManager))
     }
 
     /// Gets read access to message manager (requires "msgstore" feature)
     #[inline]
     #[cfg(feature = "msgstore")]
-    pub async fn message_mgr(&self) -> RwLockReadGuard<'_, Box<dyn MessageManager>> {
-        self.message_mgr.read()
+    pub async fn message_mgr(&self) -> Arc<Box<dyn MessageManager>> {
+        self.message_mgr.get()
     }
 
     /// Gets write access to message manager (requires "msgstore" feature)
     #[inline]
     #[cfg(feature = "msgstore")]
-    pub async fn message_mgr_mut(&self) -> RwLockWriteGuard<'_, Box<dyn MessageManager>> {
-        self.message_mgr.write()
+    pub async fn message_mgr_mut(&self) -> ComponentMut<'_, dyn MessageManager> {
+        self.message_mgr.write(|| Box::new(DefaultMessageManager::new()))
     }
 
     /// Gets read access to delayed sender (requires "delayed" feature)
     #[inline]
     #[cfg(feature = "delayed")]
-    pub async fn delayed_sender(&self) -> RwLockReadGuard<'_, Box<dyn DelayedSender>> {
-        self.delayed_sender.read()
+    pub async fn delayed_sender(&self) -> Arc<Box<dyn DelayedSender>> {
+        self.delayed_sender.get()
     }
 
     /// Gets write access to delayed sender (requires "delayed" feature)
     #[inline]
     #[cfg(feature = "delayed")]
-    pub async fn delayed_sender_mut(&self) -> RwLockWriteGuard<'_, Box<dyn DelayedSender>> {
-        self.delayed_sender.write()
+    pub async fn delayed_sender_mut(&self) -> ComponentMut<'_, dyn DelayedSender> {
+        self.delayed_sender.write(|| Box::new(DefaultDelayedSender::new()))
     }
 
     /// Gets read access to auto-subscription (requires "auto-subscription" feature)
     #[inline]
     #[cfg(feature = "auto-subscription")]
-    pub async fn auto_subscription(&self) -> RwLockReadGuard<'_, Box<dyn AutoSubscription>> {
-        self.auto_subscription.read()
+    pub async fn auto_subscription(&self) -> Arc<Box<dyn AutoSubscription>> {
+        self.auto_subscription.get()
     }
 
     /// Gets write access to auto-subscription (requires "auto-subscription" feature)
     #[inline]
     #[cfg(feature = "auto-subscription")]
-    pub async fn auto_subscription_mut(&self) -> RwLockWriteGuard<'_, Box<dyn AutoSubscription>> {
-        self.auto_subscription.write()
+    pub async fn auto_subscription_mut(&self) -> ComponentMut<'_, dyn AutoSubscription> {
+        self.auto_subscription.write(|| Box::new(DefaultAutoSubscription))
     }
 }

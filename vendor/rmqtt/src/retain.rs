@@ -364,25 +364,36 @@ impl<V> Default for Node<V> {
     }
 }
 
+// mqtt-server patch: the default drop recursed once per level.
+impl<V> Drop for Node<V> {
+    fn drop(&mut self) {
+        if self.branches.is_empty() {
+            return;
+        }
+        let mut stack: Vec<Node<V>> = self.branches.drain().map(|(_, n)| n).collect();
+        while let Some(mut node) = stack.pop() {
+            stack.extend(node.branches.drain().map(|(_, n)| n));
+        }
+    }
+}
+
 impl<V> Node<V>
 where
     V: std::fmt::Debug + Clone,
 {
+    // mqtt-server patch: every walk of the tree is a loop. They recursed once
+    // per topic level, so a retained message on a topic of ~4,000 levels (or
+    // one of ~2,500 levels and a later `#` subscription) overflowed a worker
+    // thread's stack (SIGSEGV).
+
     /// Insert a value at the given topic path, creating intermediate nodes as needed.
     #[inline]
     pub fn insert(&mut self, topic: &Topic, value: V) {
-        let mut path = topic.levels().clone();
-        path.reverse();
-        self._insert(path, value);
-    }
-
-    #[inline]
-    fn _insert(&mut self, mut path: Vec<Level>, value: V) {
-        if let Some(first) = path.pop() {
-            self.branches.entry(first).or_default()._insert(path, value)
-        } else {
-            self.value.replace(value);
+        let mut node = self;
+        for level in topic.levels() {
+            node = node.branches.entry(level.clone()).or_default();
         }
+        node.value.replace(value);
     }
 
     /// Remove the stored value at the given topic path.
@@ -391,24 +402,33 @@ where
     /// Returns the removed value, if any.
     #[inline]
     pub fn remove(&mut self, topic: &Topic) -> Option<V> {
-        self._remove(topic.levels().as_ref())
-    }
-
-    #[inline]
-    fn _remove(&mut self, path: &[Level]) -> Option<V> {
-        if path.is_empty() {
-            self.value.take()
-        } else {
-            let t = &path[0];
-            if let Some(x) = self.branches.get_mut(t) {
-                let res = x._remove(&path[1..]);
-                if x.value.is_none() && x.branches.is_empty() {
-                    self.branches.remove(t);
-                }
-                res
-            } else {
-                None
+        let path: &[Level] = topic.levels();
+        // `cut`: the deepest node on the path that stays when the leaf goes.
+        let mut cut = 0;
+        let mut node = &*self;
+        for (depth, level) in path.iter().enumerate() {
+            if node.value.is_some() || node.branches.len() > 1 {
+                cut = depth;
             }
+            node = node.branches.get(level)?;
+        }
+        node.value.as_ref()?;
+        let leaf_goes = node.branches.is_empty();
+        let mut node = self;
+        if leaf_goes && !path.is_empty() {
+            for level in &path[..cut] {
+                node = node.branches.get_mut(level).expect("walked above");
+            }
+            let mut leaf = node.branches.remove(&path[cut]).expect("walked above");
+            for level in &path[cut + 1..] {
+                leaf = leaf.branches.remove(level).expect("walked above");
+            }
+            leaf.value.take()
+        } else {
+            for level in path {
+                node = node.branches.get_mut(level).expect("walked above");
+            }
+            node.value.take()
         }
     }
 
@@ -422,107 +442,127 @@ where
         F: FnMut(&mut V) -> bool,
     {
         let mut removeds = 0;
-        self._retain(&mut f, &mut removeds, max_limit);
+        let mut stack: Vec<&mut Node<V>> = self.branches.values_mut().collect();
+        while let Some(node) = stack.pop() {
+            if removeds >= max_limit {
+                break;
+            }
+            if !node.value.as_mut().is_none_or(&mut f) {
+                node.value = None;
+                removeds += 1;
+            }
+            stack.extend(node.branches.values_mut());
+        }
+        if removeds > 0 {
+            self.prune();
+        }
         removeds
     }
 
-    #[inline]
-    fn _retain<F>(&mut self, f: &mut F, removeds: &mut usize, max_limit: usize)
-    where
-        F: FnMut(&mut V) -> bool,
-    {
-        if *removeds >= max_limit {
-            return;
+    /// Drops the subtrees that hold no value, children before parents.
+    fn prune(&mut self) {
+        type Pending<V> = std::vec::IntoIter<(Level, Node<V>)>;
+        fn detach<V>(node: &mut Node<V>) -> Pending<V> {
+            std::mem::take(&mut node.branches).into_iter().collect::<Vec<_>>().into_iter()
         }
-        self.branches.retain(|_, child_node| {
-            child_node._retain(f, removeds, max_limit);
-            if let Some(v) = child_node.value_mut() {
-                if !f(v) {
-                    let _ = child_node.value.take();
-                    *removeds += 1;
-                }
+        // Each frame: a node taken out of its parent (its kept children are
+        // put back as they are done) and the rest of its parent's children.
+        let mut frames: Vec<(Level, Node<V>, Pending<V>)> = Vec::new();
+        let mut pending = detach(self);
+        loop {
+            if let Some((level, mut child)) = pending.next() {
+                let children = detach(&mut child);
+                frames.push((level, child, std::mem::replace(&mut pending, children)));
+                continue;
             }
-            !(child_node.value.is_none() && child_node.branches.is_empty())
-        });
+            let Some((level, node, siblings)) = frames.pop() else { break };
+            pending = siblings;
+            if node.value.is_some() || !node.branches.is_empty() {
+                let parent = match frames.last_mut() {
+                    Some((_, parent, _)) => parent,
+                    None => &mut *self,
+                };
+                parent.branches.insert(level, node);
+            }
+        }
     }
 
     #[inline]
     pub fn matches(&self, topic: &Topic) -> Vec<(Topic, V)> {
+        let path: &[Level] = topic.levels();
         let mut out = Vec::new();
-        self._matches(topic.levels(), Vec::new(), &mut out);
-        out
-    }
-
-    #[inline]
-    fn _matches(&self, path: &[Level], mut sub_path: Vec<Level>, out: &mut Vec<(Topic, V)>) {
-        let add_to_out = |levels: Vec<Level>, v: V, out: &mut Vec<(Topic, V)>| {
-            out.push((Topic::from(levels), v));
-        };
-
-        //let node_map = &self.branches;
-
-        if self.branches.is_empty() || path.is_empty() {
-            if path.is_empty() {
-                //Precise matching
-                if let Some(v) = self.value.as_ref() {
-                    add_to_out(sub_path, v.clone(), out);
-                }
+        // The topic names walked so far, as (index of the parent entry, level).
+        let mut names: Vec<(usize, &Level)> = Vec::new();
+        const ROOT: usize = usize::MAX;
+        fn push<'a>(names: &mut Vec<(usize, &'a Level)>, parent: usize, level: &'a Level) -> usize {
+            names.push((parent, level));
+            names.len() - 1
+        }
+        fn emit<V: Clone>(names: &[(usize, &Level)], mut at: usize, v: &V, out: &mut Vec<(Topic, V)>) {
+            let mut levels = Vec::new();
+            while at != ROOT {
+                let (parent, level) = names[at];
+                levels.push(level.clone());
+                at = parent;
             }
-        } else if !path.is_empty() {
-            if let Some(r) = self.branches.get(&path[0]) {
+            levels.reverse();
+            out.push((Topic::from(levels), v.clone()));
+        }
+        // Nodes to visit: (node, levels of the filter matched, entry in `names`).
+        let mut stack = vec![(self, 0, ROOT)];
+        while let Some((node, depth, at)) = stack.pop() {
+            let rest = &path[depth..];
+            if node.branches.is_empty() || rest.is_empty() {
+                if rest.is_empty() {
+                    //Precise matching
+                    if let Some(v) = node.value.as_ref() {
+                        emit(&names, at, v, &mut out);
+                    }
+                }
+                continue;
+            }
+            let parent_of_hash = rest.len() > 1 && rest[1] == Level::MultiWildcard;
+            if let Some((k, r)) = node.branches.get_key_value(&rest[0]) {
                 //Precise matching
-                sub_path.push(path[0].clone());
-
-                if path.len() > 1 && path[1] == Level::MultiWildcard {
+                let at = push(&mut names, at, k);
+                if parent_of_hash {
                     //# Match parent, subscription ending with #
                     if let Some(v) = r.value.as_ref() {
-                        add_to_out(sub_path.clone(), v.clone(), out);
+                        emit(&names, at, v, &mut out);
                     }
                 }
-                r._matches(&path[1..], sub_path, out);
-            } else if matches!(path[0], Level::SingleWildcard) {
-                //Single layer matching
-                for (k, v) in self.branches.iter() {
-                    if sub_path.is_empty() && !matches!(k, Level::Blank) && k.is_metadata() {
+                stack.push((r, depth + 1, at));
+            } else if matches!(rest[0], Level::SingleWildcard | Level::MultiWildcard) {
+                let multi = rest[0] == Level::MultiWildcard;
+                for (k, v) in node.branches.iter() {
+                    if at == ROOT && !matches!(k, Level::Blank) && k.is_metadata() {
                         //TopicName names starting with the $character cannot be matched with topic
                         //filters starting with wildcards (# or +)
                         continue;
                     }
-                    let mut sub_path = sub_path.clone();
-                    sub_path.push(k.clone());
-
-                    if path.len() > 1 && path[1] == Level::MultiWildcard {
-                        //# Match parent, subscription ending with #
-                        if let Some(v) = v.value.as_ref() {
-                            add_to_out(sub_path.clone(), v.clone(), out);
+                    let at = push(&mut names, at, k);
+                    if multi {
+                        //Multilayer matching
+                        if let Some(val) = v.value.as_ref() {
+                            emit(&names, at, val, &mut out);
                         }
-                    }
-                    v._matches(&path[1..], sub_path, out);
-                }
-            } else if path[0] == Level::MultiWildcard {
-                //Multilayer matching
-                for (k, v) in self.branches.iter() {
-                    if sub_path.is_empty() && !matches!(k, Level::Blank) && k.is_metadata() {
-                        //TopicName names starting with the $character cannot be matched with topic
-                        //filters starting with wildcards (# or +)
-                        continue;
-                    }
-                    let mut sub_path = sub_path.clone();
-                    sub_path.push(k.clone());
-
-                    if v.branches.is_empty() {
-                        if let Some(v) = v.value.as_ref() {
-                            add_to_out(sub_path, v.clone(), out);
+                        if !v.branches.is_empty() {
+                            stack.push((v, depth, at));
                         }
                     } else {
-                        if let Some(v) = v.value.as_ref() {
-                            add_to_out(sub_path.clone(), v.clone(), out);
+                        //Single layer matching
+                        if parent_of_hash {
+                            //# Match parent, subscription ending with #
+                            if let Some(val) = v.value.as_ref() {
+                                emit(&names, at, val, &mut out);
+                            }
                         }
-                        v._matches(path, sub_path, out);
+                        stack.push((v, depth + 1, at));
                     }
                 }
             }
         }
+        out
     }
 
     #[inline]
@@ -547,18 +587,23 @@ where
 
     #[inline]
     pub fn values_size(&self) -> usize {
-        let len: usize = self.branches.values().map(|n| n.values_size()).sum();
-        if self.value.is_some() {
-            len + 1
-        } else {
-            len
-        }
+        self.fold(0, |n, node| n + node.value.is_some() as usize)
     }
 
     #[inline]
     pub fn nodes_size(&self) -> usize {
-        let len: usize = self.branches.values().map(|n| n.nodes_size()).sum();
-        self.branches.len() + len
+        self.fold(0, |n, node| n + node.branches.len())
+    }
+
+    /// Visits every node of the subtree, without recursion.
+    fn fold<T>(&self, init: T, mut f: impl FnMut(T, &Node<V>) -> T) -> T {
+        let mut acc = init;
+        let mut stack = vec![self];
+        while let Some(node) = stack.pop() {
+            acc = f(acc, node);
+            stack.extend(node.branches.values());
+        }
+        acc
     }
 
     #[inline]

@@ -303,13 +303,17 @@ impl DefaultRouter {
                     #[cfg(feature = "shared-subscription")]
                     {
                         if let Some(group) = opts.shared_group() {
-                            let router = self.context().extends.router().await;
+                            // mqtt-server patch: whether the member is online is
+                            // asked below, once this map's read guard is gone.
+                            // Awaiting under it deadlocked: a subscribe waiting
+                            // for the shard's write lock holds its worker, and
+                            // the task holding the read guard cannot be resumed.
                             groups.entry(group.clone()).or_default().push((
                                 id.node_id,
                                 client_id.clone(),
                                 opts.clone(),
                                 None,
-                                Some(router.is_online(id.node_id, client_id).await),
+                                None,
                             ));
                         } else {
                             collector_map.entry(id.node_id).add(
@@ -328,6 +332,16 @@ impl DefaultRouter {
                             opts.clone(),
                             None,
                         );
+                    }
+                }
+            }
+
+            #[cfg(feature = "shared-subscription")]
+            if !groups.is_empty() {
+                let router = self.context().extends.router().await;
+                for s_subs in groups.values_mut() {
+                    for (node_id, client_id, _, _, is_online) in s_subs.iter_mut() {
+                        *is_online = Some(router.is_online(*node_id, client_id).await);
                     }
                 }
             }

@@ -65,7 +65,6 @@ use std::convert::From as _f;
 use std::fmt;
 use std::num::NonZeroU16;
 use std::ops::{Deref, DerefMut};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -119,6 +118,8 @@ enum Event {
     Deliver(Option<Option<(From, Publish)>>),
     Message(Option<Message>),
     Packet(Result<Option<Packet>>),
+    /// mqtt-server patch: the forward gate's hold ended (see `READ_GATE`).
+    ReadGateOpen,
 }
 
 /// mqtt-server patch: the DISCONNECT a server sends an MQTT 5 client when it
@@ -239,13 +240,19 @@ impl SessionState {
         let mut flags = StateFlags::empty();
 
         self.scx.connections.inc();
-        let result =
-            self.run_loop(&mut sink, keep_alive, &mut flags, &deliver_queue_tx, &mut deliver_queue_rx).await;
+        // mqtt-server patch: the loop runs where the forward gate can leave it
+        // a hold (see `READ_GATE`).
+        let result = crate::shared::READ_GATE
+            .scope(
+                std::cell::RefCell::new(None),
+                self.run_loop(&mut sink, keep_alive, &mut flags, &deliver_queue_tx, &mut deliver_queue_rx),
+            )
+            .await;
         // mqtt-server patch: the exit path is boxed and polled only once the
         // loop has ended. Inline, its await states made every connection's
         // task (the future is the union of all its states) ~2.4 KiB larger
         // for its whole life.
-        Box::pin(async {
+        Box::pin(async move {
             // mqtt-server patch: an MQTT 5 client is told why the server ends
             // its connection (0x8E session taken over, 0x8D keep-alive
             // timeout, ...) while the socket is still open. Upstream sent the
@@ -270,6 +277,10 @@ impl SessionState {
             if let Err(e) = sink.close().await {
                 log::info!("{} close io error, {e}", self.id);
             }
+            // mqtt-server patch: the socket is released now. Upstream kept it
+            // (and its file descriptor) until this task ended, which for a
+            // persistent session is when the session expires.
+            drop(sink);
 
             let disconnect = self.disconnect().await.unwrap_or(None);
             let clean_session = self.clean_session(disconnect.as_ref()).await;
@@ -397,6 +408,15 @@ impl SessionState {
         let mut now = Instant::now();
         let mut deliver_deadline = now + Duration::from_secs(60);
         let mut last_packet = now;
+        // mqtt-server patch: while the forward gate holds this client as a
+        // publisher, its packets are read but only acks of deliveries to it
+        // (and pings) are handled; the rest wait in `parked`, in order, and
+        // reading stops when that is full. Deliveries to the client go on, so
+        // clients that publish to each other's subscriptions (or their own)
+        // keep draining while they are held.
+        let mut read_gate: Option<futures::future::BoxFuture<'static, ()>> = None;
+        let mut parked: std::collections::VecDeque<Packet> = std::collections::VecDeque::new();
+        let mut parked_bytes = 0;
         loop {
             log::debug!("{:?} tokio::select! loop", state.id);
             let due = now
@@ -418,7 +438,13 @@ impl SessionState {
                         _ = &mut deliver_timeout_delay => Event::DeliverTimeout,
                         p = deliver_queue_rx.next(), if state.out_inflight().lock().has_credit() => Event::Deliver(p),
                         m = state.rx.recv() => Event::Message(m),
-                        p = sink.recv() => Event::Packet(p),
+                        p = sink.recv(), if read_gate.is_none() || parked_bytes < PARKED_MAX_BYTES => Event::Packet(p),
+                        _ = async {
+                            match read_gate.as_mut() {
+                                Some(gate) => gate.await,
+                                None => std::future::pending().await,
+                            }
+                        }, if read_gate.is_some() => Event::ReadGateOpen,
                     }
                 };
             }
@@ -509,7 +535,25 @@ impl SessionState {
                         return Err(Reason::ConnectRemoteClose);
                     };
                     if let Some(pkt) = state.ack_at_once(pkt) {
+                        if read_gate.is_some() && !passes_read_gate(&pkt) {
+                            parked_bytes += parked_size(&pkt);
+                            parked.push_back(pkt);
+                        } else {
+                            Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
+                            read_gate = take_read_gate();
+                        }
+                    }
+                }
+                Event::ReadGateOpen => {
+                    read_gate = None;
+                    while read_gate.is_none() {
+                        let Some(pkt) = parked.pop_front() else { break };
+                        parked_bytes -= parked_size(&pkt);
                         Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
+                        read_gate = take_read_gate();
+                    }
+                    if parked.is_empty() && parked.capacity() > 64 {
+                        parked = std::collections::VecDeque::new();
                     }
                 }
             }
@@ -1209,6 +1253,18 @@ impl SessionState {
             }
         }
 
+        // mqtt-server patch: the listener's topic level limit holds for
+        // publishes too (upstream checks it on subscribe only). A topic over
+        // it is refused like an invalid one: MQTT 5 DISCONNECT 0x90, 3.1.1 close.
+        let max_levels = self.listen_cfg().max_topic_levels;
+        if max_levels > 0 && topic_levels(&publish.topic) > max_levels {
+            return Err(MqttError::PublishAckReason(
+                PublishAckReason::TopicNameInvalid,
+                ByteString::from(format!("topic has more than {max_levels} levels")),
+            )
+            .into());
+        }
+
         let from = From::from_custom(self.id.clone());
 
         #[cfg(feature = "delayed")]
@@ -1517,10 +1573,10 @@ impl SessionState {
             return Err(MqttError::TooManySubscriptions.into());
         }
 
-        if listen_cfg.max_topic_levels > 0
-            && Topic::from_str(&sub.topic_filter)?.len() > listen_cfg.max_topic_levels
-        {
-            return Err(MqttError::TooManyTopicLevels.into());
+        // mqtt-server patch: a filter over the limit is refused with Topic
+        // Filter Invalid (0x8F; 3.1.1: failure), not an unspecified error.
+        if listen_cfg.max_topic_levels > 0 && topic_levels(&sub.topic_filter) > listen_cfg.max_topic_levels {
+            return Ok(SubscribeReturn::new_failure(SubscribeAckReason::TopicFilterInvalid));
         }
 
         #[cfg(feature = "limit-subscription")]
@@ -2953,4 +3009,49 @@ impl SessionLike for DefaultSession {
         self.subscriptions.clear(&self.scx).await;
         Ok(())
     }
+}
+
+/// mqtt-server patch: the number of levels of a topic name or filter, without
+/// parsing it (a level per `/`, plus one).
+#[inline]
+pub(crate) fn topic_levels(topic: &str) -> usize {
+    topic.bytes().filter(|&b| b == b'/').count() + 1
+}
+
+/// mqtt-server patch: most bytes of packets a client held by the forward gate
+/// may have waiting (see `SessionState::run_loop`). Enough for the client's
+/// whole window of small messages, so acks behind them are still read.
+const PARKED_MAX_BYTES: usize = 1 << 20;
+
+/// mqtt-server patch: what a parked packet counts against `PARKED_MAX_BYTES`.
+fn parked_size(pkt: &Packet) -> usize {
+    64 + match pkt {
+        Packet::V3(v3::Packet::Publish(p)) => p.payload.len() + p.topic.len(),
+        Packet::V5(v5::Packet::Publish(p)) => p.payload.len() + p.topic.len(),
+        _ => 0,
+    }
+}
+
+/// mqtt-server patch: packets handled even while the client is held by the
+/// forward gate: acks of deliveries to it (they let it drain) and pings.
+fn passes_read_gate(pkt: &Packet) -> bool {
+    matches!(
+        pkt,
+        Packet::V3(
+            v3::Packet::PublishAck { .. }
+                | v3::Packet::PublishReceived { .. }
+                | v3::Packet::PublishComplete { .. }
+                | v3::Packet::PingRequest
+        ) | Packet::V5(
+            v5::Packet::PublishAck(_)
+                | v5::Packet::PublishReceived(_)
+                | v5::Packet::PublishComplete(_)
+                | v5::Packet::PingRequest
+        )
+    )
+}
+
+/// mqtt-server patch: a hold the forward gate left for this session task.
+fn take_read_gate() -> Option<futures::future::BoxFuture<'static, ()>> {
+    crate::shared::READ_GATE.try_with(|g| g.borrow_mut().take()).ok().flatten()
 }

@@ -88,14 +88,17 @@ use crate::Result;
 /// It sees exactly what rmqtt routes (after ACL checks, after the shared-group
 /// member is chosen), without walking the topic trie a second time.
 pub trait ForwardGate: Sync + Send {
-    /// A future to await before `relations` of `publish` from `from` are sent,
-    /// or `None` to send at once.
-    fn hold<'a>(
-        &'a self,
-        from: &'a From,
-        publish: &'a Publish,
-        relations: &'a SubRelations,
-    ) -> Option<futures::future::BoxFuture<'a, ()>>;
+    /// A future that must end before the publisher's next packet is read, or
+    /// `None` to go on at once. In a client's session task the message is
+    /// sent at once and the session goes on delivering to its client while
+    /// it waits (see `READ_GATE`); elsewhere the future is awaited before
+    /// `relations` of `publish` from `from` are sent.
+    fn hold(
+        &self,
+        from: &From,
+        publish: &Publish,
+        relations: &SubRelations,
+    ) -> Option<futures::future::BoxFuture<'static, ()>>;
     /// A message of `qos` is about to be put on `client_id`'s session
     /// channel: whether to put it there. Either way it is on its way out:
     /// refused here (or if the channel is closed) it is dropped and reported
@@ -109,11 +112,39 @@ pub trait ForwardGate: Sync + Send {
     fn delivered(&self, client_id: &ClientId);
 }
 
-/// mqtt-server patch: awaits the gate's hold, if a gate is set and holds.
+tokio::task_local! {
+    /// mqtt-server patch: set in a client's session task (`Session::run`). A
+    /// hold of the forward gate is left here for the session loop, which stops
+    /// reading the client's packets until it ends but goes on delivering to
+    /// the client meanwhile. Awaited where the message was routed, a hold
+    /// stopped the whole session, so clients that publish to each other's
+    /// subscriptions waited for each other until the hold's time limit.
+    pub static READ_GATE: std::cell::RefCell<Option<futures::future::BoxFuture<'static, ()>>>;
+}
+
+/// mqtt-server patch: the gate's hold, if a gate is set and holds: left for
+/// the session loop in a session task, else awaited here.
 #[inline]
 async fn gate_hold(scx: &ServerContext, from: &From, publish: &Publish, relations: &SubRelations) {
-    if let Some(hold) = scx.extends.forward_gate.get().and_then(|g| g.hold(from, publish, relations)) {
-        hold.await;
+    let Some(hold) = scx.extends.forward_gate.get().and_then(|g| g.hold(from, publish, relations)) else {
+        return;
+    };
+    let mut hold = Some(hold);
+    let left = READ_GATE.try_with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let next = hold.take();
+        *slot = match (slot.take(), next) {
+            (Some(first), Some(next)) => Some(Box::pin(async move {
+                first.await;
+                next.await
+            })),
+            (first, next) => first.or(next),
+        };
+    });
+    if left.is_err() {
+        if let Some(hold) = hold {
+            hold.await;
+        }
     }
 }
 
@@ -565,8 +596,12 @@ impl Entry for LockEntry {
 
     #[inline]
     async fn is_connected(&self) -> bool {
-        if let Some(entry) = self.shared.peers.get(&self.id.client_id) {
-            entry.s.connected().await.unwrap_or_default()
+        // mqtt-server patch: the session is cloned out of the map, so its
+        // shard's read guard is not held across the await (a writer waiting
+        // on the shard then blocks its worker thread: a deadlock).
+        let s = self.shared.peers.get(&self.id.client_id).map(|entry| entry.s.clone());
+        if let Some(s) = s {
+            s.connected().await.unwrap_or_default()
         } else {
             false
         }
@@ -1053,15 +1088,9 @@ impl Shared for DefaultShared {
 
     #[inline]
     async fn session_status(&self, client_id: &str) -> Option<SessionStatus> {
-        if let Some(entry) = self.peers.get(client_id) {
-            Some(SessionStatus {
-                id: entry.s.id.clone(),
-                online: entry.s.connected().await.unwrap_or_default(),
-                handshaking: false,
-            })
-        } else {
-            None
-        }
+        // mqtt-server patch: no map guard across the await (see `is_connected`).
+        let s = self.peers.get(client_id).map(|entry| entry.s.clone())?;
+        Some(SessionStatus { id: s.id.clone(), online: s.connected().await.unwrap_or_default(), handshaking: false })
     }
 
     #[inline]
@@ -1081,8 +1110,10 @@ impl Shared for DefaultShared {
 
     #[inline]
     async fn subscriptions_count(&self) -> usize {
-        futures::future::join_all(self.peers.iter().map(|entry| async move {
-            if let Ok(subs) = entry.s.subscriptions().await {
+        // mqtt-server patch: no map guards across the awaits (see `is_connected`).
+        let sessions: Vec<Session> = self.peers.iter().map(|entry| entry.s.clone()).collect();
+        futures::future::join_all(sessions.iter().map(|s| async move {
+            if let Ok(subs) = s.subscriptions().await {
                 subs.len().await
             } else {
                 0

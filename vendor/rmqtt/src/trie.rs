@@ -109,43 +109,52 @@ impl<V> Node<V>
 where
     V: Hash + Ord + Eq + Clone + Debug + Serialize + Deserialize<'static>,
 {
+    // mqtt-server patch: insert, remove, the sizes and dropping a node walk
+    // the tree in a loop. They recursed once per topic level, so one client's
+    // filter of ~6,000 levels overflowed a worker thread's stack (SIGSEGV).
     #[inline]
     pub fn insert(&mut self, topic_filter: &Topic, value: V) -> bool {
-        let mut path = topic_filter.levels().clone();
-        path.reverse();
-        self._insert(path, value)
-    }
-
-    #[inline]
-    fn _insert(&mut self, mut path: Vec<Level>, value: V) -> bool {
-        if let Some(first) = path.pop() {
-            self.branches.entry(first).or_default()._insert(path, value)
-        } else {
-            self.values.insert(value)
+        let mut node = self;
+        for level in topic_filter.levels() {
+            node = node.branches.entry(level.clone()).or_default();
         }
+        node.values.insert(value)
     }
 
     #[inline]
     pub fn remove(&mut self, topic_filter: &Topic, value: &V) -> bool {
-        self._remove(topic_filter.levels().as_ref(), value)
-    }
-
-    #[inline]
-    fn _remove(&mut self, path: &[Level], value: &V) -> bool {
-        if path.is_empty() {
-            self.values.remove(value)
-        } else {
-            let t = &path[0];
-            if let Some(x) = self.branches.get_mut(t) {
-                let res = x._remove(&path[1..], value);
-                if x.values.is_empty() && x.branches.is_empty() {
-                    self.branches.remove(t);
-                }
-                res
-            } else {
-                false
+        let path: &[Level] = topic_filter.levels();
+        // `cut`: the deepest node on the path that stays when the leaf goes
+        // (the root, or a node with values or other branches). Below it the
+        // path is a chain that only leads to this leaf.
+        let mut cut = 0;
+        let mut node = &*self;
+        for (depth, level) in path.iter().enumerate() {
+            if !node.values.is_empty() || node.branches.len() > 1 {
+                cut = depth;
+            }
+            match node.branches.get(level) {
+                Some(next) => node = next,
+                None => return false,
             }
         }
+        if !node.values.contains(value) {
+            return false;
+        }
+        let leaf_goes = node.values.len() == 1 && node.branches.is_empty();
+        let mut node = self;
+        if leaf_goes && !path.is_empty() {
+            for level in &path[..cut] {
+                node = node.branches.get_mut(level).expect("walked above");
+            }
+            node.branches.remove(&path[cut]);
+        } else {
+            for level in path {
+                node = node.branches.get_mut(level).expect("walked above");
+            }
+            node.values.remove(value);
+        }
+        true
     }
 
     #[inline]
@@ -160,14 +169,23 @@ where
 
     #[inline]
     pub fn values_size(&self) -> usize {
-        let len: usize = self.branches.values().map(|n| n.values_size()).sum();
-        self.values.len() + len
+        self.fold(0, |n, node| n + node.values.len())
     }
 
     #[inline]
     pub fn nodes_size(&self) -> usize {
-        let len: usize = self.branches.values().map(|n| n.nodes_size()).sum();
-        self.branches.len() + len
+        self.fold(0, |n, node| n + node.branches.len())
+    }
+
+    /// Visits every node of the subtree, without recursion.
+    fn fold<T>(&self, init: T, mut f: impl FnMut(T, &Node<V>) -> T) -> T {
+        let mut acc = init;
+        let mut stack = vec![self];
+        while let Some(node) = stack.pop() {
+            acc = f(acc, node);
+            stack.extend(node.branches.values());
+        }
+        acc
     }
 
     #[inline]
@@ -214,6 +232,19 @@ where
     }
 }
 
+// mqtt-server patch: the default drop recursed once per level.
+impl<V: Ord> Drop for Node<V> {
+    fn drop(&mut self) {
+        if self.branches.is_empty() {
+            return;
+        }
+        let mut stack: Vec<Node<V>> = self.branches.drain().map(|(_, n)| n).collect();
+        while let Some(mut node) = stack.pop() {
+            stack.extend(node.branches.drain().map(|(_, n)| n));
+        }
+    }
+}
+
 type Item<'a, V> = (Vec<&'a Level>, Vec<&'a V>);
 
 /// Iterator-style matcher over the topic trie.
@@ -232,7 +263,7 @@ where
 {
     #[inline]
     pub fn iter(&self) -> MatchedIter<'a, V> {
-        MatchedIter::new(self.node, self.path, Vec::new())
+        MatchedIter::new(self.node, self.path)
     }
 
     #[inline]
@@ -285,104 +316,93 @@ impl VecToTopic for Vec<&Level> {
 /// Traverses the trie depth-first, yielding `(levels, values)` pairs
 /// for each matching subscription path. Handles multi-level (`#`) and
 /// single-level (`+`) wildcards per the MQTT specification.
+///
+/// mqtt-server patch: an explicit stack of nodes to visit instead of a tree of
+/// nested iterators, whose `next` recursed once per matched level (a deep
+/// filter plus a publish to it overflowed the stack). The matched filter's
+/// levels are kept as parent links and spelled out only for a match, so the
+/// memory is linear in the depth.
 pub struct MatchedIter<'a, V: Ord> {
-    node: &'a Node<V>,
     path: &'a [Level],
-    sub_path: Option<Vec<&'a Level>>,
-    curr_items: Vec<(Vec<&'a Level>, Vec<&'a V>)>,
-    sub_iters: Vec<Self>,
+    /// Levels of the filters walked so far: (index of the parent entry, level).
+    levels: Vec<(usize, &'a Level)>,
+    /// Nodes still to visit: (node, levels of `path` matched, entry in `levels`).
+    stack: Vec<(&'a Node<V>, usize, usize)>,
+    items: Vec<Item<'a, V>>,
 }
+
+/// The root's entry in `MatchedIter::levels`: an empty filter.
+const NO_LEVEL: usize = usize::MAX;
 
 impl<'a, V> MatchedIter<'a, V>
 where
     V: Hash + Eq + Ord + Clone + Debug + Serialize + Deserialize<'static>,
 {
     #[inline]
-    fn new(node: &'a Node<V>, path: &'a [Level], sub_path: Vec<&'a Level>) -> Self {
-        Self { node, path, sub_path: Some(sub_path), curr_items: Vec::new(), sub_iters: Vec::new() }
+    fn new(node: &'a Node<V>, path: &'a [Level]) -> Self {
+        Self { path, levels: Vec::new(), stack: vec![(node, 0, NO_LEVEL)], items: Vec::new() }
     }
 
-    #[inline]
-    fn add_to_items(&mut self, levels: Vec<&'a Level>, v_set: &'a ValueSet<V>) {
+    fn push_level(&mut self, parent: usize, level: &'a Level) -> usize {
+        self.levels.push((parent, level));
+        self.levels.len() - 1
+    }
+
+    fn filter_at(&self, mut at: usize) -> Vec<&'a Level> {
+        let mut out = Vec::new();
+        while at != NO_LEVEL {
+            let (parent, level) = self.levels[at];
+            out.push(level);
+            at = parent;
+        }
+        out.reverse();
+        out
+    }
+
+    fn add_item(&mut self, at: usize, v_set: &'a ValueSet<V>) {
         if !v_set.is_empty() {
-            self.curr_items.push((levels, v_set.iter().collect()));
+            let filter = self.filter_at(at);
+            self.items.push((filter, v_set.iter().collect()));
         }
     }
 
-    #[inline]
-    fn next_item(&mut self) -> Option<Item<'a, V>> {
-        if let Some(item) = self.curr_items.pop() {
-            return Some(item);
-        }
-        while !self.sub_iters.is_empty() {
-            if let Some(item) = self.sub_iters[0].next() {
-                return Some(item);
-            }
-            self.sub_iters.remove(0);
-        }
-        None
-    }
-
-    #[inline]
-    fn prepare(&mut self) -> Option<()> {
-        if self.path.is_empty() {
+    /// Matches `node`'s own values and queues the children that may match.
+    fn visit(&mut self, node: &'a Node<V>, depth: usize, at: usize) {
+        let path = self.path;
+        let multi = node.branches.get_key_value(&Level::MultiWildcard);
+        if depth == path.len() {
             //Match parent #
-            if let Some(b_node) = self.node.branches.get(&Level::MultiWildcard) {
+            if let Some((level, b_node)) = multi {
                 if !b_node.values.is_empty() {
-                    let mut sub_path = self.sub_path.clone()?;
-                    sub_path.push(&Level::MultiWildcard);
-                    self.add_to_items(sub_path, &b_node.values);
+                    let at = self.push_level(at, level);
+                    self.add_item(at, &b_node.values);
                 }
             }
-            let sub_path = self.sub_path.take()?;
-            self.add_to_items(sub_path, &self.node.values);
-        } else {
-            //Topic names starting with the $character cannot be matched with topic
-            //filters starting with wildcards (# or +)
-            if !(self.sub_path.as_ref()?.is_empty()
-                && !matches!(self.path[0], Level::Blank)
-                && self.path[0].is_metadata()
-                && (self.node.branches.contains_key(&Level::MultiWildcard)
-                    || self.node.branches.contains_key(&Level::SingleWildcard)))
-            {
-                //Multilayer matching
-                if let Some(b_node) = self.node.branches.get(&Level::MultiWildcard) {
-                    if !b_node.values.is_empty() {
-                        let mut sub_path = self.sub_path.clone()?;
-                        sub_path.push(&Level::MultiWildcard);
-                        self.add_to_items(sub_path, &b_node.values);
-                    }
-                }
-
-                //Single layer matching
-                if let Some(b_node) = self.node.branches.get(&Level::SingleWildcard) {
-                    let mut sub_path = self.sub_path.clone()?;
-                    sub_path.push(&Level::SingleWildcard);
-                    self.sub_iters.push(MatchedIter::new(b_node, &self.path[1..], sub_path));
+            self.add_item(at, &node.values);
+            return;
+        }
+        let first = &path[depth];
+        //Topic names starting with the $character cannot be matched with topic
+        //filters starting with wildcards (# or +)
+        if !(depth == 0 && !matches!(first, Level::Blank) && first.is_metadata()) {
+            //Multilayer matching
+            if let Some((level, b_node)) = multi {
+                if !b_node.values.is_empty() {
+                    let at = self.push_level(at, level);
+                    self.add_item(at, &b_node.values);
                 }
             }
-
-            //Precise matching
-            if let Some(b_node) = self.node.branches.get(&self.path[0]) {
-                let mut sub_path = self.sub_path.take()?;
-                sub_path.push(&self.path[0]);
-                self.sub_iters.push(MatchedIter::new(b_node, &self.path[1..], sub_path));
+            //Single layer matching
+            if let Some((level, b_node)) = node.branches.get_key_value(&Level::SingleWildcard) {
+                let at = self.push_level(at, level);
+                self.stack.push((b_node, depth + 1, at));
             }
         }
-        self.sub_path.take();
-
-        Some(())
-    }
-
-    fn _debug(&self, tag: &str) {
-        println!(
-            "{} sub_iters:{}, curr_items:{}, path:{}, sub_path:{}",
-            tag,
-            self.sub_iters.len(),
-            self.curr_items.len(),
-            self.path.to_string(),
-            self.sub_path.as_ref().map(|path| path.to_string()).unwrap_or_else(|| "None".into())
-        );
+        //Precise matching
+        if let Some((level, b_node)) = node.branches.get_key_value(first) {
+            let at = self.push_level(at, level);
+            self.stack.push((b_node, depth + 1, at));
+        }
     }
 }
 
@@ -394,17 +414,13 @@ where
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(item) = self.next_item() {
-            return Some(item);
+        loop {
+            if let Some(item) = self.items.pop() {
+                return Some(item);
+            }
+            let (node, depth, at) = self.stack.pop()?;
+            self.visit(node, depth, at);
         }
-        self.sub_path.as_ref()?;
-
-        self.prepare()?;
-
-        if let Some(item) = self.next_item() {
-            return Some(item);
-        }
-        None
     }
 }
 

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# rustfmt on our crates only; the rmqtt fork keeps upstream's formatting.
+# `scripts/fmt.sh --check` is what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --package mqtt-server --package loadgen --package patch-tests -- "$@"
