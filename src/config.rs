@@ -70,6 +70,12 @@ pub struct ListenerConfig {
   /// none offered.
   #[serde(default, deserialize_with = "opt_number")]
   pub max_topic_aliases: Option<f64>,
+  /// Milliseconds a new connection has, from accept, to complete its TLS
+  /// handshake, WebSocket upgrade and CONNECT (100-3600000); it is then
+  /// closed without a CONNACK. Also how long a packet that has started may
+  /// go without at least 1 KiB/s more of it arriving. Default 30000.
+  #[serde(default, deserialize_with = "opt_number")]
+  pub handshake_timeout: Option<f64>,
 }
 
 /// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
@@ -187,6 +193,7 @@ fn listener_config(
     max_inflight: None,
     max_mqueue_len: None,
     max_topic_aliases: None,
+    handshake_timeout: None,
   }
 }
 
@@ -276,6 +283,7 @@ pub struct Limits {
   pub max_inflight: Option<u16>,
   pub max_mqueue_len: Option<usize>,
   pub max_topic_aliases: Option<u16>,
+  pub handshake_timeout: Option<std::time::Duration>,
 }
 
 /// A listener whose every field has been checked; binding it can only fail
@@ -387,6 +395,8 @@ async fn listener_spec(i: usize, l: &ListenerConfig) -> Result<ListenerSpec> {
     max_mqueue_len: opt("maxMqueueLen", l.max_mqueue_len, 1, u32::MAX as u64)?.map(|v| v as usize),
     max_topic_aliases: opt("maxTopicAliases", l.max_topic_aliases, 0, u16::MAX as u64)?
       .map(|v| v as u16),
+    handshake_timeout: opt("handshakeTimeout", l.handshake_timeout, 100, 3_600_000)?
+      .map(std::time::Duration::from_millis),
   };
 
   Ok(ListenerSpec {

@@ -55,6 +55,9 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
   if let Some(v) = spec.limits.max_topic_aliases {
     b = b.max_topic_aliases(v);
   }
+  if let Some(v) = spec.limits.handshake_timeout {
+    b = b.handshake_timeout(v);
+  }
   if let Some((cert, key)) = &spec.tls {
     b = b
       .tls_cert(Some(cert.to_string_lossy().into_owned()))
