@@ -184,16 +184,18 @@ describe('WebSocket frames and messages are bounded by the packet limit before t
   it('a fragmented message (no FIN) past the limit is closed; memory stays flat', async () => {
     const { listeners } = await startServer([listener('ws', { allowAnonymous: false })])
     const N = 8
+    // Made once: the test's own buffers stay out of the RSS it measures.
     const fragment = Buffer.alloc(256 * 1024, 1)
+    const [first, next] = [wsFrame(2, fragment, false), wsFrame(0, fragment, false)]
     const maxPerConnection = 16 << 20
     const rss0 = process.memoryUsage().rss
     const sent = await Promise.all(
       Array.from({ length: N }, async () => {
         const c = await rawWebSocket(listeners[0])
         let bytes = 0
-        for (let first = true; bytes < maxPerConnection && !c.socket.closed; first = false) {
+        while (bytes < maxPerConnection && !c.socket.closed) {
           try {
-            await c.write(wsFrame(first ? 2 : 0, fragment, false))
+            await c.write(bytes === 0 ? first : next)
           } catch {
             break
           }
