@@ -145,7 +145,7 @@ describe('topic aliases', () => {
   it.each([
     ['an alias the broker does not know', '32090000000103230003' + '78'],
     ['an empty topic without an alias', '320600000001' + '00' + '78'],
-  ])('%s: the publisher is disconnected (0x83), nothing is delivered', async (_, publishHex) => {
+  ])('%s: the publisher is disconnected (0x82 Protocol Error), nothing is delivered', async (_, publishHex) => {
     const { server, listeners } = await startServer([listener('tcp', { maxTopicAliases: 4 })])
     const url = urlFor(listeners[0])
     const sub = await connect(url, MQTT_VERSIONS['3.1.1'])
@@ -165,7 +165,7 @@ describe('topic aliases', () => {
     await closed
     const rest = Buffer.concat(received).subarray(received[0].length)
     expect(rest[0]).toBe(0xe0) // DISCONNECT
-    expect(rest[2]).toBe(0x83) // Implementation specific error
+    expect(rest[2]).toBe(0x82) // Protocol Error (MQTT 5 3.3.2.3.4, MQTT-3.3.2-1)
 
     // A sentinel from another client arrives, and nothing before it.
     const other = await connect(url, MQTT_VERSIONS['3.1.1'])

@@ -76,6 +76,12 @@ pub struct ListenerConfig {
   /// DISCONNECT 0x90 *Topic Name invalid* first).
   #[serde(default, deserialize_with = "opt_number")]
   pub max_topic_levels: Option<f64>,
+  /// Milliseconds a new connection has, from accept, to complete its TLS
+  /// handshake, WebSocket upgrade and CONNECT (100-3600000); it is then
+  /// closed without a CONNACK. Also how long a packet that has started may
+  /// go without at least 1 KiB/s more of it arriving. Default 30000.
+  #[serde(default, deserialize_with = "opt_number")]
+  pub handshake_timeout: Option<f64>,
 }
 
 /// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
@@ -194,6 +200,7 @@ fn listener_config(
     max_mqueue_len: None,
     max_topic_aliases: None,
     max_topic_levels: None,
+    handshake_timeout: None,
   }
 }
 
@@ -284,6 +291,7 @@ pub struct Limits {
   pub max_mqueue_len: Option<usize>,
   pub max_topic_aliases: Option<u16>,
   pub max_topic_levels: Option<usize>,
+  pub handshake_timeout: Option<std::time::Duration>,
 }
 
 /// A listener whose every field has been checked; binding it can only fail
@@ -396,6 +404,8 @@ async fn listener_spec(i: usize, l: &ListenerConfig) -> Result<ListenerSpec> {
     max_topic_aliases: opt("maxTopicAliases", l.max_topic_aliases, 0, u16::MAX as u64)?
       .map(|v| v as u16),
     max_topic_levels: opt("maxTopicLevels", l.max_topic_levels, 1, 65536)?.map(|v| v as usize),
+    handshake_timeout: opt("handshakeTimeout", l.handshake_timeout, 100, 3_600_000)?
+      .map(std::time::Duration::from_millis),
   };
 
   Ok(ListenerSpec {

@@ -65,6 +65,9 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
       .max_topic_levels
       .unwrap_or(DEFAULT_MAX_TOPIC_LEVELS),
   );
+  if let Some(v) = spec.limits.handshake_timeout {
+    b = b.handshake_timeout(v);
+  }
   if let Some((cert, key)) = &spec.tls {
     b = b
       .tls_cert(Some(cert.to_string_lossy().into_owned()))

@@ -93,6 +93,17 @@ pub enum DecodeError {
     Utf8Error,
     #[error("io error, {:?}", _0)]
     Io(ByteString),
+    // mqtt-server patch: the three below name what a packet broke, so that
+    // an MQTT 5 peer gets the right reason code.
+    /// A UTF-8 string holds U+0000 [MQTT-1.5.4-2].
+    #[error("UTF-8 string contains U+0000")]
+    NulCharacter,
+    /// A Topic Alias of 0 or over the receiver's maximum [MQTT-3.3.2-8, -9].
+    #[error("Topic Alias invalid")]
+    TopicAliasInvalid,
+    /// A parsed packet breaks a rule of the protocol (what it broke).
+    #[error("Protocol error: {0}")]
+    ProtocolViolation(ByteString),
 }
 
 impl From<io::Error> for DecodeError {
@@ -108,7 +119,9 @@ impl ToReasonCode for DecodeError {
             DecodeError::InvalidLength => DisconnectReasonCode::MalformedPacket,
             DecodeError::MalformedPacket => DisconnectReasonCode::MalformedPacket,
             DecodeError::UnsupportedProtocolLevel => DisconnectReasonCode::ImplementationSpecificError,
-            DecodeError::ConnectReservedFlagSet => DisconnectReasonCode::ProtocolError,
+            // mqtt-server patch: "If the reserved flag is not 0 it is a
+            // Malformed Packet" (MQTT 5, 3.1.2.3), not a Protocol Error.
+            DecodeError::ConnectReservedFlagSet => DisconnectReasonCode::MalformedPacket,
             DecodeError::InvalidConnectFlags => DisconnectReasonCode::ProtocolError,
             DecodeError::ConnAckReservedFlagSet => DisconnectReasonCode::ProtocolError,
             DecodeError::InvalidClientId => DisconnectReasonCode::NotAuthorized,
@@ -117,8 +130,13 @@ impl ToReasonCode for DecodeError {
             DecodeError::MaxSizeExceeded { .. } => DisconnectReasonCode::PacketTooLarge,
             DecodeError::InvalidTopicFilter => DisconnectReasonCode::TopicFilterInvalid,
             DecodeError::InvalidTopicName => DisconnectReasonCode::TopicNameInvalid,
-            DecodeError::Utf8Error => DisconnectReasonCode::PayloadFormatInvalid,
+            // mqtt-server patch: ill-formed UTF-8 in a string is a Malformed
+            // Packet [MQTT-1.5.4-1]; 0x99 is about a payload's format indicator.
+            DecodeError::Utf8Error => DisconnectReasonCode::MalformedPacket,
             DecodeError::Io(_) => DisconnectReasonCode::UnspecifiedError,
+            DecodeError::NulCharacter => DisconnectReasonCode::MalformedPacket,
+            DecodeError::TopicAliasInvalid => DisconnectReasonCode::TopicAliasInvalid,
+            DecodeError::ProtocolViolation(_) => DisconnectReasonCode::ProtocolError,
         }
     }
 }

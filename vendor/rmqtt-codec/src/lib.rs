@@ -59,6 +59,19 @@ pub enum MqttCodec {
 ///
 /// Represents all possible packet types across supported protocol versions
 /// plus version detection results during handshake
+impl MqttCodec {
+    /// mqtt-server patch: whether a packet's fixed header has been read and
+    /// its body has not (see `v3::Codec::mid_packet`).
+    #[inline]
+    pub fn mid_packet(&self) -> bool {
+        match self {
+            MqttCodec::V3(codec) => codec.mid_packet(),
+            MqttCodec::V5(codec) => codec.mid_packet(),
+            MqttCodec::Version(_) => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum MqttPacket {
     /// MQTT v3.1.1 protocol packet

@@ -69,10 +69,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 #[cfg(feature = "tls")]
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
+use tokio::time::{timeout_at, Instant};
 #[cfg(feature = "ws")]
 use tokio_tungstenite::{
-    accept_hdr_async,
+    accept_hdr_async_with_config,
     tungstenite::handshake::server::{ErrorResponse, Request, Response},
+    tungstenite::protocol::WebSocketConfig,
 };
 
 /// Configuration builder for MQTT server instances
@@ -726,6 +728,10 @@ impl Listener {
 
     async fn accept_tcp(&self, tcp_listener: &TcpListener) -> Result<Acceptor<TcpStream>> {
         let (mut socket, mut remote_addr) = tcp_listener.accept().await?;
+        // mqtt-server patch: the handshake (TLS, WebSocket upgrade, CONNECT)
+        // must be over by this deadline, counted from accept. It started at the
+        // first bytes, so a connection that sent nothing was never closed.
+        let handshake_deadline = Instant::now() + self.cfg.handshake_timeout;
         if let Err(e) = socket.set_nodelay(self.cfg.nodelay) {
             return Err(Error::from(e));
         }
@@ -774,6 +780,7 @@ impl Listener {
             acceptor: self.tls_acceptor.clone(),
             cfg: self.cfg.clone(),
             typ: self.typ,
+            handshake_deadline,
         })
     }
 
@@ -795,6 +802,7 @@ impl Listener {
                 acceptor: self.tls_acceptor.clone(),
                 cfg: self.cfg.clone(),
                 typ: self.typ,
+                handshake_deadline: Instant::now() + self.cfg.handshake_timeout,
             })
         } else {
             Err(anyhow!(
@@ -832,6 +840,9 @@ pub struct Acceptor<S> {
     pub cfg: Arc<Builder>,
     /// Active protocol type
     pub typ: ListenerType,
+    /// When the handshake must be over: accept + `handshake_timeout`
+    /// (mqtt-server patch).
+    pub handshake_deadline: Instant,
 }
 
 impl<S> Acceptor<S>
@@ -842,7 +853,7 @@ where
     #[inline]
     pub fn tcp(self) -> Result<Dispatcher<S>> {
         if matches!(self.typ, ListenerType::TCP) {
-            Ok(Dispatcher::new(self.socket, self.remote_addr, None, self.cfg))
+            Ok(Dispatcher::new(self.socket, self.remote_addr, None, self.cfg, self.handshake_deadline))
         } else {
             Err(anyhow!("Protocol mismatch: Expected TCP listener"))
         }
@@ -857,8 +868,7 @@ where
         }
 
         let acceptor = self.acceptor.ok_or_else(|| crate::MqttError::ServiceUnavailable)?;
-        let tls_s = match tokio::time::timeout(self.cfg.handshake_timeout, acceptor.accept(self.socket)).await
-        {
+        let tls_s = match timeout_at(self.handshake_deadline, acceptor.accept(self.socket)).await {
             Ok(Ok(tls_s)) => tls_s,
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(crate::MqttError::ReadTimeout.into()),
@@ -871,7 +881,7 @@ where
             self.cfg.collect_cert_info,
         );
 
-        Ok(Dispatcher::new(tls_s, self.remote_addr, cert_info, self.cfg))
+        Ok(Dispatcher::new(tls_s, self.remote_addr, cert_info, self.cfg, self.handshake_deadline))
     }
 
     #[cfg(feature = "ws")]
@@ -882,12 +892,15 @@ where
             return Err(anyhow!("Protocol mismatch: Expected WS listener"));
         }
 
-        match tokio::time::timeout(self.cfg.handshake_timeout, accept_hdr_async(self.socket, on_handshake))
-            .await
-        {
-            Ok(Ok(ws_stream)) => {
-                Ok(Dispatcher::new(WsStream::new(ws_stream), self.remote_addr, None, self.cfg.clone()))
-            }
+        let upgrade = accept_hdr_async_with_config(self.socket, on_handshake, Some(ws_config(&self.cfg)));
+        match timeout_at(self.handshake_deadline, upgrade).await {
+            Ok(Ok(ws_stream)) => Ok(Dispatcher::new(
+                WsStream::new(ws_stream),
+                self.remote_addr,
+                None,
+                self.cfg.clone(),
+                self.handshake_deadline,
+            )),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(crate::MqttError::ReadTimeout.into()),
         }
@@ -903,8 +916,7 @@ where
         }
 
         let acceptor = self.acceptor.ok_or_else(|| crate::MqttError::ServiceUnavailable)?;
-        let tls_s = match tokio::time::timeout(self.cfg.handshake_timeout, acceptor.accept(self.socket)).await
-        {
+        let tls_s = match timeout_at(self.handshake_deadline, acceptor.accept(self.socket)).await {
             Ok(Ok(tls_s)) => tls_s,
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(crate::MqttError::ReadTimeout.into()),
@@ -917,10 +929,15 @@ where
             self.cfg.collect_cert_info,
         );
 
-        match tokio::time::timeout(self.cfg.handshake_timeout, accept_hdr_async(tls_s, on_handshake)).await {
-            Ok(Ok(ws_stream)) => {
-                Ok(Dispatcher::new(WsStream::new(ws_stream), self.remote_addr, cert_info, self.cfg.clone()))
-            }
+        let upgrade = accept_hdr_async_with_config(tls_s, on_handshake, Some(ws_config(&self.cfg)));
+        match timeout_at(self.handshake_deadline, upgrade).await {
+            Ok(Ok(ws_stream)) => Ok(Dispatcher::new(
+                WsStream::new(ws_stream),
+                self.remote_addr,
+                cert_info,
+                self.cfg.clone(),
+                self.handshake_deadline,
+            )),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(crate::MqttError::ReadTimeout.into()),
         }
@@ -932,7 +949,7 @@ where
         if !matches!(self.typ, ListenerType::QUIC) {
             return Err(anyhow!("Protocol mismatch: Expected QUIC listener"));
         }
-        Ok(Dispatcher::new(self.socket, self.remote_addr, None, self.cfg))
+        Ok(Dispatcher::new(self.socket, self.remote_addr, None, self.cfg, self.handshake_deadline))
     }
 
     #[inline]
@@ -956,6 +973,26 @@ where
             None
         }
     }
+}
+
+/// Slack over the packet limit for a WebSocket message: the MQTT fixed header
+/// (up to 5 bytes) and a few small packets a client may batch with a largest
+/// one (mqtt-server patch).
+#[cfg(feature = "ws")]
+const WS_MESSAGE_SLACK: usize = 16 * 1024;
+
+/// mqtt-server patch: WebSocket frames and messages bounded by the listener's
+/// packet limit, checked by tungstenite before it buffers them (a frame from
+/// its header, a fragmented message as each fragment comes). Its defaults
+/// (64 MiB messages, 16 MiB frames) let any client, before CONNECT, make the
+/// broker hold ~91 MiB.
+#[cfg(feature = "ws")]
+fn ws_config(cfg: &Builder) -> WebSocketConfig {
+    let max = match cfg.max_packet_size {
+        0 => 268_435_455, // MQTT's largest remaining length
+        n => n as usize,
+    } + WS_MESSAGE_SLACK;
+    WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max))
 }
 
 #[allow(clippy::result_large_err)]

@@ -35,6 +35,7 @@ mod cert_extractor;
 mod error;
 #[cfg(feature = "quic")]
 mod quic;
+mod stall;
 mod stream;
 mod writer;
 #[cfg(feature = "ws")]

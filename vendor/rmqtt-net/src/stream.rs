@@ -18,8 +18,9 @@ use tokio_util::codec::Framed;
 /// connection pipelines, and its packets use it up.
 const READ_BATCH: usize = 64 * 1024;
 
+use crate::stall::Stall;
 use crate::writer::{read_remaining_length, Writer, INITIAL_BUFFER};
-use crate::{Builder, Result};
+use crate::{Builder, MqttError, Result};
 use rmqtt_codec::cert::CertInfo;
 use rmqtt_codec::error::DecodeError;
 use rmqtt_codec::v3::Codec as CodecV3;
@@ -39,6 +40,9 @@ pub struct Dispatcher<Io> {
     pub cfg: Arc<Builder>,
 
     pub cert_info: Option<CertInfo>,
+
+    /// When the handshake must be over (mqtt-server patch).
+    pub handshake_deadline: tokio::time::Instant,
 }
 
 impl<Io> Dispatcher<Io>
@@ -51,13 +55,14 @@ where
         remote_addr: SocketAddr,
         cert_info: Option<CertInfo>,
         cfg: Arc<Builder>,
+        handshake_deadline: tokio::time::Instant,
     ) -> Self {
         // mqtt-server patch: start the read buffer small (`Framed::new` gives
         // 8 KiB; it grows on demand). Writes go through `Writer`, never through
         // `Framed`'s write buffer, which therefore gets no memory at all.
         let mut io = Framed::with_capacity(io, MqttCodec::Version(VersionCodec), INITIAL_BUFFER);
         *io.write_buffer_mut() = tokio_util::bytes::BytesMut::new();
-        Dispatcher { io, remote_addr, cfg, cert_info }
+        Dispatcher { io, remote_addr, cfg, cert_info, handshake_deadline }
     }
 
     /// Negotiates protocol version and returns appropriate stream
@@ -71,6 +76,8 @@ where
                 #[cfg(feature = "tls")]
                 cert_info: self.cert_info,
                 writer: Box::default(),
+                handshake_deadline: self.handshake_deadline,
+                stall: Stall::default(),
             }),
             ProtocolVersion::MQTT5 => MqttStream::V5(v5::MqttStream {
                 io: self.io,
@@ -79,6 +86,8 @@ where
                 #[cfg(feature = "tls")]
                 cert_info: self.cert_info,
                 writer: Box::default(),
+                handshake_deadline: self.handshake_deadline,
+                stall: Stall::default(),
             }),
         })
     }
@@ -86,7 +95,11 @@ where
     /// Detects protocol version from initial handshake
     #[inline]
     async fn probe_version(&mut self) -> Result<ProtocolVersion> {
-        let Some(Ok((MqttPacket::Version(ver), _))) = self.io.next().await else {
+        // mqtt-server patch: within the handshake deadline (this read had no
+        // timeout: a connection that sent nothing was kept for ever).
+        let first = tokio::time::timeout_at(self.handshake_deadline, self.io.next()).await;
+        let first = first.map_err(|_| MqttError::ReadTimeout)?;
+        let Some(Ok((MqttPacket::Version(ver), _))) = first else {
             return Err(anyhow!(DecodeError::InvalidProtocol));
         };
 
@@ -124,7 +137,7 @@ pub mod v3 {
     use tokio_util::codec::Framed;
 
     use crate::error::MqttError;
-    use crate::{Builder, Error, Result};
+    use crate::{Builder, Result};
     #[cfg(feature = "tls")]
     use rmqtt_codec::cert::CertInfo;
     use rmqtt_codec::error::DecodeError;
@@ -145,6 +158,11 @@ pub mod v3 {
         pub cert_info: Option<CertInfo>,
         /// Queued output (mqtt-server patch)
         pub writer: Box<super::Writer>,
+        /// When the handshake must be over (mqtt-server patch).
+        pub handshake_deadline: tokio::time::Instant,
+        /// Closes the connection when a started packet stops arriving
+        /// (mqtt-server patch).
+        pub(crate) stall: super::Stall,
     }
 
     /// # Examples
@@ -331,6 +349,8 @@ pub mod v3 {
         /// Waits for CONNECT packet with timeout
         #[inline]
         pub async fn recv_connect(&mut self, tm: Duration) -> Result<Box<Connect>> {
+            // mqtt-server patch: never past the deadline counted from accept.
+            let tm = tm.min(self.handshake_deadline.saturating_duration_since(tokio::time::Instant::now()));
             let connect = match self.recv(tm).await {
                 #[allow(unused_mut)]
                 Ok(Some(Packet::Connect(mut connect))) => {
@@ -372,13 +392,12 @@ pub mod v3 {
         type Item = Result<rmqtt_codec::v3::Packet>;
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            let next = Pin::new(&mut self.io).poll_next(cx);
-            let next = futures::ready!(next);
-            super::grow_read_buffer(&mut self.io);
+            let this = &mut *self;
+            let next = futures::ready!(super::poll_packet(&mut this.io, &mut this.stall, &this.cfg, cx));
             Poll::Ready(match next {
-                Some(Ok((MqttPacket::V3(packet), _))) => Some(Ok(packet)),
+                Some(Ok(MqttPacket::V3(packet))) => Some(Ok(packet)),
                 Some(Ok(_)) => Some(Err(MqttError::Decode(DecodeError::MalformedPacket).into())),
-                Some(Err(e)) => Some(Err(Error::from(e))),
+                Some(Err(e)) => Some(Err(e)),
                 None => None,
             })
         }
@@ -397,7 +416,7 @@ pub mod v5 {
     use tokio_util::codec::Framed;
 
     use crate::error::MqttError;
-    use crate::{Builder, Error, Result};
+    use crate::{Builder, Result};
     #[cfg(feature = "tls")]
     use rmqtt_codec::cert::CertInfo;
     use rmqtt_codec::error::DecodeError;
@@ -418,6 +437,11 @@ pub mod v5 {
         pub cert_info: Option<CertInfo>,
         /// Queued output (mqtt-server patch)
         pub writer: Box<super::Writer>,
+        /// When the handshake must be over (mqtt-server patch).
+        pub handshake_deadline: tokio::time::Instant,
+        /// Closes the connection when a started packet stops arriving
+        /// (mqtt-server patch).
+        pub(crate) stall: super::Stall,
     }
 
     /// # Examples
@@ -615,6 +639,8 @@ pub mod v5 {
         /// Waits for CONNECT packet with timeout
         #[inline]
         pub async fn recv_connect(&mut self, tm: Duration) -> Result<Box<Connect>> {
+            // mqtt-server patch: never past the deadline counted from accept.
+            let tm = tm.min(self.handshake_deadline.saturating_duration_since(tokio::time::Instant::now()));
             let connect = match self.recv(tm).await {
                 #[allow(unused_mut)]
                 Ok(Some(Packet::Connect(mut connect))) => {
@@ -656,17 +682,70 @@ pub mod v5 {
         type Item = Result<rmqtt_codec::v5::Packet>;
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            let next = Pin::new(&mut self.io).poll_next(cx);
-            let next = futures::ready!(next);
-            super::grow_read_buffer(&mut self.io);
+            let this = &mut *self;
+            let next = futures::ready!(super::poll_packet(&mut this.io, &mut this.stall, &this.cfg, cx));
             Poll::Ready(match next {
-                Some(Ok((MqttPacket::V5(packet), _))) => Some(Ok(packet)),
+                Some(Ok(MqttPacket::V5(Packet::Publish(p)))) => match check_publish(&p, this.cfg.max_topic_aliases) {
+                    Ok(()) => Some(Ok(Packet::Publish(p))),
+                    Err(e) => Some(Err(MqttError::Decode(e).into())),
+                },
+                Some(Ok(MqttPacket::V5(packet))) => Some(Ok(packet)),
                 Some(Ok(_)) => Some(Err(MqttError::Decode(DecodeError::MalformedPacket).into())),
-                Some(Err(e)) => Some(Err(Error::from(e))),
+                Some(Err(e)) => Some(Err(e)),
                 None => None,
             })
         }
     }
+
+    /// mqtt-server patch: what a server must refuse in a client's PUBLISH (the
+    /// codec checks what either side must): a Subscription Identifier
+    /// [MQTT-3.3.4-6], a Topic Alias over the maximum offered [MQTT-3.3.2-9].
+    #[inline]
+    fn check_publish(p: &Publish, max_topic_aliases: u16) -> std::result::Result<(), DecodeError> {
+        let Some(props) = &p.properties else { return Ok(()) };
+        if props.topic_alias.is_some_and(|a| a.get() > max_topic_aliases) {
+            return Err(DecodeError::TopicAliasInvalid);
+        }
+        if !props.subscription_ids.is_empty() {
+            return Err(DecodeError::ProtocolViolation("a client's PUBLISH has a Subscription Identifier".into()));
+        }
+        Ok(())
+    }
+}
+
+/// mqtt-server patch: the next packet, with what the session needs around it:
+/// a decode error as an `MqttError` (an MQTT 5 client is told its reason
+/// code), a started packet that stopped arriving ends the connection
+/// ([`Stall`]), and the read buffer sized for what comes.
+#[inline]
+fn poll_packet<Io: AsyncRead + Unpin>(
+    io: &mut Framed<Io, MqttCodec>,
+    stall: &mut Stall,
+    cfg: &Builder,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<Option<Result<MqttPacket>>> {
+    use std::task::Poll;
+    let next = match futures::Stream::poll_next(std::pin::Pin::new(&mut *io), cx) {
+        Poll::Ready(next) => next,
+        // The socket is drained: a packet begun now waits for more bytes.
+        Poll::Pending => {
+            let buffered = io.read_buffer().len();
+            let started = buffered > 0 || io.codec().mid_packet();
+            if stall.stalled(started, buffered, cfg.handshake_timeout, cx) {
+                return Poll::Ready(Some(Err(MqttError::ReadTimeout.into())));
+            }
+            return Poll::Pending;
+        }
+    };
+    grow_read_buffer(io);
+    Poll::Ready(match next {
+        Some(Ok((packet, _))) => {
+            stall.decoded();
+            Some(Ok(packet))
+        }
+        Some(Err(e)) => Some(Err(MqttError::Decode(e).into())),
+        None => None,
+    })
 }
 
 /// mqtt-server patch: a connection starts with a small read buffer (idle

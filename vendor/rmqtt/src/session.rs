@@ -1370,14 +1370,19 @@ impl SessionState {
 
         let mut acks = Vec::new();
         for (topic_filter, qos) in topic_filters {
-            // Deliberate: parse errors here abort the whole SUBSCRIBE and drop the
-            // connection (via the caller's Err branch) instead of answering with a
-            // per-filter SUBACK Failure (0x80). Legacy v3.1.1 devices often ignore a
-            // refused SUBACK and hang forever; they only recover after reconnecting,
-            // so disconnecting forces them to re-subscribe. Do NOT align this with
-            // the v5 path (which reports per-filter TopicFilterInvalid) without
-            // considering those clients.
-            let s = Subscribe::from_v3(&topic_filter, qos, shared_subscription, limit_subscription)?;
+            // mqtt-server patch: an invalid filter gets its own Failure (0x80),
+            // as it does when the router refuses one (e.g. "a/#/b"); the other
+            // filters of the packet are granted. Upstream dropped the connection
+            // for the whole SUBSCRIBE, so a client with one bad shared filter
+            // ("$share//t") lost every subscription it asked for with it.
+            let s = match Subscribe::from_v3(&topic_filter, qos, shared_subscription, limit_subscription) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("{:?} Subscribe filter refused, {:?}, {:?}", self.id, topic_filter, e);
+                    acks.push(v3::SubscribeReturnCode::Failure);
+                    continue;
+                }
+            };
             match self.subscribe(s).await {
                 Ok(sub_ret) => {
                     if let Some(qos) = sub_ret.success() {

@@ -575,6 +575,12 @@ pub fn parse_topic_filter(
         match (levels.first(), levels.get(1), levels.get(2)) {
             #[cfg(feature = "shared-subscription")]
             (Some(&"$share"), group, tf) => match (shared_subscription, group, tf) {
+                // mqtt-server patch: a ShareName is at least one character, with
+                // no "+" or "#" [MQTT-4.8.2-1, MQTT-4.8.2-2]: "$share//t" and
+                // "$share/g+/t" made groups of those names.
+                (true, Some(group), _) if group.is_empty() || group.contains(['+', '#']) => {
+                    return Err(invalid_filter());
+                }
                 (true, Some(group), Some(tf)) => {
                     let tf = TopicFilter::from(*tf);
                     (tf, Some(SharedGroup::from(*group)), None)
@@ -2830,14 +2836,14 @@ impl ClientTopicAliases {
     #[inline]
     pub async fn set_and_get(&self, alias: Option<NonZeroU16>, topic: TopicName) -> Result<TopicName> {
         match (alias, topic.len()) {
+            // mqtt-server patch: an alias never set is a Protocol Error (0x82;
+            // MQTT 5 3.3.2.3.4), not 0x83 Implementation specific error.
             (Some(alias), 0) => {
                 self.aliases.read().await.get(&alias).ok_or_else(|| {
-                    MqttError::PublishAckReason(
-                        PublishAckReason::ImplementationSpecificError,
-                        ByteString::from(
-                            "implementation specific error, the ‘topic‘ associated with the ‘alias‘ was not found",
-                        ),
-                    ).into()
+                    MqttError::Decode(codec::error::DecodeError::ProtocolViolation(ByteString::from_static(
+                        "Topic Alias used before it was set",
+                    )))
+                    .into()
                 }).cloned()
             }
             (Some(alias), _) => {

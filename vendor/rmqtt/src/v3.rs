@@ -80,7 +80,10 @@ where
         let (state, keep_alive) = match Box::pin(handshake(&scx, &mut sink, lid)).await {
             Ok(c) => c,
             Err((ack_code, e)) => {
-                refused_ack_v3(&scx, &mut sink, None, ack_code, e.to_string()).await?;
+                // mqtt-server patch: see `NoConnack`.
+                if e.downcast_ref::<NoConnack>().is_none() {
+                    refused_ack_v3(&scx, &mut sink, None, ack_code, e.to_string()).await?;
+                }
                 if let Err(e) = sink.close().await {
                     log::info!("{lid} close io error, {e}");
                 }
@@ -93,6 +96,31 @@ where
     state.run(Sink::V3(sink), keep_alive).await;
 
     Ok(())
+}
+
+/// mqtt-server patch: a connection closed without a CONNACK. A CONNECT that
+/// breaks the protocol gets none in MQTT 3.1.1 ("the Server MUST close the
+/// Network Connection", e.g. MQTT-3.1.2-3, MQTT-1.5.3-1), and a handshake that
+/// timed out or failed to arrive is no refusal by the server: both used to
+/// get 0x03 "Server unavailable".
+#[derive(Debug)]
+pub(crate) struct NoConnack;
+
+impl std::fmt::Display for NoConnack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed without CONNACK")
+    }
+}
+
+/// mqtt-server patch: the decode error in an error's chain, bare or in an
+/// `MqttError` (rmqtt-net wraps them).
+pub(crate) fn decode_error(e: &Error) -> Option<&DecodeError> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<DecodeError>().or_else(|| match c.downcast_ref::<MqttError>() {
+            Some(MqttError::Decode(de)) => Some(de),
+            _ => None,
+        })
+    })
 }
 
 #[inline]
@@ -127,8 +155,11 @@ where
             // [MQTT-3.1.3-6] An empty ClientId with CleanSession = 0 must be
             // rejected with CONNACK return code 0x02 (Identifier Rejected).
             (ConnectAckReason::V3(ConnectAckReasonV3::IdentifierRejected), e)
-        } else {
+        } else if matches!(decode_error(&e), Some(DecodeError::MaxSizeExceeded { .. })) {
+            // Over the server's own limit, not a protocol violation.
             (ConnectAckReason::V3(ConnectAckReasonV3::ServiceUnavailable), e)
+        } else {
+            (ConnectAckReason::V3(ConnectAckReasonV3::ServiceUnavailable), e.context(NoConnack))
         }
     })?;
 

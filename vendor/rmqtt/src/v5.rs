@@ -55,6 +55,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use uuid::Uuid;
 
 use crate::codec::error::DecodeError;
+use crate::codec::v5::ToReasonCode;
+use crate::v3::{decode_error, NoConnack};
 use crate::codec::v5::{Connect as ConnectV5, ConnectAck, ConnectAckReason as ConnectAckReasonV5};
 use crate::context::ServerContext;
 use crate::net::v5;
@@ -96,7 +98,10 @@ where
         let (state, keep_alive) = match Box::pin(handshake(&scx, &mut sink, lid)).await {
             Ok(c) => c,
             Err((ack_code, e)) => {
-                refused_ack(&scx, &mut sink, None, ack_code, e.to_string()).await?;
+                // mqtt-server patch: see `NoConnack`.
+                if e.downcast_ref::<NoConnack>().is_none() {
+                    refused_ack(&scx, &mut sink, None, ack_code, e.to_string()).await?;
+                }
                 if let Err(e) = sink.close().await {
                     log::info!("{lid} close io error, {e}");
                 }
@@ -122,6 +127,20 @@ fn invalid_client_id(e: &Error) -> bool {
     })
 }
 
+/// mqtt-server patch: the CONNACK reason code for a CONNECT that could not be
+/// read: 0x81 Malformed Packet, 0x82 Protocol Error, 0x90 (will) Topic Name
+/// invalid, 0x95 Packet too large (upstream sent 0x88 Server unavailable).
+/// None when nothing was read (timeout, I/O error): the connection is just
+/// closed.
+fn refusal_code(e: &Error) -> Option<ConnectAckReasonV5> {
+    let de = decode_error(e)?;
+    if matches!(de, DecodeError::Io(_)) {
+        return None;
+    }
+    let code = u8::from(de.to_reason_code());
+    Some(ConnectAckReasonV5::try_from(code).unwrap_or(ConnectAckReasonV5::MalformedPacket))
+}
+
 #[inline]
 async fn handshake<Io>(
     scx: &ServerContext,
@@ -143,8 +162,10 @@ where
             // [MQTT-3.1.3-8] An empty ClientId with CleanStart = 0 must be
             // rejected with CONNACK reason 0x85 (Client Identifier not valid).
             (ConnectAckReason::V5(ConnectAckReasonV5::ClientIdentifierNotValid), e)
+        } else if let Some(code) = refusal_code(&e) {
+            (ConnectAckReason::V5(code), e)
         } else {
-            (ConnectAckReason::V5(ConnectAckReasonV5::ServerUnavailable), e)
+            (ConnectAckReason::V5(ConnectAckReasonV5::ServerUnavailable), e.context(NoConnack))
         }
     })?;
 

@@ -40,6 +40,13 @@ impl Codec {
     pub fn set_max_size(&mut self, size: u32) {
         self.max_size.set(size);
     }
+
+    /// mqtt-server patch: whether a packet's fixed header has been read and
+    /// its body has not (the header is no longer in the read buffer then).
+    #[inline]
+    pub fn mid_packet(&self) -> bool {
+        matches!(self.state.get(), DecodeState::Frame(_))
+    }
 }
 
 impl Default for Codec {

@@ -12,7 +12,7 @@ use bytestring::ByteString;
 
 use crate::error::DecodeError;
 use crate::types::{packet_type, Protocol, QoS, MQISDP, MQTT, MQTT_LEVEL_31, MQTT_LEVEL_311, WILL_QOS_SHIFT};
-use crate::utils::Decode;
+use crate::utils::{has_wildcard, Decode};
 
 use super::packet::{Connect, ConnectAck, LastWill, Packet, Publish, SubscribeReturnCode};
 use super::{ConnectAckFlags, ConnectFlags};
@@ -72,6 +72,13 @@ fn decode_connect_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
         DecodeError::InvalidConnectFlags
     );
 
+    // mqtt-server patch: "If the User Name Flag is set to 0, the Password
+    // Flag MUST be set to 0" [MQTT-3.1.2-22] (3.1.1 only: MQTT 5 allows it).
+    ensure!(
+        level != MQTT_LEVEL_311 || flags.contains(ConnectFlags::USERNAME) || !flags.contains(ConnectFlags::PASSWORD),
+        DecodeError::InvalidConnectFlags
+    );
+
     let keep_alive = u16::decode(src)?;
     let client_id = ByteString::decode(src)?;
 
@@ -79,6 +86,9 @@ fn decode_connect_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
 
     let last_will = if flags.contains(ConnectFlags::WILL) {
         let topic = ByteString::decode(src)?;
+        // mqtt-server patch: the will is published to this topic, so it is a
+        // Topic Name: not empty, no wildcards [MQTT-4.7.3-1, MQTT-4.7.1-1].
+        ensure!(!topic.is_empty() && !has_wildcard(&topic), DecodeError::InvalidTopicName);
         let message = Bytes::decode(src)?;
         Some(LastWill {
             qos: QoS::try_from((flags & ConnectFlags::WILL_QOS).bits() >> WILL_QOS_SHIFT)?,
@@ -119,6 +129,9 @@ fn decode_publish_packet(src: &mut Bytes, packet_flags: u8) -> Result<Packet, De
     let topic = ByteString::decode(src)?;
     // MQTT-4.7.3-1: Topic Names MUST be at least one character long
     ensure!(!topic.is_empty(), DecodeError::InvalidTopicName);
+    // mqtt-server patch: no wildcards in a Topic Name [MQTT-3.3.2-2]: routed
+    // as a filter, a publish to "#" reached every subscriber (twice a "#" one).
+    ensure!(!has_wildcard(&topic), DecodeError::InvalidTopicName);
     let qos = QoS::try_from((packet_flags & 0b0110) >> 1)?;
     let packet_id = if qos == QoS::AtMostOnce {
         None

@@ -98,6 +98,13 @@ impl Codec {
         self.max_out_size.set(size);
     }
 
+    /// mqtt-server patch: whether a packet's fixed header has been read and
+    /// its body has not (the header is no longer in the read buffer then).
+    #[inline]
+    pub fn mid_packet(&self) -> bool {
+        matches!(self.state.get(), DecodeState::Frame(_))
+    }
+
     #[inline]
     #[allow(dead_code)]
     pub(crate) fn retain_available(&self) -> bool {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::cert::CertInfo;
 use crate::error::{DecodeError, EncodeError};
 use crate::types::{ConnectFlags, QoS, MQTT, MQTT_LEVEL_5, WILL_QOS_SHIFT};
-use crate::utils::{self, Decode, Encode, Property};
+use crate::utils::{self, has_wildcard, Decode, Encode, Property};
 use crate::v5::{encode::*, property_type as pt, UserProperties, UserProperty};
 
 #[derive(Debug, PartialEq, Eq, Clone, Deserialize, Serialize)]
@@ -116,6 +116,13 @@ impl Connect {
         ensure!(level == MQTT_LEVEL_5, DecodeError::UnsupportedProtocolLevel);
 
         let flags = ConnectFlags::from_bits(src.get_u8()).ok_or(DecodeError::ConnectReservedFlagSet)?;
+        // mqtt-server patch: with the Will Flag 0, Will QoS and Will Retain
+        // MUST be 0 [MQTT-3.1.2-11, MQTT-3.1.2-13] (the 3.1.1 decoder checked).
+        ensure!(
+            flags.contains(ConnectFlags::WILL)
+                || (!flags.intersects(ConnectFlags::WILL_QOS) && !flags.contains(ConnectFlags::WILL_RETAIN)),
+            DecodeError::InvalidConnectFlags
+        );
         let keep_alive = src.get_u16();
 
         // reading properties
@@ -226,7 +233,13 @@ fn decode_last_will(src: &mut Bytes, flags: ConnectFlags) -> Result<LastWill, De
         }
     }
 
+    // mqtt-server patch: the will's topics are Topic Names: not empty, no
+    // wildcards [MQTT-4.7.3-1, MQTT-4.7.0-1, MQTT-3.3.2-14].
+    if response_topic.as_deref().is_some_and(has_wildcard) {
+        return Err(DecodeError::ProtocolViolation("will Response Topic contains a wildcard".into()));
+    }
     let topic = ByteString::decode(src)?;
+    ensure!(!topic.is_empty() && !has_wildcard(&topic), DecodeError::InvalidTopicName);
     let message = Bytes::decode(src)?;
     Ok(LastWill {
         qos: QoS::try_from((flags & ConnectFlags::WILL_QOS).bits() >> WILL_QOS_SHIFT)?,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::types::QoS;
-use crate::utils::{self, write_variable_length, Decode, Encode, Property};
+use crate::utils::{self, has_wildcard, write_variable_length, Decode, Encode, Property};
 use crate::v5::{encode::*, property_type as pt, UserProperties};
 
 pub(crate) type Publish = crate::types::Publish;
@@ -38,6 +38,16 @@ impl Publish {
         };
 
         let properties = parse_publish_properties(&mut src)?;
+        // mqtt-server patch: a Topic Name holds no wildcards [MQTT-3.3.2-2], nor
+        // does a Response Topic [MQTT-3.3.2-14]; an empty one needs a Topic
+        // Alias [MQTT-3.3.2-1]. Routed as they were, "#" reached every subscriber.
+        ensure!(!has_wildcard(&topic), DecodeError::InvalidTopicName);
+        if topic.is_empty() && properties.topic_alias.is_none() {
+            return Err(DecodeError::ProtocolViolation("empty Topic Name without a Topic Alias".into()));
+        }
+        if properties.response_topic.as_deref().is_some_and(has_wildcard) {
+            return Err(DecodeError::ProtocolViolation("Response Topic contains a wildcard".into()));
+        }
         let payload = src;
 
         Ok(Self {
@@ -84,7 +94,13 @@ fn parse_publish_properties(src: &mut Bytes) -> Result<PublishProperties, Decode
                 let id = utils::decode_variable_length_cursor(prop_src)?;
                 subscription_ids.push(NonZeroU32::new(id).ok_or(DecodeError::MalformedPacket)?);
             }
-            pt::TOPIC_ALIAS => topic_alias.read_value(prop_src)?,
+            // mqtt-server patch: an alias of 0 is "Topic Alias invalid" (0x94)
+            // [MQTT-3.3.2-8], not a Malformed Packet.
+            pt::TOPIC_ALIAS => {
+                ensure!(topic_alias.is_none(), DecodeError::MalformedPacket);
+                let alias = u16::decode(prop_src)?;
+                topic_alias = Some(NonZeroU16::new(alias).ok_or(DecodeError::TopicAliasInvalid)?);
+            }
             pt::USER => user_props.push(<(ByteString, ByteString)>::decode(prop_src)?),
             _ => return Err(DecodeError::MalformedPacket),
         }
