@@ -15,19 +15,25 @@ export declare class MqttServer {
   /**
    * Starts the broker. Resolves with the bound listeners once every one of
    * them accepts connections; rejects (naming the listener and the cause) if
-   * any cannot be opened, leaving nothing running. While running, the server
-   * keeps the Node.js process alive.
+   * any cannot be opened, leaving nothing running, or if `stop()`/`close()`
+   * is called before it resolves. While running, the server keeps the
+   * Node.js process alive. A TLS certificate out of its validity period is
+   * reported with `process.emitWarning` (see `ListenerConfig.tlsCert`).
    */
   start(config: ServerConfig): Promise<ListenerInfo[]>
   /**
    * Stops the broker: closes every listener and disconnects every client.
    * Resolves when all is released; `start()` may be called again. Does
-   * nothing if the server is not running.
+   * nothing if the server is not running. A `start()` still pending ends
+   * stopped too (it rejects). Decision hooks still pending deny at once.
+   * Resolves within a few seconds even if the broker were stuck: what did
+   * not shut down in time is abandoned and reported with
+   * `process.emitWarning` (code `MQTT_SERVER_STOP_ABANDONED`).
    */
   stop(): Promise<void>
   /**
    * Stops the broker if it runs and releases the server for good; a closed
-   * server cannot be started again.
+   * server cannot be started again. Bounded like `stop()`.
    */
   close(): Promise<void>
   /** Whether the broker is running (between a resolved `start()` and `stop()`). */
@@ -37,7 +43,10 @@ export declare class MqttServer {
   /**
    * Publishes a message from the server to every matching subscriber.
    * Resolves once the broker has routed it; rejects if the server is not
-   * running or the topic or options are invalid.
+   * running, the topic or options are invalid, or the message is larger
+   * than a client may publish (topic, payload and 4 bytes must fit in the
+   * largest `maxPacketSize` of the listeners). `$` topics such as `$SYS/...`
+   * may be published here, though clients may not publish to them.
    */
   publish(topic: string, payload: string | Buffer | Uint8Array, options?: PublishOptions): Promise<void>
   /**
@@ -173,9 +182,14 @@ export interface ListenerConfig {
   port: number
   /** Transport: plain MQTT over TCP, MQTT over TLS, MQTT over WebSocket, or over secure WebSocket. */
   protocol: 'tcp' | 'tls' | 'ws' | 'wss'
-  /** PEM certificate (chain) file; required for `tls` and `wss`. */
+  /**
+   * Path of a PEM certificate (chain) file; required for `tls` and `wss`.
+   * An expired or not yet valid certificate starts with a warning
+   * (`process.emitWarning`, code `MQTT_SERVER_TLS_CERT_EXPIRED` or
+   * `MQTT_SERVER_TLS_CERT_NOT_YET_VALID`).
+   */
   tlsCert?: string
-  /** PEM private key file; required for `tls` and `wss`. */
+  /** Path of a PEM private key file (not encrypted); required for `tls` and `wss`. */
   tlsKey?: string
   /** Accept clients that send no username. Default `true`. */
   allowAnonymous?: boolean
@@ -305,6 +319,14 @@ export interface ServerConfig {
   pluginsConfigDir?: string
   /** Threads of this broker's runtime, 1-256. Default: the number of CPU cores. */
   workerThreads?: number
+  /**
+   * Longest time, in seconds, a session outlives its connection, 1 to
+   * 4294967295. An MQTT 5 client asking for a longer Session Expiry Interval
+   * (or for none, 0xFFFFFFFF) gets this one, told in its CONNACK; an MQTT
+   * 3.1.1 persistent session (`clean: false`) lasts exactly this long.
+   * Default 7200 (2 hours).
+   */
+  maxSessionExpiryInterval?: number
 }
 
 /** A connected client, as hooks see it. */

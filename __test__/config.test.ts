@@ -58,7 +58,7 @@ describe('invalid config rejects with InvalidArg naming the field', () => {
     ['empty listeners', { listeners: [] }, /^listeners: at least one listener is required$/],
     ['listeners not an array', { listeners: 'x' }, /^listeners: invalid type: string "x", expected a sequence$/],
     ['listener null', { listeners: [null] }, /^listeners\[0\]: invalid type: null/],
-    ['unknown top-level field', { listeners: [tcp()], foo: 1 }, /^foo: unknown field `foo`, expected one of `listeners`, `pluginsConfigDir`, `workerThreads`$/],
+    ['unknown top-level field', { listeners: [tcp()], foo: 1 }, /^foo: unknown field `foo`, expected one of `listeners`, `pluginsConfigDir`, `workerThreads`, `maxSessionExpiryInterval`$/],
     ['unknown listener field', { listeners: [tcp({ foo: 1 })] }, /^listeners\[0\]\.foo: unknown field `foo`, expected one of `name`, `address`, `port`/],
     ['port missing', { listeners: [{ protocol: 'tcp' }] }, /^listeners\[0\]: missing field `port`$/],
     ['port too large', { listeners: [tcp({ port: 70000 })] }, /^listeners\[0\]\.port: must be an integer from 0 to 65535, got 70000$/],

@@ -26,13 +26,20 @@ use crate::listener::{self, ListenerInfo};
 use crate::memory;
 use crate::publish::Publisher;
 use crate::shared_subscription::RoundRobin;
+use crate::warning::Warning;
 
 /// Name under which the retained-message plugin is registered.
 const RETAINER: &str = "rmqtt-retainer";
 /// How long `stop()` lets clients close gracefully before cutting them off.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long `stop()` waits for the broker's tasks before abandoning them.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the graceful part of `stop()` (hooks, accept loops, clients,
+/// plugins) may take in all; a step still running then is stuck.
+const GRACEFUL_BOUND: Duration = Duration::from_secs(3);
+/// How long the runtime gets to drop its tasks once told to shut down.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+/// Longest `stop()` takes in all: what has not finished by then (a broker
+/// stuck in a deadlock) is abandoned and reported instead of waited for.
+const STOP_BOUND: Duration = Duration::from_secs(6);
 
 pub struct Broker {
   runtime: Runtime,
@@ -42,6 +49,8 @@ pub struct Broker {
   listeners: Vec<ListenerInfo>,
   hooks: Arc<Attachment>,
   publisher: Publisher,
+  /// The largest `maxPacketSize` of the listeners.
+  max_packet_size: u32,
 }
 
 /// What a caller needs to act on a running broker without holding it.
@@ -59,6 +68,12 @@ impl Broker {
   /// nothing left running.
   pub async fn start(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Broker, String> {
     let threads = spec.worker_threads;
+    let max_packet_size = spec
+      .listeners
+      .iter()
+      .map(listener::max_packet_size)
+      .max()
+      .unwrap_or(listener::DEFAULT_MAX_PACKET_SIZE);
     let reclaim = memory::Reclaim::default();
     let on_park = reclaim.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -93,6 +108,7 @@ impl Broker {
         scx,
         listeners,
         hooks,
+        max_packet_size,
       }),
       Ok(Err(e)) => {
         runtime.shutdown_background();
@@ -110,6 +126,10 @@ impl Broker {
     &self.listeners
   }
 
+  pub fn max_packet_size(&self) -> u32 {
+    self.max_packet_size
+  }
+
   pub fn handle(&self) -> BrokerHandle {
     BrokerHandle {
       runtime: self.runtime.handle().clone(),
@@ -120,7 +140,10 @@ impl Broker {
   }
 
   /// Closes every listener and client connection and frees the broker.
-  pub async fn shutdown(self) {
+  /// Takes at most `STOP_BOUND`: a step that does not finish in time (a
+  /// deadlock inside rmqtt) is abandoned, with its threads and whatever
+  /// they hold, and reported in the returned warning.
+  pub async fn shutdown(self) -> Option<Warning> {
     let Broker {
       runtime,
       serve,
@@ -128,14 +151,26 @@ impl Broker {
       hooks,
       ..
     } = self;
-    // First, so no event of a broker going down reaches JavaScript.
-    hooks.close().await;
+    let start = tokio::time::Instant::now();
+    let graceful_end = start + GRACEFUL_BOUND;
+    let mut stuck = Vec::new();
+    let mut step = |what: &'static str, done: bool| {
+      if !done {
+        stuck.push(what);
+      }
+    };
+    // First, so no event of a broker going down reaches JavaScript and no
+    // client waits on a decision hook.
+    let closed = tokio::time::timeout_at(graceful_end, hooks.close()).await;
+    step("hook removal", closed.is_ok());
     // No new connections; then every client is closed the MQTT way (5.0
     // clients get DISCONNECT "server shutting down") rather than reset.
     serve.abort();
-    let _ = serve.await;
+    let aborted = tokio::time::timeout_at(graceful_end, serve).await;
+    step("accept loops", aborted.is_ok());
     let graceful = runtime.spawn(disconnect_all(scx.clone()));
-    let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, graceful).await;
+    let disconnected = tokio::time::timeout_at(graceful_end, graceful).await;
+    step("client disconnects", disconnected.is_ok());
     // The retainer plugin holds the context too (and every retained
     // message): replacing its registration by a never-started stub drops it.
     let plugins = scx.clone();
@@ -144,23 +179,50 @@ impl Broker {
         || -> DynPluginResult { Box::pin(async { Err(anyhow::anyhow!("broker stopped")) }) };
       let _ = plugins.plugins.register(RETAINER, false, false, stub).await;
     });
-    let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, unplug).await;
+    let unplugged = tokio::time::timeout_at(graceful_end, unplug).await;
+    step("retained store", unplugged.is_ok());
     // A runtime must not be dropped from async code: shut it down, then
-    // release the broker's state, on a blocking thread.
-    let joined = tokio::task::spawn_blocking(move || {
-      runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
-      release_sessions(&scx);
-      drop(scx);
-      memory::trim();
-    })
-    .await;
-    if let Err(e) = joined {
-      log::warn!("broker shutdown did not complete cleanly: {e}");
+    // release the broker's state, on a thread of its own, so that one stuck
+    // for good is left behind without holding a thread of Node's runtime.
+    let (done_tx, done_rx) = oneshot::channel();
+    let teardown = std::thread::Builder::new()
+      .name("mqtt-server-stop".into())
+      .spawn(move || {
+        runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+        release_sessions(&scx);
+        drop(scx);
+        memory::trim();
+        let _ = done_tx.send(());
+      });
+    let torn_down = match teardown {
+      Ok(_) => matches!(
+        tokio::time::timeout_at(start + STOP_BOUND, done_rx).await,
+        Ok(Ok(()))
+      ),
+      Err(e) => {
+        log::warn!("cannot start the thread that frees the broker: {e}");
+        false
+      }
+    };
+    step("runtime shutdown", torn_down);
+    if stuck.is_empty() {
+      return None;
     }
+    let message = format!(
+      "stop: the broker did not shut down in time (stuck: {}); it was abandoned after {:.1} s: \
+       its threads and memory stay until the process exits, and its ports may stay bound",
+      stuck.join(", "),
+      start.elapsed().as_secs_f64()
+    );
+    log::warn!("{message}");
+    Some(Warning::new("MQTT_SERVER_STOP_ABANDONED", message))
   }
 }
 
-/// Asks every connected session to close and waits (bounded) until they have.
+/// Asks every connected session to close and waits (bounded) until they
+/// have, and until the handshakes under way have ended: a CONNECT whose
+/// pending authentication was denied then gets its refusal CONNACK rather
+/// than a reset.
 async fn disconnect_all(scx: ServerContext) {
   for entry in scx.extends.shared().await.iter() {
     if let Some(tx) = entry.tx() {
@@ -169,7 +231,8 @@ async fn disconnect_all(scx: ServerContext) {
     }
   }
   let deadline = tokio::time::Instant::now() + DISCONNECT_TIMEOUT;
-  while scx.connections.count() > 0 && tokio::time::Instant::now() < deadline {
+  let busy = || scx.connections.count() > 0 || scx.handshakings.count() > 0;
+  while busy() && tokio::time::Instant::now() < deadline {
     tokio::time::sleep(Duration::from_millis(2)).await;
   }
 }

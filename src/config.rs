@@ -8,12 +8,15 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use napi::Result;
 use napi_derive::napi;
 use serde::Deserialize;
 
 use crate::error::invalid_arg;
+use crate::tls;
+use crate::warning::Warning;
 
 /// Broker configuration passed to `MqttServer.start()`.
 #[napi(object)]
@@ -27,6 +30,13 @@ pub struct ServerConfig {
   /// Threads of this broker's runtime, 1-256. Default: the number of CPU cores.
   #[serde(default, deserialize_with = "opt_number")]
   pub worker_threads: Option<f64>,
+  /// Longest time, in seconds, a session outlives its connection, 1 to
+  /// 4294967295. An MQTT 5 client asking for a longer Session Expiry Interval
+  /// (or for none, 0xFFFFFFFF) gets this one, told in its CONNACK; an MQTT
+  /// 3.1.1 persistent session (`clean: false`) lasts exactly this long.
+  /// Default 7200 (2 hours).
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_session_expiry_interval: Option<f64>,
 }
 
 /// One network endpoint of the broker.
@@ -51,9 +61,12 @@ pub struct ListenerConfig {
   /// Transport: plain MQTT over TCP, MQTT over TLS, MQTT over WebSocket, or over secure WebSocket.
   #[napi(ts_type = "'tcp' | 'tls' | 'ws' | 'wss'")]
   pub protocol: String,
-  /// PEM certificate (chain) file; required for `tls` and `wss`.
+  /// Path of a PEM certificate (chain) file; required for `tls` and `wss`.
+  /// An expired or not yet valid certificate starts with a warning
+  /// (`process.emitWarning`, code `MQTT_SERVER_TLS_CERT_EXPIRED` or
+  /// `MQTT_SERVER_TLS_CERT_NOT_YET_VALID`).
   pub tls_cert: Option<String>,
-  /// PEM private key file; required for `tls` and `wss`.
+  /// Path of a PEM private key file (not encrypted); required for `tls` and `wss`.
   pub tls_key: Option<String>,
   /// Accept clients that send no username. Default `true`.
   pub allow_anonymous: Option<bool>,
@@ -137,6 +150,7 @@ pub fn basic(
     listeners: vec![listener_config("tcp", port, address, None, None, None)],
     plugins_config_dir: None,
     worker_threads: None,
+    max_session_expiry_interval: None,
   })
 }
 
@@ -176,6 +190,7 @@ pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
     listeners,
     plugins_config_dir: None,
     worker_threads: None,
+    max_session_expiry_interval: None,
   })
 }
 
@@ -305,6 +320,8 @@ pub struct ListenerSpec {
   pub tls: Option<(PathBuf, PathBuf)>,
   pub allow_anonymous: bool,
   pub limits: Limits,
+  /// The server's `maxSessionExpiryInterval`.
+  pub max_session_expiry: Duration,
 }
 
 /// The validated form of [`ServerConfig`].
@@ -313,7 +330,13 @@ pub struct BrokerSpec {
   pub listeners: Vec<ListenerSpec>,
   pub plugins_config_dir: Option<String>,
   pub worker_threads: usize,
+  /// What `start()` reports without failing (a certificate out of date).
+  pub warnings: Vec<Warning>,
 }
+
+/// `maxSessionExpiryInterval` when not given: rmqtt's own lifetime of an
+/// MQTT 3.1.1 session, so both protocols get the same.
+const DEFAULT_MAX_SESSION_EXPIRY: u64 = 2 * 60 * 60;
 
 /// Reads and validates a config object coming from JavaScript (the caller,
 /// `MqttServer.start`, has already checked that it is an object).
@@ -322,10 +345,15 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
   if config.listeners.is_empty() {
     return Err(invalid_arg("listeners: at least one listener is required"));
   }
+  let max_session_expiry = Duration::from_secs(match config.max_session_expiry_interval {
+    Some(v) => integer("maxSessionExpiryInterval", v, 1, u32::MAX as u64)?,
+    None => DEFAULT_MAX_SESSION_EXPIRY,
+  });
+  let mut warnings = Vec::new();
   let mut names: HashMap<String, usize> = HashMap::new();
   let mut listeners = Vec::with_capacity(config.listeners.len());
   for (i, l) in config.listeners.iter().enumerate() {
-    let spec = listener_spec(i, l).await?;
+    let spec = listener_spec(i, l, max_session_expiry, &mut warnings).await?;
     if let Some(first) = names.insert(spec.name.clone(), i) {
       let default = if l.name.is_none() {
         " (its default name)"
@@ -354,10 +382,16 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     listeners,
     plugins_config_dir: config.plugins_config_dir,
     worker_threads,
+    warnings,
   })
 }
 
-async fn listener_spec(i: usize, l: &ListenerConfig) -> Result<ListenerSpec> {
+async fn listener_spec(
+  i: usize,
+  l: &ListenerConfig,
+  max_session_expiry: Duration,
+  warnings: &mut Vec<Warning>,
+) -> Result<ListenerSpec> {
   let field = |f: &str| format!("listeners[{i}].{f}");
   let protocol = Protocol::parse(&l.protocol).ok_or_else(|| {
     invalid_arg(format!(
@@ -378,8 +412,10 @@ async fn listener_spec(i: usize, l: &ListenerConfig) -> Result<ListenerSpec> {
   let addr = resolve(&field("address"), host, port).await?;
 
   let tls = if protocol.is_tls() {
-    let cert = tls_file(&field("tlsCert"), l.tls_cert.as_deref(), protocol)?;
-    let key = tls_file(&field("tlsKey"), l.tls_key.as_deref(), protocol)?;
+    let (cert, pem) = pem_file(&field("tlsCert"), l.tls_cert.as_deref(), protocol)?;
+    tls::check_certificates(&field("tlsCert"), &cert, &pem, warnings)?;
+    let (key, pem) = pem_file(&field("tlsKey"), l.tls_key.as_deref(), protocol)?;
+    tls::check_key(&field("tlsKey"), &key, &pem)?;
     Some((cert, key))
   } else {
     for (f, v) in [("tlsCert", &l.tls_cert), ("tlsKey", &l.tls_key)] {
@@ -415,6 +451,7 @@ async fn listener_spec(i: usize, l: &ListenerConfig) -> Result<ListenerSpec> {
     tls,
     allow_anonymous: l.allow_anonymous.unwrap_or(true),
     limits,
+    max_session_expiry,
   })
 }
 
@@ -462,13 +499,21 @@ async fn resolve(field: &str, host: &str, port: u16) -> Result<SocketAddr> {
     .ok_or_else(|| invalid_arg(format!("{field}: host \"{host}\" resolved to no address")))
 }
 
-fn tls_file(field: &str, path: Option<&str>, protocol: Protocol) -> Result<PathBuf> {
+/// Reads the PEM file a `tlsCert`/`tlsKey` field names. The field's value
+/// is echoed only once it is known to be a path: PEM text given instead
+/// (a private key, perhaps) never appears in an error.
+fn pem_file(field: &str, path: Option<&str>, protocol: Protocol) -> Result<(PathBuf, Vec<u8>)> {
   let path = path.filter(|p| !p.is_empty()).ok_or_else(|| {
     invalid_arg(format!(
       "{field}: required for a \"{}\" listener (path to a PEM file)",
       protocol.as_str()
     ))
   })?;
+  if tls::looks_like_pem(path) {
+    return Err(invalid_arg(format!(
+      "{field}: expected the path of a PEM file, got PEM text; write it to a file and give that file's path"
+    )));
+  }
   let meta = std::fs::metadata(path)
     .map_err(|e| invalid_arg(format!("{field}: cannot read \"{path}\": {e}")))?;
   if !meta.is_file() {
@@ -476,16 +521,7 @@ fn tls_file(field: &str, path: Option<&str>, protocol: Protocol) -> Result<PathB
   }
   let pem = std::fs::read(path)
     .map_err(|e| invalid_arg(format!("{field}: cannot read \"{path}\": {e}")))?;
-  let pem = String::from_utf8_lossy(&pem);
-  let (marker, what) = if field.ends_with("tlsCert") {
-    ("-----BEGIN CERTIFICATE-----", "certificate")
-  } else {
-    ("PRIVATE KEY-----", "private key")
-  };
-  if !pem.contains(marker) {
-    return Err(invalid_arg(format!("{field}: no PEM {what} in \"{path}\"")));
-  }
-  Ok(PathBuf::from(path))
+  Ok((PathBuf::from(path), pem))
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

@@ -14,7 +14,7 @@ use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
 use rmqtt::types::{AuthResult, PublishAclResult, QoS as RQoS, SubscribeAclResult};
-use tokio::sync::{oneshot, Mutex as AsyncMutex};
+use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
 use crate::hook_data;
 use crate::hook_js::Msg;
@@ -26,6 +26,11 @@ use crate::hooks::{HookSet, Hooks, Kind};
 pub struct Attachment {
   hooks: Weak<Hooks>,
   live: Live,
+  /// Wakes the decisions still waiting for JavaScript when the broker stops,
+  /// so they deny at once instead of holding `stop()` until their timeout
+  /// (rmqtt's hook manager keeps a handler's lock while it runs, and removing
+  /// the handlers waits for that lock).
+  closing: Notify,
   /// One registration per hook type in use, so a type both the old and the
   /// new set use stays registered across `setHooks()`.
   registers: AsyncMutex<HashMap<Type, Box<dyn Register>>>,
@@ -36,14 +41,17 @@ impl Attachment {
     Arc::new(Attachment {
       hooks: Arc::downgrade(hooks),
       live: Arc::new(AtomicBool::new(true)),
+      closing: Notify::new(),
       registers: AsyncMutex::new(HashMap::new()),
     })
   }
 
-  /// Stops calling JavaScript and takes the handlers out of rmqtt's hook
-  /// manager, which would otherwise keep this attachment alive.
+  /// Stops calling JavaScript, denies the decisions still pending, and
+  /// takes the handlers out of rmqtt's hook manager, which would otherwise
+  /// keep this attachment alive.
   pub async fn close(&self) {
     self.live.store(false, Ordering::SeqCst);
+    self.closing.notify_waiters();
     for (_, register) in self.registers.lock().await.drain() {
       register.remove().await;
     }
@@ -132,6 +140,7 @@ struct Bridge {
 /// current when the event happened.
 struct Ctx<'a> {
   live: &'a Live,
+  closing: &'a Notify,
   hooks: Arc<Hooks>,
   set: Arc<HookSet>,
 }
@@ -150,12 +159,20 @@ impl Ctx<'_> {
 
   /// Asks a decision hook and waits for its answer, or its Promise's,
   /// within the set's timeout. `None` (deny) on timeout, throw, rejection
-  /// or a value of the wrong shape, each with a warning.
+  /// or a value of the wrong shape, each with a warning, and at once when
+  /// the broker stops.
   async fn decide<R: FromNapiValue + Send + 'static>(
     &self,
     kind: Kind,
     event: impl FnOnce(Reply<R>) -> Event,
   ) -> Option<R> {
+    // Registered before `live` is read, so a stop in between still wakes it.
+    let closing = self.closing.notified();
+    tokio::pin!(closing);
+    closing.as_mut().enable();
+    if !self.live.load(Ordering::Acquire) {
+      return None;
+    }
     let (tx, rx) = oneshot::channel();
     self.set.queue.push_decision(self.live, event(tx)).await;
     let answer = async {
@@ -169,7 +186,14 @@ impl Ctx<'_> {
       }
     };
     let name = kind.name();
-    match tokio::time::timeout(self.set.timeout, answer).await {
+    let answer = tokio::select! {
+      answer = tokio::time::timeout(self.set.timeout, answer) => answer,
+      _ = closing => {
+        tracing::debug!("{name}: the server is stopping, denying");
+        return None;
+      }
+    };
+    match answer {
       Ok(Ok(r)) => Some(r),
       Ok(Err(e)) => {
         self.hooks.count_failure();
@@ -192,10 +216,16 @@ impl Ctx<'_> {
 impl Handler for Bridge {
   async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
     let Some((hooks, set)) = self.attachment.current() else {
-      return (true, acc);
+      // Stopping or closing: a decision still denies, as one pending would;
+      // passing it on would let rmqtt's default allow it.
+      return match denial(param) {
+        Some(deny) => (false, Some(deny)),
+        None => (true, acc),
+      };
     };
     let cx = Ctx {
       live: &self.attachment.live,
+      closing: &self.attachment.closing,
       hooks,
       set,
     };
@@ -391,6 +421,20 @@ impl Handler for Bridge {
       }
       _ => (true, acc),
     }
+  }
+}
+
+/// The answer of a denied decision, for the decision hook types.
+fn denial(param: &Parameter) -> Option<HookResult> {
+  match param {
+    Parameter::ClientAuthenticate(_) => Some(HookResult::AuthResult(AuthResult::NotAuthorized)),
+    Parameter::ClientSubscribeCheckAcl(..) => Some(HookResult::SubscribeAclResult(
+      SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized),
+    )),
+    Parameter::MessagePublishCheckAcl(..) => Some(HookResult::PublishAclResult(
+      PublishAclResult::rejected(false, None),
+    )),
+    _ => None,
   }
 }
 

@@ -20,3 +20,5 @@ mod memory;
 mod publish;
 mod server;
 mod shared_subscription;
+mod tls;
+mod warning;

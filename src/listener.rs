@@ -9,6 +9,17 @@ use crate::config::{ListenerSpec, Protocol};
 /// publishes in flight (mqtt.js does not honour MQTT 5's receive maximum),
 /// and limits how fast a subscriber drains; 256 keeps both comfortable.
 const DEFAULT_MAX_INFLIGHT: u16 = 256;
+/// `maxPacketSize` when not given (rmqtt's default, set explicitly so that
+/// `server.publish()`'s limit is known to match it).
+pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
+
+/// The largest packet a listener accepts from clients.
+pub fn max_packet_size(spec: &ListenerSpec) -> u32 {
+  spec
+    .limits
+    .max_packet_size
+    .unwrap_or(DEFAULT_MAX_PACKET_SIZE)
+}
 
 /// Deep enough for any real topic tree (EMQX's default too); rmqtt's own
 /// default is no limit.
@@ -45,10 +56,12 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
     // as Node's net.Server does. On Windows SO_REUSEADDR would allow port
     // hijacking, so it stays off there.
     .reuseaddr(cfg!(unix).then_some(true))
-    .nodelay(true);
-  if let Some(v) = spec.limits.max_packet_size {
-    b = b.max_packet_size(v);
-  }
+    .nodelay(true)
+    .max_packet_size(max_packet_size(spec))
+    // A 3.1.1 persistent session lasts the cap; a 5.0 one what the client
+    // asks, up to the cap (told in CONNACK). rmqtt's default has no cap.
+    .session_expiry_interval(spec.max_session_expiry)
+    .max_session_expiry_interval(spec.max_session_expiry);
   let inflight = spec.limits.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT);
   if let Some(v) = std::num::NonZeroU16::new(inflight) {
     b = b.max_inflight(v);

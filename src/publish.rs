@@ -101,6 +101,26 @@ pub fn validate_topic(topic: &str) -> Result<(), String> {
   Ok(())
 }
 
+/// Bytes of a PUBLISH besides its topic and payload, as `check_size`
+/// counts them: the topic's length prefix and a packet identifier.
+const PUBLISH_OVERHEAD: usize = 4;
+
+/// A server publish obeys the limit clients do: its PUBLISH (counted as
+/// rmqtt counts a client's, without the fixed header) must fit in
+/// `max_packet_size`, the largest `maxPacketSize` of the listeners.
+pub fn check_size(topic: &str, payload_len: usize, max_packet_size: u32) -> Result<(), String> {
+  let max = max_packet_size as usize;
+  let size = PUBLISH_OVERHEAD + topic.len() + payload_len;
+  if size <= max {
+    return Ok(());
+  }
+  let room = max.saturating_sub(PUBLISH_OVERHEAD + topic.len());
+  Err(format!(
+    "payload: is {payload_len} bytes; with this topic the message would be a {size}-byte PUBLISH, \
+     larger than the largest maxPacketSize of the listeners ({max} bytes), so at most {room} bytes fit"
+  ))
+}
+
 /// The server's own publishing queue. MQTT keeps the order of one
 /// publisher's messages, and the server is one publisher: calls are routed
 /// one after another, in call order, by a single task on the broker runtime.

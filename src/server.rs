@@ -1,5 +1,6 @@
 //! The `MqttServer` class JavaScript uses: lifecycle, publish, config helpers.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use crate::js_value::{self, type_name};
 use crate::keepalive::KeepAlive;
 use crate::listener::ListenerInfo;
 use crate::publish::{Message, PublishOptions};
+use crate::warning::{self, Warning};
 
 /// Lifecycle state; only `start`/`stop`/`close` change it, one at a time.
 enum State {
@@ -31,6 +33,10 @@ enum State {
 struct Inner {
   /// Serialises start/stop/close so they never interleave.
   lifecycle: AsyncMutex<State>,
+  /// Counts `stop()`/`close()` calls, when they are made (on the JS thread):
+  /// a `start()` made before one of them must not leave the broker running,
+  /// whichever of the two takes the lifecycle lock first.
+  stops: AtomicU64,
   /// What publish and the sync getters need, readable without waiting on a
   /// lifecycle operation. `Some` exactly while running.
   current: RwLock<Option<Current>>,
@@ -42,6 +48,8 @@ struct Inner {
 struct Current {
   handle: BrokerHandle,
   listeners: Vec<ListenerInfo>,
+  /// The largest `maxPacketSize` of the listeners: `publish()`'s limit.
+  max_packet_size: u32,
 }
 
 impl Inner {
@@ -56,7 +64,8 @@ impl Inner {
   }
 
   /// Stops the broker if it runs; `close` additionally seals the server.
-  async fn stop(&self, close: bool) {
+  /// Returns what went wrong on the way (a broker that would not shut down).
+  async fn stop(&self, close: bool) -> Vec<Warning> {
     if close {
       // Releases the JavaScript functions: a closed server calls nothing.
       self.hooks.replace(None);
@@ -70,11 +79,24 @@ impl Inner {
       *state = State::Closed;
     }
     self.set_current(None);
+    let mut warnings = Vec::new();
     if let State::Running { broker, _keepalive } = previous {
-      broker.shutdown().await;
+      warnings.extend(broker.shutdown().await);
       // Released only now, so the process stays alive until the broker is down.
       drop(_keepalive);
     }
+    warnings
+  }
+
+  /// Records a `stop()`/`close()` call and returns the promise of it.
+  fn stop_promise(self: &Arc<Self>, env: &Env, close: bool) -> Result<AsyncBlock<()>> {
+    self.stops.fetch_add(1, Ordering::SeqCst);
+    let inner = self.clone();
+    AsyncBlockBuilder::build_with_map(
+      env,
+      async move { Ok(inner.stop(close).await) },
+      |env, warnings| warning::emit(&env, &warnings),
+    )
   }
 }
 
@@ -92,6 +114,7 @@ impl MqttServer {
     MqttServer {
       inner: Arc::new(Inner {
         lifecycle: AsyncMutex::new(State::Stopped),
+        stops: AtomicU64::new(0),
         current: RwLock::new(None),
         hooks: Arc::new(Hooks::default()),
       }),
@@ -100,8 +123,10 @@ impl MqttServer {
 
   /// Starts the broker. Resolves with the bound listeners once every one of
   /// them accepts connections; rejects (naming the listener and the cause) if
-  /// any cannot be opened, leaving nothing running. While running, the server
-  /// keeps the Node.js process alive.
+  /// any cannot be opened, leaving nothing running, or if `stop()`/`close()`
+  /// is called before it resolves. While running, the server keeps the
+  /// Node.js process alive. A TLS certificate out of its validity period is
+  /// reported with `process.emitWarning` (see `ListenerConfig.tlsCert`).
   #[napi(
     ts_args_type = "config: ServerConfig",
     ts_return_type = "Promise<ListenerInfo[]>"
@@ -120,50 +145,72 @@ impl MqttServer {
       ))),
     };
     let keepalive = KeepAlive::new(&env)?;
-    AsyncBlockBuilder::new(async move {
-      let value = value?;
-      let mut state = inner.lifecycle.lock().await;
-      match &*state {
-        State::Running { .. } => return Err(failure("start: the server is already running")),
-        State::Closed => {
-          return Err(failure(
-            "start: the server is closed; create a new MqttServer",
-          ))
+    let stops = inner.stops.load(Ordering::SeqCst);
+    let stopped = move |inner: &Inner| inner.stops.load(Ordering::SeqCst) != stops;
+    let cancelled = || failure("start: stop() or close() was called before the server started");
+    AsyncBlockBuilder::build_with_map(
+      &env,
+      async move {
+        let value = value?;
+        let mut state = inner.lifecycle.lock().await;
+        if stopped(&inner) {
+          return Err(cancelled());
         }
-        State::Stopped => {}
-      }
-      let spec = config::parse(value).await?;
-      let attachment = Attachment::new(&inner.hooks);
-      let broker = Broker::start(spec, attachment).await.map_err(failure)?;
-      let listeners = broker.listeners().to_vec();
-      inner.set_current(Some(Current {
-        handle: broker.handle(),
-        listeners: listeners.clone(),
-      }));
-      *state = State::Running {
-        broker,
-        _keepalive: keepalive,
-      };
-      Ok(listeners)
-    })
-    .build(&env)
+        match &*state {
+          State::Running { .. } => return Err(failure("start: the server is already running")),
+          State::Closed => {
+            return Err(failure(
+              "start: the server is closed; create a new MqttServer",
+            ))
+          }
+          State::Stopped => {}
+        }
+        let spec = config::parse(value).await?;
+        let attachment = Attachment::new(&inner.hooks);
+        let warnings = spec.warnings.clone();
+        let broker = Broker::start(spec, attachment).await.map_err(failure)?;
+        if stopped(&inner) {
+          // The stop() waiting behind this start would stop it; doing it here
+          // means `running` is never true meanwhile.
+          let _ = broker.shutdown().await;
+          return Err(cancelled());
+        }
+        let listeners = broker.listeners().to_vec();
+        inner.set_current(Some(Current {
+          handle: broker.handle(),
+          listeners: listeners.clone(),
+          max_packet_size: broker.max_packet_size(),
+        }));
+        *state = State::Running {
+          broker,
+          _keepalive: keepalive,
+        };
+        Ok((listeners, warnings))
+      },
+      |env, (listeners, warnings)| {
+        warning::emit(&env, &warnings)?;
+        Ok(listeners)
+      },
+    )
   }
 
   /// Stops the broker: closes every listener and disconnects every client.
   /// Resolves when all is released; `start()` may be called again. Does
-  /// nothing if the server is not running.
-  #[napi]
-  pub async fn stop(&self) -> Result<()> {
-    self.inner.stop(false).await;
-    Ok(())
+  /// nothing if the server is not running. A `start()` still pending ends
+  /// stopped too (it rejects). Decision hooks still pending deny at once.
+  /// Resolves within a few seconds even if the broker were stuck: what did
+  /// not shut down in time is abandoned and reported with
+  /// `process.emitWarning` (code `MQTT_SERVER_STOP_ABANDONED`).
+  #[napi(ts_return_type = "Promise<void>")]
+  pub fn stop(&self, env: Env) -> Result<AsyncBlock<()>> {
+    self.inner.stop_promise(&env, false)
   }
 
   /// Stops the broker if it runs and releases the server for good; a closed
-  /// server cannot be started again.
-  #[napi]
-  pub async fn close(&self) -> Result<()> {
-    self.inner.stop(true).await;
-    Ok(())
+  /// server cannot be started again. Bounded like `stop()`.
+  #[napi(ts_return_type = "Promise<void>")]
+  pub fn close(&self, env: Env) -> Result<AsyncBlock<()>> {
+    self.inner.stop_promise(&env, true)
   }
 
   /// Whether the broker is running (between a resolved `start()` and `stop()`).
@@ -184,7 +231,10 @@ impl MqttServer {
 
   /// Publishes a message from the server to every matching subscriber.
   /// Resolves once the broker has routed it; rejects if the server is not
-  /// running or the topic or options are invalid.
+  /// running, the topic or options are invalid, or the message is larger
+  /// than a client may publish (topic, payload and 4 bytes must fit in the
+  /// largest `maxPacketSize` of the listeners). `$` topics such as `$SYS/...`
+  /// may be published here, though clients may not publish to them.
   #[napi(
     ts_args_type = "topic: string, payload: string | Buffer | Uint8Array, options?: PublishOptions",
     ts_return_type = "Promise<void>"
@@ -197,8 +247,9 @@ impl MqttServer {
     options: Option<Unknown>,
   ) -> Result<AsyncBlock<()>> {
     // Queued here, on the JS thread, so messages keep the order of the calls.
-    let routed = read_message(topic, payload, options).and_then(|message| {
-      let current = self.inner.current();
+    let current = self.inner.current();
+    let max_packet_size = current.as_ref().map(|c| c.max_packet_size);
+    let routed = read_message(topic, payload, options, max_packet_size).and_then(|message| {
       let current = current.ok_or_else(|| failure("publish: the server is not running"))?;
       Ok(current.handle.publisher.publish(message))
     });
@@ -255,8 +306,14 @@ impl Default for MqttServer {
 }
 
 /// Reads publish arguments on the JS thread (the payload is copied once, so
-/// the caller may reuse its buffer at once). Errors name the argument.
-fn read_message(topic: Unknown, payload: Unknown, options: Option<Unknown>) -> Result<Message> {
+/// the caller may reuse its buffer at once, and only once its size is known
+/// to fit `max_packet_size`, when running). Errors name the argument.
+fn read_message(
+  topic: Unknown,
+  payload: Unknown,
+  options: Option<Unknown>,
+  max_packet_size: Option<u32>,
+) -> Result<Message> {
   let topic: String = match topic.get_type()? {
     ValueType::String => unsafe { topic.cast()? },
     other => {
@@ -266,12 +323,21 @@ fn read_message(topic: Unknown, payload: Unknown, options: Option<Unknown>) -> R
       )))
     }
   };
+  let fits = |len: usize| match max_packet_size {
+    Some(max) => crate::publish::check_size(&topic, len, max).map_err(invalid_arg),
+    None => Ok(()),
+  };
   let payload = match payload.get_type()? {
-    ValueType::String => Bytes::from(unsafe { payload.cast::<String>()? }),
+    ValueType::String => {
+      let text = unsafe { payload.cast::<String>()? };
+      fits(text.len())?;
+      Bytes::from(text)
+    }
     ValueType::Object if payload.is_typedarray()? || payload.is_buffer()? => {
       let bytes: Uint8Array = unsafe { payload.cast() }.map_err(|_| {
         invalid_arg("payload: expected a string, Buffer or Uint8Array, got another typed array")
       })?;
+      fits(bytes.len())?;
       Bytes::copy_from_slice(&bytes)
     }
     other => {

@@ -1082,6 +1082,11 @@ impl SessionState {
         if let Ok(conn_info) = self.connect_info().await {
             if let Some(lw) = conn_info.last_will() {
                 let p = Publish::try_from(lw)?;
+                // mqtt-server patch: a will is a client's publish; a `$`
+                // topic is refused to it as to a PUBLISH (see `_publish`).
+                if p.topic.as_bytes().first() == Some(&b'$') {
+                    return Ok(());
+                }
                 let from = From::from_lastwill(self.id.clone());
                 //hook, message_publish
                 let p = self.hook.message_publish(from.clone(), &p).await.unwrap_or(p);
@@ -1266,6 +1271,18 @@ impl SessionState {
         }
 
         let from = From::from_custom(self.id.clone());
+
+        // mqtt-server patch: topics starting with `$` (`$SYS/...`) are the
+        // server's (MQTT 4.7.2): a client's publish to one is refused as a
+        // denied publish is, before any hook, so it is neither routed nor
+        // retained. Checked after alias resolution, on the first byte.
+        if publish.topic.as_bytes().first() == Some(&b'$') {
+            let why = ByteString::from_static("topics starting with $ are reserved for the server");
+            let pub_res = PublishResult::reason_code(PublishAckReason::NotAuthorized, Some(why), false);
+            let reason = Reason::PublishResult(pub_res.clone());
+            self.scx.extends.hook_mgr().message_dropped(None, from, publish, reason).await;
+            return Ok(pub_res);
+        }
 
         #[cfg(feature = "delayed")]
         if self.scx.extends.delayed_sender().await.enable() {
