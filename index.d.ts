@@ -211,6 +211,13 @@ export interface ListenerConfig {
    * DISCONNECT 0x90 *Topic Name invalid* first).
    */
   maxTopicLevels?: number
+  /**
+   * Milliseconds a new connection has, from accept, to complete its TLS
+   * handshake, WebSocket upgrade and CONNECT (100-3600000); it is then
+   * closed without a CONNACK. Also how long a packet that has started may
+   * go without at least 1 KiB/s more of it arriving. Default 30000.
+   */
+  handshakeTimeout?: number
 }
 
 /** A listener as it is actually bound. */
