@@ -2,7 +2,8 @@
 // send, plus the types only a server may send, drawn from a session's RNG.
 // Topics come mostly from a small pool so publishes meet subscriptions;
 // the `edge`, `huge` and `deep` strategies draw boundary, 64 KB and
-// thousands-of-levels topics, `props` draws 5.0 properties with unknown ids.
+// thousands-of-levels topics, `props` draws 5.0 properties with unknown ids,
+// `share` draws shared subscriptions ($share/group/filter).
 import * as enc from './encode.mjs'
 import { weighted } from './rng.mjs'
 
@@ -58,7 +59,7 @@ export const PACKET_WEIGHTS = {
 }
 
 /** Generation strategies that `--exclude` can turn off. */
-export const GEN_STRATEGIES = ['edge', 'huge', 'deep', 'props']
+export const GEN_STRATEGIES = ['edge', 'huge', 'deep', 'props', 'share']
 
 function deepTopic(rng, filter) {
   const n = rng.chance(0.5) ? rng.pick(DEEP_LEVELS) : rng.range(100, 40000)
@@ -97,6 +98,8 @@ export class Session {
     this.deep = !exclude.has('deep')
     this.huge = !exclude.has('huge')
     this.randomProps = !exclude.has('props')
+    this.share = !exclude.has('share')
+    this.edgeTopics = this.share ? EDGE_TOPICS : EDGE_TOPICS.filter((t) => !String(t).startsWith('$share'))
   }
 
   id() {
@@ -115,7 +118,7 @@ export class Session {
     const r = this.rng
     if (this.deep && r.chance(0.002)) return deepTopic(r, filter)
     if (this.huge && r.chance(0.004)) return hugeTopic(r)
-    if (this.edge && r.chance(0.05)) return r.pick(EDGE_TOPICS)
+    if (this.edge && r.chance(0.05)) return r.pick(this.edgeTopics)
   }
 
   topic() {
@@ -138,7 +141,7 @@ export class Session {
     for (let i = 0; i < n; i++) parts.push(r.chance(0.2) ? '+' : r.pick(LEVELS))
     if (r.chance(0.2)) parts.push('#')
     const f = parts.join('/')
-    return r.chance(0.08) ? `$share/${r.pick(['g', 'h', 'grp'])}/${f}` : f
+    return this.share && r.chance(0.08) ? `$share/${r.pick(['g', 'h', 'grp'])}/${f}` : f
   }
 
   payload() {
