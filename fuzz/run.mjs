@@ -3,13 +3,14 @@
 // hook installed), with liveness probes throughout. See docs/fuzzing.md.
 //
 //   node fuzz/run.mjs [--duration 60] [--seed N] [--transport tcp,ws]
-//     [--connections 48] [--mutate-rate 0.05] [--exclude deep,...]
-//     [--stall-ms 10000] [--min-packets N] [--rss-slack-mb 96] [--out DIR]
-//   node fuzz/run.mjs --replay FILE     (a crash or stall record)
+//     [--connections 48] [--mutate-rate 0.05] [--ws-mutate-rate 0.01]
+//     [--exclude deep,share,...] [--stall-ms 10000] [--min-packets N]
+//     [--rss-slack-mb 96] [--fd-slack 16] [--out DIR]
+//   node fuzz/run.mjs --replay FILE     (a failure or culprit record)
 //
 // Exit code 0 when the run ended with no crash, no stall, stop() resolved,
-// memory back within the bound and (with --min-packets) enough packets sent;
-// 1 otherwise; 2 on bad arguments.
+// sockets released, memory back within the bound and (with --min-packets)
+// enough packets sent; 1 otherwise; 2 on bad arguments.
 import { fork, execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
@@ -62,7 +63,8 @@ function parseOptions(argv) {
     usage(e.message)
   }
   if (values.help) {
-    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(4, 11).join('\n'))
+    const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n')
+    console.log(lines.slice(4, lines.findIndex((l) => !l.startsWith('//'))).map((l) => l.slice(3)).join('\n'))
     process.exit(0)
   }
   const num = (name, lo, hi) => {
