@@ -4,6 +4,7 @@
  * so its sockets are this process's file descriptors.
  */
 import { readdirSync } from 'node:fs'
+import { connect as tcpConnect } from 'node:net'
 
 import { afterEach, describe, expect, it } from 'vitest'
 
@@ -52,5 +53,29 @@ describe.runIf(process.platform === 'linux')('sockets of ended connections', () 
     })
     const m = await box!.next()
     expect([m.topic, m.payload.toString()]).toEqual(['offline/7', 'kept'])
+  })
+})
+
+describe('a DISCONNECT', () => {
+  it.each([
+    ['3.1.1', 4],
+    ['5.0', 5],
+  ] as const)('MQTT %s: the broker closes the connection after it even if the client does not (MQTT-3.14.4-1 asks the client; the server SHOULD)', async (_, level) => {
+    const { listeners } = await startServer()
+    const sock = tcpConnect(listeners[0].port, '127.0.0.1')
+    const closed = new Promise<void>((resolve) => sock.on('close', () => resolve()))
+    sock.on('error', () => {})
+    sock.resume() // read (and drop) the CONNACK, so the end of the stream is seen
+    // CONNECT (clean, keep-alive 0: nothing else would close it), then DISCONNECT.
+    const id = Buffer.from('disc')
+    const props = level === 5 ? [0] : []
+    const body = [0, 4, ...Buffer.from('MQTT'), level, 0x02, 0, 0, ...props, 0, id.length, ...id]
+    sock.write(Buffer.from([0x10, body.length, ...body]))
+    sock.write(Buffer.from(level === 5 ? [0xe0, 1, 0] : [0xe0, 0]))
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still open after 5 s'), 5000)))
+    expect(await Promise.race([closed.then(() => 'closed'), late])).toBe('closed')
+    clearTimeout(timer)
+    sock.destroy()
   })
 })

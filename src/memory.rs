@@ -31,6 +31,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Connections that must have gone since the peak before a trim is worth it.
 const MIN_DROP: isize = 256;
+/// Subscriptions likewise (~2 KB each): one client can hold 100,000 of them.
+const MIN_SUBSCRIPTIONS_DROP: isize = 10_000;
 
 thread_local! {
   /// The last [`Reclaim`] request this worker thread has collected for.
@@ -65,14 +67,31 @@ impl Reclaim {
 /// seen. The mark is lowered to the current count after each release, so it
 /// means "highest since the last release" (rmqtt reads it only for its
 /// `$SYS` stats, which this broker does not publish).
+///
+/// Subscriptions are watched the same way, so that one client with many of
+/// them leaving is seen too. The router hands out a copy of its counter, so
+/// their peak is kept here: the counter's high-water mark when it rises past
+/// what was seen, else the highest count seen at a look.
 pub async fn release_after_disconnects(scx: ServerContext, reclaim: Reclaim) {
   let mut tick = tokio::time::interval(CHECK_EVERY);
+  let (mut subs_peak, mut subs_mark) = (0, 0);
   loop {
     tick.tick().await;
     let now = scx.connections.count();
     let peak = scx.connections.max();
-    if peak - now >= MIN_DROP && now <= peak / 2 {
+    let subs = scx.extends.router().await.routes();
+    if subs.max() > subs_mark {
+      subs_mark = subs.max();
+      subs_peak = subs_peak.max(subs_mark);
+    }
+    let subs_now = subs.count();
+    subs_peak = subs_peak.max(subs_now);
+    let connections_left = peak - now >= MIN_DROP && now <= peak / 2;
+    let subscriptions_left =
+      subs_peak - subs_now >= MIN_SUBSCRIPTIONS_DROP && subs_now <= subs_peak / 2;
+    if connections_left || subscriptions_left {
       scx.connections.max_min(now);
+      subs_peak = subs_now;
       reclaim.request();
       let _ = tokio::task::spawn_blocking(trim).await;
     }

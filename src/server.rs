@@ -26,6 +26,9 @@ enum State {
   Running {
     broker: Broker,
     _keepalive: KeepAlive,
+    /// `Inner::stops` when `start()` was called: a `stop()` called after
+    /// that start (a larger count) stops it, an earlier one does not.
+    stops_at_start: u64,
   },
   Closed,
 }
@@ -65,12 +68,19 @@ impl Inner {
 
   /// Stops the broker if it runs; `close` additionally seals the server.
   /// Returns what went wrong on the way (a broker that would not shut down).
-  async fn stop(&self, close: bool) -> Vec<Warning> {
+  async fn stop(&self, close: bool, stop: u64) -> Vec<Warning> {
     if close {
       // Releases the JavaScript functions: a closed server calls nothing.
       self.hooks.replace(None);
     }
     let mut state = self.lifecycle.lock().await;
+    if let State::Running { stops_at_start, .. } = &*state {
+      // A start() called after this stop() may have taken the lock first;
+      // this stop() came before it and leaves it running.
+      if !close && *stops_at_start >= stop {
+        return Vec::new();
+      }
+    }
     let previous = std::mem::replace(
       &mut *state,
       if close { State::Closed } else { State::Stopped },
@@ -80,7 +90,10 @@ impl Inner {
     }
     self.set_current(None);
     let mut warnings = Vec::new();
-    if let State::Running { broker, _keepalive } = previous {
+    if let State::Running {
+      broker, _keepalive, ..
+    } = previous
+    {
       warnings.extend(broker.shutdown().await);
       // Released only now, so the process stays alive until the broker is down.
       drop(_keepalive);
@@ -90,11 +103,11 @@ impl Inner {
 
   /// Records a `stop()`/`close()` call and returns the promise of it.
   fn stop_promise(self: &Arc<Self>, env: &Env, close: bool) -> Result<AsyncBlock<()>> {
-    self.stops.fetch_add(1, Ordering::SeqCst);
+    let stop = self.stops.fetch_add(1, Ordering::SeqCst) + 1;
     let inner = self.clone();
     AsyncBlockBuilder::build_with_map(
       env,
-      async move { Ok(inner.stop(close).await) },
+      async move { Ok(inner.stop(close, stop).await) },
       |env, warnings| warning::emit(&env, &warnings),
     )
   }
@@ -184,6 +197,7 @@ impl MqttServer {
         *state = State::Running {
           broker,
           _keepalive: keepalive,
+          stops_at_start: stops,
         };
         Ok((listeners, warnings))
       },

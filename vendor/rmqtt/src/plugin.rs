@@ -545,18 +545,19 @@ impl Manager {
         self.plugins.insert(name, entry);
         Ok(())
     }
-
     /// Return the current configuration of a plugin.
     ///
     /// # Errors
     ///
     /// Returns an error if the plugin does not exist.
     pub async fn get_config(&self, name: &str) -> Result<serde_json::Value> {
-        if let Some(entry) = self.get(name) {
-            entry.plugin().await?.get_config().await
-        } else {
-            Err(anyhow!(format!("{} the plug-in does not exist", name)))
-        }
+        let (key, entry) = self.take(name, false)?;
+        let res = match entry.plugin().await {
+            Ok(plugin) => plugin.get_config().await,
+            Err(e) => Err(e),
+        };
+        self.plugins.insert(key, entry);
+        res
     }
 
     /// Load and apply configuration for a plugin.
@@ -564,16 +565,16 @@ impl Manager {
     /// The plugin must be initialized before configuration
     /// can be loaded. Immutable plugins are rejected.
     pub async fn load_config(&self, name: &str) -> Result<()> {
-        if let Some(mut entry) = self.get_mut(name)? {
-            if entry.inited {
-                entry.plugin_mut().await?.load_config().await?;
-                Ok(())
-            } else {
-                Err(anyhow!("the plug-in is not initialized"))
+        let (key, mut entry) = self.take(name, true)?;
+        let res = async {
+            if !entry.inited {
+                return Err(anyhow!("the plug-in is not initialized"));
             }
-        } else {
-            Err(anyhow!(format!("{} the plug-in does not exist", name)))
+            entry.plugin_mut().await?.load_config().await
         }
+        .await;
+        self.plugins.insert(key, entry);
+        res
     }
 
     /// Start a plugin.
@@ -586,7 +587,8 @@ impl Manager {
     /// Returns an error if the plugin does not exist, is immutable,
     /// or if initialization/startup fails.
     pub async fn start(&self, name: &str) -> Result<()> {
-        if let Some(mut entry) = self.get_mut(name)? {
+        let (key, mut entry) = self.take(name, true)?;
+        let res = async {
             if !entry.inited {
                 entry.plugin_mut().await?.init().await?;
                 entry.inited = true;
@@ -596,9 +598,10 @@ impl Manager {
                 entry.active = true;
             }
             Ok(())
-        } else {
-            Err(anyhow!(format!("{} the plug-in does not exist", name)))
         }
+        .await;
+        self.plugins.insert(key, entry);
+        res
     }
 
     /// Stop a plugin.
@@ -613,7 +616,8 @@ impl Manager {
     /// Returns an error if the plugin does not exist, is immutable,
     /// or is not currently active.
     pub async fn stop(&self, name: &str) -> Result<bool> {
-        if let Some(mut entry) = self.get_mut(name)? {
+        let (key, mut entry) = self.take(name, true)?;
+        let res = async {
             if entry.active {
                 let stopped = entry.plugin_mut().await?.stop().await?;
                 entry.active = !stopped;
@@ -621,11 +625,22 @@ impl Manager {
             } else {
                 Err(anyhow!(format!("{} the plug-in is not started", name)))
             }
-        } else {
-            Err(anyhow!(format!("{} the plug-in does not exist", name)))
         }
+        .await;
+        self.plugins.insert(key, entry);
+        res
     }
 
+    /// mqtt-server patch: takes a plugin's entry out of the map for an
+    /// operation that awaits; the caller puts it back. Awaiting with the
+    /// map's guard held would block its shard, and with it any thread that
+    /// touches that shard, for as long as the plugin takes.
+    fn take(&self, name: &str, mutating: bool) -> Result<(String, Entry)> {
+        if mutating && self.plugins.get(name).is_some_and(|e| e.immutable) {
+            return Err(anyhow!("the plug-in is immutable"));
+        }
+        self.plugins.remove(name).ok_or_else(|| anyhow!(format!("{} the plug-in does not exist", name)))
+    }
     /// Check whether a plugin is currently active.
     pub fn is_active(&self, name: &str) -> bool {
         if let Some(entry) = self.plugins.get(name) {
@@ -659,11 +674,13 @@ impl Manager {
 
     /// Send a message to a plugin and receive a response.
     pub async fn send(&self, name: &str, msg: serde_json::Value) -> Result<serde_json::Value> {
-        if let Some(entry) = self.plugins.get(name) {
-            entry.plugin().await?.send(msg).await
-        } else {
-            Err(anyhow!(format!("{} the plug-in does not exist", name)))
-        }
+        let (key, entry) = self.take(name, false)?;
+        let res = match entry.plugin().await {
+            Ok(plugin) => plugin.send(msg).await,
+            Err(e) => Err(e),
+        };
+        self.plugins.insert(key, entry);
+        res
     }
 
     /// Iterate over all registered plugins.

@@ -531,8 +531,24 @@ impl SessionState {
                     // of a flood). Awaiting a smaller box of its own here, or
                     // one more packet-sized value, made every idle connection
                     // 0.1-0.5 KiB larger.
-                    let Some(pkt) = pkt? else {
-                        return Err(Reason::ConnectRemoteClose);
+                    let pkt = match pkt {
+                        Ok(Some(pkt)) => pkt,
+                        end => {
+                            // mqtt-server patch: the client is gone, but what it
+                            // sent before was received (a DISCONNECT among it):
+                            // handled, after the hold, as it would have been.
+                            if let Some(gate) = read_gate.take() {
+                                gate.await;
+                            }
+                            while let Some(pkt) = parked.pop_front() {
+                                Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
+                                if let Some(gate) = take_read_gate() {
+                                    gate.await;
+                                }
+                            }
+                            end?;
+                            return Err(Reason::ConnectRemoteClose);
+                        }
                     };
                     if let Some(pkt) = state.ack_at_once(pkt) {
                         if read_gate.is_some() && !passes_read_gate(&pkt) {
@@ -541,6 +557,11 @@ impl SessionState {
                         } else {
                             Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
                             read_gate = take_read_gate();
+                        }
+                        // mqtt-server patch: after a DISCONNECT the server closes
+                        // the connection; upstream waited for the client to.
+                        if flags.contains(StateFlags::DisconnectReceived) {
+                            return Ok(());
                         }
                     }
                 }
@@ -551,6 +572,9 @@ impl SessionState {
                         parked_bytes -= parked_size(&pkt);
                         Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
                         read_gate = take_read_gate();
+                        if flags.contains(StateFlags::DisconnectReceived) {
+                            return Ok(());
+                        }
                     }
                     if parked.is_empty() && parked.capacity() > 64 {
                         parked = std::collections::VecDeque::new();
