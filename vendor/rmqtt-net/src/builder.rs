@@ -69,7 +69,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 #[cfg(feature = "tls")]
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
-use tokio::time::{timeout_at, Instant};
+#[cfg(any(feature = "tls", feature = "ws"))]
+use tokio::time::timeout_at;
+use tokio::time::Instant;
 #[cfg(feature = "ws")]
 use tokio_tungstenite::{
     accept_hdr_async_with_config,
