@@ -11,7 +11,7 @@
 //! ACL check and the trie walk, where a client's message is handed to its
 //! subscribers, a publisher with a subscriber that has three quarters of its
 //! queue limit pending (at most `HIGH_WATER`) is held: its session handles
-//! only acks and pings from it (other packets wait, at most 1 MiB, then it
+//! only acks and pings from it (other packets wait, at most 64 KiB, then it
 //! stops reading) until there is room, while it goes on delivering to it;
 //! each message that leaves lets one held publisher go. TCP pushes back, and
 //! memory stays bounded well below the queue limits. Counting where rmqtt

@@ -415,8 +415,7 @@ impl SessionState {
         // clients that publish to each other's subscriptions (or their own)
         // keep draining while they are held.
         let mut read_gate: Option<futures::future::BoxFuture<'static, ()>> = None;
-        let mut parked: std::collections::VecDeque<Packet> = std::collections::VecDeque::new();
-        let mut parked_bytes = 0;
+        let mut parked = Parked::default();
         loop {
             log::debug!("{:?} tokio::select! loop", state.id);
             let due = now
@@ -438,7 +437,7 @@ impl SessionState {
                         _ = &mut deliver_timeout_delay => Event::DeliverTimeout,
                         p = deliver_queue_rx.next(), if state.out_inflight().lock().has_credit() => Event::Deliver(p),
                         m = state.rx.recv() => Event::Message(m),
-                        p = sink.recv(), if read_gate.is_none() || parked_bytes < PARKED_MAX_BYTES => Event::Packet(p),
+                        p = sink.recv(), if read_gate.is_none() || parked.bytes < PARKED_MAX_BYTES => Event::Packet(p),
                         _ = async {
                             match read_gate.as_mut() {
                                 Some(gate) => gate.await,
@@ -536,15 +535,10 @@ impl SessionState {
                         end => {
                             // mqtt-server patch: the client is gone, but what it
                             // sent before was received (a DISCONNECT among it):
-                            // handled, after the hold, as it would have been.
-                            if let Some(gate) = read_gate.take() {
-                                gate.await;
-                            }
-                            while let Some(pkt) = parked.pop_front() {
-                                Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
-                                if let Some(gate) = take_read_gate() {
-                                    gate.await;
-                                }
+                            // handled, after the holds, as it would have been.
+                            if !parked.packets.is_empty() {
+                                Box::pin(state.drain_parked(sink, flags, &mut parked, &mut read_gate, true))
+                                    .await?;
                             }
                             end?;
                             return Err(Reason::ConnectRemoteClose);
@@ -552,8 +546,7 @@ impl SessionState {
                     };
                     if let Some(pkt) = state.ack_at_once(pkt) {
                         if read_gate.is_some() && !passes_read_gate(&pkt) {
-                            parked_bytes += parked_size(&pkt);
-                            parked.push_back(pkt);
+                            parked.push(pkt);
                         } else {
                             Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
                             read_gate = take_read_gate();
@@ -567,17 +560,10 @@ impl SessionState {
                 }
                 Event::ReadGateOpen => {
                     read_gate = None;
-                    while read_gate.is_none() {
-                        let Some(pkt) = parked.pop_front() else { break };
-                        parked_bytes -= parked_size(&pkt);
-                        Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
-                        read_gate = take_read_gate();
-                        if flags.contains(StateFlags::DisconnectReceived) {
-                            return Ok(());
-                        }
-                    }
-                    if parked.is_empty() && parked.capacity() > 64 {
-                        parked = std::collections::VecDeque::new();
+                    if !parked.packets.is_empty()
+                        && Box::pin(state.drain_parked(sink, flags, &mut parked, &mut read_gate, false)).await?
+                    {
+                        return Ok(());
                     }
                 }
             }
@@ -918,6 +904,39 @@ impl SessionState {
             Message::Forward(from, p) => self.deliver(sink, from, p).await?,
         }
         Ok(())
+    }
+
+    /// mqtt-server patch: handles parked packets in order, until one of them
+    /// makes the forward gate hold the client again; with `wait` (the client
+    /// is gone), all of them, waiting out each hold. Whether a DISCONNECT
+    /// was among them. Boxed by the callers: the session loop's future stays
+    /// as small as it was for every idle connection.
+    async fn drain_parked<Io>(
+        &mut self,
+        sink: &mut Sink<Io>,
+        flags: &mut StateFlags,
+        parked: &mut Parked,
+        read_gate: &mut Option<futures::future::BoxFuture<'static, ()>>,
+        wait: bool,
+    ) -> std::result::Result<bool, Reason>
+    where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            if let Some(gate) = read_gate.take() {
+                if !wait {
+                    *read_gate = Some(gate);
+                    return Ok(false);
+                }
+                gate.await;
+            }
+            let Some(pkt) = parked.pop() else { return Ok(false) };
+            Box::pin(self.process_mqtt_message(sink, pkt, flags)).await?;
+            *read_gate = take_read_gate();
+            if flags.contains(StateFlags::DisconnectReceived) {
+                return Ok(true);
+            }
+        }
     }
 
     #[inline]
@@ -3065,16 +3084,42 @@ pub(crate) fn topic_levels(topic: &str) -> usize {
 }
 
 /// mqtt-server patch: most bytes of packets a client held by the forward gate
-/// may have waiting (see `SessionState::run_loop`). Enough for the client's
-/// whole window of small messages, so acks behind them are still read.
-const PARKED_MAX_BYTES: usize = 1 << 20;
+/// may have waiting (see `SessionState::run_loop`): a window of 100 small
+/// messages, so acks behind them are still read, while a held client costs
+/// little memory.
+const PARKED_MAX_BYTES: usize = 64 * 1024;
 
-/// mqtt-server patch: what a parked packet counts against `PARKED_MAX_BYTES`.
-fn parked_size(pkt: &Packet) -> usize {
-    64 + match pkt {
-        Packet::V3(v3::Packet::Publish(p)) => p.payload.len() + p.topic.len(),
-        Packet::V5(v5::Packet::Publish(p)) => p.payload.len() + p.topic.len(),
-        _ => 0,
+/// mqtt-server patch: packets of a client held by the forward gate, in order.
+#[derive(Default)]
+struct Parked {
+    packets: std::collections::VecDeque<Packet>,
+    bytes: usize,
+}
+
+impl Parked {
+    fn push(&mut self, pkt: Packet) {
+        self.bytes += Self::size(&pkt);
+        self.packets.push_back(pkt);
+    }
+
+    fn pop(&mut self) -> Option<Packet> {
+        let pkt = self.packets.pop_front();
+        match &pkt {
+            Some(pkt) => self.bytes -= Self::size(pkt),
+            // Gives a burst's buffer back.
+            None if self.packets.capacity() > 64 => self.packets = Default::default(),
+            None => {}
+        }
+        pkt
+    }
+
+    /// What a packet counts against `PARKED_MAX_BYTES`.
+    fn size(pkt: &Packet) -> usize {
+        64 + match pkt {
+            Packet::V3(v3::Packet::Publish(p)) => p.payload.len() + p.topic.len(),
+            Packet::V5(v5::Packet::Publish(p)) => p.payload.len() + p.topic.len(),
+            _ => 0,
+        }
     }
 }
 
