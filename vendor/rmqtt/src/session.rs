@@ -409,9 +409,10 @@ impl SessionState {
         let mut deliver_deadline = now + Duration::from_secs(60);
         let mut last_packet = now;
         // mqtt-server patch: while the forward gate holds this client as a
-        // publisher, its packets are read but only acks of deliveries to it
-        // (and pings) are handled; the rest wait in `parked`, in order, and
-        // reading stops when that is full. Deliveries to the client go on, so
+        // publisher and deliveries to it wait for its acks, its packets are
+        // read but only acks (and pings) are handled; the rest wait in
+        // `parked`, in order, and reading stops when that is full. A client
+        // with no delivery to acknowledge is not read at all meanwhile. Deliveries to the client go on, so
         // clients that publish to each other's subscriptions (or their own)
         // keep draining while they are held.
         let mut read_gate: Option<futures::future::BoxFuture<'static, ()>> = None;
@@ -437,7 +438,7 @@ impl SessionState {
                         _ = &mut deliver_timeout_delay => Event::DeliverTimeout,
                         p = deliver_queue_rx.next(), if state.out_inflight().lock().has_credit() => Event::Deliver(p),
                         m = state.rx.recv() => Event::Message(m),
-                        p = sink.recv(), if read_gate.is_none() || parked.bytes < PARKED_MAX_BYTES => Event::Packet(p),
+                        p = sink.recv(), if read_gate.is_none() || reads_while_held(state, &parked) => Event::Packet(p),
                         _ = async {
                             match read_gate.as_mut() {
                                 Some(gate) => gate.await,
@@ -3088,6 +3089,15 @@ pub(crate) fn topic_levels(topic: &str) -> usize {
 /// messages, so acks behind them are still read, while a held client costs
 /// little memory.
 const PARKED_MAX_BYTES: usize = 64 * 1024;
+
+/// mqtt-server patch: whether a client held by the forward gate is read:
+/// only for acks of deliveries to it (so it goes on draining), and within
+/// `PARKED_MAX_BYTES`. Reading a pure publisher that is held only to park
+/// its packets cost fan-in throughput (1-round A/B, QoS 1 4 KiB: 211,129
+/// msgs/s against 325,068 not reading it).
+fn reads_while_held(state: &SessionState, parked: &Parked) -> bool {
+    parked.bytes < PARKED_MAX_BYTES && !state.out_inflight().lock().is_empty()
+}
 
 /// mqtt-server patch: packets of a client held by the forward gate, in order.
 #[derive(Default)]
