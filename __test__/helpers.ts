@@ -450,7 +450,8 @@ export function nodeEval(script: string) {
   return spawnTracked(process.execPath, ['-e', script])
 }
 
-function withDeadline<T>(p: Promise<T>, ms: number, msg: () => string): Promise<T> {
+/** Rejects with `msg()` if `p` has not settled after `ms`. */
+export function withDeadline<T>(p: Promise<T>, ms: number, msg: () => string): Promise<T> {
   let timer: NodeJS.Timeout
   return Promise.race([
     p.finally(() => clearTimeout(timer)),

@@ -4,13 +4,16 @@
  * so its sockets are this process's file descriptors.
  */
 import { readdirSync } from 'node:fs'
-import { connect as tcpConnect } from 'node:net'
 
 import { afterEach, describe, expect, it } from 'vitest'
 
 import { cleanup, connect, endClient, inbox, type Inbox, MQTT_VERSIONS, startServer, subscribe, urlFor } from './helpers'
+import { destroyRaw, packet, rawSession } from './raw'
 
-afterEach(cleanup)
+afterEach(async () => {
+  destroyRaw()
+  await cleanup()
+})
 
 const openFds = () => readdirSync('/proc/self/fd').length
 
@@ -60,22 +63,11 @@ describe('a DISCONNECT', () => {
   it.each([
     ['3.1.1', 4],
     ['5.0', 5],
-  ] as const)('MQTT %s: the broker closes the connection after it even if the client does not (MQTT-3.14.4-1 asks the client; the server SHOULD)', async (_, level) => {
+  ] as const)('MQTT %s: the broker closes the connection after it even if the client does not (MQTT-3.14.4-1 asks the client; the server SHOULD)', async (_, version) => {
     const { listeners } = await startServer()
-    const sock = tcpConnect(listeners[0].port, '127.0.0.1')
-    const closed = new Promise<void>((resolve) => sock.on('close', () => resolve()))
-    sock.on('error', () => {})
-    sock.resume() // read (and drop) the CONNACK, so the end of the stream is seen
-    // CONNECT (clean, keep-alive 0: nothing else would close it), then DISCONNECT.
-    const id = Buffer.from('disc')
-    const props = level === 5 ? [0] : []
-    const body = [0, 4, ...Buffer.from('MQTT'), level, 0x02, 0, 0, ...props, 0, id.length, ...id]
-    sock.write(Buffer.from([0x10, body.length, ...body]))
-    sock.write(Buffer.from(level === 5 ? [0xe0, 1, 0] : [0xe0, 0]))
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still open after 5 s'), 5000)))
-    expect(await Promise.race([closed.then(() => 'closed'), late])).toBe('closed')
-    clearTimeout(timer)
-    sock.destroy()
+    // Keep-alive 0: nothing else would close the connection.
+    const c = await rawSession(listeners[0], version, { keepAlive: 0 })
+    await c.write(version === 5 ? packet(0xe0, Buffer.from([0])) : packet(0xe0))
+    await c.waitClosed(5000)
   })
 })

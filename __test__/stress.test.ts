@@ -11,21 +11,12 @@
 import type { MqttClient } from 'mqtt'
 import { afterEach, expect, it } from 'vitest'
 
-import { cleanup, connect, listener, MqttServer, subscribe, track, urlFor } from './helpers'
+import { cleanup, connect, listener, MqttServer, subscribe, track, urlFor, withDeadline } from './helpers'
 
 afterEach(cleanup)
 
 const RUN_MS = 8000
 const ROUND_TRIP_BOUND_MS = 5000
-
-/** Rejects if `p` has not settled after `ms`. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`${what} took longer than ${ms} ms`)), ms)
-  })
-  return Promise.race([p, late]).finally(() => clearTimeout(timer))
-}
 
 it.each([
   [1, 0],
@@ -69,10 +60,10 @@ it.each([
     const watch = async () => {
       while (Date.now() < until) {
         const echo = new Promise<void>((res) => watchdog.once('message', () => res()))
-        await within(
+        await withDeadline(
           Promise.all([watchdog.publishAsync('watchdog/echo', String(trips), { qos: 1 }), echo]),
           ROUND_TRIP_BOUND_MS,
-          `watchdog round trip ${trips}`,
+          () => `watchdog round trip ${trips} took longer than ${ROUND_TRIP_BOUND_MS} ms`,
         )
         trips++
         await new Promise((r) => setTimeout(r, 100))
@@ -84,7 +75,7 @@ it.each([
     // A fresh client is still served.
     const late = await connect(url)
     await late.publishAsync('data/late', 'x', { qos: 1 })
-    await within(server.stop(), 10_000, 'stop()')
+    await withDeadline(server.stop(), 10_000, () => 'stop() took longer than 10000 ms')
   },
   40_000,
 )
