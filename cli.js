@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// `npx mqtt-server`: run the embedded broker as a standalone process.
+// `npx embedded-mqtt-broker`: run the embedded broker as a standalone process.
 'use strict'
 
 const { parseArgs } = require('node:util')
 const { MqttServer } = require('./binding.cjs')
 
-const USAGE = `Usage: mqtt-server [options]
+const USAGE = `Usage: embedded-mqtt-broker [options]
 
 Options:
   -p, --port <n>        MQTT over TCP port (default 1883; 0 picks a free port)
@@ -22,7 +22,7 @@ Options:
 Logs: set MQTT_SERVER_LOG (e.g. "info", "rmqtt=debug") to see broker logs on stderr.`
 
 function fail(message) {
-  process.stderr.write(`mqtt-server: ${message}\n\n${USAGE}\n`)
+  process.stderr.write(`embedded-mqtt-broker: ${message}\n\n${USAGE}\n`)
   process.exit(2)
 }
 
@@ -84,9 +84,9 @@ async function main() {
   const shutdown = async (signal) => {
     if (stopping) return
     stopping = true
-    process.stdout.write(`mqtt-server: ${signal}, stopping\n`)
+    process.stdout.write(`embedded-mqtt-broker: ${signal}, stopping\n`)
     await server.close()
-    process.stdout.write('mqtt-server stopped\n')
+    process.stdout.write('embedded-mqtt-broker stopped\n')
   }
   process.on('SIGINT', shutdown)
   process.on('SIGTERM', shutdown)
@@ -97,10 +97,10 @@ async function main() {
   } catch (e) {
     // A bad value for a flag is a usage error: name the flag.
     if (e.code === 'InvalidArg') fail(flagMessage(e.message, config))
-    process.stderr.write(`mqtt-server: ${e.message}\n`)
+    process.stderr.write(`embedded-mqtt-broker: ${e.message}\n`)
     process.exit(1)
   }
-  for (const l of listeners) process.stdout.write(`mqtt-server listening: ${l.protocol} ${l.address}:${l.port}\n`)
+  for (const l of listeners) process.stdout.write(`embedded-mqtt-broker listening: ${l.protocol} ${l.address}:${l.port}\n`)
 }
 
 // `listeners[1].tlsCert: cannot read ...` -> `--tls-cert: cannot read ...`

@@ -338,7 +338,7 @@ export interface ServerConfig {
 
 /** A connected client, as hooks see it. */
 export interface SessionInfo {
-  /** Broker node id (always this broker's id: mqtt-server is single-node). */
+  /** Broker node id (always this broker's id: embedded-mqtt-broker is single-node). */
   node: number
   /** Client's address and port, e.g. `"127.0.0.1:53211"`. */
   remoteAddr: string | null

@@ -1,5 +1,5 @@
 /**
- * The `mqtt-server` command (cli.js), run as a real child process.
+ * The `embedded-mqtt-broker` command (cli.js), run as a real child process.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -29,7 +29,7 @@ const CLI = join(ROOT, 'cli.js')
 const PROBE = join(ROOT, '__test__', 'fixtures', 'cli-signal-probe.cjs')
 const PROBE_LINE = '[cli-signal-probe] handlers installed\n'
 const EXIT_DEADLINE = 10000
-const LINE = /^mqtt-server listening: (tcp|tls|ws|wss) (\S+):(\d+)$/
+const LINE = /^embedded-mqtt-broker listening: (tcp|tls|ws|wss) (\S+):(\d+)$/
 
 /** Runs the CLI exactly as the bin would (no preload). */
 function cli(...args: string[]) {
@@ -54,7 +54,7 @@ const realStderr = (stderr: string) => stderr.replace(PROBE_LINE, '')
  * the probe, installed its signal handlers); returns the listeners parsed.
  */
 async function listening(run: ReturnType<typeof cli>, count: number) {
-  const re = new RegExp(`^(?:mqtt-server listening: .*\\n){${count}}`)
+  const re = new RegExp(`^(?:embedded-mqtt-broker listening: .*\\n){${count}}`)
   const [block] = await run.stdoutMatch(re)
   if (run.child.spawnargs.includes(PROBE)) await run.stderrMatch(/\[cli-signal-probe\] handlers installed\n/)
   return block
@@ -70,7 +70,7 @@ async function listening(run: ReturnType<typeof cli>, count: number) {
 it('cli.js exists and is the package bin', () => {
   expect(existsSync(CLI)).toBe(true)
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
-  expect(pkg.bin?.['mqtt-server']).toMatch(/^(\.\/)?cli\.js$/)
+  expect(pkg.bin?.['embedded-mqtt-broker']).toMatch(/^(\.\/)?cli\.js$/)
   expect(readFileSync(CLI, 'utf8').startsWith('#!/usr/bin/env node')).toBe(true)
 })
 
@@ -95,7 +95,7 @@ describe('running', () => {
     await closed
     expect(exit.code).toBe(0)
     expect(exit.signal).toBeNull()
-    expect(exit.stdout).toMatch(/mqtt-server stopped\n$/)
+    expect(exit.stdout).toMatch(/embedded-mqtt-broker stopped\n$/)
     expect(realStderr(exit.stderr)).toBe('')
     // The port is free again.
     const s = createServer().listen(l.port, '127.0.0.1')
@@ -152,7 +152,7 @@ describe('running', () => {
       const exit = await cli('--port', String(port), '--host', '127.0.0.1').exit(EXIT_DEADLINE)
       expect(exit.code).toBe(1)
       expect(exit.stdout).toBe('')
-      expect(exit.stderr).toMatch(new RegExp(`^mqtt-server: listener "tcp" \\(tcp on 127\\.0\\.0\\.1:${port}\\): cannot bind: Address already in use`))
+      expect(exit.stderr).toMatch(new RegExp(`^embedded-mqtt-broker: listener "tcp" \\(tcp on 127\\.0\\.0\\.1:${port}\\): cannot bind: Address already in use`))
     } finally {
       blocker.close()
     }
@@ -171,15 +171,15 @@ describe('bad flags exit 2 with a message on stderr', () => {
     [['--tls-port', '0'], /--tls-port and --wss-port need --tls-cert and --tls-key/],
     [['--wss-port', '0', '--tls-cert', 'x.pem'], /need --tls-cert and --tls-key/],
     [['--tls-cert', 'x.pem', '--tls-key', 'y.pem'], /--tls-cert and --tls-key need --tls-port or --wss-port/],
-    [['--port', '0', '--host', 'not an ip!'], /^mqtt-server: --host: "not an ip!" is neither an IP address nor a host name/],
-    [['--port', '0', '--tls-port', '0', '--tls-cert', '/nope.pem', '--tls-key', '/nope.key'], /^mqtt-server: --tls-cert: cannot read "\/nope\.pem"/],
+    [['--port', '0', '--host', 'not an ip!'], /^embedded-mqtt-broker: --host: "not an ip!" is neither an IP address nor a host name/],
+    [['--port', '0', '--tls-port', '0', '--tls-cert', '/nope.pem', '--tls-key', '/nope.key'], /^embedded-mqtt-broker: --tls-cert: cannot read "\/nope\.pem"/],
   ]
 
   it.each(cases)('%j', async (args, message) => {
     const exit = await cli(...args).exit(EXIT_DEADLINE)
     expect(exit.code).toBe(2)
     expect(exit.stdout).toBe('')
-    expect(exit.stderr).toMatch(/^mqtt-server: /)
+    expect(exit.stderr).toMatch(/^embedded-mqtt-broker: /)
     expect(exit.stderr).toMatch(message)
   })
 })
@@ -188,7 +188,7 @@ describe('info flags', () => {
   it('--help prints the usage and exits 0', async () => {
     const exit = await cli('--help').exit(EXIT_DEADLINE)
     expect(exit.code).toBe(0)
-    expect(exit.stdout).toMatch(/^Usage: mqtt-server/)
+    expect(exit.stdout).toMatch(/^Usage: embedded-mqtt-broker/)
     expect(exit.stdout).toMatch(/--port/)
   })
 

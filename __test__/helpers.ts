@@ -20,7 +20,7 @@ import type * as Addon from '../index'
 
 export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..')
 
-/** The package as CommonJS users get it (`require('mqtt-server')`). */
+/** The package as CommonJS users get it (`require('embedded-mqtt-broker')`). */
 const requireCjs = createRequire(import.meta.url)
 export const addon: typeof Addon = requireCjs(join(ROOT, 'index.js'))
 export const { MqttServer, QoS } = addon
@@ -328,7 +328,7 @@ let cached: Certs | undefined
  */
 export function certs(): Certs {
   if (cached) return cached
-  const dir = mkdtempSync(join(tmpdir(), 'mqtt-server-test-'))
+  const dir = mkdtempSync(join(tmpdir(), 'embedded-mqtt-broker-test-'))
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
   const p = (f: string) => join(dir, f)
   const ossl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' })
@@ -348,7 +348,7 @@ export function certs(): Certs {
     ].join('\n'),
   )
   ossl('genpkey', ...ec, '-out', p('ca.key'))
-  ossl('req', '-new', '-key', p('ca.key'), '-subj', '/CN=mqtt-server test CA', '-out', p('ca.csr'))
+  ossl('req', '-new', '-key', p('ca.key'), '-subj', '/CN=embedded-mqtt-broker test CA', '-out', p('ca.csr'))
   ossl('x509', '-req', '-in', p('ca.csr'), '-signkey', p('ca.key'), '-days', '2', '-extfile', p('ext.cnf'), '-extensions', 'ca', '-out', p('ca.pem'))
   ossl('genpkey', ...ec, '-out', p('server.key'))
   ossl('req', '-new', '-key', p('server.key'), '-subj', '/CN=localhost', '-out', p('server.csr'))

@@ -43,7 +43,7 @@ describe('module entries', () => {
 
   it('CJS in this process: require by name gives the same binding as the generated loader', () => {
     const req = createRequire(import.meta.url)
-    const byName = req('mqtt-server')
+    const byName = req('embedded-mqtt-broker')
     const loader = req(join(ROOT, 'index.js'))
     expect(byName.MqttServer).toBe(loader.MqttServer)
     expect(byName.QoS).toBe(loader.QoS)

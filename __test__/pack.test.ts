@@ -100,7 +100,7 @@ describe('packaging', () => {
   it('npm/ holds one package per napi target, exactly as `napi create-npm-dirs` writes them', () => {
     // Generate afresh from a copy of package.json and compare: if this fails,
     // run `npx napi create-npm-dirs` and commit npm/.
-    const scratch = mkdtempSync(join(tmpdir(), 'mqtt-server-npm-dirs-'))
+    const scratch = mkdtempSync(join(tmpdir(), 'embedded-mqtt-broker-npm-dirs-'))
     try {
       copyFileSync(join(ROOT, 'package.json'), join(scratch, 'package.json'))
       node([join(ROOT, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js'), 'create-npm-dirs', '--cwd', scratch], ROOT)
@@ -169,7 +169,7 @@ describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no
     // Real path: macOS's tmpdir is behind a symlink, and Node reports real paths.
     // Checked before anything is installed, so no step can lean on Rust.
     if (rustTools().length > 0) throw new Error(`still on PATH: ${rustTools().join(', ')}`)
-    tmp = realpathSync.native(mkdtempSync(join(tmpdir(), 'mqtt-server-pack-')))
+    tmp = realpathSync.native(mkdtempSync(join(tmpdir(), 'embedded-mqtt-broker-pack-')))
     consumer = join(tmp, 'consumer')
     const binary = join(ROOT, binaryFile)
     if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`npm run build\` first`)

@@ -34,9 +34,9 @@ const lg = buildLoadgen(root)
 const addon = ensureAddon(root, { addon: opt.addon, build: !opt['no-build'] })
 const logDir = join(root, 'bench/.cache/logs')
 const peer = (hooks) =>
-  new Peer(`mqtt-server hooks=${hooks}`, (port) => ({
+  new Peer(`embedded-mqtt-broker hooks=${hooks}`, (port) => ({
     cmd: process.execPath,
-    args: [join(root, 'bench/peers/mqtt-server.mjs'), '--port', String(port), '--host', HOST, '--hooks', hooks],
+    args: [join(root, 'bench/peers/embedded-mqtt-broker.mjs'), '--port', String(port), '--host', HOST, '--hooks', hooks],
     env: { NAPI_RS_NATIVE_LIBRARY_PATH: addon.path },
   }), { nofile: 20000, logDir })
 

@@ -1,9 +1,9 @@
-// The benchmark: mqtt-server against aedes and mosquitto, same machine, same
+// The benchmark: embedded-mqtt-broker against aedes and mosquitto, same machine, same
 // run, interleaved round by round. `npm run bench` (never part of npm test).
 //
 //   node bench/run.mjs [--quick] [--rounds N] [--scenario fanin,p2p,fanout,latency,busy,scale]
-//                      [--peers mqtt-server,aedes,mosquitto] [--duration S] [--threads N]
-//                      [--mqtt-server-args="--max-inflight 64 --max-mqueue-len 10000"]
+//                      [--peers embedded-mqtt-broker,aedes,mosquitto] [--duration S] [--threads N]
+//                      [--embedded-mqtt-broker-args="--max-inflight 64 --max-mqueue-len 10000"]
 //                      [--window N] [--addon PATH | --no-build] [--out FILE]
 //
 // Prints the tables and writes them to bench/results/latest.md (a full run),
@@ -37,7 +37,7 @@ const { values: opt } = parseArgs({
     peers: { type: 'string' },
     threads: { type: 'string', default: '1' },
     window: { type: 'string', default: '64' },
-    'mqtt-server-args': { type: 'string', default: '' },
+    'embedded-mqtt-broker-args': { type: 'string', default: '' },
     addon: { type: 'string' },
     'no-build': { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -57,12 +57,12 @@ const peerFilter = opt.peers?.split(',').map((s) => s.trim())
 const partial = Boolean(only || peerFilter)
 const outFile =
   opt.out ?? join(root, 'bench/results', partial ? 'partial.md' : opt.quick ? 'quick.md' : 'latest.md')
-const mqttServerArgs = opt['mqtt-server-args'].split(/\s+/).filter(Boolean)
+const mqttServerArgs = opt['embedded-mqtt-broker-args'].split(/\s+/).filter(Boolean)
 const loadgenFlags = ['--threads', opt.threads, '--window', opt.window]
 
 const started = Date.now()
 const machine = machineInfo(root)
-console.log(`mqtt-server benchmark on ${machine.cpuModel} (${machine.nproc} cores), load average ${machine.loadavgStart.join(' ')}`)
+console.log(`embedded-mqtt-broker benchmark on ${machine.cpuModel} (${machine.nproc} cores), load average ${machine.loadavgStart.join(' ')}`)
 
 console.log('building bench/loadgen ...')
 const lg = buildLoadgen(root)

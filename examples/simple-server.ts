@@ -2,7 +2,7 @@
 // by Ctrl+C. Run it with `npm run example`, then in another terminal:
 //   npx mqtt sub -h 127.0.0.1 -p 1883 -t 'demo/#' -v
 //   npx mqtt pub -h 127.0.0.1 -p 1883 -t demo/hello -m 'hi'
-import { MqttServer, QoS } from 'mqtt-server'
+import { MqttServer, QoS } from 'embedded-mqtt-broker'
 
 async function main(): Promise<void> {
   const server = new MqttServer()

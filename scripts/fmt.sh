@@ -3,4 +3,4 @@
 # `scripts/fmt.sh --check` is what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo fmt --package mqtt-server --package loadgen --package patch-tests -- "$@"
+cargo fmt --package embedded-mqtt-broker --package loadgen --package patch-tests -- "$@"

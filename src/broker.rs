@@ -78,7 +78,7 @@ impl Broker {
     let on_park = reclaim.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
       .worker_threads(threads)
-      .thread_name("mqtt-server")
+      .thread_name("mqtt-broker")
       .on_thread_park(move || on_park.on_park())
       .enable_all()
       .build()
@@ -186,7 +186,7 @@ impl Broker {
     // for good is left behind without holding a thread of Node's runtime.
     let (done_tx, done_rx) = oneshot::channel();
     let teardown = std::thread::Builder::new()
-      .name("mqtt-server-stop".into())
+      .name("mqtt-broker-stop".into())
       .spawn(move || {
         runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
         release_sessions(&scx);

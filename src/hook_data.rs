@@ -18,7 +18,7 @@ fn nullable<T>(v: Option<T>) -> Nullable<T> {
 #[napi(object, object_to_js = false)]
 #[allow(dead_code)] // built by hook_js.rs
 pub struct SessionInfo {
-  /// Broker node id (always this broker's id: mqtt-server is single-node).
+  /// Broker node id (always this broker's id: embedded-mqtt-broker is single-node).
   pub node: u32,
   /// Client's address and port, e.g. `"127.0.0.1:53211"`.
   #[napi(ts_type = "string | null")]

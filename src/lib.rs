@@ -1,4 +1,4 @@
-//! mqtt-server: an embedded MQTT broker (rmqtt) for Node.js.
+//! embedded-mqtt-broker: an embedded MQTT broker (rmqtt) for Node.js.
 //!
 //! JavaScript sees one class, [`server::MqttServer`]; everything else here is
 //! the machinery behind it, one concept per module.

@@ -3,7 +3,7 @@
 //! rmqtt logs through the `log` crate; it is bridged into `tracing` and written
 //! to **stderr** (never stdout, which belongs to the host application). The
 //! filter comes from the `MQTT_SERVER_LOG` environment variable, with the
-//! `tracing` `EnvFilter` syntax (`warn`, `debug`, `rmqtt=info,mqtt_server=debug`).
+//! `tracing` `EnvFilter` syntax (`warn`, `debug`, `rmqtt=info,embedded_mqtt_broker=debug`).
 //! By default only this addon's own warnings are shown (hook failures and the
 //! like) and rmqtt itself is silent.
 //!
@@ -15,7 +15,7 @@ use std::sync::Once;
 use tracing_subscriber::EnvFilter;
 
 pub const ENV_VAR: &str = "MQTT_SERVER_LOG";
-const DEFAULT_FILTER: &str = "mqtt_server=warn";
+const DEFAULT_FILTER: &str = "embedded_mqtt_broker=warn";
 
 static INIT: Once = Once::new();
 

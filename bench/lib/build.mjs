@@ -63,19 +63,19 @@ export function ensureAddon(root, { addon, build = true } = {}) {
   mkdirSync(cacheDir, { recursive: true })
   // One copy per harness process: overwriting a file a running broker has
   // mapped kills it (SIGBUS), and another harness may build other sources.
-  const snapshot = join(cacheDir, `mqtt-server-${process.pid}.node`)
+  const snapshot = join(cacheDir, `embedded-mqtt-broker-${process.pid}.node`)
   process.on('exit', () => rmSync(snapshot, { force: true }))
   // Copies left by harnesses that were killed.
   for (const f of readdirSync(cacheDir)) {
-    const pid = Number(f.match(/^mqtt-server-(\d+)\.node$/)?.[1])
+    const pid = Number(f.match(/^embedded-mqtt-broker-(\d+)\.node$/)?.[1])
     if (pid && !isRunning(pid)) rmSync(join(cacheDir, f), { force: true })
   }
-  const built = join(root, 'target', 'release', 'libmqtt_server.so')
-  const packaged = join(root, 'mqtt-server.linux-x64-gnu.node')
+  const built = join(root, 'target', 'release', 'libembedded_mqtt_broker.so')
+  const packaged = join(root, 'embedded-mqtt-broker.linux-x64-gnu.node')
   if (build) {
     const t = Date.now()
     try {
-      execFileSync('cargo', ['build', '--release', '-p', 'mqtt-server'], {
+      execFileSync('cargo', ['build', '--release', '-p', 'embedded-mqtt-broker'], {
         cwd: root,
         stdio: ['ignore', 'inherit', 'inherit'],
       })

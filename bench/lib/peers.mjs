@@ -19,13 +19,13 @@ export function peerKinds({ root, addon, mosquittoBin, mqttServerArgs, logDir })
   const node = process.execPath
   const ms = (extra) => (port) => ({
     cmd: node,
-    args: [join(root, 'bench/peers/mqtt-server.mjs'), '--port', String(port), '--host', HOST, ...mqttServerArgs, ...extra],
+    args: [join(root, 'bench/peers/embedded-mqtt-broker.mjs'), '--port', String(port), '--host', HOST, ...mqttServerArgs, ...extra],
     env: { NAPI_RS_NATIVE_LIBRARY_PATH: addon },
   })
   return {
-    'mqtt-server': ms([]),
-    'mqtt-server, busy main thread': ms(['--busy']),
-    'mqtt-server + busy process': (port) => ({
+    'embedded-mqtt-broker': ms([]),
+    'embedded-mqtt-broker, busy main thread': ms(['--busy']),
+    'embedded-mqtt-broker + busy process': (port) => ({
       ...ms([])(port),
       sidecar: { cmd: node, args: ['-e', 'for (;;) {}'] },
     }),

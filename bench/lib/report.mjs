@@ -3,7 +3,7 @@ import { max, median } from './stats.mjs'
 import { LATENCY } from './scenarios.mjs'
 
 const REF = 'mosquitto'
-const OURS = 'mqtt-server'
+const OURS = 'embedded-mqtt-broker'
 
 const int = (x) => (x == null ? '–' : Math.round(x).toLocaleString('en-US'))
 const ratio = (x) => (x == null || !Number.isFinite(x) ? '–' : `${x.toFixed(2)}×`)
@@ -234,7 +234,7 @@ function summaryTable(T) {
   const lines = [
     '## Throughput summary (delivered msgs/s, medians)',
     '',
-    '| scenario | mqtt-server | aedes | mosquitto | × mosquitto | × aedes | mqtt-server loss |',
+    '| scenario | embedded-mqtt-broker | aedes | mosquitto | × mosquitto | × aedes | embedded-mqtt-broker loss |',
     '|---|--:|--:|--:|--:|--:|--:|',
   ]
   for (const t of T) {
@@ -255,15 +255,15 @@ function header(res) {
   const m = res.machine
   const s = res.settings
   return [
-    '# mqtt-server benchmark results',
+    '# embedded-mqtt-broker benchmark results',
     '',
     `Run ${m.date} (${s.quick ? 'quick' : 'full'} run, ${s.rounds} round${s.rounds > 1 ? 's' : ''}, ${s.minutes} min), by \`npm run bench${s.argv.length ? ' -- ' + s.argv.join(' ') : ''}\`.`,
     '',
     `- Machine: ${m.cpuModel}, ${m.nproc} cores, ${m.memGiB} GiB, Linux ${m.kernel}; load average ${m.loadavgStart.join(' / ')} at start, ${res.loadavgEnd.join(' / ')} at end (the broker, the load generator and anything else running share these cores).`,
-    `- Peers: **mqtt-server** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${s.addon}), Node ${m.node}, default limits${defaults(s)}${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
+    `- Peers: **embedded-mqtt-broker** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${s.addon}), Node ${m.node}, default limits${defaults(s)}${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
     `- Load: bench/loadgen (Rust, tokio, ${s.threads} thread${s.threads > 1 ? 's' : ''}), MQTT 3.1.1 over loopback TCP; publishers publish for ${s.duration} s (latency runs ${s.latencyDuration} s), QoS 1 publishers keep ≤ ${s.window} messages unacknowledged; peak load-generator CPU in any run: ${s.peakLoadgenCpu == null ? '–' : `${s.peakLoadgenCpu.toFixed(0)}%`} of its ${s.threads} thread${s.threads > 1 ? 's' : ''}.`,
     ...(res.notes ?? []).map((n) => `- ${n}`),
-    '- msgs/s: messages delivered to subscribers while publishers were publishing, divided by that time (fan-out counts each copy). Loss: messages published (written, at QoS 1 also acknowledged) that never reached a subscriber, worst round; `*`: still arriving when the drain limit cut the run, so partly late rather than lost. p50/p99: end-to-end latency (a flood measures queueing). Peak RSS and CPU: the broker process (100% = one core; mqtt-server\'s includes Node). Load generator CPU: its highest of the rounds (100% = one core), so a run where it, not the broker, was the limit shows.',
+    '- msgs/s: messages delivered to subscribers while publishers were publishing, divided by that time (fan-out counts each copy). Loss: messages published (written, at QoS 1 also acknowledged) that never reached a subscriber, worst round; `*`: still arriving when the drain limit cut the run, so partly late rather than lost. p50/p99: end-to-end latency (a flood measures queueing). Peak RSS and CPU: the broker process (100% = one core; embedded-mqtt-broker\'s includes Node). Load generator CPU: its highest of the rounds (100% = one core), so a run where it, not the broker, was the limit shows.',
   ].join('\n')
 }
 

@@ -1,7 +1,7 @@
 // The scenario matrix and its timing, full or quick.
 
-export const THROUGHPUT_PEERS = ['mqtt-server', 'aedes', 'mosquitto']
-export const BUSY_PEERS = ['mqtt-server', 'mqtt-server, busy main thread', 'mqtt-server + busy process']
+export const THROUGHPUT_PEERS = ['embedded-mqtt-broker', 'aedes', 'mosquitto']
+export const BUSY_PEERS = ['embedded-mqtt-broker', 'embedded-mqtt-broker, busy main thread', 'embedded-mqtt-broker + busy process']
 
 const SHAPES = {
   fanin: { title: 'fan-in: 16 publishers → 1 wildcard subscriber', args: ['--mode', 'fanin', '--publishers', '16'] },

@@ -1,7 +1,7 @@
 // Peer: this package's broker (rmqtt, embedded through the napi addon) in a
 // Node process of its own, listening on one plain-TCP port.
 //
-//   node bench/peers/mqtt-server.mjs --port 1883 [--host 127.0.0.1] [--busy]
+//   node bench/peers/embedded-mqtt-broker.mjs --port 1883 [--host 127.0.0.1] [--busy]
 //        [--max-inflight N] [--max-mqueue-len N] [--max-packet-size N]
 //        [--hooks none|notify|authorize|authenticate]
 //
