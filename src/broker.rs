@@ -300,3 +300,59 @@ async fn setup(
   }
   Ok((server.build(), scx, infos))
 }
+
+#[cfg(test)]
+mod tests {
+  use std::time::Instant;
+
+  use super::*;
+  use crate::hooks::Hooks;
+
+  async fn broker() -> Broker {
+    let config = serde_json::json!({
+      "workerThreads": 1,
+      "listeners": [{ "protocol": "tcp", "port": 0, "address": "127.0.0.1" }],
+    });
+    let spec = crate::config::parse(config).await.expect("config");
+    let hooks = Attachment::new(&Arc::new(Hooks::default()));
+    Broker::start(spec, hooks).await.expect("start")
+  }
+
+  #[tokio::test]
+  async fn a_broker_that_is_not_stuck_stops_without_a_warning() {
+    let warning = broker().await.shutdown().await;
+    assert!(warning.is_none(), "{warning:?}");
+  }
+
+  /// What a deadlock inside rmqtt looks like from outside: the broker's only
+  /// worker thread never comes back. `stop()` must still end, in bounded
+  /// time, and say what it left behind.
+  #[tokio::test]
+  async fn a_stuck_broker_is_abandoned_within_the_bound_and_reported() {
+    let broker = broker().await;
+    let (blocked_tx, blocked_rx) = oneshot::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    broker.runtime.spawn(async move {
+      let _ = blocked_tx.send(());
+      // Blocks the worker thread itself, as a deadlocked lock would.
+      let _ = release_rx.recv_timeout(Duration::from_secs(60));
+    });
+    blocked_rx.await.expect("the worker took the blocking task");
+
+    let began = Instant::now();
+    let warning = broker.shutdown().await.expect("a stuck broker is reported");
+    let took = began.elapsed();
+    let _ = release_tx.send(());
+
+    assert!(
+      took < STOP_BOUND + Duration::from_secs(4),
+      "stop took {took:?}, bound {STOP_BOUND:?}"
+    );
+    assert_eq!(warning.code, "MQTT_SERVER_STOP_ABANDONED");
+    assert!(
+      warning.message.contains("client disconnects"),
+      "{}",
+      warning.message
+    );
+  }
+}
