@@ -1,4 +1,4 @@
-//! mqtt-server patch: a packet that has started must keep arriving.
+//! fork patch: a packet that has started must keep arriving.
 //!
 //! Keep-alive only counts whole packets, and keep-alive 0 disables it, so a
 //! client could announce a 1,000,000-byte PUBLISH, send 900,000 bytes of it

@@ -1,4 +1,4 @@
-//! mqtt-server patch: the write side of a connection.
+//! fork patch: the write side of a connection.
 //!
 //! tokio-util's `Framed` copies every packet it sends into one write buffer,
 //! so a delivered payload was copied there and then again by the kernel. The
