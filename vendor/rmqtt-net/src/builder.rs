@@ -67,11 +67,11 @@ use rustls::{pki_types::pem::PemObject, server::WebPkiClientVerifier, RootCertSt
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-#[cfg(feature = "tls")]
-use tokio_rustls::{server::TlsStream, TlsAcceptor};
 #[cfg(any(feature = "tls", feature = "ws"))]
 use tokio::time::timeout_at;
 use tokio::time::Instant;
+#[cfg(feature = "tls")]
+use tokio_rustls::{server::TlsStream, TlsAcceptor};
 #[cfg(feature = "ws")]
 use tokio_tungstenite::{
     accept_hdr_async_with_config,

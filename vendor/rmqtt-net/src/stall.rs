@@ -51,7 +51,13 @@ impl Stall {
     /// buffered. `started`: part of a packet has arrived; `buffered`: the bytes
     /// of it held. True once the packet stalled: the connection must close.
     #[inline]
-    pub(crate) fn stalled(&mut self, started: bool, buffered: usize, window: Duration, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn stalled(
+        &mut self,
+        started: bool,
+        buffered: usize,
+        window: Duration,
+        cx: &mut Context<'_>,
+    ) -> bool {
         if !started {
             if let Some(t) = &mut self.timer {
                 t.armed = false;

@@ -280,7 +280,12 @@ pub mod v3 {
         #[inline]
         pub async fn send(&mut self, packet: rmqtt_codec::v3::Packet) -> Result<()> {
             self.writer
-                .send(&mut self.io, MqttPacket::V3(packet), &self.cfg.large_write_batches, self.cfg.send_timeout)
+                .send(
+                    &mut self.io,
+                    MqttPacket::V3(packet),
+                    &self.cfg.large_write_batches,
+                    self.cfg.send_timeout,
+                )
                 .await
         }
 
@@ -570,7 +575,12 @@ pub mod v5 {
         #[inline]
         pub async fn send(&mut self, packet: rmqtt_codec::v5::Packet) -> Result<()> {
             self.writer
-                .send(&mut self.io, MqttPacket::V5(packet), &self.cfg.large_write_batches, self.cfg.send_timeout)
+                .send(
+                    &mut self.io,
+                    MqttPacket::V5(packet),
+                    &self.cfg.large_write_batches,
+                    self.cfg.send_timeout,
+                )
                 .await
         }
 
@@ -685,10 +695,12 @@ pub mod v5 {
             let this = &mut *self;
             let next = futures::ready!(super::poll_packet(&mut this.io, &mut this.stall, &this.cfg, cx));
             Poll::Ready(match next {
-                Some(Ok(MqttPacket::V5(Packet::Publish(p)))) => match check_publish(&p, this.cfg.max_topic_aliases) {
-                    Ok(()) => Some(Ok(Packet::Publish(p))),
-                    Err(e) => Some(Err(MqttError::Decode(e).into())),
-                },
+                Some(Ok(MqttPacket::V5(Packet::Publish(p)))) => {
+                    match check_publish(&p, this.cfg.max_topic_aliases) {
+                        Ok(()) => Some(Ok(Packet::Publish(p))),
+                        Err(e) => Some(Err(MqttError::Decode(e).into())),
+                    }
+                }
                 Some(Ok(MqttPacket::V5(packet))) => Some(Ok(packet)),
                 Some(Ok(_)) => Some(Err(MqttError::Decode(DecodeError::MalformedPacket).into())),
                 Some(Err(e)) => Some(Err(e)),
@@ -707,7 +719,9 @@ pub mod v5 {
             return Err(DecodeError::TopicAliasInvalid);
         }
         if !props.subscription_ids.is_empty() {
-            return Err(DecodeError::ProtocolViolation("a client's PUBLISH has a Subscription Identifier".into()));
+            return Err(DecodeError::ProtocolViolation(
+                "a client's PUBLISH has a Subscription Identifier".into(),
+            ));
         }
         Ok(())
     }

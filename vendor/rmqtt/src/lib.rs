@@ -51,10 +51,10 @@
 //! ```
 
 pub mod acl; // Access Control List management
+pub mod args; // Command-line argument parsing
 pub mod channel; // fork patch: the session channel
 pub mod clock; // fork patch: cheap clock reads
 pub mod component; // fork patch: broker components readable without a lock
-pub mod args; // Command-line argument parsing
 pub mod context; // Shared execution context
 
 // Feature-gated Modules

@@ -278,7 +278,6 @@ impl DefaultRouter {
         // fork patch: cached per topic name (`MatchCache`).
         let filters = self.matched_filters(topic_name).await?;
         for topic_filter in filters.iter() {
-
             #[allow(clippy::mutable_key_type)]
             #[cfg(feature = "shared-subscription")]
             let mut groups: HashMap<

@@ -132,14 +132,19 @@ fn server_disconnect(reason: &Reason) -> Option<v5::Disconnect> {
         | Reason::ConnectReadWriteError
         | Reason::ConnectReadWriteTimeout
         | Reason::MqttError(
-            MqttError::ReadTimeout | MqttError::WriteTimeout | MqttError::FlushTimeout | MqttError::CloseTimeout,
+            MqttError::ReadTimeout
+            | MqttError::WriteTimeout
+            | MqttError::FlushTimeout
+            | MqttError::CloseTimeout,
         ) => return None,
         Reason::Reasons(rs) => return rs.first().and_then(server_disconnect),
         // Upstream maps a takeover to 0x87 (not authorized).
         Reason::ConnectKicked(false) => (v5::DisconnectReasonCode::SessionTakenOver, reason.to_string()),
         // A publish denied with "disconnect": its own code and reason, not 0x83.
         Reason::MqttError(MqttError::PublishAckReason(code, s)) => (code.to_reason_code(), s.to_string()),
-        Reason::Error(s) if s == SERVER_SHUTTING_DOWN => (v5::DisconnectReasonCode::ServerShuttingDown, s.to_string()),
+        Reason::Error(s) if s == SERVER_SHUTTING_DOWN => {
+            (v5::DisconnectReasonCode::ServerShuttingDown, s.to_string())
+        }
         r => (r.to_reason_code(), r.to_string()),
     };
     Some(v5::Disconnect { reason_code, reason_string: Some(reason_string.into()), ..Default::default() })
@@ -338,7 +343,8 @@ impl SessionState {
                         .await;
                 }
             } else if clean_session {
-                self.clean(&deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default()).await;
+                self.clean(&deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default())
+                    .await;
             } else {
                 let session_expiry_interval = self.fitter.session_expiry_interval(disconnect.as_ref());
                 //hook, offline_inflight_messages
@@ -419,8 +425,8 @@ impl SessionState {
         let mut parked = Parked::default();
         loop {
             log::debug!("{:?} tokio::select! loop", state.id);
-            let due = now
-                + state.out_inflight().lock().get_timeout().unwrap_or_else(|| Duration::from_secs(120));
+            let due =
+                now + state.out_inflight().lock().get_timeout().unwrap_or_else(|| Duration::from_secs(120));
             if due < deliver_deadline {
                 deliver_deadline = due;
                 deliver_timeout_delay.as_mut().reset(due);
@@ -562,7 +568,8 @@ impl SessionState {
                 Event::ReadGateOpen => {
                     read_gate = None;
                     if !parked.packets.is_empty()
-                        && Box::pin(state.drain_parked(sink, flags, &mut parked, &mut read_gate, false)).await?
+                        && Box::pin(state.drain_parked(sink, flags, &mut parked, &mut read_gate, false))
+                            .await?
                     {
                         return Ok(());
                     }
@@ -983,9 +990,7 @@ impl SessionState {
                 sink.v3_mut().send_publish_release(packet_id).await?;
             }
             Packet::V5(v5::Packet::PublishReceived(ack)) => {
-                self.out_inflight()
-                    .lock()
-                    .update_status(&ack.packet_id.get(), MomentStatus::UnComplete);
+                self.out_inflight().lock().update_status(&ack.packet_id.get(), MomentStatus::UnComplete);
 
                 sink.v5_mut()
                     .send_publish_release(PublishAck2 { packet_id: ack.packet_id, ..Default::default() })
@@ -1900,7 +1905,11 @@ impl SessionState {
         // is dropped and reported, and the session goes on [MQTT-3.1.2-25].
         // Sending it failed the connection, and the client got it again each
         // time it came back.
-        if !sink.fits(&publish, expiry_check_res.message_expiry_interval(), self.server_topic_aliases.is_some()) {
+        if !sink.fits(
+            &publish,
+            expiry_check_res.message_expiry_interval(),
+            self.server_topic_aliases.is_some(),
+        ) {
             self.scx
                 .extends
                 .hook_mgr()
@@ -1931,7 +1940,11 @@ impl SessionState {
         // is handed over instead of cloned.
         if publish.qos == QoS::AtMostOnce {
             return sink
-                .publish(publish, expiry_check_res.message_expiry_interval(), self.server_topic_aliases.as_ref())
+                .publish(
+                    publish,
+                    expiry_check_res.message_expiry_interval(),
+                    self.server_topic_aliases.as_ref(),
+                )
                 .await;
         }
 
@@ -1951,11 +1964,7 @@ impl SessionState {
         };
 
         if let Some(moment_status) = moment_status {
-            self.out_inflight().lock().push_back(OutInflightMessage::new(
-                moment_status,
-                from,
-                publish,
-            ));
+            self.out_inflight().lock().push_back(OutInflightMessage::new(moment_status, from, publish));
         }
 
         Ok(())

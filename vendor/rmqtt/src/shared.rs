@@ -723,7 +723,6 @@ pub struct DefaultShared {
 }
 
 impl DefaultShared {
-
     /// fork patch: `forwards_to` without a future (nothing in it
     /// waits; as a trait method its future was boxed per message), taking
     /// the publish: the last subscriber gets it, the others a copy, where
@@ -796,7 +795,12 @@ impl DefaultShared {
                 topic_filter,
                 p.topic
             );
-            errs.push((To::from(0, client_id), from.clone(), p, Reason::from_static("the client has disconnected")));
+            errs.push((
+                To::from(0, client_id),
+                from.clone(),
+                p,
+                Reason::from_static("the client has disconnected"),
+            ));
             return;
         };
 
@@ -1090,7 +1094,11 @@ impl Shared for DefaultShared {
     async fn session_status(&self, client_id: &str) -> Option<SessionStatus> {
         // fork patch: no map guard across the await (see `is_connected`).
         let s = self.peers.get(client_id).map(|entry| entry.s.clone())?;
-        Some(SessionStatus { id: s.id.clone(), online: s.connected().await.unwrap_or_default(), handshaking: false })
+        Some(SessionStatus {
+            id: s.id.clone(),
+            online: s.connected().await.unwrap_or_default(),
+            handshaking: false,
+        })
     }
 
     #[inline]

@@ -133,10 +133,7 @@ pub struct SessionTx {
 }
 
 impl SessionTx {
-    pub fn new(
-        tx: crate::channel::Sender<Message>,
-        #[cfg(feature = "debug")] scx: ServerContext,
-    ) -> Self {
+    pub fn new(tx: crate::channel::Sender<Message>, #[cfg(feature = "debug")] scx: ServerContext) -> Self {
         Self {
             tx,
             #[cfg(feature = "debug")]
@@ -2838,27 +2835,31 @@ impl ClientTopicAliases {
         match (alias, topic.len()) {
             // fork patch: an alias never set is a Protocol Error (0x82;
             // MQTT 5 3.3.2.3.4), not 0x83 Implementation specific error.
-            (Some(alias), 0) => {
-                self.aliases.read().await.get(&alias).ok_or_else(|| {
+            (Some(alias), 0) => self
+                .aliases
+                .read()
+                .await
+                .get(&alias)
+                .ok_or_else(|| {
                     MqttError::Decode(codec::error::DecodeError::ProtocolViolation(ByteString::from_static(
                         "Topic Alias used before it was set",
                     )))
                     .into()
-                }).cloned()
-            }
+                })
+                .cloned(),
             (Some(alias), _) => {
                 let mut aliases = self.aliases.write().await;
                 let len = aliases.len();
                 if let Some(topic_mut) = aliases.get_mut(&alias) {
                     *topic_mut = topic.clone()
-                }else{
+                } else {
                     if len >= self.max_topic_aliases {
                         return Err(MqttError::PublishAckReason(
                             PublishAckReason::ImplementationSpecificError,
                             ByteString::from(
                                 format!("implementation specific error, the number of topic aliases exceeds the limit ({})", self.max_topic_aliases),
                             ),
-                        ).into())
+                        ).into());
                     }
                     aliases.insert(alias, topic.clone());
                 }
@@ -2867,7 +2868,8 @@ impl ClientTopicAliases {
             (None, 0) => Err(MqttError::PublishAckReason(
                 PublishAckReason::ImplementationSpecificError,
                 ByteString::from("implementation specific error, ‘alias’ and ‘topic’ are both empty"),
-            ).into()),
+            )
+            .into()),
             (None, _) => Ok(topic),
         }
     }

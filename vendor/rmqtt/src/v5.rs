@@ -56,7 +56,6 @@ use uuid::Uuid;
 
 use crate::codec::error::DecodeError;
 use crate::codec::v5::ToReasonCode;
-use crate::v3::{decode_error, NoConnack};
 use crate::codec::v5::{Connect as ConnectV5, ConnectAck, ConnectAckReason as ConnectAckReasonV5};
 use crate::context::ServerContext;
 use crate::net::v5;
@@ -66,6 +65,7 @@ use crate::types::{
     SessionSubs, Sink,
 };
 use crate::utils::timestamp_millis;
+use crate::v3::{decode_error, NoConnack};
 use crate::{Error, Result};
 
 /// Processes a new MQTT v5.0 connection through its full lifecycle.

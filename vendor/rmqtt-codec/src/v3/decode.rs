@@ -75,7 +75,9 @@ fn decode_connect_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
     // fork patch: "If the User Name Flag is set to 0, the Password
     // Flag MUST be set to 0" [MQTT-3.1.2-22] (3.1.1 only: MQTT 5 allows it).
     ensure!(
-        level != MQTT_LEVEL_311 || flags.contains(ConnectFlags::USERNAME) || !flags.contains(ConnectFlags::PASSWORD),
+        level != MQTT_LEVEL_311
+            || flags.contains(ConnectFlags::USERNAME)
+            || !flags.contains(ConnectFlags::PASSWORD),
         DecodeError::InvalidConnectFlags
     );
 
