@@ -316,7 +316,7 @@ impl DefaultRouter {
                             ));
                         } else {
                             collector_map.entry(id.node_id).add(
-                                &topic_filter,
+                                topic_filter,
                                 client_id.clone(),
                                 opts.clone(),
                                 None,
@@ -326,7 +326,7 @@ impl DefaultRouter {
                     #[cfg(not(feature = "shared-subscription"))]
                     {
                         collector_map.entry(id.node_id).add(
-                            &topic_filter,
+                            topic_filter,
                             client_id.clone(),
                             opts.clone(),
                             None,
@@ -360,7 +360,7 @@ impl DefaultRouter {
                 {
                     let (node_id, client_id, opts, _, _) = s_subs.remove(idx);
                     collector_map.entry(node_id).add(
-                        &topic_filter,
+                        topic_filter,
                         client_id,
                         opts,
                         Some((group, is_online, group_cids)),

@@ -729,6 +729,7 @@ impl DefaultShared {
     /// every subscriber got a copy. With one subscriber (fan-in,
     /// point-to-point) that is one allocation less per message.
     #[inline]
+    #[allow(clippy::type_complexity)] // `Shared::forwards_to`'s result, which this returns
     fn forward_to_relations(
         &self,
         from: From,
