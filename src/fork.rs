@@ -6,7 +6,7 @@
 //! Found by building `src/` against the pristine crates (these were its only
 //! errors). The fork also changes behaviour `src/` relies on without an API
 //! of its own (e.g. the read gate holding a publisher, rmqtt
-//! 0016-session-loop; the topic level limit on publishes, 0018): those are in
+//! 0018-session-loop; the topic level limit on publishes, 0021-topic-levels): those are in
 //! the patch table, `vendor/rmqtt/PATCHED.md`, not here.
 
 use std::sync::Arc;
