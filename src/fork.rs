@@ -6,8 +6,9 @@
 //! Found by building `src/` against the pristine crates (these were its only
 //! errors). The fork also changes behaviour `src/` relies on without an API
 //! of its own (e.g. the read gate holding a publisher, rmqtt
-//! 0018-session-loop; the topic level limit on publishes, 0021-topic-levels): those are in
-//! the patch table, `vendor/rmqtt/PATCHED.md`, not here.
+//! 0018-session-loop; the topic level limit on publishes,
+//! 0021-topic-levels): those are in the patch table,
+//! `vendor/rmqtt/PATCHED.md`, not here.
 
 use std::sync::Arc;
 
