@@ -154,6 +154,11 @@ case $cmd in
   apply)
     for crate in $(crates); do
       build "$crate" "$work/$crate"
+      # Edits not yet in a patch would be lost: refuse (commit them, or `new`).
+      if ! diff -rq -x PATCHED.md "$work/$crate" "$root/vendor/$crate" >/dev/null &&
+        [[ -n $(git -C "$root" status --porcelain -- "vendor/$crate" 2>/dev/null) ]]; then
+        die "vendor/$crate has uncommitted edits that no patch makes: capture them with 'new NAME' (or commit or revert them) first"
+      fi
       rm -rf "${root:?}/vendor/$crate"
       cp -a "$work/$crate" "$root/vendor/$crate"
     done
