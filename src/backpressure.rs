@@ -52,9 +52,10 @@ use std::time::Duration;
 
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Priority, ReturnType, Type};
-use rmqtt::shared::ForwardGate;
 use rmqtt::types::{ClientId, DashMap, From, Id, MessageQueueType, Publish, QoS, SubRelations};
 use tokio::sync::Notify;
+
+use crate::fork::{self, ForwardGate};
 
 /// What `ForwardGate::hold` returns (futures' `BoxFuture`).
 type Hold = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -83,12 +84,7 @@ const PRIORITY: Priority = Priority::MAX;
 /// Installs the flow control on a broker.
 pub async fn register(scx: &ServerContext) {
   let flow = FlowControl::default();
-  if scx
-    .extends
-    .forward_gate
-    .set(Arc::new(flow.clone()))
-    .is_err()
-  {
+  if !fork::set_forward_gate(scx, Arc::new(flow.clone())) {
     log::warn!("flow control is already installed on this broker");
     return;
   }

@@ -10,17 +10,15 @@ use std::time::Duration;
 
 use rmqtt::context::ServerContext;
 use rmqtt::plugin::DynPluginResult;
-use rmqtt::router::DefaultRouter;
 use rmqtt::server::MqttServer as RmqttServer;
-use rmqtt::session::SERVER_SHUTTING_DOWN;
-use rmqtt::shared::DefaultShared;
-use rmqtt::types::{Message, Reason};
+use rmqtt::types::Message;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::backpressure;
 use crate::config::BrokerSpec;
+use crate::fork;
 use crate::hook_bridge::Attachment;
 use crate::listener::{self, ListenerInfo};
 use crate::memory;
@@ -227,7 +225,7 @@ async fn disconnect_all(scx: ServerContext) {
   for entry in scx.extends.shared().await.iter() {
     if let Some(tx) = entry.tx() {
       // MQTT 5 clients get a DISCONNECT with 0x8B (vendor/rmqtt patch).
-      let _ = tx.unbounded_send(Message::Closed(Reason::from_static(SERVER_SHUTTING_DOWN)));
+      let _ = tx.unbounded_send(Message::Closed(fork::server_shutting_down()));
     }
   }
   let deadline = tokio::time::Instant::now() + DISCONNECT_TIMEOUT;
@@ -249,18 +247,8 @@ fn release_sessions(scx: &ServerContext) {
   };
   {
     let _in_runtime = rt.enter();
-    drop(
-      scx
-        .extends
-        .shared
-        .replace(Box::new(DefaultShared::new(None))),
-    );
-    drop(
-      scx
-        .extends
-        .router
-        .replace(Box::new(DefaultRouter::new(None))),
-    );
+    drop(fork::take_shared(scx));
+    drop(fork::take_router(scx));
   }
   rt.shutdown_background();
 }

@@ -16,6 +16,7 @@ use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
 use rmqtt::types::{AuthResult, PublishAclResult, QoS as RQoS, SubscribeAclResult};
 use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
+use crate::fork;
 use crate::hook_data;
 use crate::hook_js::Msg;
 use crate::hook_queue::{Event, Live, Reply};
@@ -53,7 +54,7 @@ impl Attachment {
     self.live.store(false, Ordering::SeqCst);
     self.closing.notify_waiters();
     for (_, register) in self.registers.lock().await.drain() {
-      register.remove().await;
+      fork::remove_hooks(register.as_ref()).await;
     }
   }
 
@@ -88,7 +89,7 @@ impl Attachment {
       .collect();
     for typ in gone {
       if let Some(register) = registers.remove(&typ) {
-        register.remove().await;
+        fork::remove_hooks(register.as_ref()).await;
       }
     }
     for typ in wanted {

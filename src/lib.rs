@@ -7,6 +7,7 @@ mod backpressure;
 mod broker;
 mod config;
 mod error;
+mod fork;
 mod hook_bridge;
 mod hook_data;
 mod hook_js;

@@ -93,7 +93,7 @@ pub enum DecodeError {
     Utf8Error,
     #[error("io error, {:?}", _0)]
     Io(ByteString),
-    // mqtt-server patch: the three below name what a packet broke, so that
+    // fork patch: the three below name what a packet broke, so that
     // an MQTT 5 peer gets the right reason code.
     /// A UTF-8 string holds U+0000 [MQTT-1.5.4-2].
     #[error("UTF-8 string contains U+0000")]
@@ -119,7 +119,7 @@ impl ToReasonCode for DecodeError {
             DecodeError::InvalidLength => DisconnectReasonCode::MalformedPacket,
             DecodeError::MalformedPacket => DisconnectReasonCode::MalformedPacket,
             DecodeError::UnsupportedProtocolLevel => DisconnectReasonCode::ImplementationSpecificError,
-            // mqtt-server patch: "If the reserved flag is not 0 it is a
+            // fork patch: "If the reserved flag is not 0 it is a
             // Malformed Packet" (MQTT 5, 3.1.2.3), not a Protocol Error.
             DecodeError::ConnectReservedFlagSet => DisconnectReasonCode::MalformedPacket,
             DecodeError::InvalidConnectFlags => DisconnectReasonCode::ProtocolError,
@@ -130,7 +130,7 @@ impl ToReasonCode for DecodeError {
             DecodeError::MaxSizeExceeded { .. } => DisconnectReasonCode::PacketTooLarge,
             DecodeError::InvalidTopicFilter => DisconnectReasonCode::TopicFilterInvalid,
             DecodeError::InvalidTopicName => DisconnectReasonCode::TopicNameInvalid,
-            // mqtt-server patch: ill-formed UTF-8 in a string is a Malformed
+            // fork patch: ill-formed UTF-8 in a string is a Malformed
             // Packet [MQTT-1.5.4-1]; 0x99 is about a payload's format indicator.
             DecodeError::Utf8Error => DisconnectReasonCode::MalformedPacket,
             DecodeError::Io(_) => DisconnectReasonCode::UnspecifiedError,

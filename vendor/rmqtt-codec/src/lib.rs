@@ -1,8 +1,4 @@
 #![deny(unsafe_code)]
-// mqtt-server patch: the fork keeps upstream's style; clippy holds it only
-// to what can hang the broker: a lock guard held across an await.
-#![allow(clippy::all)]
-#![deny(clippy::await_holding_lock, clippy::await_holding_refcell_ref)]
 
 //! MQTT protocol codec implementation with multi-version support and version negotiation
 //!
@@ -60,7 +56,7 @@ pub enum MqttCodec {
 /// Represents all possible packet types across supported protocol versions
 /// plus version detection results during handshake
 impl MqttCodec {
-    /// mqtt-server patch: whether a packet's fixed header has been read and
+    /// fork patch: whether a packet's fixed header has been read and
     /// its body has not (see `v3::Codec::mid_packet`).
     #[inline]
     pub fn mid_packet(&self) -> bool {

@@ -110,14 +110,14 @@ impl Decode for Bytes {
 impl Decode for ByteString {
     fn decode(src: &mut Bytes) -> Result<Self, DecodeError> {
         let bytes = Bytes::decode(src)?;
-        // mqtt-server patch: a UTF-8 string MUST NOT hold U+0000
+        // fork patch: a UTF-8 string MUST NOT hold U+0000
         // [MQTT-1.5.4-2] (3.1.1: [MQTT-1.5.3-2]); a byte scan (memchr).
         ensure!(!bytes.contains(&0), DecodeError::NulCharacter);
         ByteString::try_from(bytes).map_err(|_| DecodeError::Utf8Error)
     }
 }
 
-/// mqtt-server patch: whether a Topic Name holds a wildcard, which it MUST
+/// fork patch: whether a Topic Name holds a wildcard, which it MUST
 /// NOT [MQTT-3.3.2-2, MQTT-4.7.1-1]: a broker would route it as a filter.
 #[inline]
 pub(crate) fn has_wildcard(topic: &str) -> bool {

@@ -67,11 +67,11 @@ use rustls::{pki_types::pem::PemObject, server::WebPkiClientVerifier, RootCertSt
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-#[cfg(feature = "tls")]
-use tokio_rustls::{server::TlsStream, TlsAcceptor};
 #[cfg(any(feature = "tls", feature = "ws"))]
 use tokio::time::timeout_at;
 use tokio::time::Instant;
+#[cfg(feature = "tls")]
+use tokio_rustls::{server::TlsStream, TlsAcceptor};
 #[cfg(feature = "ws")]
 use tokio_tungstenite::{
     accept_hdr_async_with_config,
@@ -178,7 +178,7 @@ pub struct Builder {
     /// QUIC(max_idle_timeout)
     pub idle_timeout: Duration,
 
-    /// mqtt-server patch: how many of this listener's connections batch
+    /// fork patch: how many of this listener's connections batch
     /// their writes at the large size right now (see `stream::WriteBatch`).
     pub large_write_batches: Arc<AtomicUsize>,
 }
@@ -730,7 +730,7 @@ impl Listener {
 
     async fn accept_tcp(&self, tcp_listener: &TcpListener) -> Result<Acceptor<TcpStream>> {
         let (mut socket, mut remote_addr) = tcp_listener.accept().await?;
-        // mqtt-server patch: the handshake (TLS, WebSocket upgrade, CONNECT)
+        // fork patch: the handshake (TLS, WebSocket upgrade, CONNECT)
         // must be over by this deadline, counted from accept. It started at the
         // first bytes, so a connection that sent nothing was never closed.
         let handshake_deadline = Instant::now() + self.cfg.handshake_timeout;
@@ -843,7 +843,7 @@ pub struct Acceptor<S> {
     /// Active protocol type
     pub typ: ListenerType,
     /// When the handshake must be over: accept + `handshake_timeout`
-    /// (mqtt-server patch).
+    /// (fork patch).
     pub handshake_deadline: Instant,
 }
 
@@ -979,11 +979,11 @@ where
 
 /// Slack over the packet limit for a WebSocket message: the MQTT fixed header
 /// (up to 5 bytes) and a few small packets a client may batch with a largest
-/// one (mqtt-server patch).
+/// one (fork patch).
 #[cfg(feature = "ws")]
 const WS_MESSAGE_SLACK: usize = 16 * 1024;
 
-/// mqtt-server patch: WebSocket frames and messages bounded by the listener's
+/// fork patch: WebSocket frames and messages bounded by the listener's
 /// packet limit, checked by tungstenite before it buffers them (a frame from
 /// its header, a fragmented message as each fragment comes). Its defaults
 /// (64 MiB messages, 16 MiB frames) let any client, before CONNECT, make the

@@ -1,8 +1,4 @@
 #![deny(unsafe_code)]
-// mqtt-server patch: the fork keeps upstream's style; clippy holds it only
-// to what can hang the broker: a lock guard held across an await.
-#![allow(clippy::all)]
-#![deny(clippy::await_holding_lock, clippy::await_holding_refcell_ref)]
 //! Basic Implementation of MQTT Server
 //!
 //! The basic implementation of MQTT proxy, supporting v3.1.1 and v5.0 protocols, with TLS and
@@ -71,7 +67,7 @@ pub use rustls::crypto::ring as tls_provider;
 /// MQTT protocol implementations and stream handling
 pub use stream::{v3, v5, MqttStream};
 
-/// Queued output of a connection (mqtt-server patch)
+/// Queued output of a connection (fork patch)
 pub use writer::Writer;
 
 /// Convenience type alias for generic errors

@@ -1,4 +1,4 @@
-//! mqtt-server patch: a packet that has started must keep arriving.
+//! fork patch: a packet that has started must keep arriving.
 //!
 //! Keep-alive only counts whole packets, and keep-alive 0 disables it, so a
 //! client could announce a 1,000,000-byte PUBLISH, send 900,000 bytes of it
@@ -51,7 +51,13 @@ impl Stall {
     /// buffered. `started`: part of a packet has arrived; `buffered`: the bytes
     /// of it held. True once the packet stalled: the connection must close.
     #[inline]
-    pub(crate) fn stalled(&mut self, started: bool, buffered: usize, window: Duration, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn stalled(
+        &mut self,
+        started: bool,
+        buffered: usize,
+        window: Duration,
+        cx: &mut Context<'_>,
+    ) -> bool {
         if !started {
             if let Some(t) = &mut self.timer {
                 t.armed = false;

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
-/// Read buffer of a connection that pipelines packets (mqtt-server patch).
+/// Read buffer of a connection that pipelines packets (fork patch).
 /// 64 KiB rather than 16: a flood of 4 KiB packets takes one `recvfrom` per
 /// 16 packets instead of 4. A buffer is only this large while its
 /// connection pipelines, and its packets use it up.
@@ -41,7 +41,7 @@ pub struct Dispatcher<Io> {
 
     pub cert_info: Option<CertInfo>,
 
-    /// When the handshake must be over (mqtt-server patch).
+    /// When the handshake must be over (fork patch).
     pub handshake_deadline: tokio::time::Instant,
 }
 
@@ -57,7 +57,7 @@ where
         cfg: Arc<Builder>,
         handshake_deadline: tokio::time::Instant,
     ) -> Self {
-        // mqtt-server patch: start the read buffer small (`Framed::new` gives
+        // fork patch: start the read buffer small (`Framed::new` gives
         // 8 KiB; it grows on demand). Writes go through `Writer`, never through
         // `Framed`'s write buffer, which therefore gets no memory at all.
         let mut io = Framed::with_capacity(io, MqttCodec::Version(VersionCodec), INITIAL_BUFFER);
@@ -95,7 +95,7 @@ where
     /// Detects protocol version from initial handshake
     #[inline]
     async fn probe_version(&mut self) -> Result<ProtocolVersion> {
-        // mqtt-server patch: within the handshake deadline (this read had no
+        // fork patch: within the handshake deadline (this read had no
         // timeout: a connection that sent nothing was kept for ever).
         let first = tokio::time::timeout_at(self.handshake_deadline, self.io.next()).await;
         let first = first.map_err(|_| MqttError::ReadTimeout)?;
@@ -156,12 +156,12 @@ pub mod v3 {
         #[cfg(feature = "tls")]
         /// TLS certificate information (if available)
         pub cert_info: Option<CertInfo>,
-        /// Queued output (mqtt-server patch)
+        /// Queued output (fork patch)
         pub writer: Box<super::Writer>,
-        /// When the handshake must be over (mqtt-server patch).
+        /// When the handshake must be over (fork patch).
         pub handshake_deadline: tokio::time::Instant,
         /// Closes the connection when a started packet stops arriving
-        /// (mqtt-server patch).
+        /// (fork patch).
         pub(crate) stall: super::Stall,
     }
 
@@ -280,11 +280,16 @@ pub mod v3 {
         #[inline]
         pub async fn send(&mut self, packet: rmqtt_codec::v3::Packet) -> Result<()> {
             self.writer
-                .send(&mut self.io, MqttPacket::V3(packet), &self.cfg.large_write_batches, self.cfg.send_timeout)
+                .send(
+                    &mut self.io,
+                    MqttPacket::V3(packet),
+                    &self.cfg.large_write_batches,
+                    self.cfg.send_timeout,
+                )
                 .await
         }
 
-        /// Queues a packet in the write buffer without flushing it (mqtt-server
+        /// Queues a packet in the write buffer without flushing it (fork
         /// patch). The buffer is written out once it passes the backpressure
         /// boundary, or by `flush`; the session loop flushes when it has no
         /// more work ready, so a burst of deliveries and acks costs one write.
@@ -298,26 +303,26 @@ pub mod v3 {
         }
 
         /// Whether queued packets must be written out before the next is
-        /// queued (mqtt-server patch; see `Writer::needs_room`).
+        /// queued (fork patch; see `Writer::needs_room`).
         #[inline]
         pub fn needs_room(&mut self) -> bool {
             self.writer.needs_room(&self.cfg.large_write_batches)
         }
 
-        /// Writes out queued packets to make room (mqtt-server patch).
+        /// Writes out queued packets to make room (fork patch).
         #[inline]
         pub async fn make_room(&mut self) -> Result<()> {
             self.writer.make_room(&mut self.io, self.cfg.send_timeout).await
         }
 
-        /// Queues a packet without writing, room or not (mqtt-server patch):
+        /// Queues a packet without writing, room or not (fork patch):
         /// `feed` without its check.
         #[inline]
         pub fn queue(&mut self, packet: rmqtt_codec::v3::Packet) -> Result<()> {
             self.writer.queue(&mut self.io, MqttPacket::V3(packet))
         }
 
-        /// Whether queued packets wait in the write buffer (mqtt-server patch).
+        /// Whether queued packets wait in the write buffer (fork patch).
         #[inline]
         pub fn has_pending_writes(&self) -> bool {
             self.writer.has_pending()
@@ -349,7 +354,7 @@ pub mod v3 {
         /// Waits for CONNECT packet with timeout
         #[inline]
         pub async fn recv_connect(&mut self, tm: Duration) -> Result<Box<Connect>> {
-            // mqtt-server patch: never past the deadline counted from accept.
+            // fork patch: never past the deadline counted from accept.
             let tm = tm.min(self.handshake_deadline.saturating_duration_since(tokio::time::Instant::now()));
             let connect = match self.recv(tm).await {
                 #[allow(unused_mut)]
@@ -435,12 +440,12 @@ pub mod v5 {
         #[cfg(feature = "tls")]
         /// TLS certificate information (if available)
         pub cert_info: Option<CertInfo>,
-        /// Queued output (mqtt-server patch)
+        /// Queued output (fork patch)
         pub writer: Box<super::Writer>,
-        /// When the handshake must be over (mqtt-server patch).
+        /// When the handshake must be over (fork patch).
         pub handshake_deadline: tokio::time::Instant,
         /// Closes the connection when a started packet stops arriving
-        /// (mqtt-server patch).
+        /// (fork patch).
         pub(crate) stall: super::Stall,
     }
 
@@ -490,7 +495,7 @@ pub mod v5 {
         }
 
         /// How many bytes `publish` stays under the client's Maximum Packet
-        /// Size (negative: over; mqtt-server patch). `send_publish` fails the
+        /// Size (negative: over; fork patch). `send_publish` fails the
         /// connection for one that is over.
         #[inline]
         pub fn room_for(&self, publish: &Publish) -> i64 {
@@ -570,11 +575,16 @@ pub mod v5 {
         #[inline]
         pub async fn send(&mut self, packet: rmqtt_codec::v5::Packet) -> Result<()> {
             self.writer
-                .send(&mut self.io, MqttPacket::V5(packet), &self.cfg.large_write_batches, self.cfg.send_timeout)
+                .send(
+                    &mut self.io,
+                    MqttPacket::V5(packet),
+                    &self.cfg.large_write_batches,
+                    self.cfg.send_timeout,
+                )
                 .await
         }
 
-        /// Queues a packet in the write buffer without flushing it (mqtt-server
+        /// Queues a packet in the write buffer without flushing it (fork
         /// patch). The buffer is written out once it passes the backpressure
         /// boundary, or by `flush`; the session loop flushes when it has no
         /// more work ready, so a burst of deliveries and acks costs one write.
@@ -588,26 +598,26 @@ pub mod v5 {
         }
 
         /// Whether queued packets must be written out before the next is
-        /// queued (mqtt-server patch; see `Writer::needs_room`).
+        /// queued (fork patch; see `Writer::needs_room`).
         #[inline]
         pub fn needs_room(&mut self) -> bool {
             self.writer.needs_room(&self.cfg.large_write_batches)
         }
 
-        /// Writes out queued packets to make room (mqtt-server patch).
+        /// Writes out queued packets to make room (fork patch).
         #[inline]
         pub async fn make_room(&mut self) -> Result<()> {
             self.writer.make_room(&mut self.io, self.cfg.send_timeout).await
         }
 
-        /// Queues a packet without writing, room or not (mqtt-server patch):
+        /// Queues a packet without writing, room or not (fork patch):
         /// `feed` without its check.
         #[inline]
         pub fn queue(&mut self, packet: rmqtt_codec::v5::Packet) -> Result<()> {
             self.writer.queue(&mut self.io, MqttPacket::V5(packet))
         }
 
-        /// Whether queued packets wait in the write buffer (mqtt-server patch).
+        /// Whether queued packets wait in the write buffer (fork patch).
         #[inline]
         pub fn has_pending_writes(&self) -> bool {
             self.writer.has_pending()
@@ -639,7 +649,7 @@ pub mod v5 {
         /// Waits for CONNECT packet with timeout
         #[inline]
         pub async fn recv_connect(&mut self, tm: Duration) -> Result<Box<Connect>> {
-            // mqtt-server patch: never past the deadline counted from accept.
+            // fork patch: never past the deadline counted from accept.
             let tm = tm.min(self.handshake_deadline.saturating_duration_since(tokio::time::Instant::now()));
             let connect = match self.recv(tm).await {
                 #[allow(unused_mut)]
@@ -685,10 +695,12 @@ pub mod v5 {
             let this = &mut *self;
             let next = futures::ready!(super::poll_packet(&mut this.io, &mut this.stall, &this.cfg, cx));
             Poll::Ready(match next {
-                Some(Ok(MqttPacket::V5(Packet::Publish(p)))) => match check_publish(&p, this.cfg.max_topic_aliases) {
-                    Ok(()) => Some(Ok(Packet::Publish(p))),
-                    Err(e) => Some(Err(MqttError::Decode(e).into())),
-                },
+                Some(Ok(MqttPacket::V5(Packet::Publish(p)))) => {
+                    match check_publish(&p, this.cfg.max_topic_aliases) {
+                        Ok(()) => Some(Ok(Packet::Publish(p))),
+                        Err(e) => Some(Err(MqttError::Decode(e).into())),
+                    }
+                }
                 Some(Ok(MqttPacket::V5(packet))) => Some(Ok(packet)),
                 Some(Ok(_)) => Some(Err(MqttError::Decode(DecodeError::MalformedPacket).into())),
                 Some(Err(e)) => Some(Err(e)),
@@ -697,7 +709,7 @@ pub mod v5 {
         }
     }
 
-    /// mqtt-server patch: what a server must refuse in a client's PUBLISH (the
+    /// fork patch: what a server must refuse in a client's PUBLISH (the
     /// codec checks what either side must): a Subscription Identifier
     /// [MQTT-3.3.4-6], a Topic Alias over the maximum offered [MQTT-3.3.2-9].
     #[inline]
@@ -707,13 +719,15 @@ pub mod v5 {
             return Err(DecodeError::TopicAliasInvalid);
         }
         if !props.subscription_ids.is_empty() {
-            return Err(DecodeError::ProtocolViolation("a client's PUBLISH has a Subscription Identifier".into()));
+            return Err(DecodeError::ProtocolViolation(
+                "a client's PUBLISH has a Subscription Identifier".into(),
+            ));
         }
         Ok(())
     }
 }
 
-/// mqtt-server patch: the next packet, with what the session needs around it:
+/// fork patch: the next packet, with what the session needs around it:
 /// a decode error as an `MqttError` (an MQTT 5 client is told its reason
 /// code), a started packet that stopped arriving ends the connection
 /// ([`Stall`]), and the read buffer sized for what comes.
@@ -748,7 +762,7 @@ fn poll_packet<Io: AsyncRead + Unpin>(
     })
 }
 
-/// mqtt-server patch: a connection starts with a small read buffer (idle
+/// fork patch: a connection starts with a small read buffer (idle
 /// connections are most of them), and tokio-util reads at most its free
 /// capacity per syscall. Once a packet is decoded while more bytes already
 /// wait behind it, the client is pipelining: give it a full-size buffer so a
@@ -790,7 +804,7 @@ fn grow_read_buffer<Io>(io: &mut Framed<Io, MqttCodec>) {
     }
 }
 
-/// mqtt-server patch: whether `buf` (at a packet boundary) still holds a
+/// fork patch: whether `buf` (at a packet boundary) still holds a
 /// whole packet. `grow_read_buffer` waits until it does not: a read that
 /// filled the buffer leaves many packets behind, and moving them all to a
 /// new buffer cost as much as copying each payload once more (fan-in QoS 0

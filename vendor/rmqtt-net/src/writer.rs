@@ -1,4 +1,4 @@
-//! mqtt-server patch: the write side of a connection.
+//! fork patch: the write side of a connection.
 //!
 //! tokio-util's `Framed` copies every packet it sends into one write buffer,
 //! so a delivered payload was copied there and then again by the kernel. The
@@ -154,7 +154,11 @@ impl Writer {
 
     /// Writes out what waits. Only here can queueing wait, so only here is
     /// it timed.
-    pub async fn make_room<Io>(&mut self, io: &mut Framed<Io, MqttCodec>, send_timeout: Duration) -> Result<()>
+    pub async fn make_room<Io>(
+        &mut self,
+        io: &mut Framed<Io, MqttCodec>,
+        send_timeout: Duration,
+    ) -> Result<()>
     where
         Io: AsyncWrite + Unpin,
     {
@@ -168,7 +172,8 @@ impl Writer {
         Io: AsyncWrite + Unpin,
     {
         let vectored = io.get_ref().is_write_vectored();
-        self.encode(io.codec_mut(), packet, vectored).map_err(|e| MqttError::SendPacket(SendPacketError::Encode(e)))?;
+        self.encode(io.codec_mut(), packet, vectored)
+            .map_err(|e| MqttError::SendPacket(SendPacketError::Encode(e)))?;
         Ok(())
     }
 

@@ -1,4 +1,4 @@
-//! mqtt-server patch: the unbounded channel that carries messages to a
+//! fork patch: the unbounded channel that carries messages to a
 //! session (`types::Tx` / `types::Rx`).
 //!
 //! futures' unbounded channel allocated a node per message and freed it on the

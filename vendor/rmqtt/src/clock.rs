@@ -1,4 +1,4 @@
-//! mqtt-server patch: clock reads for the per-packet paths.
+//! fork patch: clock reads for the per-packet paths.
 //!
 //! The session loop read the monotonic clock on every event and the wall
 //! clock several times per message (in-flight window timestamps and

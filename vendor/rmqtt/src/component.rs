@@ -1,4 +1,4 @@
-//! mqtt-server patch: the slot that holds one of the broker's replaceable
+//! fork patch: the slot that holds one of the broker's replaceable
 //! components (router, shared state, retain storage, ...).
 //!
 //! Upstream kept each component behind a lock and handed out the lock's guard,

@@ -41,7 +41,7 @@
 //! Note: All write operations should be kept minimal to avoid
 //! blocking other tasks waiting for the same resource.
 
-// mqtt-server patch: parking_lot's lock, not tokio's. Every publish reads
+// fork patch: parking_lot's lock, not tokio's. Every publish reads
 // four or five of these (retain, message store, shared, router, ...), and each
 // release of tokio's lock took its semaphore's mutex, one per broker, shared
 // by all worker threads. They are written only while the broker starts and
@@ -94,7 +94,7 @@ pub struct Manager {
     #[cfg(feature = "auto-subscription")]
     /// Automatic subscription handler (feature-gated)
     pub auto_subscription: Component<dyn AutoSubscription>,
-    /// mqtt-server patch: flow control at routing (see `shared::ForwardGate`).
+    /// fork patch: flow control at routing (see `shared::ForwardGate`).
     pub forward_gate: std::sync::OnceLock<std::sync::Arc<dyn ForwardGate>>,
 }
 

@@ -70,7 +70,7 @@ use crate::types::{
     Publish, PublishAclResult, Reason, Subscribe, SubscribeAclResult, Superuser, To, TopicFilter,
     Unsubscribe,
 };
-// mqtt-server patch: the coarse clock (`clock`): the expiry check runs per
+// fork patch: the coarse clock (`clock`): the expiry check runs per
 // delivery, and compares with a create time taken from it.
 use crate::clock::timestamp_millis;
 use crate::Result;
@@ -225,7 +225,7 @@ pub trait Register: Sync + Send {
     /// After this call, handlers will stop receiving hook events.
     async fn stop(&self) {}
 
-    /// mqtt-server patch: take this register's handlers out of the manager
+    /// fork patch: take this register's handlers out of the manager
     /// for good. `stop` only disables them, so a register replaced by a new
     /// one (each `setHooks` call) left its handlers in the map for the life
     /// of the broker, and `exec` walked past them on every event.
@@ -271,7 +271,7 @@ pub trait Handler: Sync + Send {
 /// both subscribe and publish operations.
 #[async_trait]
 pub trait Hook: Sync + Send {
-    /// mqtt-server patch: whether handlers of `typ` may run. When none can,
+    /// fork patch: whether handlers of `typ` may run. When none can,
     /// the session skips the call: each hook call boxes its future, a few
     /// allocations per message for hooks nobody registered.
     #[inline]
@@ -647,7 +647,7 @@ type HandlerId = String;
 pub struct DefaultHookManager {
     #[allow(clippy::type_complexity)]
     handlers: Arc<DashMap<Type, Arc<tokio::sync::RwLock<BTreeMap<(Priority, HandlerId), HookEntry>>>>>,
-    // mqtt-server patch: one bit per hook type with an enabled handler. Most
+    // fork patch: one bit per hook type with an enabled handler. Most
     // hook types have none, yet `exec` ran for each of them several times per
     // message (a DashMap lookup, an Arc clone and a tokio RwLock whose release
     // takes a mutex); with the bit clear it returns at once, as it would
@@ -667,13 +667,13 @@ impl DefaultHookManager {
         Self { handlers: Arc::new(DashMap::default()), enabled_types: Arc::new(AtomicU64::new(0)) }
     }
 
-    /// mqtt-server patch: whether any handler of `typ` is enabled.
+    /// fork patch: whether any handler of `typ` is enabled.
     #[inline]
     pub fn enabled(&self, typ: Type) -> bool {
         self.enabled_types.load(Ordering::Acquire) & Self::type_bit(typ) != 0
     }
 
-    /// mqtt-server patch: the bit of `typ` in `enabled_types`.
+    /// fork patch: the bit of `typ` in `enabled_types`.
     #[inline]
     fn type_bit(typ: Type) -> u64 {
         // Every type has a bit: the last variant's index fits in 64.
@@ -684,7 +684,7 @@ impl DefaultHookManager {
     #[inline]
     async fn add(&self, typ: Type, priority: Priority, handler: Box<dyn Handler>) -> Result<HandlerId> {
         let id = Uuid::new_v4().as_simple().encode_lower(&mut Uuid::encode_buffer()).to_string();
-        // mqtt-server patch: the Arc is cloned out so the DashMap shard's write
+        // fork patch: the Arc is cloned out so the DashMap shard's write
         // guard is not held across the await below: another task calling
         // `exec` on that shard meanwhile would block its worker thread.
         let type_handlers = self
@@ -898,7 +898,7 @@ impl DefaultHookRegister {
         DefaultHookRegister { manager, type_ids: Arc::new(DashSet::default()) }
     }
 
-    /// mqtt-server patch: enables (`Some(true)`), disables (`Some(false)`)
+    /// fork patch: enables (`Some(true)`), disables (`Some(false)`)
     /// or removes (`None`) this register's handlers. The type's `Arc` is
     /// cloned out so no DashMap guard is held across the await, and the type's
     /// bit is set under its write lock, so concurrent registers leave the bit
@@ -1148,7 +1148,7 @@ impl Hook for DefaultHook {
     }
 }
 
-/// mqtt-server patch: the expiry check without hooks (what
+/// fork patch: the expiry check without hooks (what
 /// `message_expiry_check` does when no handler expires the message).
 #[inline]
 pub fn message_expiry(s: &Session, publish: &Publish) -> MessageExpiryCheckResult {

@@ -26,7 +26,7 @@
 //! - Statistics integration
 //!
 //! ## Implementation Details
-//! - A deque in send order for O(1) front access (mqtt-server patch: `inflight_queue`)
+//! - A deque in send order for O(1) front access (fork patch: `inflight_queue`)
 //! - BTreeSet for efficient deduplication
 //! - Atomic counters for thread safety
 //! - Zero-cost status tracking
@@ -64,11 +64,11 @@ use crate::net::MqttError;
 use crate::queue::OnEventFn;
 use crate::types::{From, PacketId, Publish, TimestampMillis};
 use crate::types::{QoS, Reason};
-// mqtt-server patch: the coarse clock (`clock`), read per message here.
+// fork patch: the coarse clock (`clock`), read per message here.
 use crate::clock::timestamp_millis;
 use crate::Result;
 
-// mqtt-server patch: a deque of its own (`inflight_queue`), not a DequeBTreeMap.
+// fork patch: a deque of its own (`inflight_queue`), not a DequeBTreeMap.
 type OutQueues = crate::inflight_queue::InflightQueue<OutInflightMessage>;
 
 /// Tracks the acknowledgment status of an inflight message.

@@ -1,4 +1,4 @@
-//! mqtt-server patch: the in-flight window's storage, in send order.
+//! fork patch: the in-flight window's storage, in send order.
 //!
 //! rmqtt kept the window in a `DequeBTreeMap`: a `BTreeMap` of the messages
 //! (each ~250 bytes, moved about on every insert and remove inside the

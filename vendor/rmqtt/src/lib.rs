@@ -1,8 +1,4 @@
 #![deny(unsafe_code)] // Enforce memory safety across the entire crate
-// mqtt-server patch: the fork keeps upstream's style; clippy holds it only
-// to what can hang the broker: a lock guard held across an await.
-#![allow(clippy::all)]
-#![deny(clippy::await_holding_lock, clippy::await_holding_refcell_ref)]
 #![recursion_limit = "256"] // Allow deeper recursion for complex macros
 
 //! RMQTT Broker Core Implementation (v2025.04)  
@@ -55,10 +51,10 @@
 //! ```
 
 pub mod acl; // Access Control List management
-pub mod channel; // mqtt-server patch: the session channel
-pub mod clock; // mqtt-server patch: cheap clock reads
-pub mod component; // mqtt-server patch: broker components readable without a lock
 pub mod args; // Command-line argument parsing
+pub mod channel; // fork patch: the session channel
+pub mod clock; // fork patch: cheap clock reads
+pub mod component; // fork patch: broker components readable without a lock
 pub mod context; // Shared execution context
 
 // Feature-gated Modules
@@ -83,7 +79,7 @@ pub mod extend; // Extension points
 pub mod fitter; // Message fitting strategies
 pub mod hook; // Event hook system
 pub mod inflight; // In-flight message tracking
-pub mod inflight_queue; // mqtt-server patch: the in-flight window's storage
+pub mod inflight_queue; // fork patch: the in-flight window's storage
 pub mod node; // Cluster node management
 pub mod queue; // Message queue implementation
 pub mod router; // Message routing core

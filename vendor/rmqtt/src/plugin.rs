@@ -631,7 +631,7 @@ impl Manager {
         res
     }
 
-    /// mqtt-server patch: takes a plugin's entry out of the map for an
+    /// fork patch: takes a plugin's entry out of the map for an
     /// operation that awaits; the caller puts it back. Awaiting with the
     /// map's guard held would block its shard, and with it any thread that
     /// touches that shard, for as long as the plugin takes.

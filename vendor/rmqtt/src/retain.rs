@@ -364,7 +364,7 @@ impl<V> Default for Node<V> {
     }
 }
 
-// mqtt-server patch: the default drop recursed once per level.
+// fork patch: the default drop recursed once per level.
 impl<V> Drop for Node<V> {
     fn drop(&mut self) {
         if self.branches.is_empty() {
@@ -381,7 +381,7 @@ impl<V> Node<V>
 where
     V: std::fmt::Debug + Clone,
 {
-    // mqtt-server patch: every walk of the tree is a loop. They recursed once
+    // fork patch: every walk of the tree is a loop. They recursed once
     // per topic level, so a retained message on a topic of ~4,000 levels (or
     // one of ~2,500 levels and a later `#` subscription) overflowed a worker
     // thread's stack (SIGSEGV).

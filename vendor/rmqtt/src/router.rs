@@ -112,7 +112,7 @@ pub trait Router: Sync + Send {
     fn relations(&self) -> &AllRelationsMap;
 }
 
-/// mqtt-server patch: one publish's relations, per node. Nearly always there
+/// fork patch: one publish's relations, per node. Nearly always there
 /// is only this node, so the first node's collector is held apart and the map
 /// (an allocation for every publish) is used only from a second node on.
 struct NodeCollectors {
@@ -163,11 +163,11 @@ pub struct DefaultRouter {
     pub topics_count: Arc<Counter>,
     pub relations: Arc<AllRelationsMap>,
     pub relations_count: Arc<Counter>,
-    // mqtt-server patch: the filters each topic name matched, see `MatchCache`.
+    // fork patch: the filters each topic name matched, see `MatchCache`.
     matched: Arc<MatchCache>,
 }
 
-/// mqtt-server patch: the topic filters a topic name matched, kept per topic
+/// fork patch: the topic filters a topic name matched, kept per topic
 /// name until the topic tree changes. Parsing the name, walking the tree and
 /// building a string per matched filter was most of `matches`, and it is the
 /// same answer for every message on a topic until a subscription is added
@@ -210,7 +210,7 @@ impl DefaultRouter {
         }
     }
 
-    /// mqtt-server patch: the topic filters `topic_name` matches, from the
+    /// fork patch: the topic filters `topic_name` matches, from the
     /// cache when the tree has not changed since they were computed.
     #[inline]
     async fn matched_filters(&self, topic_name: &TopicName) -> Result<Arc<[TopicFilter]>> {
@@ -275,10 +275,9 @@ impl DefaultRouter {
     pub async fn _matches(&self, this_id: Id, topic_name: &TopicName) -> Result<SubRelationsMap> {
         // let scx = self.context();
         let mut collector_map = NodeCollectors::default();
-        // mqtt-server patch: cached per topic name (`MatchCache`).
+        // fork patch: cached per topic name (`MatchCache`).
         let filters = self.matched_filters(topic_name).await?;
         for topic_filter in filters.iter() {
-
             #[allow(clippy::mutable_key_type)]
             #[cfg(feature = "shared-subscription")]
             let mut groups: HashMap<
@@ -303,7 +302,7 @@ impl DefaultRouter {
                     #[cfg(feature = "shared-subscription")]
                     {
                         if let Some(group) = opts.shared_group() {
-                            // mqtt-server patch: whether the member is online is
+                            // fork patch: whether the member is online is
                             // asked below, once this map's read guard is gone.
                             // Awaiting under it deadlocked: a subscribe waiting
                             // for the shard's write lock holds its worker, and
@@ -317,7 +316,7 @@ impl DefaultRouter {
                             ));
                         } else {
                             collector_map.entry(id.node_id).add(
-                                &topic_filter,
+                                topic_filter,
                                 client_id.clone(),
                                 opts.clone(),
                                 None,
@@ -327,7 +326,7 @@ impl DefaultRouter {
                     #[cfg(not(feature = "shared-subscription"))]
                     {
                         collector_map.entry(id.node_id).add(
-                            &topic_filter,
+                            topic_filter,
                             client_id.clone(),
                             opts.clone(),
                             None,
@@ -361,7 +360,7 @@ impl DefaultRouter {
                 {
                     let (node_id, client_id, opts, _, _) = s_subs.remove(idx);
                     collector_map.entry(node_id).add(
-                        &topic_filter,
+                        topic_filter,
                         client_id,
                         opts,
                         Some((group, is_online, group_cids)),

@@ -102,15 +102,15 @@ use crate::types::*;
 use crate::utils::timestamp_millis;
 use crate::Result;
 
-/// mqtt-server patch: close a session with `Message::Closed(Reason::from_static(
+/// fork patch: close a session with `Message::Closed(Reason::from_static(
 /// SERVER_SHUTTING_DOWN))` and an MQTT 5 client is told 0x8B server shutting
 /// down.
 pub const SERVER_SHUTTING_DOWN: &str = "server shutting down";
 
-/// mqtt-server patch: messages the online loop takes off its channel in a row.
+/// fork patch: messages the online loop takes off its channel in a row.
 const MESSAGE_BATCH: usize = 64;
 
-/// What woke the online session loop (mqtt-server patch: the loop's select is
+/// What woke the online session loop (fork patch: the loop's select is
 /// polled once without waiting before the write buffer is flushed).
 enum Event {
     KeepAlive,
@@ -118,11 +118,11 @@ enum Event {
     Deliver(Option<Option<(From, Publish)>>),
     Message(Option<Message>),
     Packet(Result<Option<Packet>>),
-    /// mqtt-server patch: the forward gate's hold ended (see `READ_GATE`).
+    /// fork patch: the forward gate's hold ended (see `READ_GATE`).
     ReadGateOpen,
 }
 
-/// mqtt-server patch: the DISCONNECT a server sends an MQTT 5 client when it
+/// fork patch: the DISCONNECT a server sends an MQTT 5 client when it
 /// ends the connection for `reason`; `None` when the client ended it
 /// (DISCONNECT, closed or broken socket) and nothing can or may be sent.
 fn server_disconnect(reason: &Reason) -> Option<v5::Disconnect> {
@@ -132,14 +132,19 @@ fn server_disconnect(reason: &Reason) -> Option<v5::Disconnect> {
         | Reason::ConnectReadWriteError
         | Reason::ConnectReadWriteTimeout
         | Reason::MqttError(
-            MqttError::ReadTimeout | MqttError::WriteTimeout | MqttError::FlushTimeout | MqttError::CloseTimeout,
+            MqttError::ReadTimeout
+            | MqttError::WriteTimeout
+            | MqttError::FlushTimeout
+            | MqttError::CloseTimeout,
         ) => return None,
         Reason::Reasons(rs) => return rs.first().and_then(server_disconnect),
         // Upstream maps a takeover to 0x87 (not authorized).
         Reason::ConnectKicked(false) => (v5::DisconnectReasonCode::SessionTakenOver, reason.to_string()),
         // A publish denied with "disconnect": its own code and reason, not 0x83.
         Reason::MqttError(MqttError::PublishAckReason(code, s)) => (code.to_reason_code(), s.to_string()),
-        Reason::Error(s) if s == SERVER_SHUTTING_DOWN => (v5::DisconnectReasonCode::ServerShuttingDown, s.to_string()),
+        Reason::Error(s) if s == SERVER_SHUTTING_DOWN => {
+            (v5::DisconnectReasonCode::ServerShuttingDown, s.to_string())
+        }
         r => (r.to_reason_code(), r.to_string()),
     };
     Some(v5::Disconnect { reason_code, reason_string: Some(reason_string.into()), ..Default::default() })
@@ -240,7 +245,7 @@ impl SessionState {
         let mut flags = StateFlags::empty();
 
         self.scx.connections.inc();
-        // mqtt-server patch: the loop runs where the forward gate can leave it
+        // fork patch: the loop runs where the forward gate can leave it
         // a hold (see `READ_GATE`).
         let result = crate::shared::READ_GATE
             .scope(
@@ -248,12 +253,12 @@ impl SessionState {
                 self.run_loop(&mut sink, keep_alive, &mut flags, &deliver_queue_tx, &mut deliver_queue_rx),
             )
             .await;
-        // mqtt-server patch: the exit path is boxed and polled only once the
+        // fork patch: the exit path is boxed and polled only once the
         // loop has ended. Inline, its await states made every connection's
         // task (the future is the union of all its states) ~2.4 KiB larger
         // for its whole life.
         Box::pin(async move {
-            // mqtt-server patch: an MQTT 5 client is told why the server ends
+            // fork patch: an MQTT 5 client is told why the server ends
             // its connection (0x8E session taken over, 0x8D keep-alive
             // timeout, ...) while the socket is still open. Upstream sent the
             // DISCONNECT below, after `sink.close()`, so it never arrived.
@@ -277,7 +282,7 @@ impl SessionState {
             if let Err(e) = sink.close().await {
                 log::info!("{} close io error, {e}", self.id);
             }
-            // mqtt-server patch: the socket is released now. Upstream kept it
+            // fork patch: the socket is released now. Upstream kept it
             // (and its file descriptor) until this task ended, which for a
             // persistent session is when the session expires.
             drop(sink);
@@ -338,7 +343,8 @@ impl SessionState {
                         .await;
                 }
             } else if clean_session {
-                self.clean(&deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default()).await;
+                self.clean(&deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default())
+                    .await;
             } else {
                 let session_expiry_interval = self.fitter.session_expiry_interval(disconnect.as_ref());
                 //hook, offline_inflight_messages
@@ -395,11 +401,11 @@ impl SessionState {
 
         tokio::pin!(deliver_timeout_delay);
 
-        // mqtt-server patch: each branch's handler below is boxed. This loop
+        // fork patch: each branch's handler below is boxed. This loop
         // is where an idle connection waits, and a future is as large as its
         // largest state: inline, the handlers made it 2840 bytes instead of
         // 904, for the whole life of every connection.
-        // mqtt-server patch: the two timers are not re-armed on every event
+        // fork patch: the two timers are not re-armed on every event
         // (each re-arm took the timer wheel's lock, and each event another
         // clock read). The delivery timer is moved only when it must fire
         // sooner; firing early is harmless, as only messages that timed out
@@ -408,7 +414,7 @@ impl SessionState {
         let mut now = Instant::now();
         let mut deliver_deadline = now + Duration::from_secs(60);
         let mut last_packet = now;
-        // mqtt-server patch: while the forward gate holds this client as a
+        // fork patch: while the forward gate holds this client as a
         // publisher and deliveries to it wait for its acks, its packets are
         // read but only acks (and pings) are handled; the rest wait in
         // `parked`, in order, and reading stops when that is full. A client
@@ -419,14 +425,14 @@ impl SessionState {
         let mut parked = Parked::default();
         loop {
             log::debug!("{:?} tokio::select! loop", state.id);
-            let due = now
-                + state.out_inflight().lock().get_timeout().unwrap_or_else(|| Duration::from_secs(120));
+            let due =
+                now + state.out_inflight().lock().get_timeout().unwrap_or_else(|| Duration::from_secs(120));
             if due < deliver_deadline {
                 deliver_deadline = due;
                 deliver_timeout_delay.as_mut().reset(due);
             }
 
-            // mqtt-server patch: deliveries and acks are queued in the write
+            // fork patch: deliveries and acks are queued in the write
             // buffer, not flushed one by one. The loop takes whatever work is
             // ready; only when nothing is (polled once, without waiting) does it
             // write the buffer out and then wait. Under load one write carries
@@ -460,7 +466,7 @@ impl SessionState {
                 next_event!()
             };
 
-            // mqtt-server patch: the coarse clock (`clock::now`, never behind
+            // fork patch: the coarse clock (`clock::now`, never behind
             // the precise one), read per event. The keep-alive timer, when it
             // fires, compares with the precise clock, which has reached it.
             now = crate::clock::now();
@@ -474,7 +480,7 @@ impl SessionState {
                     keep_alive_delay.as_mut().reset(due);
                 }
                 Event::DeliverTimeout => {
-                    // mqtt-server patch: the window's lock is a mutex now; taken
+                    // fork patch: the window's lock is a mutex now; taken
                     // per message, not for the whole `while let` body.
                     loop {
                         let timed_out = state.out_inflight().lock().pop_front_timeout();
@@ -502,7 +508,7 @@ impl SessionState {
                     let Some(mut msg) = msg else {
                         return Err("No message received from the Rx".into());
                     };
-                    // mqtt-server patch: messages already waiting on the channel
+                    // fork patch: messages already waiting on the channel
                     // are taken in a row (at most `MESSAGE_BATCH`), without a
                     // pass through the loop's top and `select!` for each: two
                     // reads of the in-flight window's lock, a clock read and a
@@ -524,7 +530,7 @@ impl SessionState {
                 Event::Packet(pkt) => {
                     log::debug!("{:?} pkt: {:?}", state.id, pkt);
                     last_packet = now;
-                    // mqtt-server patch: an ack, the most common packet under
+                    // fork patch: an ack, the most common packet under
                     // QoS 1 load, is handled here when that takes no waiting,
                     // not in a box the size of every packet's handler (1,952
                     // bytes, past glibc's thread cache: its slow path was 5-10%
@@ -534,7 +540,7 @@ impl SessionState {
                     let pkt = match pkt {
                         Ok(Some(pkt)) => pkt,
                         end => {
-                            // mqtt-server patch: the client is gone, but what it
+                            // fork patch: the client is gone, but what it
                             // sent before was received (a DISCONNECT among it):
                             // handled, after the holds, as it would have been.
                             if !parked.packets.is_empty() {
@@ -552,7 +558,7 @@ impl SessionState {
                             Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
                             read_gate = take_read_gate();
                         }
-                        // mqtt-server patch: after a DISCONNECT the server closes
+                        // fork patch: after a DISCONNECT the server closes
                         // the connection; upstream waited for the client to.
                         if flags.contains(StateFlags::DisconnectReceived) {
                             return Ok(());
@@ -562,7 +568,8 @@ impl SessionState {
                 Event::ReadGateOpen => {
                     read_gate = None;
                     if !parked.packets.is_empty()
-                        && Box::pin(state.drain_parked(sink, flags, &mut parked, &mut read_gate, false)).await?
+                        && Box::pin(state.drain_parked(sink, flags, &mut parked, &mut read_gate, false))
+                            .await?
                     {
                         return Ok(());
                     }
@@ -769,7 +776,7 @@ impl SessionState {
     {
         match msg {
             Message::Forward(from, p) => {
-                // mqtt-server patch: with nothing queued ahead of it and room in
+                // fork patch: with nothing queued ahead of it and room in
                 // the in-flight window, a message is delivered at once instead of
                 // going through the deliver queue (a lock, a signal channel whose
                 // sender is cloned, an allocation and the rate limiter per
@@ -790,7 +797,7 @@ impl SessionState {
                         .await;
                 }
             }
-            // mqtt-server patch: the rare messages are handled in a box of
+            // fork patch: the rare messages are handled in a box of
             // their own. Inline, subscribing made this future (boxed for every
             // routed message) past glibc's thread cache.
             msg => Box::pin(self.process_control_message(sink, msg, flags)).await?,
@@ -798,7 +805,7 @@ impl SessionState {
         Ok(())
     }
 
-    /// mqtt-server patch: the messages other than `Forward`.
+    /// fork patch: the messages other than `Forward`.
     async fn process_control_message<Io>(
         &mut self,
         sink: &mut Sink<Io>,
@@ -907,7 +914,7 @@ impl SessionState {
         Ok(())
     }
 
-    /// mqtt-server patch: handles parked packets in order, until one of them
+    /// fork patch: handles parked packets in order, until one of them
     /// makes the forward gate hold the client again; with `wait` (the client
     /// is gone), all of them, waiting out each hold. Whether a DISCONNECT
     /// was among them. Boxed by the callers: the session loop's future stays
@@ -983,9 +990,7 @@ impl SessionState {
                 sink.v3_mut().send_publish_release(packet_id).await?;
             }
             Packet::V5(v5::Packet::PublishReceived(ack)) => {
-                self.out_inflight()
-                    .lock()
-                    .update_status(&ack.packet_id.get(), MomentStatus::UnComplete);
+                self.out_inflight().lock().update_status(&ack.packet_id.get(), MomentStatus::UnComplete);
 
                 sink.v5_mut()
                     .send_publish_release(PublishAck2 { packet_id: ack.packet_id, ..Default::default() })
@@ -995,7 +1000,7 @@ impl SessionState {
             Packet::V3(v3::Packet::PublishComplete { packet_id }) => self.acked(packet_id.get()).await,
             Packet::V5(v5::Packet::PublishComplete(ack2)) => self.acked(ack2.packet_id.get()).await,
 
-            // mqtt-server patch: the rare packets are handled in a box of their
+            // fork patch: the rare packets are handled in a box of their
             // own. Inline, subscribing made this future (boxed for every
             // publish and ack) past glibc's thread cache.
             pkt => {
@@ -1007,12 +1012,12 @@ impl SessionState {
 
         let is_ping = flags.contains(StateFlags::Ping);
         //hook, keepalive
-        // mqtt-server patch: only with a handler (see `Hook::enabled`): this
+        // fork patch: only with a handler (see `Hook::enabled`): this
         // ran for every packet, and each call boxed its future.
         if self.hook.enabled(HookType::ClientKeepalive) {
             self.hook.client_keepalive(is_ping).await;
         }
-        // mqtt-server patch: the default `keepalive` does nothing, but as an
+        // fork patch: the default `keepalive` does nothing, but as an
         // `async_trait` method each call boxed a future, for every packet.
         if self.has_keepalive() {
             self.keepalive(is_ping).await;
@@ -1023,7 +1028,7 @@ impl SessionState {
         Ok(())
     }
 
-    /// mqtt-server patch: the packets other than publishes and acks.
+    /// fork patch: the packets other than publishes and acks.
     /// `Ok(false)`: the packet ended the session's keep-alive (DISCONNECT).
     async fn process_control_packet<Io>(
         &mut self,
@@ -1126,7 +1131,7 @@ impl SessionState {
         if let Ok(conn_info) = self.connect_info().await {
             if let Some(lw) = conn_info.last_will() {
                 let p = Publish::try_from(lw)?;
-                // mqtt-server patch: a will is a client's publish; a `$`
+                // fork patch: a will is a client's publish; a `$`
                 // topic is refused to it as to a PUBLISH (see `_publish`).
                 if p.topic.as_bytes().first() == Some(&b'$') {
                     return Ok(());
@@ -1291,7 +1296,7 @@ impl SessionState {
     #[inline]
     async fn _publish(&self, mut publish: Publish) -> Result<PublishResult> {
         if let Some(client_topic_aliases) = &self.client_topic_aliases {
-            // mqtt-server patch: without an alias, a topic is kept as it is
+            // fork patch: without an alias, a topic is kept as it is
             // (and an empty one refused) by `set_and_get`, so it is called
             // only with an alias or an empty topic, in a box: inline, its
             // locks' futures made every publish's future larger.
@@ -1302,7 +1307,7 @@ impl SessionState {
             }
         }
 
-        // mqtt-server patch: the listener's topic level limit holds for
+        // fork patch: the listener's topic level limit holds for
         // publishes too (upstream checks it on subscribe only). A topic over
         // it is refused like an invalid one: MQTT 5 DISCONNECT 0x90, 3.1.1 close.
         let max_levels = self.listen_cfg().max_topic_levels;
@@ -1316,7 +1321,7 @@ impl SessionState {
 
         let from = From::from_custom(self.id.clone());
 
-        // mqtt-server patch: topics starting with `$` (`$SYS/...`) are the
+        // fork patch: topics starting with `$` (`$SYS/...`) are the
         // server's (MQTT 4.7.2): a client's publish to one is refused as a
         // denied publish is, before any hook, so it is neither routed nor
         // retained. Checked after alias resolution, on the first byte.
@@ -1333,7 +1338,7 @@ impl SessionState {
             publish = self.scx.extends.delayed_sender().await.parse(publish)?;
         }
 
-        // mqtt-server patch: hooks nobody registered are not called (see
+        // fork patch: hooks nobody registered are not called (see
         // `Hook::enabled`); without a handler both allow and change nothing.
         //hook, message_publish
         let publish = if self.hook.enabled(HookType::MessagePublish) {
@@ -1431,7 +1436,7 @@ impl SessionState {
 
         let mut acks = Vec::new();
         for (topic_filter, qos) in topic_filters {
-            // mqtt-server patch: an invalid filter gets its own Failure (0x80),
+            // fork patch: an invalid filter gets its own Failure (0x80),
             // as it does when the router refuses one (e.g. "a/#/b"); the other
             // filters of the packet are granted. Upstream dropped the connection
             // for the whole SUBSCRIBE, so a client with one bad shared filter
@@ -1639,7 +1644,7 @@ impl SessionState {
             return Err(MqttError::TooManySubscriptions.into());
         }
 
-        // mqtt-server patch: a filter over the limit is refused with Topic
+        // fork patch: a filter over the limit is refused with Topic
         // Filter Invalid (0x8F; 3.1.1: failure), not an unspecified error.
         if listen_cfg.max_topic_levels > 0 && topic_levels(&sub.topic_filter) > listen_cfg.max_topic_levels {
             return Ok(SubscribeReturn::new_failure(SubscribeAckReason::TopicFilterInvalid));
@@ -1841,7 +1846,7 @@ impl SessionState {
         Ok(())
     }
 
-    /// mqtt-server patch: handles a PUBACK without waiting if it can (no
+    /// fork patch: handles a PUBACK without waiting if it can (no
     /// `message_acked` handler, in-flight window not locked); otherwise, or
     /// for any other packet, gives it back.
     #[inline]
@@ -1861,7 +1866,7 @@ impl SessionState {
         None
     }
 
-    /// mqtt-server patch: a PUBACK or PUBCOMP ends a delivery. The
+    /// fork patch: a PUBACK or PUBCOMP ends a delivery. The
     /// `message_acked` hook is called only when a handler is registered
     /// (see `Hook::enabled`).
     #[inline]
@@ -1881,7 +1886,7 @@ impl SessionState {
         Io: AsyncRead + AsyncWrite + Unpin,
     {
         //hook, message_expiry_check
-        // mqtt-server patch: without a handler, checked here (see `Hook::enabled`).
+        // fork patch: without a handler, checked here (see `Hook::enabled`).
         let expiry_check_res = if self.hook.enabled(HookType::MessageExpiryCheck) {
             self.hook.message_expiry_check(from.clone(), &publish).await
         } else {
@@ -1896,11 +1901,15 @@ impl SessionState {
             return Ok(());
         }
 
-        // mqtt-server patch: a message over a v5 client's Maximum Packet Size
+        // fork patch: a message over a v5 client's Maximum Packet Size
         // is dropped and reported, and the session goes on [MQTT-3.1.2-25].
         // Sending it failed the connection, and the client got it again each
         // time it came back.
-        if !sink.fits(&publish, expiry_check_res.message_expiry_interval(), self.server_topic_aliases.is_some()) {
+        if !sink.fits(
+            &publish,
+            expiry_check_res.message_expiry_interval(),
+            self.server_topic_aliases.is_some(),
+        ) {
             self.scx
                 .extends
                 .hook_mgr()
@@ -1916,7 +1925,7 @@ impl SessionState {
             publish.packet_id = NonZeroU16::new(self.out_inflight().lock().next_id()?)
         }
 
-        // mqtt-server patch: the forward gate counts the delivery itself.
+        // fork patch: the forward gate counts the delivery itself.
         if let Some(gate) = self.scx.extends.forward_gate.get() {
             gate.delivered(&self.id.client_id);
         }
@@ -1927,11 +1936,15 @@ impl SessionState {
             publish
         };
 
-        // mqtt-server patch: a QoS 0 message is not kept after sending, so it
+        // fork patch: a QoS 0 message is not kept after sending, so it
         // is handed over instead of cloned.
         if publish.qos == QoS::AtMostOnce {
             return sink
-                .publish(publish, expiry_check_res.message_expiry_interval(), self.server_topic_aliases.as_ref())
+                .publish(
+                    publish,
+                    expiry_check_res.message_expiry_interval(),
+                    self.server_topic_aliases.as_ref(),
+                )
                 .await;
         }
 
@@ -1951,11 +1964,7 @@ impl SessionState {
         };
 
         if let Some(moment_status) = moment_status {
-            self.out_inflight().lock().push_back(OutInflightMessage::new(
-                moment_status,
-                from,
-                publish,
-            ));
+            self.out_inflight().lock().push_back(OutInflightMessage::new(moment_status, from, publish));
         }
 
         Ok(())
@@ -2008,7 +2017,7 @@ impl SessionState {
         // branch is unreachable on the resume path; if it ever fires it means a
         // concurrent deliver allocated the same id and push_back below would
         // silently overwrite an existing QoS 2 entry — make it visible instead.
-        // mqtt-server patch: the (now sync) guard ends with this block, before
+        // fork patch: the (now sync) guard ends with this block, before
         // the await below; nothing checks that but reading it.
         {
             let mut inflight = self.out_inflight().lock();
@@ -2080,7 +2089,7 @@ impl SessionState {
         }
 
         //Session expired, discarding messages in the flight window
-        // mqtt-server patch: lock per message (a `while let` holds it for the body).
+        // fork patch: lock per message (a `while let` holds it for the body).
         loop {
             let popped = self.out_inflight().lock().pop_front();
             let Some(iflt_msg) = popped else { break };
@@ -2160,7 +2169,7 @@ impl SessionState {
         Self::inner_forwards(scx, from, publish, message_storage_available, message_expiry_interval).await
     }
 
-    /// mqtt-server patch: `inner_forwards`' part for a retained publish.
+    /// fork patch: `inner_forwards`' part for a retained publish.
     #[cfg(feature = "retain")]
     async fn retain_publish(
         scx: &ServerContext,
@@ -2204,7 +2213,7 @@ impl SessionState {
         #[cfg(not(feature = "msgstore"))]
         let msg_id: Option<MsgID> = None;
 
-        // mqtt-server patch: only a retained publish takes the retainer's
+        // fork patch: only a retained publish takes the retainer's
         // lock, and in a box of its own: inline, its futures made every
         // publish's larger.
         #[cfg(feature = "retain")]
@@ -2780,7 +2789,7 @@ pub trait SessionLike: Sync + Send + 'static {
     #[inline]
     async fn keepalive(&self, _ping: IsPing) {}
 
-    /// mqtt-server patch: false when `keepalive` is the default no-op, so the
+    /// fork patch: false when `keepalive` is the default no-op, so the
     /// session loop need not call (and box) it after every packet.
     #[inline]
     fn has_keepalive(&self) -> bool {
@@ -3077,20 +3086,20 @@ impl SessionLike for DefaultSession {
     }
 }
 
-/// mqtt-server patch: the number of levels of a topic name or filter, without
+/// fork patch: the number of levels of a topic name or filter, without
 /// parsing it (a level per `/`, plus one).
 #[inline]
 pub(crate) fn topic_levels(topic: &str) -> usize {
     topic.bytes().filter(|&b| b == b'/').count() + 1
 }
 
-/// mqtt-server patch: most bytes of packets a client held by the forward gate
+/// fork patch: most bytes of packets a client held by the forward gate
 /// may have waiting (see `SessionState::run_loop`): a window of 100 small
 /// messages, so acks behind them are still read, while a held client costs
 /// little memory.
 const PARKED_MAX_BYTES: usize = 64 * 1024;
 
-/// mqtt-server patch: whether a client held by the forward gate is read:
+/// fork patch: whether a client held by the forward gate is read:
 /// only for acks of deliveries to it (so it goes on draining), and within
 /// `PARKED_MAX_BYTES`. Reading a pure publisher that is held only to park
 /// its packets cost fan-in throughput (1-round A/B, QoS 1 4 KiB: 211,129
@@ -3099,7 +3108,7 @@ fn reads_while_held(state: &SessionState, parked: &Parked) -> bool {
     parked.bytes < PARKED_MAX_BYTES && !state.out_inflight().lock().is_empty()
 }
 
-/// mqtt-server patch: packets of a client held by the forward gate, in order.
+/// fork patch: packets of a client held by the forward gate, in order.
 #[derive(Default)]
 struct Parked {
     packets: std::collections::VecDeque<Packet>,
@@ -3133,7 +3142,7 @@ impl Parked {
     }
 }
 
-/// mqtt-server patch: packets handled even while the client is held by the
+/// fork patch: packets handled even while the client is held by the
 /// forward gate: acks of deliveries to it (they let it drain) and pings.
 fn passes_read_gate(pkt: &Packet) -> bool {
     matches!(
@@ -3152,7 +3161,7 @@ fn passes_read_gate(pkt: &Packet) -> bool {
     )
 }
 
-/// mqtt-server patch: a hold the forward gate left for this session task.
+/// fork patch: a hold the forward gate left for this session task.
 fn take_read_gate() -> Option<futures::future::BoxFuture<'static, ()>> {
     crate::shared::READ_GATE.try_with(|g| g.borrow_mut().take()).ok().flatten()
 }

@@ -81,7 +81,7 @@ use crate::session::Session;
 use crate::types::*;
 use crate::Result;
 
-/// mqtt-server patch: flow control at the point of routing. A gate, set on
+/// fork patch: flow control at the point of routing. A gate, set on
 /// `Manager::forward_gate`, sees the local subscribers of each routed message
 /// before the message is handed to them (and may hold the publisher back
 /// there), and is asked before each session channel the message is put on.
@@ -113,7 +113,7 @@ pub trait ForwardGate: Sync + Send {
 }
 
 tokio::task_local! {
-    /// mqtt-server patch: set in a client's session task (`Session::run`). A
+    /// fork patch: set in a client's session task (`Session::run`). A
     /// hold of the forward gate is left here for the session loop, which stops
     /// reading the client's packets until it ends but goes on delivering to
     /// the client meanwhile. Awaited where the message was routed, a hold
@@ -122,7 +122,7 @@ tokio::task_local! {
     pub static READ_GATE: std::cell::RefCell<Option<futures::future::BoxFuture<'static, ()>>>;
 }
 
-/// mqtt-server patch: the gate's hold, if a gate is set and holds: left for
+/// fork patch: the gate's hold, if a gate is set and holds: left for
 /// the session loop in a session task, else awaited here.
 #[inline]
 async fn gate_hold(scx: &ServerContext, from: &From, publish: &Publish, relations: &SubRelations) {
@@ -596,7 +596,7 @@ impl Entry for LockEntry {
 
     #[inline]
     async fn is_connected(&self) -> bool {
-        // mqtt-server patch: the session is cloned out of the map, so its
+        // fork patch: the session is cloned out of the map, so its
         // shard's read guard is not held across the await (a writer waiting
         // on the shard then blocks its worker thread: a deadlock).
         let s = self.shared.peers.get(&self.id.client_id).map(|entry| entry.s.clone());
@@ -723,13 +723,13 @@ pub struct DefaultShared {
 }
 
 impl DefaultShared {
-
-    /// mqtt-server patch: `forwards_to` without a future (nothing in it
+    /// fork patch: `forwards_to` without a future (nothing in it
     /// waits; as a trait method its future was boxed per message), taking
     /// the publish: the last subscriber gets it, the others a copy, where
     /// every subscriber got a copy. With one subscriber (fan-in,
     /// point-to-point) that is one allocation less per message.
     #[inline]
+    #[allow(clippy::type_complexity)] // `Shared::forwards_to`'s result, which this returns
     fn forward_to_relations(
         &self,
         from: From,
@@ -753,7 +753,7 @@ impl DefaultShared {
         }
     }
 
-    /// mqtt-server patch: one subscriber's part of `forward_to_relations`;
+    /// fork patch: one subscriber's part of `forward_to_relations`;
     /// `p` is its copy of the publish.
     #[inline]
     fn forward_to_one(
@@ -796,7 +796,12 @@ impl DefaultShared {
                 topic_filter,
                 p.topic
             );
-            errs.push((To::from(0, client_id), from.clone(), p, Reason::from_static("the client has disconnected")));
+            errs.push((
+                To::from(0, client_id),
+                from.clone(),
+                p,
+                Reason::from_static("the client has disconnected"),
+            ));
             return;
         };
 
@@ -1088,9 +1093,13 @@ impl Shared for DefaultShared {
 
     #[inline]
     async fn session_status(&self, client_id: &str) -> Option<SessionStatus> {
-        // mqtt-server patch: no map guard across the await (see `is_connected`).
+        // fork patch: no map guard across the await (see `is_connected`).
         let s = self.peers.get(client_id).map(|entry| entry.s.clone())?;
-        Some(SessionStatus { id: s.id.clone(), online: s.connected().await.unwrap_or_default(), handshaking: false })
+        Some(SessionStatus {
+            id: s.id.clone(),
+            online: s.connected().await.unwrap_or_default(),
+            handshaking: false,
+        })
     }
 
     #[inline]
@@ -1110,7 +1119,7 @@ impl Shared for DefaultShared {
 
     #[inline]
     async fn subscriptions_count(&self) -> usize {
-        // mqtt-server patch: no map guards across the awaits (see `is_connected`).
+        // fork patch: no map guards across the awaits (see `is_connected`).
         let sessions: Vec<Session> = self.peers.iter().map(|entry| entry.s.clone()).collect();
         futures::future::join_all(sessions.iter().map(|s| async move {
             if let Ok(subs) = s.subscriptions().await {

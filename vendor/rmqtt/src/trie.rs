@@ -109,7 +109,7 @@ impl<V> Node<V>
 where
     V: Hash + Ord + Eq + Clone + Debug + Serialize + Deserialize<'static>,
 {
-    // mqtt-server patch: insert, remove, the sizes and dropping a node walk
+    // fork patch: insert, remove, the sizes and dropping a node walk
     // the tree in a loop. They recursed once per topic level, so one client's
     // filter of ~6,000 levels overflowed a worker thread's stack (SIGSEGV).
     #[inline]
@@ -232,7 +232,7 @@ where
     }
 }
 
-// mqtt-server patch: the default drop recursed once per level.
+// fork patch: the default drop recursed once per level.
 impl<V: Ord> Drop for Node<V> {
     fn drop(&mut self) {
         if self.branches.is_empty() {
@@ -317,7 +317,7 @@ impl VecToTopic for Vec<&Level> {
 /// for each matching subscription path. Handles multi-level (`#`) and
 /// single-level (`+`) wildcards per the MQTT specification.
 ///
-/// mqtt-server patch: an explicit stack of nodes to visit instead of a tree of
+/// fork patch: an explicit stack of nodes to visit instead of a tree of
 /// nested iterators, whose `next` recursed once per matched level (a deep
 /// filter plus a publish to it overflowed the stack). The matched filter's
 /// levels are kept as parent links and spelled out only for a match, so the

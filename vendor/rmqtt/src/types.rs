@@ -89,7 +89,7 @@ pub type AssignedClientId = bool;
 pub type IsPing = bool;
 
 pub type Tx = SessionTx;
-// mqtt-server patch: our own channel (`channel.rs`), not futures'.
+// fork patch: our own channel (`channel.rs`), not futures'.
 pub type Rx = crate::channel::Receiver<Message>;
 
 pub type DashSet<V> = dashmap::DashSet<V, ahash::RandomState>;
@@ -109,7 +109,7 @@ pub type HookUnsubscribeResult = Vec<Option<TopicFilter>>;
 pub type MessageSender = Sender<(From, Publish)>;
 pub type MessageQueue = Queue<(From, Publish)>;
 pub type MessageQueueType = Arc<MessageQueue>;
-// mqtt-server patch: a plain mutex, never held across an await. tokio's RwLock
+// fork patch: a plain mutex, never held across an await. tokio's RwLock
 // took its waiters' mutex on every release, several times per QoS 1 delivery
 // (~6% of a fan-in QoS 1 profile).
 pub type OutInflightType = Arc<parking_lot::Mutex<OutInflight>>;
@@ -133,10 +133,7 @@ pub struct SessionTx {
 }
 
 impl SessionTx {
-    pub fn new(
-        tx: crate::channel::Sender<Message>,
-        #[cfg(feature = "debug")] scx: ServerContext,
-    ) -> Self {
+    pub fn new(tx: crate::channel::Sender<Message>, #[cfg(feature = "debug")] scx: ServerContext) -> Self {
         Self {
             tx,
             #[cfg(feature = "debug")]
@@ -502,7 +499,7 @@ impl std::convert::From<SubscriptioRelationsCollector> for SubRelations {
 
 pub type SubscriptioRelationsCollectorMap = HashMap<NodeId, SubscriptioRelationsCollector>;
 
-/// mqtt-server patch: an empty map (no allocation until used) for one
+/// fork patch: an empty map (no allocation until used) for one
 /// message. Routing built four such maps per publish, and each
 /// `RandomState::new()` bumps a process-wide atomic counter (a cache line
 /// every worker wrote, ~1% of a fan-in profile); a clone of this thread's
@@ -575,7 +572,7 @@ pub fn parse_topic_filter(
         match (levels.first(), levels.get(1), levels.get(2)) {
             #[cfg(feature = "shared-subscription")]
             (Some(&"$share"), group, tf) => match (shared_subscription, group, tf) {
-                // mqtt-server patch: a ShareName is at least one character, with
+                // fork patch: a ShareName is at least one character, with
                 // no "+" or "#" [MQTT-4.8.2-1, MQTT-4.8.2-2]: "$share//t" and
                 // "$share/g+/t" made groups of those names.
                 (true, Some(group), _) if group.is_empty() || group.contains(['+', '#']) => {
@@ -1460,7 +1457,7 @@ where
     }
 
     /// Whether packets queued by `publish` and the acks wait to be written
-    /// (mqtt-server patch: those are fed, not flushed, one by one).
+    /// (fork patch: those are fed, not flushed, one by one).
     #[inline]
     pub(crate) fn has_pending_writes(&self) -> bool {
         match self {
@@ -1490,7 +1487,7 @@ where
         Ok(())
     }
 
-    /// mqtt-server patch: whether `p`, as `publish` would send it, is within
+    /// fork patch: whether `p`, as `publish` would send it, is within
     /// the client's Maximum Packet Size. `publish` may add a message expiry
     /// interval and a topic alias (9 bytes at most, with the properties'
     /// length); only a message that close to the limit is measured as sent,
@@ -1543,7 +1540,7 @@ where
                 properties.topic_alias = alias;
             }
         }
-        // mqtt-server patch: room in the write buffer (a write out, rare and
+        // fork patch: room in the write buffer (a write out, rare and
         // boxed), then the packet is queued without a future. Awaiting the
         // stream's `send_publish` made every delivery's future 1,000 bytes
         // larger: 1,272 for a delivery, 1,648 for a channel message, both
@@ -2836,29 +2833,33 @@ impl ClientTopicAliases {
     #[inline]
     pub async fn set_and_get(&self, alias: Option<NonZeroU16>, topic: TopicName) -> Result<TopicName> {
         match (alias, topic.len()) {
-            // mqtt-server patch: an alias never set is a Protocol Error (0x82;
+            // fork patch: an alias never set is a Protocol Error (0x82;
             // MQTT 5 3.3.2.3.4), not 0x83 Implementation specific error.
-            (Some(alias), 0) => {
-                self.aliases.read().await.get(&alias).ok_or_else(|| {
+            (Some(alias), 0) => self
+                .aliases
+                .read()
+                .await
+                .get(&alias)
+                .ok_or_else(|| {
                     MqttError::Decode(codec::error::DecodeError::ProtocolViolation(ByteString::from_static(
                         "Topic Alias used before it was set",
                     )))
                     .into()
-                }).cloned()
-            }
+                })
+                .cloned(),
             (Some(alias), _) => {
                 let mut aliases = self.aliases.write().await;
                 let len = aliases.len();
                 if let Some(topic_mut) = aliases.get_mut(&alias) {
                     *topic_mut = topic.clone()
-                }else{
+                } else {
                     if len >= self.max_topic_aliases {
                         return Err(MqttError::PublishAckReason(
                             PublishAckReason::ImplementationSpecificError,
                             ByteString::from(
                                 format!("implementation specific error, the number of topic aliases exceeds the limit ({})", self.max_topic_aliases),
                             ),
-                        ).into())
+                        ).into());
                     }
                     aliases.insert(alias, topic.clone());
                 }
@@ -2867,7 +2868,8 @@ impl ClientTopicAliases {
             (None, 0) => Err(MqttError::PublishAckReason(
                 PublishAckReason::ImplementationSpecificError,
                 ByteString::from("implementation specific error, ‘alias’ and ‘topic’ are both empty"),
-            ).into()),
+            )
+            .into()),
             (None, _) => Ok(topic),
         }
     }

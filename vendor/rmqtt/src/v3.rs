@@ -75,12 +75,12 @@ where
             scx.handshakings.dec();
         }
 
-        // mqtt-server patch: boxed (freed once it completes) so that the
+        // fork patch: boxed (freed once it completes) so that the
         // handshake's states do not size the connection's task for its life.
         let (state, keep_alive) = match Box::pin(handshake(&scx, &mut sink, lid)).await {
             Ok(c) => c,
             Err((ack_code, e)) => {
-                // mqtt-server patch: see `NoConnack`.
+                // fork patch: see `NoConnack`.
                 if e.downcast_ref::<NoConnack>().is_none() {
                     refused_ack_v3(&scx, &mut sink, None, ack_code, e.to_string()).await?;
                 }
@@ -98,7 +98,7 @@ where
     Ok(())
 }
 
-/// mqtt-server patch: a connection closed without a CONNACK. A CONNECT that
+/// fork patch: a connection closed without a CONNACK. A CONNECT that
 /// breaks the protocol gets none in MQTT 3.1.1 ("the Server MUST close the
 /// Network Connection", e.g. MQTT-3.1.2-3, MQTT-1.5.3-1), and a handshake that
 /// timed out or failed to arrive is no refusal by the server: both used to
@@ -112,7 +112,7 @@ impl std::fmt::Display for NoConnack {
     }
 }
 
-/// mqtt-server patch: the decode error in an error's chain, bare or in an
+/// fork patch: the decode error in an error's chain, bare or in an
 /// `MqttError` (rmqtt-net wraps them).
 pub(crate) fn decode_error(e: &Error) -> Option<&DecodeError> {
     e.chain().find_map(|c| {

@@ -56,7 +56,6 @@ use uuid::Uuid;
 
 use crate::codec::error::DecodeError;
 use crate::codec::v5::ToReasonCode;
-use crate::v3::{decode_error, NoConnack};
 use crate::codec::v5::{Connect as ConnectV5, ConnectAck, ConnectAckReason as ConnectAckReasonV5};
 use crate::context::ServerContext;
 use crate::net::v5;
@@ -66,6 +65,7 @@ use crate::types::{
     SessionSubs, Sink,
 };
 use crate::utils::timestamp_millis;
+use crate::v3::{decode_error, NoConnack};
 use crate::{Error, Result};
 
 /// Processes a new MQTT v5.0 connection through its full lifecycle.
@@ -93,12 +93,12 @@ where
             scx.handshakings.dec();
         }
 
-        // mqtt-server patch: boxed (freed once it completes) so that the
+        // fork patch: boxed (freed once it completes) so that the
         // handshake's states do not size the connection's task for its life.
         let (state, keep_alive) = match Box::pin(handshake(&scx, &mut sink, lid)).await {
             Ok(c) => c,
             Err((ack_code, e)) => {
-                // mqtt-server patch: see `NoConnack`.
+                // fork patch: see `NoConnack`.
                 if e.downcast_ref::<NoConnack>().is_none() {
                     refused_ack(&scx, &mut sink, None, ack_code, e.to_string()).await?;
                 }
@@ -127,7 +127,7 @@ fn invalid_client_id(e: &Error) -> bool {
     })
 }
 
-/// mqtt-server patch: the CONNACK reason code for a CONNECT that could not be
+/// fork patch: the CONNACK reason code for a CONNECT that could not be
 /// read: 0x81 Malformed Packet, 0x82 Protocol Error, 0x90 (will) Topic Name
 /// invalid, 0x95 Packet too large (upstream sent 0x88 Server unavailable).
 /// None when nothing was read (timeout, I/O error): the connection is just

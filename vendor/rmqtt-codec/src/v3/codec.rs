@@ -41,7 +41,7 @@ impl Codec {
         self.max_size.set(size);
     }
 
-    /// mqtt-server patch: whether a packet's fixed header has been read and
+    /// fork patch: whether a packet's fixed header has been read and
     /// its body has not (the header is no longer in the read buffer then).
     #[inline]
     pub fn mid_packet(&self) -> bool {
@@ -100,7 +100,7 @@ impl Decoder for Codec {
                     let packet_buf = src.split_to(fixed.remaining_length as usize);
                     let packet = decode::decode_packet(packet_buf.freeze(), fixed.first_byte)?;
                     self.state.set(DecodeState::FrameHeader);
-                    // mqtt-server patch: no `reserve` here. When a read has filled the
+                    // fork patch: no `reserve` here. When a read has filled the
                     // buffer and payloads still hold it, reserving copies every byte
                     // not yet decoded into a new buffer, once per filled read. tokio-util
                     // makes room itself before it reads.

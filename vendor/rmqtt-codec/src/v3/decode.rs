@@ -72,10 +72,12 @@ fn decode_connect_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
         DecodeError::InvalidConnectFlags
     );
 
-    // mqtt-server patch: "If the User Name Flag is set to 0, the Password
+    // fork patch: "If the User Name Flag is set to 0, the Password
     // Flag MUST be set to 0" [MQTT-3.1.2-22] (3.1.1 only: MQTT 5 allows it).
     ensure!(
-        level != MQTT_LEVEL_311 || flags.contains(ConnectFlags::USERNAME) || !flags.contains(ConnectFlags::PASSWORD),
+        level != MQTT_LEVEL_311
+            || flags.contains(ConnectFlags::USERNAME)
+            || !flags.contains(ConnectFlags::PASSWORD),
         DecodeError::InvalidConnectFlags
     );
 
@@ -86,7 +88,7 @@ fn decode_connect_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
 
     let last_will = if flags.contains(ConnectFlags::WILL) {
         let topic = ByteString::decode(src)?;
-        // mqtt-server patch: the will is published to this topic, so it is a
+        // fork patch: the will is published to this topic, so it is a
         // Topic Name: not empty, no wildcards [MQTT-4.7.3-1, MQTT-4.7.1-1].
         ensure!(!topic.is_empty() && !has_wildcard(&topic), DecodeError::InvalidTopicName);
         let message = Bytes::decode(src)?;
@@ -129,7 +131,7 @@ fn decode_publish_packet(src: &mut Bytes, packet_flags: u8) -> Result<Packet, De
     let topic = ByteString::decode(src)?;
     // MQTT-4.7.3-1: Topic Names MUST be at least one character long
     ensure!(!topic.is_empty(), DecodeError::InvalidTopicName);
-    // mqtt-server patch: no wildcards in a Topic Name [MQTT-3.3.2-2]: routed
+    // fork patch: no wildcards in a Topic Name [MQTT-3.3.2-2]: routed
     // as a filter, a publish to "#" reached every subscriber (twice a "#" one).
     ensure!(!has_wildcard(&topic), DecodeError::InvalidTopicName);
     let qos = QoS::try_from((packet_flags & 0b0110) >> 1)?;

@@ -66,7 +66,7 @@ impl Codec {
         self.max_out_size.get()
     }
 
-    /// mqtt-server patch: how many bytes `publish` stays under the peer's
+    /// fork patch: how many bytes `publish` stays under the peer's
     /// Maximum Packet Size, as `encode` counts it (negative: over). MQTT 5
     /// has the server drop a message that does not fit [MQTT-3.1.2-25];
     /// `encode` fails instead, and with it the connection.
@@ -98,7 +98,7 @@ impl Codec {
         self.max_out_size.set(size);
     }
 
-    /// mqtt-server patch: whether a packet's fixed header has been read and
+    /// fork patch: whether a packet's fixed header has been read and
     /// its body has not (the header is no longer in the read buffer then).
     #[inline]
     pub fn mid_packet(&self) -> bool {
@@ -188,7 +188,7 @@ impl Decoder for Codec {
                     let packet_buf = src.split_to(fixed.remaining_length as usize).freeze();
                     let packet = decode_packet(packet_buf, fixed.first_byte)?;
                     self.state.set(DecodeState::FrameHeader);
-                    // mqtt-server patch: no `reserve` here. When a read has filled the
+                    // fork patch: no `reserve` here. When a read has filled the
                     // buffer and payloads still hold it, reserving copies every byte
                     // not yet decoded into a new buffer, once per filled read. tokio-util
                     // makes room itself before it reads.

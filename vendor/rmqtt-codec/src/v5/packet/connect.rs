@@ -116,7 +116,7 @@ impl Connect {
         ensure!(level == MQTT_LEVEL_5, DecodeError::UnsupportedProtocolLevel);
 
         let flags = ConnectFlags::from_bits(src.get_u8()).ok_or(DecodeError::ConnectReservedFlagSet)?;
-        // mqtt-server patch: with the Will Flag 0, Will QoS and Will Retain
+        // fork patch: with the Will Flag 0, Will QoS and Will Retain
         // MUST be 0 [MQTT-3.1.2-11, MQTT-3.1.2-13] (the 3.1.1 decoder checked).
         ensure!(
             flags.contains(ConnectFlags::WILL)
@@ -233,7 +233,7 @@ fn decode_last_will(src: &mut Bytes, flags: ConnectFlags) -> Result<LastWill, De
         }
     }
 
-    // mqtt-server patch: the will's topics are Topic Names: not empty, no
+    // fork patch: the will's topics are Topic Names: not empty, no
     // wildcards [MQTT-4.7.3-1, MQTT-4.7.0-1, MQTT-3.3.2-14].
     if response_topic.as_deref().is_some_and(has_wildcard) {
         return Err(DecodeError::ProtocolViolation("will Response Topic contains a wildcard".into()));

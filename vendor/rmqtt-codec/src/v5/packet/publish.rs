@@ -38,7 +38,7 @@ impl Publish {
         };
 
         let properties = parse_publish_properties(&mut src)?;
-        // mqtt-server patch: a Topic Name holds no wildcards [MQTT-3.3.2-2], nor
+        // fork patch: a Topic Name holds no wildcards [MQTT-3.3.2-2], nor
         // does a Response Topic [MQTT-3.3.2-14]; an empty one needs a Topic
         // Alias [MQTT-3.3.2-1]. Routed as they were, "#" reached every subscriber.
         ensure!(!has_wildcard(&topic), DecodeError::InvalidTopicName);
@@ -94,7 +94,7 @@ fn parse_publish_properties(src: &mut Bytes) -> Result<PublishProperties, Decode
                 let id = utils::decode_variable_length_cursor(prop_src)?;
                 subscription_ids.push(NonZeroU32::new(id).ok_or(DecodeError::MalformedPacket)?);
             }
-            // mqtt-server patch: an alias of 0 is "Topic Alias invalid" (0x94)
+            // fork patch: an alias of 0 is "Topic Alias invalid" (0x94)
             // [MQTT-3.3.2-8], not a Malformed Packet.
             pt::TOPIC_ALIAS => {
                 ensure!(topic_alias.is_none(), DecodeError::MalformedPacket);

@@ -1,0 +1,61 @@
+//! The seam between this crate and its rmqtt fork: everything `src/` uses
+//! that crates.io's rmqtt 0.24 does not have goes through here, each item
+//! naming the patch of `vendor/patches/` it needs. Upgrading rmqtt or
+//! dropping a patch then fails to compile here, in one place.
+//!
+//! Found by building `src/` against the pristine crates (these were its only
+//! errors). The fork also changes behaviour `src/` relies on without an API
+//! of its own (e.g. the read gate holding a publisher, rmqtt
+//! 0018-session-loop; the topic level limit on publishes,
+//! 0021-topic-levels): those are in the patch table,
+//! `vendor/rmqtt/PATCHED.md`, not here.
+
+use std::sync::Arc;
+
+use rmqtt::context::ServerContext;
+use rmqtt::hook::Register;
+use rmqtt::router::{DefaultRouter, Router};
+use rmqtt::shared::{DefaultShared, Shared};
+use rmqtt::types::Reason;
+
+/// Flow control at routing: the gate rmqtt asks before it routes a message
+/// and before each session channel (rmqtt 0014-forward-gate).
+pub use rmqtt::shared::ForwardGate;
+
+/// Installs a broker's forward gate; false when it has one already (rmqtt
+/// 0014-forward-gate).
+pub fn set_forward_gate(scx: &ServerContext, gate: Arc<dyn ForwardGate>) -> bool {
+  scx.extends.forward_gate.set(gate).is_ok()
+}
+
+/// The reason to close a session with at `stop()`: an MQTT 5 client is sent
+/// DISCONNECT 0x8B Server shutting down before its socket closes (rmqtt
+/// 0015-v5-server-disconnect).
+pub fn server_shutting_down() -> Reason {
+  Reason::from_static(rmqtt::session::SERVER_SHUTTING_DOWN)
+}
+
+/// Takes a register's handlers out of rmqtt's hook manager for good; `stop`
+/// only disables them (rmqtt 0007-register-remove).
+pub async fn remove_hooks(register: &dyn Register) {
+  register.remove().await;
+}
+
+/// Swaps the broker's shared state for an empty one without awaiting (the
+/// broker's runtime is gone), giving back the old one to drop. The components
+/// are `Component`s whose `replace` is synchronous; upstream's tokio `RwLock`
+/// needs a runtime (rmqtt 0001-component-snapshots).
+pub fn take_shared(scx: &ServerContext) -> Arc<Box<dyn Shared>> {
+  scx
+    .extends
+    .shared
+    .replace(Box::new(DefaultShared::new(None)))
+}
+
+/// The router's counterpart of [`take_shared`] (rmqtt 0001-component-snapshots).
+pub fn take_router(scx: &ServerContext) -> Arc<Box<dyn Router>> {
+  scx
+    .extends
+    .router
+    .replace(Box::new(DefaultRouter::new(None)))
+}
