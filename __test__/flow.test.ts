@@ -139,7 +139,9 @@ it('a QoS 0 flood is held at the publishers while the subscriber drains', async 
   )
   // 3.1.1: the packets have no MQTT 5 property list.
   const pubs = await Promise.all(Array.from({ length: P }, () => connect(urlFor(fast), { protocolVersion: 4 })))
-  pubs.forEach((pub, p) => pub.stream.write(floods[p]))
+  pubs.forEach((pub, p) => {
+    pub.stream.write(floods[p])
+  })
   // The subscriber checks order and count; a drop fails at once, saying so.
   const outcome = await Promise.race([
     subscriber.stdoutMatch(/done|error: .*/, 25_000).then(([line]) => line),

@@ -22,7 +22,6 @@ import {
   killChildren,
   listener,
   spawnTracked,
-  startServer,
   subscribe,
   track,
   urlFor,
@@ -263,7 +262,7 @@ describe.each(VERSIONS)('authorization on MQTT %s', (protocolVersion) => {
   it('does not route a denied PUBLISH and reports the reason code on 5.0', async () => {
     const rec = recorder()
     const { url } = await serverWithHooks({
-      onClientPublishAuthorize: (session, msg) =>
+      onClientPublishAuthorize: (_session, msg) =>
         msg.topic.startsWith('readonly/') ? { allow: false, reason: 'readonly/ is read-only' } : { allow: true },
       onMessagePublish: rec.record('publish'),
     })
@@ -558,7 +557,7 @@ describe('hook safety', () => {
   it('allows server.publish() from inside onMessagePublish', async () => {
     let server!: MqttServer
     const started = await serverWithHooks({
-      onMessagePublish: (_s, from, m) => {
+      onMessagePublish: (_s, _from, m) => {
         if (m.topic === 'in/x') void server.publish('out/x', Buffer.concat([Buffer.from('echo:'), m.payload]), { qos: 1 })
       },
     })

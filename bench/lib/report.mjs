@@ -139,7 +139,8 @@ function scaleTable(sc) {
   ]
   const S = {}
   for (const p of sc.peers) {
-    const s = (S[p] = summarizeScale(sc.runs[p]))
+    const s = summarizeScale(sc.runs[p])
+    S[p] = s
     lines.push(
       `| ${p} | ${int(s.connected)} | ${int(s.failed)} | ${int(s.rate)}/s | ${mib(s.base)} | ${mib(s.held)} | ${kib(s.perConn)} | ${mib(s.after)} | ${s.released == null ? '–' : `${s.released.toFixed(0)}%`} | ${int(s.alive)} |`,
     )
