@@ -88,7 +88,9 @@ describe('stop() and close() deny pending decisions at once instead of waiting f
       /** Resolves once the hook has been called. */
       called,
       /** Answers every pending call with allow: too late to matter. */
-      allowLate: () => late.forEach((res) => res({ allow: true })),
+      allowLate: () => {
+        for (const res of late) res({ allow: true })
+      },
     }
   }
 

@@ -37,13 +37,13 @@ describe('shared subscriptions', () => {
     const got: number[][] = [[], []]
     let total = 0
     const allIn = new Promise<void>((resolve) =>
-      members.forEach((m, i) =>
+      members.forEach((m, i) => {
         m.on('message', (topic, payload) => {
           if (!topic.startsWith('job/')) return
           got[i].push(Number(payload.toString()))
           if (++total === N) resolve()
-        }),
-      ),
+        })
+      }),
     )
     for (const m of members) await subscribe(m, '$share/workers/job/#', 1)
 

@@ -15,6 +15,7 @@ import { buildLoadgen, ensureAddon } from './lib/build.mjs'
 import { runLoadgen } from './lib/loadgen.mjs'
 import { machineInfo } from './lib/machine.mjs'
 import { HOST, Peer } from './lib/peers.mjs'
+import { portable } from './lib/report.mjs'
 import { median } from './lib/stats.mjs'
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..')
@@ -94,7 +95,7 @@ const lines = [
   '# Hook cost',
   '',
   `Run ${new Date().toISOString()} by \`npm run bench:hooks\`: ${rounds} rounds, variants interleaved, medians. ` +
-    `Machine: ${m.cpuModel}, ${m.nproc} cores. Release addon (${addon.how}); load from bench/loadgen over loopback TCP, MQTT 3.1.1. ` +
+    `Machine: ${m.cpuModel}, ${m.nproc} cores. Release addon (${portable(addon.how)}); load from bench/loadgen over loopback TCP, MQTT 3.1.1. ` +
     'Each hook is the cheapest of its kind (a no-op notification, an authorization that allows), so the figures are the cost of the bridge to JavaScript.',
   '',
 ]

@@ -79,7 +79,10 @@ export function weighted(table, exclude = new Set()) {
   const names = Object.keys(table).filter((n) => !exclude.has(n) && table[n] > 0)
   const cum = []
   let total = 0
-  for (const n of names) cum.push((total += table[n]))
+  for (const n of names) {
+    total += table[n]
+    cum.push(total)
+  }
   return (rng) => {
     const x = rng.float() * total
     let i = 0

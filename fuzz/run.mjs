@@ -233,7 +233,10 @@ class Fuzz {
     )
     const sampler = setInterval(() => this.sample(), 1000)
     const deadline = this.t0 + opt.duration * 1000
-    const haltTimer = setTimeout(() => ((this.stopping = true), this.onHalt()), deadline - Date.now())
+    const haltTimer = setTimeout(() => {
+      this.stopping = true
+      this.onHalt()
+    }, deadline - Date.now())
     const slots = this.slots.map((_, i) => this.slotLoop(i, deadline))
     await Promise.race([Promise.all(slots), this.halted])
     this.stopping = true
@@ -330,8 +333,10 @@ class Fuzz {
     const link = new Link(transport, HOST, this.ports[listener], new Rng(opt.seed, slot, n, 1), (b0, body) => {
       stats.received++
       const type = b0 >> 4
-      if (type === 2) onConnack((connack = body[1] ?? -1))
-      else if (!acks) return
+      if (type === 2) {
+        connack = body[1] ?? -1
+        onConnack(connack)
+      } else if (!acks) return
       else if (type === 3 && b0 & 6 && body.length >= 2) {
         const at = 2 + body.readUInt16BE(0)
         if (body.length >= at + 2) pending.push(Buffer.from([(b0 & 6) === 2 ? 0x40 : 0x50, 2, body[at], body[at + 1]]))

@@ -18,9 +18,13 @@ use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
 use crate::fork;
 use crate::hook_data;
-use crate::hook_js::Msg;
-use crate::hook_queue::{Event, Live, Reply};
-use crate::hooks::{HookSet, Hooks, Kind};
+use crate::hook_js::{
+  Authenticate, DroppedMessage, Message, Msg, Session, SessionPublishRequest, SessionReason,
+  SessionSubscription, SessionUnsubscription,
+};
+use crate::hook_queue::{Live, Reply};
+use crate::hook_table::{Event, Kind};
+use crate::hooks::{HookSet, Hooks};
 
 /// The hooks as one running broker sees them. Closed at stop, so a broker
 /// being torn down (or leaked by rmqtt) never calls into JavaScript again.
@@ -115,21 +119,7 @@ fn types_of(s: &HookSet) -> Vec<Type> {
   Kind::ALL
     .into_iter()
     .filter(|k| s.has(*k))
-    .map(|k| match k {
-      Kind::ClientAuthenticate => Type::ClientAuthenticate,
-      Kind::ClientSubscribeAuthorize => Type::ClientSubscribeCheckAcl,
-      Kind::ClientPublishAuthorize => Type::MessagePublishCheckAcl,
-      Kind::MessagePublish => Type::MessagePublish,
-      Kind::ClientSubscribe => Type::SessionSubscribed,
-      Kind::ClientUnsubscribe => Type::SessionUnsubscribed,
-      Kind::ClientConnected => Type::ClientConnected,
-      Kind::ClientDisconnected => Type::ClientDisconnected,
-      Kind::MessageDelivered => Type::MessageDelivered,
-      Kind::MessageAcked => Type::MessageAcked,
-      Kind::MessageDropped => Type::MessageDropped,
-      Kind::SessionCreated => Type::SessionCreated,
-      Kind::SessionTerminated => Type::SessionTerminated,
-    })
+    .map(Kind::rmqtt_type)
     .collect()
 }
 
@@ -239,7 +229,7 @@ impl Handler for Bridge {
         let request = hook_data::authenticate_request(ci);
         let answer = cx
           .decide(Kind::ClientAuthenticate, |r| {
-            Event::Authenticate(request, r)
+            Event::ClientAuthenticate(Authenticate(request), r)
           })
           .await;
         let result = match answer {
@@ -276,7 +266,7 @@ impl Handler for Bridge {
         let filter = sub.topic_filter.to_string();
         let answer = cx
           .decide(Kind::ClientSubscribeAuthorize, |r| {
-            Event::SubscribeAuthorize(s.id.clone(), filter, requested, r)
+            Event::ClientSubscribeAuthorize(SessionSubscription(s.id.clone(), filter, requested), r)
           })
           .await;
         let result = match answer {
@@ -302,7 +292,7 @@ impl Handler for Bridge {
         }
         let answer = cx
           .decide(Kind::ClientPublishAuthorize, |r| {
-            Event::PublishAuthorize(s.id.clone(), Msg::of(p), r)
+            Event::ClientPublishAuthorize(SessionPublishRequest(s.id.clone(), Msg::of(p)), r)
           })
           .await;
         let result = match answer {
@@ -313,10 +303,8 @@ impl Handler for Bridge {
             if cx.has(Kind::MessagePublish) {
               let from = rmqtt::types::From::from_custom(s.id.clone());
               cx.notify(Event::MessagePublish(
-                Some(s.id.clone()),
-                from,
-                true,
-                Msg::of(p),
+                Message(Some(s.id.clone()), from, true, Msg::of(p)),
+                (),
               ));
             }
             PublishAclResult::allow()
@@ -338,10 +326,13 @@ impl Handler for Bridge {
         };
         if cx.has(Kind::MessagePublish) && !after_acl {
           cx.notify(Event::MessagePublish(
-            s.map(|s| s.id.clone()),
-            (*from).clone(),
-            s.is_some(),
-            Msg::of(p),
+            Message(
+              s.map(|s| s.id.clone()),
+              (*from).clone(),
+              s.is_some(),
+              Msg::of(p),
+            ),
+            (),
           ));
         }
         (true, acc)
@@ -349,9 +340,8 @@ impl Handler for Bridge {
       Parameter::SessionSubscribed(s, sub) => {
         if cx.has(Kind::ClientSubscribe) {
           cx.notify(Event::ClientSubscribe(
-            s.id.clone(),
-            sub.topic_filter.to_string(),
-            sub.opts.qos(),
+            SessionSubscription(s.id.clone(), sub.topic_filter.to_string(), sub.opts.qos()),
+            (),
           ));
         }
         (true, acc)
@@ -359,30 +349,32 @@ impl Handler for Bridge {
       Parameter::SessionUnsubscribed(s, unsub) => {
         if cx.has(Kind::ClientUnsubscribe) {
           cx.notify(Event::ClientUnsubscribe(
-            s.id.clone(),
-            unsub.topic_filter.to_string(),
+            SessionUnsubscription(s.id.clone(), unsub.topic_filter.to_string()),
+            (),
           ));
         }
         (true, acc)
       }
       Parameter::ClientConnected(s) => {
         if cx.has(Kind::ClientConnected) {
-          cx.notify(Event::ClientConnected(s.id.clone()));
+          cx.notify(Event::ClientConnected(Session(s.id.clone()), ()));
         }
         (true, acc)
       }
       Parameter::ClientDisconnected(s, reason) => {
         if cx.has(Kind::ClientDisconnected) {
-          cx.notify(Event::ClientDisconnected(s.id.clone(), reason.to_string()));
+          cx.notify(Event::ClientDisconnected(
+            SessionReason(s.id.clone(), reason.to_string()),
+            (),
+          ));
         }
         (true, acc)
       }
       Parameter::MessageDelivered(s, from, p) => {
         if cx.has(Kind::MessageDelivered) {
           cx.notify(Event::MessageDelivered(
-            s.id.clone(),
-            (*from).clone(),
-            Msg::of(p),
+            Message(Some(s.id.clone()), (*from).clone(), false, Msg::of(p)),
+            (),
           ));
         }
         (true, acc)
@@ -390,9 +382,8 @@ impl Handler for Bridge {
       Parameter::MessageAcked(s, from, p) => {
         if cx.has(Kind::MessageAcked) {
           cx.notify(Event::MessageAcked(
-            s.id.clone(),
-            (*from).clone(),
-            Msg::of(p),
+            Message(Some(s.id.clone()), (*from).clone(), false, Msg::of(p)),
+            (),
           ));
         }
         (true, acc)
@@ -400,23 +391,24 @@ impl Handler for Bridge {
       Parameter::MessageDropped(to, from, p, reason) => {
         if cx.has(Kind::MessageDropped) {
           cx.notify(Event::MessageDropped(
-            to.clone(),
-            (*from).clone(),
-            Msg::of(p),
-            reason.to_string(),
+            DroppedMessage(to.clone(), (*from).clone(), Msg::of(p), reason.to_string()),
+            (),
           ));
         }
         (true, acc)
       }
       Parameter::SessionCreated(s) => {
         if cx.has(Kind::SessionCreated) {
-          cx.notify(Event::SessionCreated(s.id.clone()));
+          cx.notify(Event::SessionCreated(Session(s.id.clone()), ()));
         }
         (true, acc)
       }
       Parameter::SessionTerminated(s, reason) => {
         if cx.has(Kind::SessionTerminated) {
-          cx.notify(Event::SessionTerminated(s.id.clone(), reason.to_string()));
+          cx.notify(Event::SessionTerminated(
+            SessionReason(s.id.clone(), reason.to_string()),
+            (),
+          ));
         }
         (true, acc)
       }

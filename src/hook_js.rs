@@ -3,10 +3,9 @@
 //!
 //! This is the hot path of every notification (a QoS 0 flood means one call
 //! per message). Native code only makes the primitive values; the objects
-//! are built by the small functions in `hook_args.js`, called with those
-//! values as positional arguments: an object literal in JavaScript is one
-//! allocation of a known shape, where the same object made from native code
-//! costs one slow property write per field. The strings of a client's id
+//! are built by small JavaScript functions (each `HookArgs::JS`, with the
+//! helpers of `hook_args.js`), called with those values as positional
+//! arguments. The strings of a client's id
 //! (client id, address, username) are made once per batch and client: strings
 //! are immutable in JavaScript, so sharing them between events is invisible.
 
@@ -19,56 +18,187 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use rmqtt::types::{From, FromType, Id, Publish, QoS as RQoS};
 
-/// The argument lists of `hook_args.js`, in the order it returns them.
-#[derive(Clone, Copy, Debug)]
-pub enum Shape {
-  /// (session)
-  Session,
-  /// (session, { reason })
-  SessionReason,
-  /// (session, { topicFilter, qos })
-  SessionSubscription,
-  /// (session, { topicFilter })
-  SessionUnsubscription,
-  /// (session, { topic, payload, qos, retain })
-  SessionPublishRequest,
-  /// (session | null, from, message)
-  Message,
-  /// (session | null, from, message, { reason })
-  DroppedMessage,
+use crate::hook_data::AuthenticateRequest;
+use crate::hook_table::Kind;
+
+/// The compiled builders: per `Kind`, the function that makes its argument
+/// objects from the values its `HookArgs` made and calls the hook; then
+/// `ALLOW` (what a builder returns for a plain `{ allow: true }`).
+pub struct Builders {
+  fns: Vec<FunctionRef<(), Unknown<'static>>>,
+  /// Per `Kind`, the number of values its builder takes (the hook, then the
+  /// arguments): `run` checks the values made against it.
+  arity: [usize; Kind::ALL.len()],
 }
 
-const SHAPES: usize = 7;
-
-/// The compiled functions of `hook_args.js`, one per `Shape`, then its
-/// `ALLOW` value (what a builder returns for a plain `{ allow: true }`).
-pub struct Builders(Vec<FunctionRef<(), Unknown<'static>>>);
-
 /// Index of `ALLOW` in `Builders::values`.
-pub const ALLOW: usize = SHAPES;
+pub const ALLOW: usize = Kind::ALL.len();
 
 impl Builders {
   /// Runs on the JS thread.
   pub fn compile(env: &Env) -> Result<Self> {
-    let list: Array = env.run_script(include_str!("hook_args.js"))?;
-    let fns = (0..=SHAPES as u32)
+    let builders: Vec<&str> = Kind::ALL.iter().map(|k| k.builder_js()).collect();
+    let source = format!(
+      "(function () {{\n'use strict'\n{}\nreturn [\n{},\nALLOW]\n}})()",
+      include_str!("hook_args.js"),
+      builders.join(",\n")
+    );
+    let list: Array = env.run_script(source)?;
+    let mut arity = [0; Kind::ALL.len()];
+    let fns = (0..=ALLOW as u32)
       .map(|i| {
-        list
+        let f = list
           .get::<Function<(), Unknown<'static>>>(i)?
-          .ok_or_else(|| Error::from_reason("hook_args.js: missing a builder"))?
-          .create_ref()
+          .ok_or_else(|| Error::from_reason("hook_args.js: missing a builder"))?;
+        if let Some(n) = arity.get_mut(i as usize) {
+          *n = f.get_named_property::<u32>("length")? as usize;
+        }
+        f.create_ref()
       })
       .collect::<Result<Vec<_>>>()?;
-    Ok(Builders(fns))
+    Ok(Builders { fns, arity })
   }
 
   /// The functions (and `ALLOW`) as values of the current handle scope.
-  pub fn values(&self, env: &Env) -> Result<[sys::napi_value; SHAPES + 1]> {
-    let mut out = [ptr::null_mut(); SHAPES + 1];
-    for (slot, f) in out.iter_mut().zip(&self.0) {
+  pub fn values(&self, env: &Env) -> Result<[sys::napi_value; ALLOW + 1]> {
+    let mut out = [ptr::null_mut(); ALLOW + 1];
+    for (slot, f) in out.iter_mut().zip(&self.fns) {
       *slot = f.borrow_back(env)?.raw();
     }
     Ok(out)
+  }
+
+  /// How many values the builder of `kind` takes.
+  pub fn arity(&self, kind: Kind) -> usize {
+    self.arity[kind as usize]
+  }
+}
+
+/// The arguments of one hook call, as rmqtt's own (cheaply cloned) values.
+/// `push` makes their JS values on the JS thread, in the order of the
+/// parameters of `JS` after the hook `f`; `JS` builds the argument objects
+/// from them and calls `f` (an object literal is one allocation of a known
+/// shape, where the same object made from native code costs one slow
+/// property write per field). Decisions wrap the call in `answer()`.
+/// The helpers `JS` uses (`session`, `from`, `message`, `bytes`, `answer`)
+/// are in `hook_args.js`.
+pub trait HookArgs {
+  const JS: &'static str;
+  fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()>;
+  /// Bytes of its payload that go into a scope's slab.
+  fn slab_bytes(&self) -> usize {
+    0
+  }
+}
+
+/// The CONNECT being authenticated: `(request)`.
+pub struct Authenticate(pub AuthenticateRequest);
+
+impl HookArgs for Authenticate {
+  // No answer(): `{ allow: true }` is not the whole answer here (superuser, code).
+  const JS: &'static str = "(f, request) => f(request)";
+  fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
+    // Once per connection: napi-rs's own conversion is fine here.
+    out.push(unsafe { AuthenticateRequest::to_napi_value(a.env(), self.0)? });
+    Ok(())
+  }
+}
+
+/// `(session)`
+pub struct Session(pub Id);
+
+impl HookArgs for Session {
+  const JS: &'static str = "(f, n, a, c, u) => f(session(n, a, c, u))";
+  fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
+    a.session(out, Some(&self.0))
+  }
+}
+
+/// `(session, { reason })`
+pub struct SessionReason(pub Id, pub String);
+
+impl HookArgs for SessionReason {
+  const JS: &'static str = "(f, n, a, c, u, reason) => f(session(n, a, c, u), { reason })";
+  fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
+    a.session(out, Some(&self.0))?;
+    out.push(a.string(&self.1)?);
+    Ok(())
+  }
+}
+
+/// `(session, { topicFilter, qos })`, a notification or a decision.
+pub struct SessionSubscription(pub Id, pub String, pub RQoS);
+
+impl HookArgs for SessionSubscription {
+  const JS: &'static str =
+    "(f, n, a, c, u, topicFilter, qos) => answer(f(session(n, a, c, u), { topicFilter, qos }))";
+  fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
+    a.session(out, Some(&self.0))?;
+    out.extend([a.string(&self.1)?, a.qos(self.2)?]);
+    Ok(())
+  }
+}
+
+/// `(session, { topicFilter })`
+pub struct SessionUnsubscription(pub Id, pub String);
+
+impl HookArgs for SessionUnsubscription {
+  const JS: &'static str =
+    "(f, n, a, c, u, topicFilter) => f(session(n, a, c, u), { topicFilter })";
+  fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
+    a.session(out, Some(&self.0))?;
+    out.push(a.string(&self.1)?);
+    Ok(())
+  }
+}
+
+/// `(session, { topic, payload, qos, retain })`
+pub struct SessionPublishRequest(pub Id, pub Msg);
+
+impl HookArgs for SessionPublishRequest {
+  const JS: &'static str = "(f, n, a, c, u, topic, b, off, len, qos, retain) =>
+    answer(f(session(n, a, c, u), { topic, payload: bytes(b, off, len), qos, retain }))";
+  fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
+    a.session(out, Some(&self.0))?;
+    a.publish_request(out, &self.1)
+  }
+  fn slab_bytes(&self) -> usize {
+    self.1.slab_bytes()
+  }
+}
+
+/// `(session | null, from, message)`. The bool tells a client's publish
+/// (it has a session) from a plugin's.
+pub struct Message(pub Option<Id>, pub From, pub bool, pub Msg);
+
+impl HookArgs for Message {
+  const JS: &'static str = "(f, n, a, c, u, ft, fn, fa, fc, fu, dup, qos, retain, topic, b, off, len, time) =>
+    f(session(n, a, c, u), from(ft, fn, fa, fc, fu), message(dup, qos, retain, topic, b, off, len, time))";
+  fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
+    a.session(out, self.0.as_ref())?;
+    a.from(out, &self.1, self.2)?;
+    a.message(out, &self.3)
+  }
+  fn slab_bytes(&self) -> usize {
+    self.3.slab_bytes()
+  }
+}
+
+/// `(to | null, from, message, { reason })`
+pub struct DroppedMessage(pub Option<Id>, pub From, pub Msg, pub String);
+
+impl HookArgs for DroppedMessage {
+  const JS: &'static str = "(f, n, a, c, u, ft, fn, fa, fc, fu, dup, qos, retain, topic, b, off, len, time, reason) =>
+    f(session(n, a, c, u), from(ft, fn, fa, fc, fu), message(dup, qos, retain, topic, b, off, len, time), { reason })";
+  fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
+    a.session(out, self.0.as_ref())?;
+    a.from(out, &self.1, false)?;
+    a.message(out, &self.2)?;
+    out.push(a.string(&self.3)?);
+    Ok(())
+  }
+  fn slab_bytes(&self) -> usize {
+    self.2.slab_bytes()
   }
 }
 

@@ -17,15 +17,12 @@ use napi::sys;
 use napi::threadsafe_function::{
   ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
 };
-use rmqtt::types::{From, Id, QoS as RQoS};
 use tokio::sync::oneshot;
 
-use crate::hook_data::{
-  AllowAll, AuthenticateRequest, AuthenticateResult, PublishAuthorizeResult,
-  SubscribeAuthorizeResult,
-};
-use crate::hook_js::{Args, Builders, Msg, Shape, ALLOW};
-use crate::hooks::{HookFn, Hooks, Kind};
+use crate::hook_data::AllowAll;
+use crate::hook_js::{Args, Builders, HookArgs, ALLOW};
+use crate::hook_table::{Dispatch, Event, Kind};
+use crate::hooks::{HookFn, Hooks};
 
 /// Where a decision hook's answer goes: the value, or the Promise of it.
 pub type Reply<R> = oneshot::Sender<Result<Either<R, Promise<R>>>>;
@@ -33,57 +30,6 @@ pub type Reply<R> = oneshot::Sender<Result<Either<R, Promise<R>>>>;
 /// Cleared when the broker run that queued an event stops: its events are
 /// then skipped, so nothing reaches JavaScript after `stop()`.
 pub type Live = Arc<AtomicBool>;
-
-/// One hook call, with rmqtt's own (cheaply cloned) values; JS values are
-/// made from them on the JS thread.
-pub enum Event {
-  Authenticate(AuthenticateRequest, Reply<AuthenticateResult>),
-  SubscribeAuthorize(Id, String, RQoS, Reply<SubscribeAuthorizeResult>),
-  PublishAuthorize(Id, Msg, Reply<PublishAuthorizeResult>),
-  /// The bool tells a client's publish (it has a session) from a plugin's.
-  MessagePublish(Option<Id>, From, bool, Msg),
-  ClientSubscribe(Id, String, RQoS),
-  ClientUnsubscribe(Id, String),
-  ClientConnected(Id),
-  ClientDisconnected(Id, String),
-  MessageDelivered(Id, From, Msg),
-  MessageAcked(Id, From, Msg),
-  MessageDropped(Option<Id>, From, Msg, String),
-  SessionCreated(Id),
-  SessionTerminated(Id, String),
-}
-
-impl Event {
-  /// Bytes of its payload that go into a scope's slab.
-  fn slab_bytes(&self) -> usize {
-    match self {
-      Event::PublishAuthorize(_, m, _)
-      | Event::MessagePublish(_, _, _, m)
-      | Event::MessageDelivered(_, _, m)
-      | Event::MessageAcked(_, _, m)
-      | Event::MessageDropped(_, _, m, _) => m.slab_bytes(),
-      _ => 0,
-    }
-  }
-
-  fn kind(&self) -> Kind {
-    match self {
-      Event::Authenticate(..) => Kind::ClientAuthenticate,
-      Event::SubscribeAuthorize(..) => Kind::ClientSubscribeAuthorize,
-      Event::PublishAuthorize(..) => Kind::ClientPublishAuthorize,
-      Event::MessagePublish(..) => Kind::MessagePublish,
-      Event::ClientSubscribe(..) => Kind::ClientSubscribe,
-      Event::ClientUnsubscribe(..) => Kind::ClientUnsubscribe,
-      Event::ClientConnected(..) => Kind::ClientConnected,
-      Event::ClientDisconnected(..) => Kind::ClientDisconnected,
-      Event::MessageDelivered(..) => Kind::MessageDelivered,
-      Event::MessageAcked(..) => Kind::MessageAcked,
-      Event::MessageDropped(..) => Kind::MessageDropped,
-      Event::SessionCreated(..) => Kind::SessionCreated,
-      Event::SessionTerminated(..) => Kind::SessionTerminated,
-    }
-  }
-}
 
 struct Job {
   live: Live,
@@ -343,36 +289,39 @@ impl Shared {
   }
 
   fn run_jobs(&self, env: &Env, hooks: &Hooks, batch: &mut Vec<Job>) -> Result<()> {
-    let mut fns = [std::ptr::null_mut(); Kind::ALL.len()];
-    for (slot, f) in fns.iter_mut().zip(&self.fns) {
+    let mut runner = Runner {
+      args: unsafe { Args::new(env.raw())? },
+      builders: &self.builders,
+      values: self.builders.values(env)?,
+      argv: Vec::with_capacity(20),
+      fns: [std::ptr::null_mut(); Kind::ALL.len()],
+      hooks,
+    };
+    for (slot, f) in runner.fns.iter_mut().zip(&self.fns) {
       if let Some(f) = f {
         *slot = f.borrow_back(env)?.raw();
       }
     }
-    let builders = self.builders.values(env)?;
     let raw = env.raw();
-    let mut args = unsafe { Args::new(raw)? };
-    let mut argv = Vec::with_capacity(20);
     let mut jobs = batch.drain(..);
     while !jobs.as_slice().is_empty() {
       let mut scope = std::ptr::null_mut();
       let status = unsafe { sys::napi_open_handle_scope(raw, &mut scope) };
       let opened = status == sys::Status::napi_ok;
       let next = &jobs.as_slice()[..EVENTS_PER_SCOPE.min(jobs.as_slice().len())];
-      let reserved = args.reserve(next.iter().map(|j| j.event.slab_bytes()).sum());
+      let reserved = runner
+        .args
+        .reserve(next.iter().map(|j| j.event.slab_bytes()).sum());
       if reserved.is_ok() {
         for job in jobs.by_ref().take(EVENTS_PER_SCOPE) {
           job.release(hooks);
-          let kind = job.event.kind();
-          let f = fns[kind as usize];
-          if !job.live.load(Ordering::Acquire) || f.is_null() {
+          if !job.live.load(Ordering::Acquire) || runner.fns[job.event.kind() as usize].is_null() {
             continue; // a decision's dropped reply denies
           }
-          argv.clear();
-          run(&mut args, &builders, &mut argv, hooks, f, job.event);
+          job.event.dispatch(&mut runner);
         }
       }
-      args.forget();
+      runner.args.forget();
       if opened {
         unsafe { sys::napi_close_handle_scope(raw, scope) };
       }
@@ -388,89 +337,41 @@ impl Shared {
   }
 }
 
-/// Makes the arguments of one event and calls its hook through the builder
-/// of the event's shape.
-fn run(
-  a: &mut Args,
-  builders: &[sys::napi_value],
-  argv: &mut Vec<sys::napi_value>,
-  hooks: &Hooks,
-  f: sys::napi_value,
-  event: Event,
-) {
-  let kind = event.kind();
-  let name = kind.name();
-  argv.push(f);
-  let env = a.env();
-  let outcome = match event {
-    Event::Authenticate(req, reply) => {
-      // Once per connection: napi-rs's own conversion is fine here.
-      let ret = unsafe { AuthenticateRequest::to_napi_value(a.env(), req) }
-        .and_then(|req| call(a, f, &[req]));
-      decide(a, builders[ALLOW], ret, reply)
+/// What runs the events of one batch.
+struct Runner<'a> {
+  args: Args,
+  builders: &'a Builders,
+  /// The builders (and `ALLOW`) in the current scope.
+  values: [sys::napi_value; ALLOW + 1],
+  argv: Vec<sys::napi_value>,
+  /// The hook functions, by `Kind as usize`; null for an absent hook.
+  fns: [sys::napi_value; Kind::ALL.len()],
+  hooks: &'a Hooks,
+}
+
+impl Dispatch for Runner<'_> {
+  /// Makes the arguments of one event and calls its hook through the
+  /// builder of its kind.
+  fn run<A: HookArgs, O: Outcome>(&mut self, kind: Kind, args: A, outcome: O) {
+    let name = kind.name();
+    self.argv.clear();
+    self.argv.push(self.fns[kind as usize]);
+    let ret = args.push(&mut self.args, &mut self.argv).and_then(|()| {
+      // A builder whose parameters do not match the values made would
+      // shift every argument after the mismatch.
+      let arity = self.builders.arity(kind);
+      if self.argv.len() != arity {
+        return Err(Error::from_reason(format!(
+          "hook_js: {name}'s builder takes {arity} values, {} were made",
+          self.argv.len()
+        )));
+      }
+      call(&self.args, self.values[kind as usize], &self.argv)
+    });
+    if let Err(e) = outcome.finish(&self.args, self.values[ALLOW], name, ret) {
+      self.hooks.count_failure();
+      tracing::warn!("{name} threw: {}", e.reason);
     }
-    Event::SubscribeAuthorize(id, filter, qos, reply) => {
-      let ret = (|| {
-        a.session(argv, Some(&id))?;
-        argv.extend([a.string(&filter)?, a.qos(qos)?]);
-        call(a, builders[Shape::SessionSubscription as usize], argv)
-      })();
-      decide(a, builders[ALLOW], ret, reply)
-    }
-    Event::PublishAuthorize(id, m, reply) => {
-      let ret = (|| {
-        a.session(argv, Some(&id))?;
-        a.publish_request(argv, &m)?;
-        call(a, builders[Shape::SessionPublishRequest as usize], argv)
-      })();
-      decide(a, builders[ALLOW], ret, reply)
-    }
-    Event::MessagePublish(id, from, has_session, m) => notify(env, name, || {
-      a.session(argv, id.as_ref())?;
-      a.from(argv, &from, has_session)?;
-      a.message(argv, &m)?;
-      call(a, builders[Shape::Message as usize], argv)
-    }),
-    Event::ClientSubscribe(id, filter, qos) => notify(env, name, || {
-      a.session(argv, Some(&id))?;
-      argv.extend([a.string(&filter)?, a.qos(qos)?]);
-      call(a, builders[Shape::SessionSubscription as usize], argv)
-    }),
-    Event::ClientUnsubscribe(id, filter) => notify(env, name, || {
-      a.session(argv, Some(&id))?;
-      argv.push(a.string(&filter)?);
-      call(a, builders[Shape::SessionUnsubscription as usize], argv)
-    }),
-    Event::ClientConnected(id) | Event::SessionCreated(id) => notify(env, name, || {
-      a.session(argv, Some(&id))?;
-      call(a, builders[Shape::Session as usize], argv)
-    }),
-    Event::ClientDisconnected(id, reason) | Event::SessionTerminated(id, reason) => {
-      notify(env, name, || {
-        a.session(argv, Some(&id))?;
-        argv.push(a.string(&reason)?);
-        call(a, builders[Shape::SessionReason as usize], argv)
-      })
-    }
-    Event::MessageDelivered(id, from, m) | Event::MessageAcked(id, from, m) => {
-      notify(env, name, || {
-        a.session(argv, Some(&id))?;
-        a.from(argv, &from, false)?;
-        a.message(argv, &m)?;
-        call(a, builders[Shape::Message as usize], argv)
-      })
-    }
-    Event::MessageDropped(to, from, m, reason) => notify(env, name, || {
-      a.session(argv, to.as_ref())?;
-      a.from(argv, &from, false)?;
-      a.message(argv, &m)?;
-      argv.push(a.string(&reason)?);
-      call(a, builders[Shape::DroppedMessage as usize], argv)
-    }),
-  };
-  if let Err(e) = outcome {
-    hooks.count_failure();
-    tracing::warn!("{name} threw: {}", e.reason);
   }
 }
 
@@ -505,43 +406,64 @@ fn is_promise(env: sys::napi_env, v: sys::napi_value) -> bool {
   status == sys::Status::napi_ok && yes
 }
 
-/// Runs a notification: its value is ignored, a rejection is logged.
-fn notify(
-  env: sys::napi_env,
-  name: &'static str,
-  call: impl FnOnce() -> Result<sys::napi_value>,
-) -> Result<()> {
-  let ret = call()?;
-  if is_promise(env, ret) {
-    let promise = unsafe { PromiseRaw::<Unknown>::from_napi_value(env, ret)? };
-    promise.catch(move |ctx: CallbackContext<Unknown>| {
-      let reason = unsafe { ctx.value.cast::<String>() }.unwrap_or_default();
-      tracing::warn!("{name} rejected: {reason}");
-      Ok(())
-    })?;
-  }
-  Ok(())
+/// What becomes of a hook's return value: `()` for a notification, the
+/// reply channel for a decision.
+pub trait Outcome {
+  /// An error here is the hook's failure, counted and logged by the caller.
+  fn finish(
+    self,
+    a: &Args,
+    allow: sys::napi_value,
+    name: &'static str,
+    ret: Result<sys::napi_value>,
+  ) -> Result<()>;
 }
 
-/// Sends a decision hook's answer (or its Promise) to the broker task
-/// awaiting it. Errors go to that task too, which denies and reports.
-fn decide<R: FromNapiValue + AllowAll + 'static>(
-  a: &Args,
-  allow: sys::napi_value,
-  ret: Result<sys::napi_value>,
-  reply: Reply<R>,
-) -> Result<()> {
-  let answer = ret.and_then(|ret| {
-    if strict_equals(a.env(), ret, allow) {
-      Ok(Either::A(R::allow_all()))
-    } else if is_promise(a.env(), ret) {
-      Ok(Either::B(unsafe {
-        Promise::<R>::from_napi_value(a.env(), ret)?
-      }))
-    } else {
-      Ok(Either::A(unsafe { R::from_napi_value(a.env(), ret)? }))
+/// A notification: its value is ignored, a rejection is logged.
+impl Outcome for () {
+  fn finish(
+    self,
+    a: &Args,
+    _allow: sys::napi_value,
+    name: &'static str,
+    ret: Result<sys::napi_value>,
+  ) -> Result<()> {
+    let env = a.env();
+    let ret = ret?;
+    if is_promise(env, ret) {
+      let promise = unsafe { PromiseRaw::<Unknown>::from_napi_value(env, ret)? };
+      promise.catch(move |ctx: CallbackContext<Unknown>| {
+        let reason = unsafe { ctx.value.cast::<String>() }.unwrap_or_default();
+        tracing::warn!("{name} rejected: {reason}");
+        Ok(())
+      })?;
     }
-  });
-  let _ = reply.send(answer);
-  Ok(())
+    Ok(())
+  }
+}
+
+/// A decision: the answer (or its Promise) goes to the broker task awaiting
+/// it. Errors go to that task too, which denies and reports.
+impl<R: FromNapiValue + AllowAll + 'static> Outcome for Reply<R> {
+  fn finish(
+    self,
+    a: &Args,
+    allow: sys::napi_value,
+    _name: &'static str,
+    ret: Result<sys::napi_value>,
+  ) -> Result<()> {
+    let answer = ret.and_then(|ret| {
+      if strict_equals(a.env(), ret, allow) {
+        Ok(Either::A(R::allow_all()))
+      } else if is_promise(a.env(), ret) {
+        Ok(Either::B(unsafe {
+          Promise::<R>::from_napi_value(a.env(), ret)?
+        }))
+      } else {
+        Ok(Either::A(unsafe { R::from_napi_value(a.env(), ret)? }))
+      }
+    });
+    let _ = self.send(answer);
+    Ok(())
+  }
 }

@@ -15,6 +15,7 @@ use napi_derive::napi;
 
 use crate::error::invalid_arg;
 use crate::hook_queue::Queue;
+use crate::hook_table::Kind;
 
 /// Default number of notifications waiting for JavaScript, per server, before
 /// new ones are dropped (and counted).
@@ -44,132 +45,6 @@ pub struct HookStats {
   pub timeouts: f64,
   /// Decision and notification hooks that threw, rejected or returned a bad value.
   pub failures: f64,
-}
-
-/// The hooks `setHooks()` accepts, all optional. Decision hooks return their
-/// answer or a Promise of it; a throw, a rejection, a malformed answer or a
-/// timeout denies. Notification hooks are fire-and-forget: their return value
-/// is ignored and they never delay the broker.
-///
-/// (Type declaration only: the object is read field by field in `HookSet::from_js`.)
-#[napi(object, object_to_js = false)]
-#[allow(dead_code)]
-pub struct HookCallbacks {
-  /// Decides every CONNECT that carries a username, and every CONNECT on a
-  /// listener with `allowAnonymous: false`. Clients without a username on an
-  /// `allowAnonymous: true` listener are let in without asking.
-  #[napi(
-    ts_type = "(request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>"
-  )]
-  pub on_client_authenticate: Option<()>,
-  /// Decides each topic filter of a SUBSCRIBE; a denial fails only that filter.
-  #[napi(
-    ts_type = "(session: SessionInfo, subscription: SubscriptionInfo) => SubscribeAuthorizeResult | Promise<SubscribeAuthorizeResult>"
-  )]
-  pub on_client_subscribe_authorize: Option<()>,
-  /// Decides each client PUBLISH; a denied message is not routed.
-  #[napi(
-    ts_type = "(session: SessionInfo, message: PublishRequest) => PublishAuthorizeResult | Promise<PublishAuthorizeResult>"
-  )]
-  pub on_client_publish_authorize: Option<()>,
-  /// A message entered the broker (from a client, `server.publish()`, or a will).
-  #[napi(
-    ts_type = "(session: SessionInfo | null, from: MessageFrom, message: MessageInfo) => void"
-  )]
-  pub on_message_publish: Option<()>,
-  /// A subscription was granted.
-  #[napi(ts_type = "(session: SessionInfo, subscription: SubscriptionInfo) => void")]
-  pub on_client_subscribe: Option<()>,
-  /// A subscription was removed by the client.
-  #[napi(ts_type = "(session: SessionInfo, unsubscription: UnsubscriptionInfo) => void")]
-  pub on_client_unsubscribe: Option<()>,
-  /// A client finished connecting.
-  #[napi(ts_type = "(session: SessionInfo) => void")]
-  pub on_client_connected: Option<()>,
-  /// A client's connection ended.
-  #[napi(ts_type = "(session: SessionInfo, info: ReasonInfo) => void")]
-  pub on_client_disconnected: Option<()>,
-  /// A message was sent to a subscriber.
-  #[napi(ts_type = "(session: SessionInfo, from: MessageFrom, message: MessageInfo) => void")]
-  pub on_message_delivered: Option<()>,
-  /// A subscriber acknowledged a QoS 1/2 message.
-  #[napi(ts_type = "(session: SessionInfo, from: MessageFrom, message: MessageInfo) => void")]
-  pub on_message_acked: Option<()>,
-  /// A message was dropped (denied, expired, queue full, ...); `to` is the
-  /// subscriber it was meant for, when there was one.
-  #[napi(
-    ts_type = "(to: SessionInfo | null, from: MessageFrom, message: MessageInfo, info: ReasonInfo) => void"
-  )]
-  pub on_message_dropped: Option<()>,
-  /// A session was created.
-  #[napi(ts_type = "(session: SessionInfo) => void")]
-  pub on_session_created: Option<()>,
-  /// A session ended.
-  #[napi(ts_type = "(session: SessionInfo, info: ReasonInfo) => void")]
-  pub on_session_terminated: Option<()>,
-}
-
-/// Every hook `setHooks()` accepts, in the order of `Kind::ALL`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-  ClientAuthenticate,
-  ClientSubscribeAuthorize,
-  ClientPublishAuthorize,
-  MessagePublish,
-  ClientSubscribe,
-  ClientUnsubscribe,
-  ClientConnected,
-  ClientDisconnected,
-  MessageDelivered,
-  MessageAcked,
-  MessageDropped,
-  SessionCreated,
-  SessionTerminated,
-}
-
-impl Kind {
-  pub const ALL: [Kind; 13] = [
-    Kind::ClientAuthenticate,
-    Kind::ClientSubscribeAuthorize,
-    Kind::ClientPublishAuthorize,
-    Kind::MessagePublish,
-    Kind::ClientSubscribe,
-    Kind::ClientUnsubscribe,
-    Kind::ClientConnected,
-    Kind::ClientDisconnected,
-    Kind::MessageDelivered,
-    Kind::MessageAcked,
-    Kind::MessageDropped,
-    Kind::SessionCreated,
-    Kind::SessionTerminated,
-  ];
-
-  /// The name in the callbacks object.
-  pub fn name(self) -> &'static str {
-    match self {
-      Kind::ClientAuthenticate => "onClientAuthenticate",
-      Kind::ClientSubscribeAuthorize => "onClientSubscribeAuthorize",
-      Kind::ClientPublishAuthorize => "onClientPublishAuthorize",
-      Kind::MessagePublish => "onMessagePublish",
-      Kind::ClientSubscribe => "onClientSubscribe",
-      Kind::ClientUnsubscribe => "onClientUnsubscribe",
-      Kind::ClientConnected => "onClientConnected",
-      Kind::ClientDisconnected => "onClientDisconnected",
-      Kind::MessageDelivered => "onMessageDelivered",
-      Kind::MessageAcked => "onMessageAcked",
-      Kind::MessageDropped => "onMessageDropped",
-      Kind::SessionCreated => "onSessionCreated",
-      Kind::SessionTerminated => "onSessionTerminated",
-    }
-  }
-
-  /// Decision hooks are awaited; the others are notifications.
-  pub fn decides(self) -> bool {
-    matches!(
-      self,
-      Kind::ClientAuthenticate | Kind::ClientSubscribeAuthorize | Kind::ClientPublishAuthorize
-    )
-  }
 }
 
 /// A hook function, referenced from the broker's threads, called on the JS thread only.

@@ -12,6 +12,7 @@ mod hook_bridge;
 mod hook_data;
 mod hook_js;
 mod hook_queue;
+mod hook_table;
 mod hooks;
 mod js_value;
 mod keepalive;

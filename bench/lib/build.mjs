@@ -2,7 +2,7 @@
 // generator, a release build of the addon, and aedes.
 import { execFileSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 
 /**
  * Builds bench/loadgen (a no-op when up to date). Its own target directory
@@ -88,7 +88,7 @@ export function ensureAddon(root, { addon, build = true } = {}) {
   for (const f of [built, packaged]) {
     if (existsSync(f) && !hasDebugInfo(f)) {
       copyFileSync(f, snapshot)
-      return { path: snapshot, how: `existing release build ${f} (${statSync(f).mtime.toISOString()})` }
+      return { path: snapshot, how: `existing release build ${relative(root, f)} (${statSync(f).mtime.toISOString()})` }
     }
   }
   throw new Error('no release build of the addon: run `npm run build` (or pass --addon PATH)')

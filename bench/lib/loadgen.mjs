@@ -16,8 +16,7 @@ export function runLoadgen(bin, args, { nofile, timeoutMs, onLine } = {}) {
     p.stdout.setEncoding('utf8')
     p.stdout.on('data', (chunk) => {
       out += chunk
-      let nl
-      while ((nl = out.indexOf('\n')) >= 0) {
+      for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
         const line = out.slice(0, nl).trim()
         out = out.slice(nl + 1)
         if (!line.startsWith('{')) continue

@@ -3,6 +3,14 @@ import { max, median } from './stats.mjs'
 import { LATENCY } from './scenarios.mjs'
 
 const REF = 'mosquitto'
+
+/**
+ * `text` with each absolute path cut to its file name: reports are
+ * committed, and a machine's directories say nothing to a reader.
+ */
+export function portable(text) {
+  return String(text).replace(/(^|[\s('"`])(?:[A-Za-z]:)?[\\/](?:[^\s()'"`\\/]+[\\/])*([^\s()'"`\\/]+)/g, '$1$2')
+}
 const OURS = 'embedded-mqtt-broker'
 
 const int = (x) => (x == null ? '–' : Math.round(x).toLocaleString('en-US'))
@@ -139,7 +147,8 @@ function scaleTable(sc) {
   ]
   const S = {}
   for (const p of sc.peers) {
-    const s = (S[p] = summarizeScale(sc.runs[p]))
+    const s = summarizeScale(sc.runs[p])
+    S[p] = s
     lines.push(
       `| ${p} | ${int(s.connected)} | ${int(s.failed)} | ${int(s.rate)}/s | ${mib(s.base)} | ${mib(s.held)} | ${kib(s.perConn)} | ${mib(s.after)} | ${s.released == null ? '–' : `${s.released.toFixed(0)}%`} | ${int(s.alive)} |`,
     )
@@ -260,7 +269,7 @@ function header(res) {
     `Run ${m.date} (${s.quick ? 'quick' : 'full'} run, ${s.rounds} round${s.rounds > 1 ? 's' : ''}, ${s.minutes} min), by \`npm run bench${s.argv.length ? ' -- ' + s.argv.join(' ') : ''}\`.`,
     '',
     `- Machine: ${m.cpuModel}, ${m.nproc} cores, ${m.memGiB} GiB, Linux ${m.kernel}; load average ${m.loadavgStart.join(' / ')} at start, ${res.loadavgEnd.join(' / ')} at end (the broker, the load generator and anything else running share these cores).`,
-    `- Peers: **embedded-mqtt-broker** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${s.addon}), Node ${m.node}, default limits${defaults(s)}${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
+    `- Peers: **embedded-mqtt-broker** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${portable(s.addon)}), Node ${m.node}, default limits${defaults(s)}${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
     `- Load: bench/loadgen (Rust, tokio, ${s.threads} thread${s.threads > 1 ? 's' : ''}), MQTT 3.1.1 over loopback TCP; publishers publish for ${s.duration} s (latency runs ${s.latencyDuration} s), QoS 1 publishers keep ≤ ${s.window} messages unacknowledged; peak load-generator CPU in any run: ${s.peakLoadgenCpu == null ? '–' : `${s.peakLoadgenCpu.toFixed(0)}%`} of its ${s.threads} thread${s.threads > 1 ? 's' : ''}.`,
     ...(res.notes ?? []).map((n) => `- ${n}`),
     '- msgs/s: messages delivered to subscribers while publishers were publishing, divided by that time (fan-out counts each copy). Loss: messages published (written, at QoS 1 also acknowledged) that never reached a subscriber, worst round; `*`: still arriving when the drain limit cut the run, so partly late rather than lost. p50/p99: end-to-end latency (a flood measures queueing). Peak RSS and CPU: the broker process (100% = one core; embedded-mqtt-broker\'s includes Node). Load generator CPU: its highest of the rounds (100% = one core), so a run where it, not the broker, was the limit shows.',
