@@ -100,7 +100,8 @@ async function main() {
     process.stderr.write(`embedded-mqtt-broker: ${e.message}\n`)
     process.exit(1)
   }
-  for (const l of listeners) process.stdout.write(`embedded-mqtt-broker listening: ${l.protocol} ${l.address}:${l.port}\n`)
+  for (const l of listeners)
+    process.stdout.write(`embedded-mqtt-broker listening: ${l.protocol} ${l.address}:${l.port}\n`)
 }
 
 // `listeners[1].tlsCert: cannot read ...` -> `--tls-cert: cannot read ...`

@@ -1,6 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, connect, connectRefused, listener, MQTT_VERSIONS, type MqttVersion, startServer, urlFor } from './helpers'
+import {
+  cleanup,
+  connect,
+  connectRefused,
+  listener,
+  MQTT_VERSIONS,
+  type MqttVersion,
+  startServer,
+  urlFor,
+} from './helpers'
 
 afterEach(cleanup)
 
@@ -9,19 +18,26 @@ const NOT_AUTHORIZED: Record<MqttVersion, number> = { '3.1': 5, '3.1.1': 5, '5.0
 const VERSIONS = Object.keys(MQTT_VERSIONS) as MqttVersion[]
 
 describe('allowAnonymous: false (no authentication hook installed)', () => {
-  it.each(VERSIONS)('MQTT %s: a client without a username is refused with CONNACK "not authorized"', async (version) => {
-    const { listeners } = await startServer([listener('tcp', { allowAnonymous: false })])
-    const err = await connectRefused(urlFor(listeners[0]), MQTT_VERSIONS[version])
-    expect(err.code).toBe(NOT_AUTHORIZED[version])
-    expect(err.message).toMatch(/Not authorized/i)
-  })
+  it.each(VERSIONS)(
+    'MQTT %s: a client without a username is refused with CONNACK "not authorized"',
+    async (version) => {
+      const { listeners } = await startServer([listener('tcp', { allowAnonymous: false })])
+      const err = await connectRefused(urlFor(listeners[0]), MQTT_VERSIONS[version])
+      expect(err.code).toBe(NOT_AUTHORIZED[version])
+      expect(err.message).toMatch(/Not authorized/i)
+    },
+  )
 
   // Observed rmqtt 0.24 behaviour, documented here: without an authenticate
   // hook nothing can vouch for credentials, so a username/password does not
   // help either: every client is refused on such a listener.
   it.each(VERSIONS)('MQTT %s: a client WITH username and password is refused too (observed)', async (version) => {
     const { listeners } = await startServer([listener('tcp', { allowAnonymous: false })])
-    const err = await connectRefused(urlFor(listeners[0]), { ...MQTT_VERSIONS[version], username: 'alice', password: 'secret' })
+    const err = await connectRefused(urlFor(listeners[0]), {
+      ...MQTT_VERSIONS[version],
+      username: 'alice',
+      password: 'secret',
+    })
     expect(err.code).toBe(NOT_AUTHORIZED[version])
   })
 

@@ -75,33 +75,36 @@ it('cli.js exists and is the package bin', () => {
 })
 
 describe('running', () => {
-  it.each(['SIGTERM', 'SIGINT'] as const)('starts on an ephemeral port, serves a client, and exits 0 on %s', async (signal) => {
-    const run = cliForSignals('--port', '0', '--host', '127.0.0.1')
-    const [l] = await listening(run, 1)
-    expect(l).toEqual({ protocol: 'tcp', address: '127.0.0.1', port: expect.any(Number) })
-    expect(l.port).toBeGreaterThan(0)
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'starts on an ephemeral port, serves a client, and exits 0 on %s',
+    async (signal) => {
+      const run = cliForSignals('--port', '0', '--host', '127.0.0.1')
+      const [l] = await listening(run, 1)
+      expect(l).toEqual({ protocol: 'tcp', address: '127.0.0.1', port: expect.any(Number) })
+      expect(l.port).toBeGreaterThan(0)
 
-    const url = `mqtt://127.0.0.1:${l.port}`
-    const sub = await connect(url)
-    const box = inbox(sub)
-    await subscribe(sub, 'cli/t', 1)
-    const pub = await connect(url, { protocolVersion: 5 })
-    await pub.publishAsync('cli/t', 'via cli', { qos: 1 })
-    expect((await box.next()).payload.toString()).toBe('via cli')
+      const url = `mqtt://127.0.0.1:${l.port}`
+      const sub = await connect(url)
+      const box = inbox(sub)
+      await subscribe(sub, 'cli/t', 1)
+      const pub = await connect(url, { protocolVersion: 5 })
+      await pub.publishAsync('cli/t', 'via cli', { qos: 1 })
+      expect((await box.next()).payload.toString()).toBe('via cli')
 
-    const closed = waitFor(sub, 'close', EXIT_DEADLINE)
-    run.child.kill(signal)
-    const exit = await run.exit(EXIT_DEADLINE)
-    await closed
-    expect(exit.code).toBe(0)
-    expect(exit.signal).toBeNull()
-    expect(exit.stdout).toMatch(/embedded-mqtt-broker stopped\n$/)
-    expect(realStderr(exit.stderr)).toBe('')
-    // The port is free again.
-    const s = createServer().listen(l.port, '127.0.0.1')
-    await waitFor(s, 'listening')
-    s.close()
-  })
+      const closed = waitFor(sub, 'close', EXIT_DEADLINE)
+      run.child.kill(signal)
+      const exit = await run.exit(EXIT_DEADLINE)
+      await closed
+      expect(exit.code).toBe(0)
+      expect(exit.signal).toBeNull()
+      expect(exit.stdout).toMatch(/embedded-mqtt-broker stopped\n$/)
+      expect(realStderr(exit.stderr)).toBe('')
+      // The port is free again.
+      const s = createServer().listen(l.port, '127.0.0.1')
+      await waitFor(s, 'listening')
+      s.close()
+    },
+  )
 
   it('--ws-port adds a WebSocket listener that works', async () => {
     const run = cliForSignals('--port', '0', '--host', '127.0.0.1', '--ws-port', '0')
@@ -115,7 +118,20 @@ describe('running', () => {
 
   it('--tls-port/--wss-port with --tls-cert/--tls-key add TLS listeners that work', async () => {
     const c = certs()
-    const run = cliForSignals('--port', '0', '--host', '127.0.0.1', '--tls-port', '0', '--wss-port', '0', '--tls-cert', c.cert, '--tls-key', c.key)
+    const run = cliForSignals(
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--tls-port',
+      '0',
+      '--wss-port',
+      '0',
+      '--tls-cert',
+      c.cert,
+      '--tls-key',
+      c.key,
+    )
     const ls = await listening(run, 3)
     expect(ls.map((l) => l.protocol)).toEqual(['tcp', 'tls', 'wss'])
     const tls = await connect(`mqtts://127.0.0.1:${ls[1].port}`)
@@ -152,7 +168,11 @@ describe('running', () => {
       const exit = await cli('--port', String(port), '--host', '127.0.0.1').exit(EXIT_DEADLINE)
       expect(exit.code).toBe(1)
       expect(exit.stdout).toBe('')
-      expect(exit.stderr).toMatch(new RegExp(`^embedded-mqtt-broker: listener "tcp" \\(tcp on 127\\.0\\.0\\.1:${port}\\): cannot bind: Address already in use`))
+      expect(exit.stderr).toMatch(
+        new RegExp(
+          `^embedded-mqtt-broker: listener "tcp" \\(tcp on 127\\.0\\.0\\.1:${port}\\): cannot bind: Address already in use`,
+        ),
+      )
     } finally {
       blocker.close()
     }
@@ -171,8 +191,14 @@ describe('bad flags exit 2 with a message on stderr', () => {
     [['--tls-port', '0'], /--tls-port and --wss-port need --tls-cert and --tls-key/],
     [['--wss-port', '0', '--tls-cert', 'x.pem'], /need --tls-cert and --tls-key/],
     [['--tls-cert', 'x.pem', '--tls-key', 'y.pem'], /--tls-cert and --tls-key need --tls-port or --wss-port/],
-    [['--port', '0', '--host', 'not an ip!'], /^embedded-mqtt-broker: --host: "not an ip!" is neither an IP address nor a host name/],
-    [['--port', '0', '--tls-port', '0', '--tls-cert', '/nope.pem', '--tls-key', '/nope.key'], /^embedded-mqtt-broker: --tls-cert: cannot read "\/nope\.pem"/],
+    [
+      ['--port', '0', '--host', 'not an ip!'],
+      /^embedded-mqtt-broker: --host: "not an ip!" is neither an IP address nor a host name/,
+    ],
+    [
+      ['--port', '0', '--tls-port', '0', '--tls-cert', '/nope.pem', '--tls-key', '/nope.key'],
+      /^embedded-mqtt-broker: --tls-cert: cannot read "\/nope\.pem"/,
+    ],
   ]
 
   it.each(cases)('%j', async (args, message) => {

@@ -58,50 +58,202 @@ describe('invalid config rejects with InvalidArg naming the field', () => {
     ['empty listeners', { listeners: [] }, /^listeners: at least one listener is required$/],
     ['listeners not an array', { listeners: 'x' }, /^listeners: invalid type: string "x", expected a sequence$/],
     ['listener null', { listeners: [null] }, /^listeners\[0\]: invalid type: null/],
-    ['unknown top-level field', { listeners: [tcp()], foo: 1 }, /^foo: unknown field `foo`, expected one of `listeners`, `pluginsConfigDir`, `workerThreads`, `maxSessionExpiryInterval`$/],
-    ['unknown listener field', { listeners: [tcp({ foo: 1 })] }, /^listeners\[0\]\.foo: unknown field `foo`, expected one of `name`, `address`, `port`/],
+    [
+      'unknown top-level field',
+      { listeners: [tcp()], foo: 1 },
+      /^foo: unknown field `foo`, expected one of `listeners`, `pluginsConfigDir`, `workerThreads`, `maxSessionExpiryInterval`$/,
+    ],
+    [
+      'unknown listener field',
+      { listeners: [tcp({ foo: 1 })] },
+      /^listeners\[0\]\.foo: unknown field `foo`, expected one of `name`, `address`, `port`/,
+    ],
     ['port missing', { listeners: [{ protocol: 'tcp' }] }, /^listeners\[0\]: missing field `port`$/],
-    ['port too large', { listeners: [tcp({ port: 70000 })] }, /^listeners\[0\]\.port: must be an integer from 0 to 65535, got 70000$/],
-    ['port negative', { listeners: [tcp({ port: -1 })] }, /^listeners\[0\]\.port: must be an integer from 0 to 65535, got -1$/],
-    ['port fractional', { listeners: [tcp({ port: 1.5 })] }, /^listeners\[0\]\.port: must be an integer from 0 to 65535, got 1\.5$/],
+    [
+      'port too large',
+      { listeners: [tcp({ port: 70000 })] },
+      /^listeners\[0\]\.port: must be an integer from 0 to 65535, got 70000$/,
+    ],
+    [
+      'port negative',
+      { listeners: [tcp({ port: -1 })] },
+      /^listeners\[0\]\.port: must be an integer from 0 to 65535, got -1$/,
+    ],
+    [
+      'port fractional',
+      { listeners: [tcp({ port: 1.5 })] },
+      /^listeners\[0\]\.port: must be an integer from 0 to 65535, got 1\.5$/,
+    ],
     ['port a string', { listeners: [tcp({ port: '1883' })] }, /^listeners\[0\]\.port: invalid type: string "1883"/],
-    ['error in the second listener names index 1', { listeners: [tcp(), tcp({ port: 65536 })] }, /^listeners\[1\]\.port: must be an integer from 0 to 65535, got 65536$/],
+    [
+      'error in the second listener names index 1',
+      { listeners: [tcp(), tcp({ port: 65536 })] },
+      /^listeners\[1\]\.port: must be an integer from 0 to 65535, got 65536$/,
+    ],
     ['protocol missing', { listeners: [{ port: 0 }] }, /^listeners\[0\]: missing field `protocol`$/],
-    ['protocol unknown', { listeners: [tcp({ protocol: 'tcpx' })] }, /^listeners\[0\]\.protocol: unknown protocol "tcpx"; expected one of "tcp", "tls", "ws", "wss"$/],
-    ['protocol is case-sensitive', { listeners: [tcp({ protocol: 'TCP' })] }, /^listeners\[0\]\.protocol: unknown protocol "TCP"; /],
-    ['name duplicated', { listeners: [tcp({ name: 'x' }), tcp(), tcp({ name: 'x' })] }, /^listeners\[2\]\.name: "x" is already used by listeners\[0\]; names must be unique$/],
+    [
+      'protocol unknown',
+      { listeners: [tcp({ protocol: 'tcpx' })] },
+      /^listeners\[0\]\.protocol: unknown protocol "tcpx"; expected one of "tcp", "tls", "ws", "wss"$/,
+    ],
+    [
+      'protocol is case-sensitive',
+      { listeners: [tcp({ protocol: 'TCP' })] },
+      /^listeners\[0\]\.protocol: unknown protocol "TCP"; /,
+    ],
+    [
+      'name duplicated',
+      { listeners: [tcp({ name: 'x' }), tcp(), tcp({ name: 'x' })] },
+      /^listeners\[2\]\.name: "x" is already used by listeners\[0\]; names must be unique$/,
+    ],
     ['name empty', { listeners: [tcp({ name: '' })] }, /^listeners\[0\]\.name: must not be empty$/],
-    ['name not a string', { listeners: [tcp({ name: 5 })] }, /^listeners\[0\]\.name: invalid type: integer `5`, expected a string$/],
+    [
+      'name not a string',
+      { listeners: [tcp({ name: 5 })] },
+      /^listeners\[0\]\.name: invalid type: integer `5`, expected a string$/,
+    ],
     ['address empty', { listeners: [tcp({ address: '' })] }, /^listeners\[0\]\.address: must not be empty$/],
-    ['address garbage', { listeners: [tcp({ address: 'not an ip!' })] }, /^listeners\[0\]\.address: "not an ip!" is neither an IP address nor a host name$/],
-    ['address with a port', { listeners: [tcp({ address: '127.0.0.1:1883' })] }, /^listeners\[0\]\.address: "127\.0\.0\.1:1883" is neither an IP address nor a host name$/],
-    ['tls without cert', { listeners: [tcp({ protocol: 'tls' })] }, /^listeners\[0\]\.tlsCert: required for a "tls" listener \(path to a PEM file\)$/],
-    ['tls without key', { listeners: [tcp({ protocol: 'tls', tlsCert: certs().cert })] }, /^listeners\[0\]\.tlsKey: required for a "tls" listener \(path to a PEM file\)$/],
-    ['wss without cert', { listeners: [tcp({ protocol: 'wss', tlsKey: certs().key })] }, /^listeners\[0\]\.tlsCert: required for a "wss" listener \(path to a PEM file\)$/],
-    ['wss without key', { listeners: [tcp({ protocol: 'wss', tlsCert: certs().cert })] }, /^listeners\[0\]\.tlsKey: required for a "wss" listener \(path to a PEM file\)$/],
-    ['tls cert missing file', { listeners: [tcp({ protocol: 'tls', tlsCert: '/nope', tlsKey: certs().key })] }, /^listeners\[0\]\.tlsCert: cannot read "\/nope": No such file or directory/],
-    ['tls key missing file', { listeners: [tcp({ protocol: 'tls', tlsCert: certs().cert, tlsKey: '/nope/key.pem' })] }, /^listeners\[0\]\.tlsKey: cannot read "\/nope\/key\.pem": No such file or directory/],
-    ['tls cert is a directory', { listeners: [tcp({ protocol: 'tls', tlsCert: certs().dir, tlsKey: certs().key })] }, /^listeners\[0\]\.tlsCert: ".*" is not a file$/],
-    ['tlsCert on tcp', { listeners: [tcp({ tlsCert: certs().cert })] }, /^listeners\[0\]\.tlsCert: only valid for "tls" and "wss" listeners, this one is "tcp"$/],
-    ['tlsKey on ws', { listeners: [tcp({ protocol: 'ws', tlsKey: certs().key })] }, /^listeners\[0\]\.tlsKey: only valid for "tls" and "wss" listeners, this one is "ws"$/],
-    ['allowAnonymous not a boolean', { listeners: [tcp({ allowAnonymous: 'yes' })] }, /^listeners\[0\]\.allowAnonymous: invalid type: string "yes", expected a boolean$/],
+    [
+      'address garbage',
+      { listeners: [tcp({ address: 'not an ip!' })] },
+      /^listeners\[0\]\.address: "not an ip!" is neither an IP address nor a host name$/,
+    ],
+    [
+      'address with a port',
+      { listeners: [tcp({ address: '127.0.0.1:1883' })] },
+      /^listeners\[0\]\.address: "127\.0\.0\.1:1883" is neither an IP address nor a host name$/,
+    ],
+    [
+      'tls without cert',
+      { listeners: [tcp({ protocol: 'tls' })] },
+      /^listeners\[0\]\.tlsCert: required for a "tls" listener \(path to a PEM file\)$/,
+    ],
+    [
+      'tls without key',
+      { listeners: [tcp({ protocol: 'tls', tlsCert: certs().cert })] },
+      /^listeners\[0\]\.tlsKey: required for a "tls" listener \(path to a PEM file\)$/,
+    ],
+    [
+      'wss without cert',
+      { listeners: [tcp({ protocol: 'wss', tlsKey: certs().key })] },
+      /^listeners\[0\]\.tlsCert: required for a "wss" listener \(path to a PEM file\)$/,
+    ],
+    [
+      'wss without key',
+      { listeners: [tcp({ protocol: 'wss', tlsCert: certs().cert })] },
+      /^listeners\[0\]\.tlsKey: required for a "wss" listener \(path to a PEM file\)$/,
+    ],
+    [
+      'tls cert missing file',
+      { listeners: [tcp({ protocol: 'tls', tlsCert: '/nope', tlsKey: certs().key })] },
+      /^listeners\[0\]\.tlsCert: cannot read "\/nope": No such file or directory/,
+    ],
+    [
+      'tls key missing file',
+      { listeners: [tcp({ protocol: 'tls', tlsCert: certs().cert, tlsKey: '/nope/key.pem' })] },
+      /^listeners\[0\]\.tlsKey: cannot read "\/nope\/key\.pem": No such file or directory/,
+    ],
+    [
+      'tls cert is a directory',
+      { listeners: [tcp({ protocol: 'tls', tlsCert: certs().dir, tlsKey: certs().key })] },
+      /^listeners\[0\]\.tlsCert: ".*" is not a file$/,
+    ],
+    [
+      'tlsCert on tcp',
+      { listeners: [tcp({ tlsCert: certs().cert })] },
+      /^listeners\[0\]\.tlsCert: only valid for "tls" and "wss" listeners, this one is "tcp"$/,
+    ],
+    [
+      'tlsKey on ws',
+      { listeners: [tcp({ protocol: 'ws', tlsKey: certs().key })] },
+      /^listeners\[0\]\.tlsKey: only valid for "tls" and "wss" listeners, this one is "ws"$/,
+    ],
+    [
+      'allowAnonymous not a boolean',
+      { listeners: [tcp({ allowAnonymous: 'yes' })] },
+      /^listeners\[0\]\.allowAnonymous: invalid type: string "yes", expected a boolean$/,
+    ],
     // rmqtt 0.24 cannot cap connections per listener, so the option is refused rather than ignored.
-    ['maxConnections (unsupported)', { listeners: [tcp({ maxConnections: 10 } as never)] }, /^listeners\[0\]\.maxConnections: unknown field `maxConnections`/],
-    ['port a numeric string', { listeners: [tcp({ port: '1883' as never })] }, /^listeners\[0\]\.port: invalid type: string "1883", expected a number$/],
-    ['listener null', { listeners: [null as never] }, /^listeners\[0\]: invalid type: null, expected a listener object$/],
-    ['workerThreads 0', { listeners: [tcp()], workerThreads: 0 }, /^workerThreads: must be an integer from 1 to 256, got 0$/],
-    ['workerThreads fractional', { listeners: [tcp()], workerThreads: 1.5 }, /^workerThreads: must be an integer from 1 to 256, got 1.5$/],
-    ['port a bigint', { listeners: [tcp({ port: 0n as never })] }, /^config\.listeners\[0\]\.port: expected plain data, got a bigint$/],
-    ['maxPacketSize too small', { listeners: [tcp({ maxPacketSize: 15 })] }, /^listeners\[0\]\.maxPacketSize: must be an integer from 16 to 268435455, got 15$/],
-    ['maxPacketSize too large', { listeners: [tcp({ maxPacketSize: 268435456 })] }, /^listeners\[0\]\.maxPacketSize: must be an integer from 16 to 268435455, got 268435456$/],
-    ['maxInflight 0', { listeners: [tcp({ maxInflight: 0 })] }, /^listeners\[0\]\.maxInflight: must be an integer from 1 to 65535, got 0$/],
-    ['maxInflight too large', { listeners: [tcp({ maxInflight: 65536 })] }, /^listeners\[0\]\.maxInflight: must be an integer from 1 to 65535, got 65536$/],
-    ['maxMqueueLen fractional', { listeners: [tcp({ maxMqueueLen: 1.5 })] }, /^listeners\[0\]\.maxMqueueLen: must be an integer from 1 to 4294967295, got 1\.5$/],
-    ['maxTopicAliases too large', { listeners: [tcp({ maxTopicAliases: 65536 })] }, /^listeners\[0\]\.maxTopicAliases: must be an integer from 0 to 65535, got 65536$/],
-    ['maxTopicAliases negative', { listeners: [tcp({ maxTopicAliases: -1 })] }, /^listeners\[0\]\.maxTopicAliases: must be an integer from 0 to 65535, got -1$/],
-    ['pluginsConfigDir missing', { listeners: [tcp()], pluginsConfigDir: missingDir }, /^pluginsConfigDir: ".*does-not-exist" is not a directory$/],
-    ['pluginsConfigDir a file', { listeners: [tcp()], pluginsConfigDir: certs().cert }, /^pluginsConfigDir: ".*" is not a directory$/],
-    ['pluginsConfigDir not a string', { listeners: [tcp()], pluginsConfigDir: 5 }, /^pluginsConfigDir: invalid type: integer `5`, expected a string$/],
+    [
+      'maxConnections (unsupported)',
+      { listeners: [tcp({ maxConnections: 10 } as never)] },
+      /^listeners\[0\]\.maxConnections: unknown field `maxConnections`/,
+    ],
+    [
+      'port a numeric string',
+      { listeners: [tcp({ port: '1883' as never })] },
+      /^listeners\[0\]\.port: invalid type: string "1883", expected a number$/,
+    ],
+    [
+      'listener null',
+      { listeners: [null as never] },
+      /^listeners\[0\]: invalid type: null, expected a listener object$/,
+    ],
+    [
+      'workerThreads 0',
+      { listeners: [tcp()], workerThreads: 0 },
+      /^workerThreads: must be an integer from 1 to 256, got 0$/,
+    ],
+    [
+      'workerThreads fractional',
+      { listeners: [tcp()], workerThreads: 1.5 },
+      /^workerThreads: must be an integer from 1 to 256, got 1.5$/,
+    ],
+    [
+      'port a bigint',
+      { listeners: [tcp({ port: 0n as never })] },
+      /^config\.listeners\[0\]\.port: expected plain data, got a bigint$/,
+    ],
+    [
+      'maxPacketSize too small',
+      { listeners: [tcp({ maxPacketSize: 15 })] },
+      /^listeners\[0\]\.maxPacketSize: must be an integer from 16 to 268435455, got 15$/,
+    ],
+    [
+      'maxPacketSize too large',
+      { listeners: [tcp({ maxPacketSize: 268435456 })] },
+      /^listeners\[0\]\.maxPacketSize: must be an integer from 16 to 268435455, got 268435456$/,
+    ],
+    [
+      'maxInflight 0',
+      { listeners: [tcp({ maxInflight: 0 })] },
+      /^listeners\[0\]\.maxInflight: must be an integer from 1 to 65535, got 0$/,
+    ],
+    [
+      'maxInflight too large',
+      { listeners: [tcp({ maxInflight: 65536 })] },
+      /^listeners\[0\]\.maxInflight: must be an integer from 1 to 65535, got 65536$/,
+    ],
+    [
+      'maxMqueueLen fractional',
+      { listeners: [tcp({ maxMqueueLen: 1.5 })] },
+      /^listeners\[0\]\.maxMqueueLen: must be an integer from 1 to 4294967295, got 1\.5$/,
+    ],
+    [
+      'maxTopicAliases too large',
+      { listeners: [tcp({ maxTopicAliases: 65536 })] },
+      /^listeners\[0\]\.maxTopicAliases: must be an integer from 0 to 65535, got 65536$/,
+    ],
+    [
+      'maxTopicAliases negative',
+      { listeners: [tcp({ maxTopicAliases: -1 })] },
+      /^listeners\[0\]\.maxTopicAliases: must be an integer from 0 to 65535, got -1$/,
+    ],
+    [
+      'pluginsConfigDir missing',
+      { listeners: [tcp()], pluginsConfigDir: missingDir },
+      /^pluginsConfigDir: ".*does-not-exist" is not a directory$/,
+    ],
+    [
+      'pluginsConfigDir a file',
+      { listeners: [tcp()], pluginsConfigDir: certs().cert },
+      /^pluginsConfigDir: ".*" is not a directory$/,
+    ],
+    [
+      'pluginsConfigDir not a string',
+      { listeners: [tcp()], pluginsConfigDir: 5 },
+      /^pluginsConfigDir: invalid type: integer `5`, expected a string$/,
+    ],
   ]
 
   it.each(cases)('%s', async (_label, config, message) => {
@@ -170,7 +322,16 @@ describe('invalid TLS material is reported naming the file or the listener', () 
 describe('accepted config details', () => {
   it('optional fields given as undefined or null are treated as absent', async () => {
     const { listeners } = await startServer({
-      listeners: [{ port: 0, protocol: 'tcp', address: '127.0.0.1', name: undefined, allowAnonymous: undefined, tlsCert: null as never }],
+      listeners: [
+        {
+          port: 0,
+          protocol: 'tcp',
+          address: '127.0.0.1',
+          name: undefined,
+          allowAnonymous: undefined,
+          tlsCert: null as never,
+        },
+      ],
       pluginsConfigDir: undefined,
     })
     expect(listeners).toEqual([{ name: 'tcp-0', protocol: 'tcp', address: '127.0.0.1', port: expect.any(Number) }])
@@ -227,7 +388,6 @@ describe('accepted config details', () => {
     const c = await connect(urlFor(listeners[0]))
     expect(c.connected).toBe(true)
   })
-
 })
 
 describe('config helpers', () => {
@@ -291,7 +451,10 @@ describe('config helpers', () => {
     [() => MqttServer.createBasicConfig(-1), /^createBasicConfig: port: must be an integer from 0 to 65535, got -1$/],
     [() => MqttServer.createBasicConfig(1.5), /^createBasicConfig: port: must be an integer from 0 to 65535, got 1.5$/],
     [() => MqttServer.createBasicConfig('x' as never), /^createBasicConfig: port must be a number, got a string$/],
-    [() => MqttServer.createMultiProtocolConfig({ tcpPort: -1 }), /^options\.tcpPort: must be an integer from 0 to 65535, got -1$/],
+    [
+      () => MqttServer.createMultiProtocolConfig({ tcpPort: -1 }),
+      /^options\.tcpPort: must be an integer from 0 to 65535, got -1$/,
+    ],
     [() => MqttServer.createMultiProtocolConfig({ tcpPort: 1, tlsPrt: 2 } as never), /^options\.tlsPrt: unknown field/],
   ])('config helpers reject bad input (%#)', (call, message) => {
     let err: any

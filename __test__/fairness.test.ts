@@ -70,7 +70,9 @@ describe('clients that publish to each other', () => {
     const PEERS = 4
     const N = 2000
     const WINDOW = 100
-    const peers = await Promise.all(Array.from({ length: PEERS }, (_, i) => connect(url, { protocolVersion: 5, clientId: `peer-${i}` })))
+    const peers = await Promise.all(
+      Array.from({ length: PEERS }, (_, i) => connect(url, { protocolVersion: 5, clientId: `peer-${i}` })),
+    )
     const got = peers.map(() => 0)
     const all = Promise.all(
       peers.map(

@@ -8,7 +8,18 @@ import { join } from 'node:path'
 
 import { afterEach, expect, it } from 'vitest'
 
-import { cleanup, connect, killChildren, listener, MqttServer, ROOT, spawnTracked, subscribe, track, urlFor } from './helpers'
+import {
+  cleanup,
+  connect,
+  killChildren,
+  listener,
+  MqttServer,
+  ROOT,
+  spawnTracked,
+  subscribe,
+  track,
+  urlFor,
+} from './helpers'
 
 afterEach(async () => {
   killChildren()
@@ -214,7 +225,9 @@ it('publishes that are denied do not count against the subscriber', async () => 
   // subscriber, they would hold the next publish for the full 10 s cap.
   for (let i = 0; i < 100; i++) {
     const ack = await new Promise<number | undefined>((resolve, reject) =>
-      pub.publish('acl/denied', 'no', { qos: 1 }, (err, packet) => (err ? reject(err) : resolve((packet as { reasonCode?: number } | undefined)?.reasonCode))),
+      pub.publish('acl/denied', 'no', { qos: 1 }, (err, packet) =>
+        err ? reject(err) : resolve((packet as { reasonCode?: number } | undefined)?.reasonCode),
+      ),
     ).catch((err) => err.code)
     expect(ack).toBe(0x87)
   }

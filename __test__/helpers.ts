@@ -349,10 +349,43 @@ export function certs(): Certs {
   )
   ossl('genpkey', ...ec, '-out', p('ca.key'))
   ossl('req', '-new', '-key', p('ca.key'), '-subj', '/CN=embedded-mqtt-broker test CA', '-out', p('ca.csr'))
-  ossl('x509', '-req', '-in', p('ca.csr'), '-signkey', p('ca.key'), '-days', '2', '-extfile', p('ext.cnf'), '-extensions', 'ca', '-out', p('ca.pem'))
+  ossl(
+    'x509',
+    '-req',
+    '-in',
+    p('ca.csr'),
+    '-signkey',
+    p('ca.key'),
+    '-days',
+    '2',
+    '-extfile',
+    p('ext.cnf'),
+    '-extensions',
+    'ca',
+    '-out',
+    p('ca.pem'),
+  )
   ossl('genpkey', ...ec, '-out', p('server.key'))
   ossl('req', '-new', '-key', p('server.key'), '-subj', '/CN=localhost', '-out', p('server.csr'))
-  ossl('x509', '-req', '-in', p('server.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', p('ext.cnf'), '-extensions', 'leaf', '-out', p('server.pem'))
+  ossl(
+    'x509',
+    '-req',
+    '-in',
+    p('server.csr'),
+    '-CA',
+    p('ca.pem'),
+    '-CAkey',
+    p('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    p('ext.cnf'),
+    '-extensions',
+    'leaf',
+    '-out',
+    p('server.pem'),
+  )
   ossl('genpkey', ...ec, '-out', p('other.key'))
   cached = {
     dir,
@@ -409,7 +442,11 @@ export function spawnTracked(cmd: string, args: string[], opts: { cwd?: string }
     },
     /** Resolves with the exit status, or rejects after `timeoutMs`. */
     exit(timeoutMs: number): Promise<Exit> {
-      return withDeadline(exited, timeoutMs, () => `process did not exit within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`)
+      return withDeadline(
+        exited,
+        timeoutMs,
+        () => `process did not exit within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`,
+      )
     },
     /** Resolves once stdout matches `re` (with the match), rejects on exit or timeout. */
     stdoutMatch(re: RegExp, timeoutMs = 10000): Promise<RegExpMatchArray> {
@@ -436,7 +473,11 @@ export function spawnTracked(cmd: string, args: string[], opts: { cwd?: string }
         stream.on('data', check)
         check()
         exited.then((e) =>
-          rej(new Error(`process exited (${e.code ?? e.signal}) before ${which} matched ${re}; stdout: ${e.stdout}; stderr: ${e.stderr}`)),
+          rej(
+            new Error(
+              `process exited (${e.code ?? e.signal}) before ${which} matched ${re}; stdout: ${e.stdout}; stderr: ${e.stderr}`,
+            ),
+          ),
         )
       }),
       timeoutMs,

@@ -67,7 +67,8 @@ function declarations() {
     hooks.set(
       m.name.getText(src),
       m.type.parameters.map((p) => {
-        const types: readonly ts.TypeNode[] = p.type && ts.isUnionTypeNode(p.type) ? p.type.types : p.type ? [p.type] : []
+        const types: readonly ts.TypeNode[] =
+          p.type && ts.isUnionTypeNode(p.type) ? p.type.types : p.type ? [p.type] : []
         const named = types.filter(ts.isTypeReferenceNode).map((t) => t.typeName.getText(src))
         const nullable = types.some((t) => ts.isLiteralTypeNode(t) && t.literal.kind === ts.SyntaxKind.NullKeyword)
         if (named.length !== 1) throw new Error(`${m.name.getText(src)}: cannot read parameter ${p.getText(src)}`)

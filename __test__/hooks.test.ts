@@ -45,7 +45,8 @@ const LOCAL_ADDR = expect.stringMatching(/^127\.0\.0\.1:\d+$/)
 /** Records hook calls and lets a test await one that matches. */
 function recorder() {
   const calls: Array<{ hook: string; args: unknown[] }> = []
-  const waiters: Array<{ match: (c: { hook: string; args: unknown[] }) => boolean; resolve: (c: unknown[]) => void }> = []
+  const waiters: Array<{ match: (c: { hook: string; args: unknown[] }) => boolean; resolve: (c: unknown[]) => void }> =
+    []
   const record =
     (hook: string) =>
     (...args: unknown[]) => {
@@ -96,7 +97,11 @@ function subackCodes(client: MqttClient, subs: Record<string, { qos: 0 | 1 | 2 }
   })
 }
 
-async function serverWithHooks(hooks: Addon.HookCallbacks, options?: Addon.HookOptions, extra: Partial<Addon.ListenerConfig> = {}) {
+async function serverWithHooks(
+  hooks: Addon.HookCallbacks,
+  options?: Addon.HookOptions,
+  extra: Partial<Addon.ListenerConfig> = {},
+) {
   const server = track(new MqttServer())
   server.setHooks(hooks, options)
   const [info] = await server.start({ listeners: [listener('tcp', extra)] })
@@ -126,7 +131,9 @@ describe('setHooks input', () => {
   it('rejects a bad timeout', () => {
     const server = track(new MqttServer())
     expect(() => server.setHooks({}, { timeoutMs: -5 })).toThrow(/options\.timeoutMs: must be a number of milliseconds/)
-    expect(() => server.setHooks({}, { maxQueuedNotifications: 0 })).toThrow(/options\.maxQueuedNotifications: must be an integer/)
+    expect(() => server.setHooks({}, { maxQueuedNotifications: 0 })).toThrow(
+      /options\.maxQueuedNotifications: must be an integer/,
+    )
   })
 })
 
@@ -245,7 +252,9 @@ describe.each(VERSIONS)('authorization on MQTT %s', (protocolVersion) => {
   it('denies one filter of a SUBSCRIBE and caps the QoS of the others', async () => {
     const { server, url } = await serverWithHooks({
       onClientSubscribeAuthorize: (session, sub) =>
-        sub.topicFilter.startsWith(`${session.username}/`) ? { allow: true, qos: 1 } : { allow: false, reason: 'not yours' },
+        sub.topicFilter.startsWith(`${session.username}/`)
+          ? { allow: true, qos: 1 }
+          : { allow: false, reason: 'not yours' },
     })
     const client = await connect(url, { protocolVersion, username: 'alice', password: 'x' })
     const granted = await subackCodes(client, { 'alice/a': { qos: 2 }, 'bob/b': { qos: 0 }, 'alice/c': { qos: 0 } })
@@ -409,7 +418,13 @@ describe.each(VERSIONS)('notifications on MQTT %s', (protocolVersion) => {
     await box.next()
     const [session, from, message] = await rec.next('onMessagePublish', ([, , m]) => m.topic === 'n/1')
     expect(session).toEqual({ clientId: 'n-pub', username: null, node: expect.any(Number), remoteAddr: LOCAL_ADDR })
-    expect(from).toEqual({ type: 'client', clientId: 'n-pub', username: null, node: session.node, remoteAddr: session.remoteAddr })
+    expect(from).toEqual({
+      type: 'client',
+      clientId: 'n-pub',
+      username: null,
+      node: session.node,
+      remoteAddr: session.remoteAddr,
+    })
     expect(message).toEqual({
       topic: 'n/1',
       qos: 1,
@@ -558,7 +573,8 @@ describe('hook safety', () => {
     let server!: MqttServer
     const started = await serverWithHooks({
       onMessagePublish: (_s, _from, m) => {
-        if (m.topic === 'in/x') void server.publish('out/x', Buffer.concat([Buffer.from('echo:'), m.payload]), { qos: 1 })
+        if (m.topic === 'in/x')
+          void server.publish('out/x', Buffer.concat([Buffer.from('echo:'), m.payload]), { qos: 1 })
       },
     })
     server = started.server
@@ -614,7 +630,10 @@ describe('hook safety', () => {
   it('calls nothing after stop() and nothing after close()', async () => {
     const rec = recorder()
     const hooks = Object.fromEntries(
-      ['onClientDisconnected', 'onSessionTerminated', 'onMessageDropped', 'onClientConnected'].map((n) => [n, rec.record(n)]),
+      ['onClientDisconnected', 'onSessionTerminated', 'onMessageDropped', 'onClientConnected'].map((n) => [
+        n,
+        rec.record(n),
+      ]),
     )
     const { server, url } = await serverWithHooks(hooks)
     const c = await connect(url, { clientId: 'goner' })

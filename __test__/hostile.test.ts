@@ -81,17 +81,23 @@ describe('silent connections: the handshake timeout starts at accept', () => {
     await c.waitClosed(CLOSE_WITHIN)
   })
 
-  it.each(['tls', 'wss'] as Protocol[])('%s: a client that completes TLS, then sends nothing, is closed', async (protocol) => {
-    const { listeners } = await startServer([listener(protocol, { handshakeTimeout: 1000 })])
-    const c = await rawConnect(listeners[0])
-    await c.waitClosed(CLOSE_WITHIN)
-  })
+  it.each(['tls', 'wss'] as Protocol[])(
+    '%s: a client that completes TLS, then sends nothing, is closed',
+    async (protocol) => {
+      const { listeners } = await startServer([listener(protocol, { handshakeTimeout: 1000 })])
+      const c = await rawConnect(listeners[0])
+      await c.waitClosed(CLOSE_WITHIN)
+    },
+  )
 
-  it.each(['ws', 'wss'] as Protocol[])('%s: a client that completes the WebSocket upgrade, then sends nothing, is closed', async (protocol) => {
-    const { listeners } = await startServer([listener(protocol, { handshakeTimeout: 1000 })])
-    const c = await rawWebSocket(listeners[0])
-    await c.waitClosed(CLOSE_WITHIN)
-  })
+  it.each(['ws', 'wss'] as Protocol[])(
+    '%s: a client that completes the WebSocket upgrade, then sends nothing, is closed',
+    async (protocol) => {
+      const { listeners } = await startServer([listener(protocol, { handshakeTimeout: 1000 })])
+      const c = await rawWebSocket(listeners[0])
+      await c.waitClosed(CLOSE_WITHIN)
+    },
+  )
 
   it('200 silent TCP connections are all closed', async () => {
     const { listeners } = await startServer([listener('tcp', { handshakeTimeout: 1000 })])
@@ -115,13 +121,16 @@ describe('silent connections: the handshake timeout starts at accept', () => {
 
   // A handshake timeout is no refusal by the server: no CONNACK 0x03
   // "Server unavailable", the connection is just closed.
-  it.each([4, 5] as Version[])('MQTT version %i: a CONNECT cut short gets no CONNACK, only a close', async (version) => {
-    const { listeners } = await startServer([listener('tcp', { handshakeTimeout: 1000 })])
-    const c = await rawTcp(listeners[0])
-    const bytes = connectPacket({ version, clientId: 'cut-short' })
-    await c.write(bytes.subarray(0, bytes.length - 4))
-    await closedSilently(c)
-  })
+  it.each([4, 5] as Version[])(
+    'MQTT version %i: a CONNECT cut short gets no CONNACK, only a close',
+    async (version) => {
+      const { listeners } = await startServer([listener('tcp', { handshakeTimeout: 1000 })])
+      const c = await rawTcp(listeners[0])
+      const bytes = connectPacket({ version, clientId: 'cut-short' })
+      await c.write(bytes.subarray(0, bytes.length - 4))
+      await closedSilently(c)
+    },
+  )
 
   it('a live client still connects, and the default applies without the option', async () => {
     const { listeners } = await startServer([listener('tcp', { handshakeTimeout: 1000 }), listener('tcp')])
@@ -206,7 +215,9 @@ describe('WebSocket frames and messages are bounded by the packet limit before t
       }),
     )
     const growth = process.memoryUsage().rss - rss0
-    console.log(`ws fragments: ${N} connections sent ${sent.map((b) => (b / 1048576).toFixed(2)).join(', ')} MiB before the close; RSS +${(growth / 1048576).toFixed(1)} MiB`)
+    console.log(
+      `ws fragments: ${N} connections sent ${sent.map((b) => (b / 1048576).toFixed(2)).join(', ')} MiB before the close; RSS +${(growth / 1048576).toFixed(1)} MiB`,
+    )
     // Each is closed past ~1 MiB (the packet limit) plus what the socket buffers held.
     for (const b of sent) expect(b).toBeLessThan(maxPerConnection)
     expect(growth).toBeLessThan(48 << 20)
@@ -235,7 +246,14 @@ describe('malformed CONNECT packets', () => {
     ['will QoS without the will flag', 'MQTT-3.1.2-13', 'MQTT-3.1.2-11', 0x02 | 0x08, [], 'c'],
     ['will retain without the will flag', 'MQTT-3.1.2-15', 'MQTT-3.1.2-13', 0x02 | 0x20, [], 'c'],
     ['invalid UTF-8 in the client id', 'MQTT-1.5.3-1', 'MQTT-1.5.4-1', 0x02, [], Buffer.from([0x63, 0xc3, 0x28])],
-    ['invalid UTF-8 in the username', 'MQTT-1.5.3-1', 'MQTT-1.5.4-1', 0x02 | 0x80, [str(Buffer.from([0xff, 0xfe]))], 'c'],
+    [
+      'invalid UTF-8 in the username',
+      'MQTT-1.5.3-1',
+      'MQTT-1.5.4-1',
+      0x02 | 0x80,
+      [str(Buffer.from([0xff, 0xfe]))],
+      'c',
+    ],
     ['U+0000 in the client id', 'MQTT-1.5.3-2', 'MQTT-1.5.4-2', 0x02, [], 'a\u0000b'],
   ]
 
@@ -248,14 +266,17 @@ describe('malformed CONNECT packets', () => {
 
   // Both are "Malformed Packet" in MQTT 5 except the will flags' MUSTs,
   // which a parsed packet breaks: "Protocol Error".
-  it.each(cases)('MQTT 5, %s [%s / %s]: CONNACK 0x81 or 0x82, then closed', async (name, _id, _id5, flags, rest, clientId) => {
-    const { listeners } = await startServer()
-    const c = await rawTcp(listeners[0])
-    const willProps = flags & 0x04 ? [props()] : []
-    await c.write(connectPacket({ version: 5, flags, clientId, rest: [...willProps, ...rest] }))
-    const expected = name.includes('without the will flag') ? 0x82 : 0x81
-    expect(await connackThenClose(c)).toBe(expected)
-  })
+  it.each(cases)(
+    'MQTT 5, %s [%s / %s]: CONNACK 0x81 or 0x82, then closed',
+    async (name, _id, _id5, flags, rest, clientId) => {
+      const { listeners } = await startServer()
+      const c = await rawTcp(listeners[0])
+      const willProps = flags & 0x04 ? [props()] : []
+      await c.write(connectPacket({ version: 5, flags, clientId, rest: [...willProps, ...rest] }))
+      const expected = name.includes('without the will flag') ? 0x82 : 0x81
+      expect(await connackThenClose(c)).toBe(expected)
+    },
+  )
 
   it('MQTT 3.1.1, a password without the username flag [MQTT-3.1.2-22]: closed without a CONNACK', async () => {
     const { listeners } = await startServer()
@@ -285,34 +306,62 @@ describe('invalid topic names and filters are refused, never routed', () => {
     ['U+0000 in the topic name (v5: 0x81 Malformed Packet)', 'a\u0000b', 0x81],
   ]
 
-  it.each(publishCases)('MQTT 3.1.1, PUBLISH with %s [MQTT-3.3.2-2, MQTT-1.5.3-2]: closed, nothing delivered', async (_, topic) => {
-    const { listeners } = await startServer()
-    const url = urlFor(listeners[0])
-    const { box, other } = await watcher(url)
-    const c = await rawSession(listeners[0], 4)
-    await c.write(publishPacket(4, topic, 'spoof', { packetId: 1 }))
-    await closedSilently(c, 4) // its CONNACK only
-    expect(await drain(box, other, 'sentinel')).toEqual([])
-  })
+  it.each(publishCases)(
+    'MQTT 3.1.1, PUBLISH with %s [MQTT-3.3.2-2, MQTT-1.5.3-2]: closed, nothing delivered',
+    async (_, topic) => {
+      const { listeners } = await startServer()
+      const url = urlFor(listeners[0])
+      const { box, other } = await watcher(url)
+      const c = await rawSession(listeners[0], 4)
+      await c.write(publishPacket(4, topic, 'spoof', { packetId: 1 }))
+      await closedSilently(c, 4) // its CONNACK only
+      expect(await drain(box, other, 'sentinel')).toEqual([])
+    },
+  )
 
-  it.each(publishCases)('MQTT 5, PUBLISH with %s [MQTT-3.3.2-2, MQTT-1.5.4-2]: DISCONNECT, nothing delivered', async (_, topic, code) => {
-    const { listeners } = await startServer()
-    const url = urlFor(listeners[0])
-    const { box, other } = await watcher(url)
-    const c = await rawSession(listeners[0], 5)
-    await c.write(publishPacket(5, topic, 'spoof', { packetId: 1 }))
-    expect(await disconnectThenClose(c)).toBe(code)
-    expect(await drain(box, other, 'sentinel')).toEqual([])
-  })
+  it.each(publishCases)(
+    'MQTT 5, PUBLISH with %s [MQTT-3.3.2-2, MQTT-1.5.4-2]: DISCONNECT, nothing delivered',
+    async (_, topic, code) => {
+      const { listeners } = await startServer()
+      const url = urlFor(listeners[0])
+      const { box, other } = await watcher(url)
+      const c = await rawSession(listeners[0], 5)
+      await c.write(publishPacket(5, topic, 'spoof', { packetId: 1 }))
+      expect(await disconnectThenClose(c)).toBe(code)
+      expect(await drain(box, other, 'sentinel')).toEqual([])
+    },
+  )
 
   const v5Cases: Array<[string, string, Buffer, number, number?]> = [
     ['an empty topic name without a Topic Alias [MQTT-3.3.2-1]: 0x82 Protocol Error', '', props(), 0x82],
-    ['a Topic Alias the broker never offered [MQTT-3.3.2-9]: 0x94 Topic Alias invalid', 'a', props(prop.topicAlias(1)), 0x94],
+    [
+      'a Topic Alias the broker never offered [MQTT-3.3.2-9]: 0x94 Topic Alias invalid',
+      'a',
+      props(prop.topicAlias(1)),
+      0x94,
+    ],
     ['a Topic Alias of 0 [MQTT-3.3.2-8]: 0x94 Topic Alias invalid', 'a', props(prop.topicAlias(0)), 0x94, 4],
-    ['a Topic Alias over the maximum [MQTT-3.3.2-9]: 0x94 Topic Alias invalid', 'a', props(prop.topicAlias(5)), 0x94, 4],
-    ['an empty topic name with an alias not yet set (3.3.2.3.4): 0x82 Protocol Error', '', props(prop.topicAlias(2)), 0x82, 4],
+    [
+      'a Topic Alias over the maximum [MQTT-3.3.2-9]: 0x94 Topic Alias invalid',
+      'a',
+      props(prop.topicAlias(5)),
+      0x94,
+      4,
+    ],
+    [
+      'an empty topic name with an alias not yet set (3.3.2.3.4): 0x82 Protocol Error',
+      '',
+      props(prop.topicAlias(2)),
+      0x82,
+      4,
+    ],
     ['a Subscription Identifier [MQTT-3.3.4-6]: 0x82 Protocol Error', 'a', props(prop.subscriptionId(7)), 0x82],
-    ['a Response Topic with wildcards [MQTT-3.3.2-14]: 0x82 Protocol Error', 'a', props(prop.responseTopic('reply/+')), 0x82],
+    [
+      'a Response Topic with wildcards [MQTT-3.3.2-14]: 0x82 Protocol Error',
+      'a',
+      props(prop.responseTopic('reply/+')),
+      0x82,
+    ],
   ]
 
   it.each(v5Cases)('MQTT 5, PUBLISH with %s, nothing delivered', async (_, topic, properties, code, aliases) => {
@@ -341,7 +390,9 @@ describe('invalid topic names and filters are refused, never routed', () => {
   it.each(willCases)('MQTT 5, %s: CONNACK 0x90 Topic Name invalid, then closed', async (_, topic) => {
     const { listeners } = await startServer()
     const c = await rawTcp(listeners[0])
-    await c.write(connectPacket({ version: 5, flags: 0x02 | 0x04, clientId: 'w', rest: [props(), str(topic), str('bye')] }))
+    await c.write(
+      connectPacket({ version: 5, flags: 0x02 | 0x04, clientId: 'w', rest: [props(), str(topic), str('bye')] }),
+    )
     expect(await connackThenClose(c)).toBe(0x90)
   })
 
@@ -349,7 +400,9 @@ describe('invalid topic names and filters are refused, never routed', () => {
     const { listeners } = await startServer()
     const c = await rawTcp(listeners[0])
     const willProps = props(prop.responseTopic('reply/#'))
-    await c.write(connectPacket({ version: 5, flags: 0x02 | 0x04, clientId: 'w', rest: [willProps, str('will'), str('bye')] }))
+    await c.write(
+      connectPacket({ version: 5, flags: 0x02 | 0x04, clientId: 'w', rest: [willProps, str('will'), str('bye')] }),
+    )
     expect(await connackThenClose(c)).toBe(0x82)
   })
 
@@ -363,18 +416,21 @@ describe('invalid topic names and filters are refused, never routed', () => {
   it.each([
     ['3.1.1', 4, 0x80],
     ['5 (0x8F Topic Filter invalid)', 5, 0x8f],
-  ] as Array<[string, Version, number]>)('MQTT %s: SUBSCRIBE with invalid shared filters [MQTT-4.8.2-1, MQTT-4.8.2-2]: each refused, the valid one granted', async (_, version, failure) => {
-    const { listeners } = await startServer()
-    const c = await rawSession(listeners[0], version)
-    await c.write(subscribePacket(version, 9, ['ok/t', ...filterCases.map(([, f]) => f)]))
-    const ack = await c.next(SUBACK)
-    const codes = [...ack.body.subarray(version === 5 ? 3 : 2)]
-    expect(codes).toEqual([0x00, ...filterCases.map(() => failure)])
-    // The session goes on: it receives what is published to its valid filter.
-    await c.write(publishPacket(version, 'ok/t', 'after'))
-    const m = await c.next(3)
-    expect(m.body.includes(Buffer.from('after'))).toBe(true)
-  })
+  ] as Array<[string, Version, number]>)(
+    'MQTT %s: SUBSCRIBE with invalid shared filters [MQTT-4.8.2-1, MQTT-4.8.2-2]: each refused, the valid one granted',
+    async (_, version, failure) => {
+      const { listeners } = await startServer()
+      const c = await rawSession(listeners[0], version)
+      await c.write(subscribePacket(version, 9, ['ok/t', ...filterCases.map(([, f]) => f)]))
+      const ack = await c.next(SUBACK)
+      const codes = [...ack.body.subarray(version === 5 ? 3 : 2)]
+      expect(codes).toEqual([0x00, ...filterCases.map(() => failure)])
+      // The session goes on: it receives what is published to its valid filter.
+      await c.write(publishPacket(version, 'ok/t', 'after'))
+      const m = await c.next(3)
+      expect(m.body.includes(Buffer.from('after'))).toBe(true)
+    },
+  )
 
   it('MQTT 3.1.1, SUBSCRIBE with U+0000 in a filter [MQTT-1.5.3-2]: closed', async () => {
     const { listeners } = await startServer()

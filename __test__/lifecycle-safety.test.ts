@@ -265,7 +265,7 @@ describe('server.publish() obeys the packet size limit clients obey', () => {
 // `$` topics
 // ---------------------------------------------------------------------------
 
-describe('clients may not publish to topics starting with $ (MQTT 5 4.7.2: they are the server\'s)', () => {
+describe("clients may not publish to topics starting with $ (MQTT 5 4.7.2: they are the server's)", () => {
   it.each([4, 5] as const)(
     'MQTT %i: PUBLISH to $SYS/... at QoS 0, 1 and 2, retained, is neither routed nor retained; 5.0 gets 0x87 not authorized',
     async (protocolVersion) => {
@@ -277,7 +277,8 @@ describe('clients may not publish to topics starting with $ (MQTT 5 4.7.2: they 
       const spoofer = await connect(url, { protocolVersion })
       const acks: unknown[] = []
       spoofer.on('packetreceive', (p) => {
-        if (p.cmd === 'puback' || p.cmd === 'pubrec') acks.push({ cmd: p.cmd, reasonCode: p.reasonCode, reason: p.properties?.reasonString })
+        if (p.cmd === 'puback' || p.cmd === 'pubrec')
+          acks.push({ cmd: p.cmd, reasonCode: p.reasonCode, reason: p.properties?.reasonString })
       })
       for (const qos of [0, 1, 2] as const) {
         const sent = spoofer.publishAsync(`$SYS/broker/spoof-${qos}`, 'fake', { qos, retain: true })
@@ -303,15 +304,19 @@ describe('clients may not publish to topics starting with $ (MQTT 5 4.7.2: they 
     },
   )
 
-  it('a will on a $ topic is not published (a will is a client\'s publish)', async () => {
+  it("a will on a $ topic is not published (a will is a client's publish)", async () => {
     const { server, listeners } = await startServer()
     const url = urlFor(listeners[0])
     const watcher = await connect(url)
     await subscribe(watcher, '$SYS/#', 1)
     await subscribe(watcher, 'wills/#', 1)
     const box = inbox(watcher)
-    const spoofer = await connect(url, { will: { topic: '$SYS/broker/will', payload: Buffer.from('fake'), qos: 1, retain: true } })
-    const control = await connect(url, { will: { topic: 'wills/control', payload: Buffer.from('real'), qos: 1, retain: false } })
+    const spoofer = await connect(url, {
+      will: { topic: '$SYS/broker/will', payload: Buffer.from('fake'), qos: 1, retain: true },
+    })
+    const control = await connect(url, {
+      will: { topic: 'wills/control', payload: Buffer.from('real'), qos: 1, retain: false },
+    })
     // Sockets dropped without DISCONNECT: wills are due.
     spoofer.stream.destroy()
     await endClient(spoofer)
@@ -340,7 +345,10 @@ describe('clients may not publish to topics starting with $ (MQTT 5 4.7.2: they 
 // ---------------------------------------------------------------------------
 
 describe('maxSessionExpiryInterval caps how long a session outlives its connection', () => {
-  async function connackOf(url: string, opts: IClientOptions): Promise<{ client: MqttClient; connack: IConnackPacket }> {
+  async function connackOf(
+    url: string,
+    opts: IClientOptions,
+  ): Promise<{ client: MqttClient; connack: IConnackPacket }> {
     let connack!: IConnackPacket
     const client = await connect(url, opts, (c) => c.once('connect', (p) => (connack = p)))
     return { client, connack }
@@ -359,33 +367,45 @@ describe('maxSessionExpiryInterval caps how long a session outlives its connecti
   it('MQTT 5: above a configured cap the client gets the cap; below it keeps its own value', async () => {
     const { listeners } = await startServer({ listeners: [listener('tcp')], maxSessionExpiryInterval: 60 })
     const url = urlFor(listeners[0])
-    const above = await connackOf(url, { ...MQTT_VERSIONS['5.0'], clean: false, properties: { sessionExpiryInterval: 3600 } })
+    const above = await connackOf(url, {
+      ...MQTT_VERSIONS['5.0'],
+      clean: false,
+      properties: { sessionExpiryInterval: 3600 },
+    })
     expect(above.connack.properties?.sessionExpiryInterval).toBe(60)
-    const below = await connackOf(url, { ...MQTT_VERSIONS['5.0'], clean: false, properties: { sessionExpiryInterval: 30 } })
+    const below = await connackOf(url, {
+      ...MQTT_VERSIONS['5.0'],
+      clean: false,
+      properties: { sessionExpiryInterval: 30 },
+    })
     expect(below.connack.properties?.sessionExpiryInterval ?? 30).toBe(30)
   })
 
   it.each([
     ['MQTT 5 asking 0xFFFFFFFF', { ...MQTT_VERSIONS['5.0'], properties: { sessionExpiryInterval: 0xffffffff } }],
     ['MQTT 3.1.1 clean: false', MQTT_VERSIONS['3.1.1']],
-  ] as const)('%s: the session ends once the cap (1 s) has passed after the client left', async (_, version) => {
-    const { server, listeners } = await startServer({ listeners: [listener('tcp')], maxSessionExpiryInterval: 1 })
-    const clientId = `capped-${version.protocolVersion}`
-    const terminated = new Promise<string>((res) =>
-      server.setHooks({ onSessionTerminated: (s, r) => (s.clientId === clientId ? res(r.reason) : undefined) }),
-    )
-    const client = await connect(urlFor(listeners[0]), { ...version, clientId, clean: false })
-    await subscribe(client, 'capped/#', 1)
-    const left = performance.now()
-    await endClient(client)
-    // Bounded well below rmqtt's uncapped 2 h (3.1.1) or forever (5.0).
-    const reason = await Promise.race([
-      terminated,
-      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('session not terminated within 15 s')), 15_000)),
-    ])
-    expect(reason).toMatch(/expir/i)
-    expect(performance.now() - left).toBeGreaterThanOrEqual(900)
-  }, 30_000)
+  ] as const)(
+    '%s: the session ends once the cap (1 s) has passed after the client left',
+    async (_, version) => {
+      const { server, listeners } = await startServer({ listeners: [listener('tcp')], maxSessionExpiryInterval: 1 })
+      const clientId = `capped-${version.protocolVersion}`
+      const terminated = new Promise<string>((res) =>
+        server.setHooks({ onSessionTerminated: (s, r) => (s.clientId === clientId ? res(r.reason) : undefined) }),
+      )
+      const client = await connect(urlFor(listeners[0]), { ...version, clientId, clean: false })
+      await subscribe(client, 'capped/#', 1)
+      const left = performance.now()
+      await endClient(client)
+      // Bounded well below rmqtt's uncapped 2 h (3.1.1) or forever (5.0).
+      const reason = await Promise.race([
+        terminated,
+        new Promise<never>((_, rej) => setTimeout(() => rej(new Error('session not terminated within 15 s')), 15_000)),
+      ])
+      expect(reason).toMatch(/expir/i)
+      expect(performance.now() - left).toBeGreaterThanOrEqual(900)
+    },
+    30_000,
+  )
 
   it.each([
     [0, /^maxSessionExpiryInterval: must be an integer from 1 to 4294967295, got 0$/],

@@ -125,7 +125,9 @@ describe('start', () => {
       const busy = (blocker.address() as { port: number }).port
       const server = track(new MqttServer())
       const err = await server
-        .start({ listeners: [listener('tcp', { name: 'ok', port: freePort }), listener('tcp', { name: 'taken', port: busy })] })
+        .start({
+          listeners: [listener('tcp', { name: 'ok', port: freePort }), listener('tcp', { name: 'taken', port: busy })],
+        })
         .catch((e) => e)
       expect(err.code).toBe('GenericFailure')
       expect(err.message).toMatch(/^listener "taken" \(tcp on 127\.0\.0\.1:\d+\): cannot bind: Address already in use/)

@@ -29,7 +29,7 @@ afterEach(async () => {
 })
 
 describe('shared subscriptions', () => {
-  it('spread a group\'s messages over its members, each message to exactly one', async () => {
+  it("spread a group's messages over its members, each message to exactly one", async () => {
     const { server, listeners } = await startServer()
     const url = urlFor(listeners[0])
     const members = await Promise.all([1, 2].map((i) => connect(url, { protocolVersion: 5, clientId: `member-${i}` })))
@@ -68,7 +68,7 @@ describe('subscription identifiers', () => {
   // and none of another's. The broker hands the publish itself to the last
   // subscriber it routes to and a copy to each of the others, so a mix-up
   // between those copies shows here, whichever subscriber comes last.
-  it.each(['tcp', 'ws'] as Protocol[])('are each subscriber\'s own (%s)', async (protocol) => {
+  it.each(['tcp', 'ws'] as Protocol[])("are each subscriber's own (%s)", async (protocol) => {
     const { server, listeners } = await startServer({ listeners: [listener(protocol)] })
     const url = urlFor(listeners[0])
     const subs = [
@@ -80,7 +80,8 @@ describe('subscription identifiers', () => {
     const boxes = []
     for (const [i, s] of subs.entries()) {
       const c = await connect(url, { ...MQTT_VERSIONS['5.0'], clientId: `sid-${i}` })
-      const opts = s.id === undefined ? { qos: 1 as const } : { qos: 1 as const, properties: { subscriptionIdentifier: s.id } }
+      const opts =
+        s.id === undefined ? { qos: 1 as const } : { qos: 1 as const, properties: { subscriptionIdentifier: s.id } }
       await c.subscribeAsync(s.filter, opts)
       boxes.push(inbox(c))
     }
@@ -104,42 +105,49 @@ describe('subscription identifiers', () => {
 })
 
 describe('topic aliases', () => {
-  it.each(['tcp', 'tls'] as Protocol[])('work both ways: a publisher\'s are resolved, a subscriber gets its own (%s)', async (protocol) => {
-    const { listeners } = await startServer({ listeners: [listener(protocol, { maxTopicAliases: 4 })] })
-    const url = urlFor(listeners[0])
-    // The subscriber allows aliases, so the broker sends the topic once and
-    // then only its alias; mqtt.js gives the topic back on each message.
-    const sub = await connect(url, { ...MQTT_VERSIONS['5.0'], clientId: 'alias-sub', properties: { topicAliasMaximum: 10 } })
-    await subscribe(sub, 'alias/#', 1)
-    const box = inbox(sub)
-    const sent: number[] = []
-    sub.on('packetreceive', (p) => {
-      if (p.cmd === 'publish') sent.push(p.properties?.topicAlias ?? 0)
-    })
-    const v3 = await connect(url, { ...MQTT_VERSIONS['3.1.1'], clientId: 'alias-v3' })
-    await subscribe(v3, 'alias/#', 1)
-    const v3box = inbox(v3)
+  it.each(['tcp', 'tls'] as Protocol[])(
+    "work both ways: a publisher's are resolved, a subscriber gets its own (%s)",
+    async (protocol) => {
+      const { listeners } = await startServer({ listeners: [listener(protocol, { maxTopicAliases: 4 })] })
+      const url = urlFor(listeners[0])
+      // The subscriber allows aliases, so the broker sends the topic once and
+      // then only its alias; mqtt.js gives the topic back on each message.
+      const sub = await connect(url, {
+        ...MQTT_VERSIONS['5.0'],
+        clientId: 'alias-sub',
+        properties: { topicAliasMaximum: 10 },
+      })
+      await subscribe(sub, 'alias/#', 1)
+      const box = inbox(sub)
+      const sent: number[] = []
+      sub.on('packetreceive', (p) => {
+        if (p.cmd === 'publish') sent.push(p.properties?.topicAlias ?? 0)
+      })
+      const v3 = await connect(url, { ...MQTT_VERSIONS['3.1.1'], clientId: 'alias-v3' })
+      await subscribe(v3, 'alias/#', 1)
+      const v3box = inbox(v3)
 
-    const pub = await connect(url, { ...MQTT_VERSIONS['5.0'], clientId: 'alias-pub' })
-    await pub.publishAsync('alias/a', 'set', { qos: 1, properties: { topicAlias: 1 } })
-    await pub.publishAsync('', 'by alias', { qos: 1, properties: { topicAlias: 1 } })
-    await pub.publishAsync('alias/b', 'plain', { qos: 1 })
-    await pub.publishAsync('', 'by alias again', { qos: 1, properties: { topicAlias: 1 } })
-    const expected = [
-      ['alias/a', 'set'],
-      ['alias/a', 'by alias'],
-      ['alias/b', 'plain'],
-      ['alias/a', 'by alias again'],
-    ]
-    for (const b of [box, v3box]) {
-      for (const [topic, payload] of expected) {
-        const m = await b.next()
-        expect([m.topic, m.payload.toString()]).toEqual([topic, payload])
+      const pub = await connect(url, { ...MQTT_VERSIONS['5.0'], clientId: 'alias-pub' })
+      await pub.publishAsync('alias/a', 'set', { qos: 1, properties: { topicAlias: 1 } })
+      await pub.publishAsync('', 'by alias', { qos: 1, properties: { topicAlias: 1 } })
+      await pub.publishAsync('alias/b', 'plain', { qos: 1 })
+      await pub.publishAsync('', 'by alias again', { qos: 1, properties: { topicAlias: 1 } })
+      const expected = [
+        ['alias/a', 'set'],
+        ['alias/a', 'by alias'],
+        ['alias/b', 'plain'],
+        ['alias/a', 'by alias again'],
+      ]
+      for (const b of [box, v3box]) {
+        for (const [topic, payload] of expected) {
+          const m = await b.next()
+          expect([m.topic, m.payload.toString()]).toEqual([topic, payload])
+        }
       }
-    }
-    // The broker did alias its deliveries to the v5 subscriber.
-    expect(sent.every((a) => a > 0)).toBe(true)
-  })
+      // The broker did alias its deliveries to the v5 subscriber.
+      expect(sent.every((a) => a > 0)).toBe(true)
+    },
+  )
 
   // mqtt.js will not send these, so the publisher is a raw socket.
   it.each([
@@ -185,39 +193,46 @@ describe("a subscriber's Maximum Packet Size", () => {
     ['tls', 0],
     ['ws', 1],
     ['wss', 0],
-  ] as Array<[Protocol, 0 | 1]>)('over %s at QoS %i: a message over it is dropped and reported, the session goes on', async (protocol, qos) => {
-    const dropped: Array<{ to?: string; topic: string; reason: string }> = []
-    let reported: () => void
-    const firstDrop = new Promise<void>((resolve) => (reported = resolve))
-    const { server, listeners } = await startServer([listener(protocol)])
-    server.setHooks({
-      onMessageDropped: (to, _from, m, { reason }) => {
-        dropped.push({ to: to?.clientId, topic: m.topic, reason })
-        reported()
-      },
-    })
-    const url = urlFor(listeners[0])
-    const sub = await connect(url, { ...MQTT_VERSIONS['5.0'], clientId: 'small', properties: { maximumPacketSize: 2048 } })
-    let closes = 0
-    sub.on('close', () => closes++)
-    const box = inbox(sub)
-    await subscribe(sub, 'size/#', 1)
-    const pub = await connect(url, MQTT_VERSIONS['3.1.1'])
+  ] as Array<[Protocol, 0 | 1]>)(
+    'over %s at QoS %i: a message over it is dropped and reported, the session goes on',
+    async (protocol, qos) => {
+      const dropped: Array<{ to?: string; topic: string; reason: string }> = []
+      let reported: () => void
+      const firstDrop = new Promise<void>((resolve) => (reported = resolve))
+      const { server, listeners } = await startServer([listener(protocol)])
+      server.setHooks({
+        onMessageDropped: (to, _from, m, { reason }) => {
+          dropped.push({ to: to?.clientId, topic: m.topic, reason })
+          reported()
+        },
+      })
+      const url = urlFor(listeners[0])
+      const sub = await connect(url, {
+        ...MQTT_VERSIONS['5.0'],
+        clientId: 'small',
+        properties: { maximumPacketSize: 2048 },
+      })
+      let closes = 0
+      sub.on('close', () => closes++)
+      const box = inbox(sub)
+      await subscribe(sub, 'size/#', 1)
+      const pub = await connect(url, MQTT_VERSIONS['3.1.1'])
 
-    const fits = patternBytes(1900, 1)
-    await pub.publishAsync('size/fits', fits, { qos })
-    await pub.publishAsync('size/over', patternBytes(4096, 2), { qos })
-    await pub.publishAsync('size/after', patternBytes(64, 3), { qos })
-    const first = await box.next()
-    expect(first.topic).toBe('size/fits')
-    expect(Buffer.compare(first.payload, fits)).toBe(0)
-    expect((await box.next()).topic).toBe('size/after')
-    await firstDrop
-    expect(dropped).toEqual([{ to: 'small', topic: 'size/over', reason: 'PacketTooLarge' }])
-    expect(closes).toBe(0)
-    expect(sub.connected).toBe(true)
-    expect(box.all.map((m) => m.topic)).toEqual(['size/fits', 'size/after'])
-  })
+      const fits = patternBytes(1900, 1)
+      await pub.publishAsync('size/fits', fits, { qos })
+      await pub.publishAsync('size/over', patternBytes(4096, 2), { qos })
+      await pub.publishAsync('size/after', patternBytes(64, 3), { qos })
+      const first = await box.next()
+      expect(first.topic).toBe('size/fits')
+      expect(Buffer.compare(first.payload, fits)).toBe(0)
+      expect((await box.next()).topic).toBe('size/after')
+      await firstDrop
+      expect(dropped).toEqual([{ to: 'small', topic: 'size/over', reason: 'PacketTooLarge' }])
+      expect(closes).toBe(0)
+      expect(sub.connected).toBe(true)
+      expect(box.all.map((m) => m.topic)).toEqual(['size/fits', 'size/after'])
+    },
+  )
 })
 
 describe('message expiry', () => {
@@ -227,7 +242,12 @@ describe('message expiry', () => {
     const dropped = new Promise<[string, string]>((res) =>
       server.setHooks({ onMessageDropped: (_to, _from, m, { reason }) => res([m.topic, reason]) }),
     )
-    const opts = { protocolVersion: 5 as const, clientId: 'expiry-sub', clean: false, properties: { sessionExpiryInterval: 60 } }
+    const opts = {
+      protocolVersion: 5 as const,
+      clientId: 'expiry-sub',
+      clean: false,
+      properties: { sessionExpiryInterval: 60 },
+    }
     const first = await connect(url, opts)
     await subscribe(first, 'expiry/#', 1)
     await endClient(first)

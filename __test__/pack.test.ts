@@ -93,7 +93,9 @@ function readNpmDirs(dir: string): Record<string, unknown> {
 }
 
 // What `npm publish` would upload for the main package.
-const dryRun: { files: { path: string }[] } = JSON.parse(npm(['pack', '--dry-run', '--json', '--ignore-scripts'], ROOT))[0]
+const dryRun: { files: { path: string }[] } = JSON.parse(
+  npm(['pack', '--dry-run', '--json', '--ignore-scripts'], ROOT),
+)[0]
 const packedFiles = dryRun.files.map((f) => f.path).sort()
 
 describe('packaging', () => {
@@ -162,8 +164,7 @@ describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no
   for (const key of Object.keys(userEnv)) if (key.toUpperCase() === 'PATH') delete userEnv[key]
   userEnv.PATH = path.join(delimiter)
   /** Rust tools the user environment can still run (should be none). */
-  const rustTools = () =>
-    ['cargo', 'rustc'].filter((tool) => !spawnSync(tool, ['--version'], { env: userEnv }).error)
+  const rustTools = () => ['cargo', 'rustc'].filter((tool) => !spawnSync(tool, ['--version'], { env: userEnv }).error)
 
   beforeAll(() => {
     // Real path: macOS's tmpdir is behind a symlink, and Node reports real paths.

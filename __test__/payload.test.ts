@@ -89,58 +89,65 @@ describe('bursts and quiet spells', () => {
     ['tcp', '3.1.1'],
     ['tls', '3.1.1'],
     ['wss', '5.0'],
-  ] as Array<[Protocol, '3.1.1' | '5.0']>)('over %s to an MQTT %s subscriber: a burst, one message at a time, another burst', async (protocol, version) => {
-    const { listeners } = await startServer([listener(protocol)])
-    const url = urlFor(listeners[0])
-    const sub = await connect(url, MQTT_VERSIONS[version])
-    const box = inbox(sub)
-    await subscribe(sub, 'burst/#', 1)
-    const pub = await connect(url, MQTT_VERSIONS[version === '5.0' ? '3.1.1' : '5.0'])
-    const payload = (i: number) => patternBytes(4096, i + 1)
-    let seq = 0
-    const burst = (n: number) =>
-      Promise.all(Array.from({ length: n }, () => pub.publishAsync(`burst/${seq}`, payload(seq++), { qos: 1 })))
-    const expectNext = async (i: number) => {
-      const m = await box.next()
-      expect(m.topic).toBe(`burst/${i}`)
-      expect(Buffer.compare(m.payload, payload(i))).toBe(0)
-    }
+  ] as Array<[Protocol, '3.1.1' | '5.0']>)(
+    'over %s to an MQTT %s subscriber: a burst, one message at a time, another burst',
+    async (protocol, version) => {
+      const { listeners } = await startServer([listener(protocol)])
+      const url = urlFor(listeners[0])
+      const sub = await connect(url, MQTT_VERSIONS[version])
+      const box = inbox(sub)
+      await subscribe(sub, 'burst/#', 1)
+      const pub = await connect(url, MQTT_VERSIONS[version === '5.0' ? '3.1.1' : '5.0'])
+      const payload = (i: number) => patternBytes(4096, i + 1)
+      let seq = 0
+      const burst = (n: number) =>
+        Promise.all(Array.from({ length: n }, () => pub.publishAsync(`burst/${seq}`, payload(seq++), { qos: 1 })))
+      const expectNext = async (i: number) => {
+        const m = await box.next()
+        expect(m.topic).toBe(`burst/${i}`)
+        expect(Buffer.compare(m.payload, payload(i))).toBe(0)
+      }
 
-    await burst(300)
-    for (let i = 0; i < 300; i++) await expectNext(i)
-    for (let i = 300; i < 312; i++) {
-      await pub.publishAsync(`burst/${seq}`, payload(seq++), { qos: 1 })
-      await expectNext(i)
-    }
-    await burst(300)
-    for (let i = 312; i < 612; i++) await expectNext(i)
-    expect(box.all.length).toBe(612)
-  })
+      await burst(300)
+      for (let i = 0; i < 300; i++) await expectNext(i)
+      for (let i = 300; i < 312; i++) {
+        await pub.publishAsync(`burst/${seq}`, payload(seq++), { qos: 1 })
+        await expectNext(i)
+      }
+      await burst(300)
+      for (let i = 312; i < 612; i++) await expectNext(i)
+      expect(box.all.length).toBe(612)
+    },
+  )
 })
 
 describe('a subscriber that stops reading, then reads again', () => {
   // Its socket fills mid-batch, so the broker's writes stop part way through
   // a header, a payload written from its own buffer, or a run of small
   // packets queued between them, and must carry on from exactly there.
-  it.each(['tcp', 'tls'] as Protocol[])('over %s: large, small and mid-sized payloads arrive whole and in order', async (protocol) => {
-    const { listeners } = await startServer([listener(protocol, { maxInflight: 64 })])
-    const url = urlFor(listeners[0])
-    const sub = await connect(url, MQTT_VERSIONS['5.0'])
-    const box = inbox(sub)
-    await subscribe(sub, 'stall/#', 1)
-    sub.stream.pause()
-    // 20 x 900 KiB is more than loopback socket buffers take, and 60
-    // messages stay under the flow control's mark, so the publisher is not
-    // held and every message is queued to the stalled subscriber.
-    const sizes = Array.from({ length: 60 }, (_, i) => [900 * 1024, 10, 3000][i % 3])
-    const payload = (i: number) => patternBytes(sizes[i], i + 1)
-    const pub = await connect(url, MQTT_VERSIONS['3.1.1'])
-    await Promise.all(sizes.map((_, i) => pub.publishAsync(`stall/${i}`, payload(i), { qos: 1 })))
-    sub.stream.resume()
-    for (let i = 0; i < sizes.length; i++) {
-      const m = await box.next()
-      expect(m.topic).toBe(`stall/${i}`)
-      expect(Buffer.compare(m.payload, payload(i))).toBe(0)
-    }
-  }, 30_000)
+  it.each(['tcp', 'tls'] as Protocol[])(
+    'over %s: large, small and mid-sized payloads arrive whole and in order',
+    async (protocol) => {
+      const { listeners } = await startServer([listener(protocol, { maxInflight: 64 })])
+      const url = urlFor(listeners[0])
+      const sub = await connect(url, MQTT_VERSIONS['5.0'])
+      const box = inbox(sub)
+      await subscribe(sub, 'stall/#', 1)
+      sub.stream.pause()
+      // 20 x 900 KiB is more than loopback socket buffers take, and 60
+      // messages stay under the flow control's mark, so the publisher is not
+      // held and every message is queued to the stalled subscriber.
+      const sizes = Array.from({ length: 60 }, (_, i) => [900 * 1024, 10, 3000][i % 3])
+      const payload = (i: number) => patternBytes(sizes[i], i + 1)
+      const pub = await connect(url, MQTT_VERSIONS['3.1.1'])
+      await Promise.all(sizes.map((_, i) => pub.publishAsync(`stall/${i}`, payload(i), { qos: 1 })))
+      sub.stream.resume()
+      for (let i = 0; i < sizes.length; i++) {
+        const m = await box.next()
+        expect(m.topic).toBe(`stall/${i}`)
+        expect(Buffer.compare(m.payload, payload(i))).toBe(0)
+      }
+    },
+    30_000,
+  )
 })

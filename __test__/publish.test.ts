@@ -223,10 +223,18 @@ describe('server.publish delivers to subscribers', () => {
 describe('server.publish argument errors (InvalidArg, naming the argument)', () => {
   const cases: Array<[string, unknown[], RegExp]> = [
     ['empty topic', ['', 'x'], /^topic: must not be empty$/],
-    ['topic with +', ['a/+', 'x'], /^topic: "a\/\+" contains a wildcard \(\+ or #\); wildcards are only valid in subscriptions$/],
+    [
+      'topic with +',
+      ['a/+', 'x'],
+      /^topic: "a\/\+" contains a wildcard \(\+ or #\); wildcards are only valid in subscriptions$/,
+    ],
     ['topic with #', ['a/#', 'x'], /^topic: "a\/#" contains a wildcard/],
     ['topic over 65535 bytes', ['t'.repeat(70000), 'x'], /^topic: is 70000 bytes long, the MQTT limit is 65535$/],
-    ['topic over the limit in UTF-8 bytes, not characters', ['é'.repeat(32768), 'x'], /^topic: is 65536 bytes long, the MQTT limit is 65535$/],
+    [
+      'topic over the limit in UTF-8 bytes, not characters',
+      ['é'.repeat(32768), 'x'],
+      /^topic: is 65536 bytes long, the MQTT limit is 65535$/,
+    ],
     ['topic with NUL', ['a\u0000b', 'x'], /^topic: must not contain the NUL character$/],
     ['topic not a string', [5, 'x'], /^topic: expected a string, got a number$/],
     ['topic undefined', [undefined, 'x'], /^topic: expected a string, got undefined$/],
@@ -239,7 +247,11 @@ describe('server.publish argument errors (InvalidArg, naming the argument)', () 
     ['qos -1', ['t', 'x', { qos: -1 }], /^options\.qos: must be 0, 1 or 2 \(a QoS value\), got -1$/],
     ['qos 1.5', ['t', 'x', { qos: 1.5 }], /^options\.qos: must be 0, 1 or 2 \(a QoS value\), got 1\.5$/],
     ['qos a string', ['t', 'x', { qos: '1' }], /^options\.qos: invalid type: string "1"/],
-    ['retain not a boolean', ['t', 'x', { retain: 'y' }], /^options\.retain: invalid type: string "y", expected a boolean$/],
+    [
+      'retain not a boolean',
+      ['t', 'x', { retain: 'y' }],
+      /^options\.retain: invalid type: string "y", expected a boolean$/,
+    ],
     ['unknown option', ['t', 'x', { qso: 1 }], /^options\.qso: unknown field `qso`, expected `qos` or `retain`$/],
     ['options not an object', ['t', 'x', 5], /^options: expected an object, got a number$/],
   ]
@@ -293,7 +305,9 @@ describe('server.publish when not running (GenericFailure)', () => {
     const err = await server.publish('t', 'x').catch((e) => e)
     expect(err.code).toBe('GenericFailure')
     expect(err.message).toMatch(NOT_RUNNING)
-    const [info] = await server.start({ listeners: [{ address: '127.0.0.1', port: listeners[0].port, protocol: 'tcp' }] })
+    const [info] = await server.start({
+      listeners: [{ address: '127.0.0.1', port: listeners[0].port, protocol: 'tcp' }],
+    })
     const c = await connect(urlFor(info))
     const box = inbox(c)
     await subscribe(c, 't', 1)

@@ -49,20 +49,23 @@ describe('QoS end to end, client to client', () => {
     // QoS 2 stays within the broker's default inbound in-flight window (16);
     // see the maxInflight tests below for larger bursts.
     [2, 16],
-  ] as const)('QoS %i: a burst of %i concurrent publishes arrives complete, in order, without duplicates', async (qos, n) => {
-    const { listeners } = await startServer()
-    const url = urlFor(listeners[0])
-    const sub = await connect(url, MQTT_VERSIONS['5.0'])
-    const box = inbox(sub)
-    await subscribe(sub, 'burst', qos)
-    const pub = await connect(url, MQTT_VERSIONS['3.1.1'])
-    await Promise.all(Array.from({ length: n }, (_, i) => pub.publishAsync('burst', String(i), { qos })))
-    await expectSequence(box, n, qos)
-    // Positive control for "no extra deliveries": a sentinel is the very next message.
-    await pub.publishAsync('burst', 'end', { qos })
-    expect((await box.next()).payload.toString()).toBe('end')
-    expect(box.all).toHaveLength(n + 1)
-  })
+  ] as const)(
+    'QoS %i: a burst of %i concurrent publishes arrives complete, in order, without duplicates',
+    async (qos, n) => {
+      const { listeners } = await startServer()
+      const url = urlFor(listeners[0])
+      const sub = await connect(url, MQTT_VERSIONS['5.0'])
+      const box = inbox(sub)
+      await subscribe(sub, 'burst', qos)
+      const pub = await connect(url, MQTT_VERSIONS['3.1.1'])
+      await Promise.all(Array.from({ length: n }, (_, i) => pub.publishAsync('burst', String(i), { qos })))
+      await expectSequence(box, n, qos)
+      // Positive control for "no extra deliveries": a sentinel is the very next message.
+      await pub.publishAsync('burst', 'end', { qos })
+      expect((await box.next()).payload.toString()).toBe('end')
+      expect(box.all).toHaveLength(n + 1)
+    },
+  )
 
   it('QoS 2: 200 messages published one after the other arrive exactly once, in order', async () => {
     const { listeners } = await startServer()
@@ -101,7 +104,8 @@ describe('QoS end to end, client to client', () => {
     async (version) => {
       const { listeners } = await startServer()
       const url = urlFor(listeners[0])
-      const persistent = version === '5.0' ? { clean: false, properties: { sessionExpiryInterval: 60 } } : { clean: false }
+      const persistent =
+        version === '5.0' ? { clean: false, properties: { sessionExpiryInterval: 60 } } : { clean: false }
       const session = { clientId: `unacked-${version}`, ...persistent, ...MQTT_VERSIONS[version] }
       // This client takes the delivery and never acknowledges it: mqtt.js
       // sends the PUBACK once `handleMessage` calls back.

@@ -68,7 +68,13 @@ export interface ConnectFields {
   rest?: Buffer[]
 }
 
-export function connectPacket({ version, flags = 0x02, keepAlive = 60, clientId = '', rest = [] }: ConnectFields): Buffer {
+export function connectPacket({
+  version,
+  flags = 0x02,
+  keepAlive = 60,
+  clientId = '',
+  rest = [],
+}: ConnectFields): Buffer {
   return packet(
     0x10,
     str('MQTT'),
@@ -212,7 +218,10 @@ export class RawClient {
   async waitClosed(timeoutMs = EVENT_TIMEOUT): Promise<void> {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_, rej) => {
-      timer = setTimeout(() => rej(new Error(`the broker did not close the connection within ${timeoutMs} ms`)), timeoutMs)
+      timer = setTimeout(
+        () => rej(new Error(`the broker did not close the connection within ${timeoutMs} ms`)),
+        timeoutMs,
+      )
     })
     try {
       await Promise.race([this.closed, timeout])
@@ -256,7 +265,11 @@ export async function rawTcp(info: ListenerInfo): Promise<RawClient> {
 }
 
 /** A raw MQTT client past its CONNACK (checked to be a success). */
-export async function rawSession(info: ListenerInfo, version: Version, fields: Partial<ConnectFields> = {}): Promise<RawClient> {
+export async function rawSession(
+  info: ListenerInfo,
+  version: Version,
+  fields: Partial<ConnectFields> = {},
+): Promise<RawClient> {
   const c = await rawConnect(info)
   await c.write(connectPacket({ version, clientId: `raw-${randomBytes(4).toString('hex')}`, ...fields }))
   const ack = await c.next(CONNACK)

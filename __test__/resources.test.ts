@@ -7,7 +7,17 @@ import { readdirSync } from 'node:fs'
 
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, connect, endClient, inbox, type Inbox, MQTT_VERSIONS, startServer, subscribe, urlFor } from './helpers'
+import {
+  cleanup,
+  connect,
+  endClient,
+  inbox,
+  type Inbox,
+  MQTT_VERSIONS,
+  startServer,
+  subscribe,
+  urlFor,
+} from './helpers'
 import { destroyRaw, packet, rawSession } from './raw'
 
 afterEach(async () => {
@@ -30,7 +40,10 @@ async function eventually(probe: () => boolean, ms = 10000): Promise<boolean> {
 describe.runIf(process.platform === 'linux')('sockets of ended connections', () => {
   it.each([
     ['3.1.1 clean: false', { ...MQTT_VERSIONS['3.1.1'], clean: false }],
-    ['5.0 session expiry 3600 s', { ...MQTT_VERSIONS['5.0'], clean: false, properties: { sessionExpiryInterval: 3600 } }],
+    [
+      '5.0 session expiry 3600 s',
+      { ...MQTT_VERSIONS['5.0'], clean: false, properties: { sessionExpiryInterval: 3600 } },
+    ],
   ] as const)('MQTT %s: 300 persistent sessions that went offline hold no socket', async (_, opts) => {
     const { server, listeners } = await startServer()
     const url = urlFor(listeners[0])
@@ -63,11 +76,14 @@ describe('a DISCONNECT', () => {
   it.each([
     ['3.1.1', 4],
     ['5.0', 5],
-  ] as const)('MQTT %s: the broker closes the connection after it even if the client does not (MQTT-3.14.4-1 asks the client; the server SHOULD)', async (_, version) => {
-    const { listeners } = await startServer()
-    // Keep-alive 0: nothing else would close the connection.
-    const c = await rawSession(listeners[0], version, { keepAlive: 0 })
-    await c.write(version === 5 ? packet(0xe0, Buffer.from([0])) : packet(0xe0))
-    await c.waitClosed(5000)
-  })
+  ] as const)(
+    'MQTT %s: the broker closes the connection after it even if the client does not (MQTT-3.14.4-1 asks the client; the server SHOULD)',
+    async (_, version) => {
+      const { listeners } = await startServer()
+      // Keep-alive 0: nothing else would close the connection.
+      const c = await rawSession(listeners[0], version, { keepAlive: 0 })
+      await c.write(version === 5 ? packet(0xe0, Buffer.from([0])) : packet(0xe0))
+      await c.waitClosed(5000)
+    },
+  )
 })

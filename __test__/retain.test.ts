@@ -37,18 +37,21 @@ async function setup() {
 }
 
 describe('retained messages from clients', () => {
-  it.each(['3.1.1', '5.0'] as const)('reach a late MQTT %s subscriber with the retain flag, exact payload and QoS', async (version) => {
-    const { pub, late } = await setup()
-    await pub.publishAsync('ret/a', 'retained-a', { qos: 1, retain: true })
-    const { box } = await late('ret/a', 2, version)
-    const m = await box.next()
-    expect(m.topic).toBe('ret/a')
-    expect(m.payload.toString()).toBe('retained-a')
-    expect(m.packet.retain).toBe(true)
-    expect(m.packet.qos).toBe(1)
-    // Exactly one copy.
-    expect(await drain(box, pub, 'ret/a')).toEqual([])
-  })
+  it.each(['3.1.1', '5.0'] as const)(
+    'reach a late MQTT %s subscriber with the retain flag, exact payload and QoS',
+    async (version) => {
+      const { pub, late } = await setup()
+      await pub.publishAsync('ret/a', 'retained-a', { qos: 1, retain: true })
+      const { box } = await late('ret/a', 2, version)
+      const m = await box.next()
+      expect(m.topic).toBe('ret/a')
+      expect(m.payload.toString()).toBe('retained-a')
+      expect(m.packet.retain).toBe(true)
+      expect(m.packet.qos).toBe(1)
+      // Exactly one copy.
+      expect(await drain(box, pub, 'ret/a')).toEqual([])
+    },
+  )
 
   it('are delivered at the lower of the stored and the subscription QoS', async () => {
     const { pub, late } = await setup()
@@ -85,7 +88,9 @@ describe('retained messages from clients', () => {
     const { box } = await late('ret/clear/#', 1)
     const seen = await drain(box, pub, 'ret/clear/sentinel')
     // Positive controls: the kept topic and the sentinel arrive; the cleared one never does.
-    expect(seen.map((m) => [m.topic, m.payload.toString(), m.packet.retain])).toEqual([['ret/clear/kept', 'stays', true]])
+    expect(seen.map((m) => [m.topic, m.payload.toString(), m.packet.retain])).toEqual([
+      ['ret/clear/kept', 'stays', true],
+    ])
   })
 
   it('a message published without retain is not stored', async () => {

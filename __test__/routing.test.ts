@@ -13,43 +13,51 @@ afterEach(cleanup)
 const payloads = (ms: { payload: Buffer }[]) => ms.map((m) => m.payload.toString())
 
 describe('routes after subscription changes', () => {
-  it.each(['3.1.1', '5.0'] as const)('MQTT %s: a new filter, a second subscriber on it, and an unsubscribe take effect on an already routed topic', async (version) => {
-    const { server, listeners } = await startServer()
-    const url = urlFor(listeners[0])
-    const opts = MQTT_VERSIONS[version]
-    const [a, b, c] = await Promise.all([connect(url, opts), connect(url, opts), connect(url, opts)])
-    const [boxA, boxB, boxC] = [inbox(a), inbox(b), inbox(c)]
-    for (const [client, own] of [[a, 'end/a'], [b, 'end/b'], [c, 'end/c']] as const) await subscribe(client, own, 1)
+  it.each(['3.1.1', '5.0'] as const)(
+    'MQTT %s: a new filter, a second subscriber on it, and an unsubscribe take effect on an already routed topic',
+    async (version) => {
+      const { server, listeners } = await startServer()
+      const url = urlFor(listeners[0])
+      const opts = MQTT_VERSIONS[version]
+      const [a, b, c] = await Promise.all([connect(url, opts), connect(url, opts), connect(url, opts)])
+      const [boxA, boxB, boxC] = [inbox(a), inbox(b), inbox(c)]
+      for (const [client, own] of [
+        [a, 'end/a'],
+        [b, 'end/b'],
+        [c, 'end/c'],
+      ] as const)
+        await subscribe(client, own, 1)
 
-    await subscribe(a, 'r/a', 1)
-    await server.publish('r/a', '1', { qos: 1 })
-    expect((await boxA.next()).payload.toString()).toBe('1')
+      await subscribe(a, 'r/a', 1)
+      await server.publish('r/a', '1', { qos: 1 })
+      expect((await boxA.next()).payload.toString()).toBe('1')
 
-    // A filter new to the broker that matches the routed topic.
-    await subscribe(b, 'r/+', 1)
-    await server.publish('r/a', '2', { qos: 1 })
-    expect((await boxA.next()).payload.toString()).toBe('2')
-    expect((await boxB.next()).payload.toString()).toBe('2')
+      // A filter new to the broker that matches the routed topic.
+      await subscribe(b, 'r/+', 1)
+      await server.publish('r/a', '2', { qos: 1 })
+      expect((await boxA.next()).payload.toString()).toBe('2')
+      expect((await boxB.next()).payload.toString()).toBe('2')
 
-    // A second subscriber on a filter that already exists.
-    await subscribe(c, 'r/+', 1)
-    await server.publish('r/a', '3', { qos: 1 })
-    expect(payloads(await Promise.all([boxA.next(), boxB.next(), boxC.next()]))).toEqual(['3', '3', '3'])
+      // A second subscriber on a filter that already exists.
+      await subscribe(c, 'r/+', 1)
+      await server.publish('r/a', '3', { qos: 1 })
+      expect(payloads(await Promise.all([boxA.next(), boxB.next(), boxC.next()]))).toEqual(['3', '3', '3'])
 
-    // The only subscriber of a filter leaves it: the filter is gone.
-    await a.unsubscribeAsync('r/a')
-    await server.publish('r/a', '4', { qos: 1 })
-    expect(payloads(await Promise.all([boxB.next(), boxC.next()]))).toEqual(['4', '4'])
-    // a's session delivers in order, so the sentinel after '4' proves '4' never came.
-    expect(payloads(await drain(boxA, server, 'end/a'))).toEqual([])
+      // The only subscriber of a filter leaves it: the filter is gone.
+      await a.unsubscribeAsync('r/a')
+      await server.publish('r/a', '4', { qos: 1 })
+      expect(payloads(await Promise.all([boxB.next(), boxC.next()]))).toEqual(['4', '4'])
+      // a's session delivers in order, so the sentinel after '4' proves '4' never came.
+      expect(payloads(await drain(boxA, server, 'end/a'))).toEqual([])
 
-    // One of two subscribers leaves a shared filter: the filter stays.
-    await b.unsubscribeAsync('r/+')
-    await server.publish('r/a', '5', { qos: 1 })
-    expect((await boxC.next()).payload.toString()).toBe('5')
-    expect(payloads(await drain(boxB, server, 'end/b'))).toEqual([])
-    expect(payloads(await drain(boxC, server, 'end/c'))).toEqual([])
-  })
+      // One of two subscribers leaves a shared filter: the filter stays.
+      await b.unsubscribeAsync('r/+')
+      await server.publish('r/a', '5', { qos: 1 })
+      expect((await boxC.next()).payload.toString()).toBe('5')
+      expect(payloads(await drain(boxB, server, 'end/b'))).toEqual([])
+      expect(payloads(await drain(boxC, server, 'end/c'))).toEqual([])
+    },
+  )
 
   it('keeps routing right past the number of topic names it remembers', async () => {
     const { server, listeners } = await startServer()

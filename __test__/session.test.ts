@@ -88,9 +88,15 @@ describe('last will', () => {
     const box = inbox(watcher)
     await subscribe(watcher, 'will/#', 1)
 
-    const polite = await connect(url, { ...MQTT_VERSIONS[version], will: { topic: 'will/polite', payload: Buffer.from('bye'), qos: 1, retain: false } })
+    const polite = await connect(url, {
+      ...MQTT_VERSIONS[version],
+      will: { topic: 'will/polite', payload: Buffer.from('bye'), qos: 1, retain: false },
+    })
     await endClient(polite)
-    const dropped = await connect(url, { ...MQTT_VERSIONS[version], will: { topic: 'will/dropped', payload: Buffer.from('gone'), qos: 1, retain: false } })
+    const dropped = await connect(url, {
+      ...MQTT_VERSIONS[version],
+      will: { topic: 'will/dropped', payload: Buffer.from('gone'), qos: 1, retain: false },
+    })
     dropped.stream.destroy()
 
     const m = await box.next()
@@ -105,53 +111,70 @@ describe('last will', () => {
   it.each([
     ['3.1.1', 4],
     ['5.0', 5],
-  ] as const)('MQTT %s: published when a silent client outlives its keep-alive, and the socket is closed', async (_v, level) => {
-    const { listeners } = await startServer()
-    const watcher = await connect(urlFor(listeners[0]), MQTT_VERSIONS['5.0'])
-    const box = inbox(watcher)
-    await subscribe(watcher, 'will/#', 0)
-    const { packets } = await silentClient(listeners[0].port, level, `silent-${level}`, 1, ['will/silent', 'timed out'])
-    // rmqtt allows keep-alive + 3 s below 6 s (1.5x above): 4 s here.
-    const m = await box.next(10_000)
-    expect(m.topic).toBe('will/silent')
-    expect(m.payload.toString()).toBe('timed out')
-    const [connack, ...rest] = await packets
-    // CONNACK: session present 0, return/reason code 0 (accepted)
-    expect([connack[0], connack[2], connack[3]]).toEqual([0x20, 0, 0])
-    // 3.1.1 has no server DISCONNECT; 5.0 gets one with 0x8D keep-alive timeout.
-    expect(rest.map((p) => [p[0], p[2]])).toEqual(level === 5 ? [[0xe0, 0x8d]] : [])
-  })
+  ] as const)(
+    'MQTT %s: published when a silent client outlives its keep-alive, and the socket is closed',
+    async (_v, level) => {
+      const { listeners } = await startServer()
+      const watcher = await connect(urlFor(listeners[0]), MQTT_VERSIONS['5.0'])
+      const box = inbox(watcher)
+      await subscribe(watcher, 'will/#', 0)
+      const { packets } = await silentClient(listeners[0].port, level, `silent-${level}`, 1, [
+        'will/silent',
+        'timed out',
+      ])
+      // rmqtt allows keep-alive + 3 s below 6 s (1.5x above): 4 s here.
+      const m = await box.next(10_000)
+      expect(m.topic).toBe('will/silent')
+      expect(m.payload.toString()).toBe('timed out')
+      const [connack, ...rest] = await packets
+      // CONNACK: session present 0, return/reason code 0 (accepted)
+      expect([connack[0], connack[2], connack[3]]).toEqual([0x20, 0, 0])
+      // 3.1.1 has no server DISCONNECT; 5.0 gets one with 0x8D keep-alive timeout.
+      expect(rest.map((p) => [p[0], p[2]])).toEqual(level === 5 ? [[0xe0, 0x8d]] : [])
+    },
+  )
 })
 
 describe('keep-alive', () => {
   it.each([
     ['3.1.1', 4],
     ['5.0', 5],
-  ] as const)('MQTT %s: counted from the last packet, so a client that keeps sending outlives it, and one that stops does not', async (_v, level) => {
-    const { listeners } = await startServer()
-    const watcher = await connect(urlFor(listeners[0]), MQTT_VERSIONS['5.0'])
-    const box = inbox(watcher)
-    await subscribe(watcher, 'will/#', 0)
-    const { sock, packets } = await silentClient(listeners[0].port, level, `pinging-${level}`, 1, ['will/pinging', 'stopped'], 15_000)
-    let closedAt = 0
-    sock.on('close', () => (closedAt = Date.now()))
-    // Keep-alive 1 s: rmqtt closes after 4 s without a packet. Ping every
-    // second for 7 s, past the 4 s after CONNECT and one more period.
-    // (Time passing is what is tested here, so the test waits on a timer.)
-    for (let i = 0; i < 7; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 1000))
-      const pong = waitFor(sock, 'data')
-      sock.write(Buffer.from([0xc0, 0x00]))
-      await pong
-    }
-    expect(closedAt).toBe(0)
-    const lastPacket = Date.now()
-    const m = await box.next(10_000)
-    expect(m.topic).toBe('will/pinging')
-    await packets
-    // Closed about 4 s after the last PINGREQ, not 4 s after some earlier one.
-    expect(closedAt - lastPacket).toBeGreaterThanOrEqual(3000)
-  }, 20_000)
+  ] as const)(
+    'MQTT %s: counted from the last packet, so a client that keeps sending outlives it, and one that stops does not',
+    async (_v, level) => {
+      const { listeners } = await startServer()
+      const watcher = await connect(urlFor(listeners[0]), MQTT_VERSIONS['5.0'])
+      const box = inbox(watcher)
+      await subscribe(watcher, 'will/#', 0)
+      const { sock, packets } = await silentClient(
+        listeners[0].port,
+        level,
+        `pinging-${level}`,
+        1,
+        ['will/pinging', 'stopped'],
+        15_000,
+      )
+      let closedAt = 0
+      sock.on('close', () => (closedAt = Date.now()))
+      // Keep-alive 1 s: rmqtt closes after 4 s without a packet. Ping every
+      // second for 7 s, past the 4 s after CONNECT and one more period.
+      // (Time passing is what is tested here, so the test waits on a timer.)
+      for (let i = 0; i < 7; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 1000))
+        const pong = waitFor(sock, 'data')
+        sock.write(Buffer.from([0xc0, 0x00]))
+        await pong
+      }
+      expect(closedAt).toBe(0)
+      const lastPacket = Date.now()
+      const m = await box.next(10_000)
+      expect(m.topic).toBe('will/pinging')
+      await packets
+      // Closed about 4 s after the last PINGREQ, not 4 s after some earlier one.
+      expect(closedAt - lastPacket).toBeGreaterThanOrEqual(3000)
+    },
+    20_000,
+  )
 })
 
 describe('session takeover', () => {
@@ -183,7 +206,12 @@ describe('MQTT 5 persistent sessions', () => {
   it('a session with an expiry interval keeps its subscriptions and queued messages across a reconnect', async () => {
     const { listeners } = await startServer()
     const url = urlFor(listeners[0])
-    const opts = { ...MQTT_VERSIONS['5.0'], clientId: 'persist-5', clean: false, properties: { sessionExpiryInterval: 60 } }
+    const opts = {
+      ...MQTT_VERSIONS['5.0'],
+      clientId: 'persist-5',
+      clean: false,
+      properties: { sessionExpiryInterval: 60 },
+    }
     const first = await connect(url, opts)
     await subscribe(first, 'persist/#', 1)
     await endClient(first)
@@ -210,7 +238,12 @@ describe('MQTT 5 persistent sessions', () => {
     const terminated = new Promise<string>((res) =>
       server.setHooks({ onSessionTerminated: (s, r) => (s.clientId === 'expire-5' ? res(r.reason) : undefined) }),
     )
-    const opts = { ...MQTT_VERSIONS['5.0'], clientId: 'expire-5', clean: false, properties: { sessionExpiryInterval: 1 } }
+    const opts = {
+      ...MQTT_VERSIONS['5.0'],
+      clientId: 'expire-5',
+      clean: false,
+      properties: { sessionExpiryInterval: 1 },
+    }
     const first = await connect(url, opts)
     await subscribe(first, 'expire/#', 1)
     await endClient(first)

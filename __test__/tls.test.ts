@@ -48,8 +48,35 @@ function certValid(start: string, end: string): { cert: string; key: string } {
     ].join('\n'),
   )
   ossl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', p('key.pem'))
-  ossl('req', '-new', '-key', p('key.pem'), '-subj', '/CN=dated', '-addext', 'subjectAltName = IP:127.0.0.1', '-out', p('req.csr'))
-  ossl('ca', '-batch', '-config', p('ca.cnf'), '-selfsign', '-keyfile', p('key.pem'), '-in', p('req.csr'), '-startdate', start, '-enddate', end, '-out', p('cert.pem'))
+  ossl(
+    'req',
+    '-new',
+    '-key',
+    p('key.pem'),
+    '-subj',
+    '/CN=dated',
+    '-addext',
+    'subjectAltName = IP:127.0.0.1',
+    '-out',
+    p('req.csr'),
+  )
+  ossl(
+    'ca',
+    '-batch',
+    '-config',
+    p('ca.cnf'),
+    '-selfsign',
+    '-keyfile',
+    p('key.pem'),
+    '-in',
+    p('req.csr'),
+    '-startdate',
+    start,
+    '-enddate',
+    end,
+    '-out',
+    p('cert.pem'),
+  )
   return { cert: p('cert.pem'), key: p('key.pem') }
 }
 
@@ -94,7 +121,9 @@ describe('a certificate outside its validity period starts with a warning', () =
     const expired = warnings.filter((w) => w.code === 'MQTT_SERVER_TLS_CERT_EXPIRED')
     expect(expired).toHaveLength(1)
     expect(expired[0].name).toBe('MqttServerWarning')
-    expect(expired[0].message).toMatch(/^listeners\[0\]\.tlsCert: the certificate "CN=dated" in ".*cert\.pem" expired on .*2020/)
+    expect(expired[0].message).toMatch(
+      /^listeners\[0\]\.tlsCert: the certificate "CN=dated" in ".*cert\.pem" expired on .*2020/,
+    )
     // Started anyway: a client that does not verify the certificate connects.
     const c = await connect(urlFor(listeners[0]), { rejectUnauthorized: false })
     expect(c.connected).toBe(true)
@@ -108,7 +137,9 @@ describe('a certificate outside its validity period starts with a warning', () =
     )
     const early = warnings.filter((w) => w.code === 'MQTT_SERVER_TLS_CERT_NOT_YET_VALID')
     expect(early).toHaveLength(1)
-    expect(early[0].message).toMatch(/^listeners\[0\]\.tlsCert: the certificate "CN=dated" in ".*cert\.pem" is not valid before .*2099/)
+    expect(early[0].message).toMatch(
+      /^listeners\[0\]\.tlsCert: the certificate "CN=dated" in ".*cert\.pem" is not valid before .*2099/,
+    )
   })
 
   it('a valid certificate starts without a warning', async () => {
@@ -163,7 +194,12 @@ describe('PEM text given instead of a path never appears in an error', () => {
   })
 
   it('through createMultiProtocolConfig, the key stays out of the error too', async () => {
-    const config = MqttServer.createMultiProtocolConfig({ tlsPort: 0, address: '127.0.0.1', tlsCert: certs().cert, tlsKey: keyPem() })
+    const config = MqttServer.createMultiProtocolConfig({
+      tlsPort: 0,
+      address: '127.0.0.1',
+      tlsCert: certs().cert,
+      tlsKey: keyPem(),
+    })
     const err = await startError(config)
     expect(err.code).toBe('InvalidArg')
     expect(err.message).toMatch(/^listeners\[0\]\.tlsKey: expected the path of a PEM file, got PEM text;/)

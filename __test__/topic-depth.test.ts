@@ -11,7 +11,19 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, connect, inbox, listener, MQTT_VERSIONS, MqttServer, startServer, subscribe, track, urlFor, waitFor } from './helpers'
+import {
+  cleanup,
+  connect,
+  inbox,
+  listener,
+  MQTT_VERSIONS,
+  MqttServer,
+  startServer,
+  subscribe,
+  track,
+  urlFor,
+  waitFor,
+} from './helpers'
 
 afterEach(cleanup)
 
@@ -39,36 +51,42 @@ async function alive(url: string) {
 }
 
 describe('deep topics do not crash the broker (limit off)', () => {
-  it.each(VERSIONS)('MQTT %s: a 6,000-level filter is subscribed, matched, delivered to and unsubscribed', async (v) => {
-    const { url } = await broker(NO_LIMIT)
-    const topic = deep(6000)
-    const sub = await connect(url, MQTT_VERSIONS[v])
-    const box = inbox(sub)
-    await subscribe(sub, topic, 1)
-    const pub = await connect(url, MQTT_VERSIONS[v])
-    await pub.publishAsync(topic, 'deep', { qos: 1 })
-    const m = await box.next()
-    expect([m.topic.length, m.payload.toString()]).toEqual([topic.length, 'deep'])
-    await sub.unsubscribeAsync(topic)
-    await alive(url)
-  })
-
-  it.each(VERSIONS)('MQTT %s: 65,536-level filters, plain and with wildcards at every level, match a 65,536-level topic', async (v) => {
-    const { url } = await broker(NO_LIMIT)
-    const sub = await connect(url, MQTT_VERSIONS[v])
-    const box = inbox(sub)
-    // 32,768 levels: `+` at each of 32,767 levels, then `#`.
-    const wild = `${'+/'.repeat(32767)}#`
-    const pub = await connect(url, MQTT_VERSIONS[v])
-    for (const filter of [DEEPEST, wild]) {
-      await subscribe(sub, filter, 0)
-      await pub.publishAsync(DEEPEST, filter === wild ? 'wild' : 'plain', { qos: 0 })
+  it.each(VERSIONS)(
+    'MQTT %s: a 6,000-level filter is subscribed, matched, delivered to and unsubscribed',
+    async (v) => {
+      const { url } = await broker(NO_LIMIT)
+      const topic = deep(6000)
+      const sub = await connect(url, MQTT_VERSIONS[v])
+      const box = inbox(sub)
+      await subscribe(sub, topic, 1)
+      const pub = await connect(url, MQTT_VERSIONS[v])
+      await pub.publishAsync(topic, 'deep', { qos: 1 })
       const m = await box.next()
-      expect([m.topic === DEEPEST, m.payload.toString()]).toEqual([true, filter === wild ? 'wild' : 'plain'])
-      await sub.unsubscribeAsync(filter)
-    }
-    await alive(url)
-  })
+      expect([m.topic.length, m.payload.toString()]).toEqual([topic.length, 'deep'])
+      await sub.unsubscribeAsync(topic)
+      await alive(url)
+    },
+  )
+
+  it.each(VERSIONS)(
+    'MQTT %s: 65,536-level filters, plain and with wildcards at every level, match a 65,536-level topic',
+    async (v) => {
+      const { url } = await broker(NO_LIMIT)
+      const sub = await connect(url, MQTT_VERSIONS[v])
+      const box = inbox(sub)
+      // 32,768 levels: `+` at each of 32,767 levels, then `#`.
+      const wild = `${'+/'.repeat(32767)}#`
+      const pub = await connect(url, MQTT_VERSIONS[v])
+      for (const filter of [DEEPEST, wild]) {
+        await subscribe(sub, filter, 0)
+        await pub.publishAsync(DEEPEST, filter === wild ? 'wild' : 'plain', { qos: 0 })
+        const m = await box.next()
+        expect([m.topic === DEEPEST, m.payload.toString()]).toEqual([true, filter === wild ? 'wild' : 'plain'])
+        await sub.unsubscribeAsync(filter)
+      }
+      await alive(url)
+    },
+  )
 
   it('a retained message on a 4,000-level topic is stored and replaced', async () => {
     const { url } = await broker(NO_LIMIT)
@@ -83,24 +101,27 @@ describe('deep topics do not crash the broker (limit off)', () => {
     await alive(url)
   })
 
-  it.each([2500, 32768])('a retained message %i levels deep is delivered to a later `#` subscriber, then cleared', async (levels) => {
-    const { url } = await broker(NO_LIMIT)
-    const pub = await connect(url)
-    const topic = deep(levels, 'r')
-    await pub.publishAsync(topic, 'bomb', { qos: 1, retain: true })
-    const sub = await connect(url)
-    const box = inbox(sub)
-    await subscribe(sub, '#', 1)
-    const m = await box.next()
-    expect([m.topic === topic, m.payload.toString(), m.packet.retain]).toEqual([true, 'bomb', true])
-    // Clearing removes the whole chain of levels.
-    await pub.publishAsync(topic, '', { qos: 1, retain: true })
-    const late = await connect(url)
-    const lateBox = inbox(late)
-    await subscribe(late, '#', 1)
-    await pub.publishAsync('after/clear', 'live', { qos: 1 })
-    expect((await lateBox.next()).topic).toBe('after/clear')
-  })
+  it.each([2500, 32768])(
+    'a retained message %i levels deep is delivered to a later `#` subscriber, then cleared',
+    async (levels) => {
+      const { url } = await broker(NO_LIMIT)
+      const pub = await connect(url)
+      const topic = deep(levels, 'r')
+      await pub.publishAsync(topic, 'bomb', { qos: 1, retain: true })
+      const sub = await connect(url)
+      const box = inbox(sub)
+      await subscribe(sub, '#', 1)
+      const m = await box.next()
+      expect([m.topic === topic, m.payload.toString(), m.packet.retain]).toEqual([true, 'bomb', true])
+      // Clearing removes the whole chain of levels.
+      await pub.publishAsync(topic, '', { qos: 1, retain: true })
+      const late = await connect(url)
+      const lateBox = inbox(late)
+      await subscribe(late, '#', 1)
+      await pub.publishAsync('after/clear', 'live', { qos: 1 })
+      expect((await lateBox.next()).topic).toBe('after/clear')
+    },
+  )
 
   it('MQTT 5.0: a 30,000-level shared subscription gets its messages', async () => {
     const { url } = await broker(NO_LIMIT)
@@ -114,7 +135,7 @@ describe('deep topics do not crash the broker (limit off)', () => {
     await alive(url)
   })
 
-  it('a retained will on a 32,768-level topic is published when its client drops, and the client\'s deep subscription goes with its session', async () => {
+  it("a retained will on a 32,768-level topic is published when its client drops, and the client's deep subscription goes with its session", async () => {
     const { url } = await broker(NO_LIMIT)
     const topic = deep(32768, 'w')
     const dying = await connect(url, { will: { topic, payload: Buffer.from('gone'), qos: 1, retain: true } })
@@ -133,16 +154,19 @@ describe('maxTopicLevels', () => {
   it.each([
     ['3.1.1', 0x80],
     ['5.0', 0x8f],
-  ] as const)('MQTT %s: by default a filter of 129 levels is refused (SUBACK code %i) and one of 128 in the same SUBSCRIBE is granted', async (v, code) => {
-    const { url } = await broker()
-    const c = await connect(url, MQTT_VERSIONS[v])
-    // mqtt.js rejects a SUBACK with any failure in it; the codes are on the packet.
-    const suback = await c.subscribeAsync({ [deep(129)]: { qos: 1 }, [deep(128)]: { qos: 1 } }).then(
-      (granted) => ({ granted: granted.map((g) => g.qos) }),
-      (e: { packet?: { granted?: number[] } }) => ({ granted: e.packet?.granted }),
-    )
-    expect(suback.granted).toEqual([code, 1])
-  })
+  ] as const)(
+    'MQTT %s: by default a filter of 129 levels is refused (SUBACK code %i) and one of 128 in the same SUBSCRIBE is granted',
+    async (v, code) => {
+      const { url } = await broker()
+      const c = await connect(url, MQTT_VERSIONS[v])
+      // mqtt.js rejects a SUBACK with any failure in it; the codes are on the packet.
+      const suback = await c.subscribeAsync({ [deep(129)]: { qos: 1 }, [deep(128)]: { qos: 1 } }).then(
+        (granted) => ({ granted: granted.map((g) => g.qos) }),
+        (e: { packet?: { granted?: number[] } }) => ({ granted: e.packet?.granted }),
+      )
+      expect(suback.granted).toEqual([code, 1])
+    },
+  )
 
   it.each(VERSIONS)('MQTT %s: a publish to a topic over the limit is refused and never routed', async (v) => {
     const { url } = await broker(4)
@@ -164,7 +188,9 @@ describe('maxTopicLevels', () => {
   it('is validated', async () => {
     for (const bad of [0, 65537, 1.5]) {
       const server = track(new MqttServer())
-      const err = (await server.start({ listeners: [listener('tcp', { maxTopicLevels: bad })] }).catch((e) => e)) as Error & {
+      const err = (await server
+        .start({ listeners: [listener('tcp', { maxTopicLevels: bad })] })
+        .catch((e) => e)) as Error & {
         code?: string
       }
       expect(err.code).toBe('InvalidArg')

@@ -42,7 +42,10 @@ describe('every transport with every MQTT version', () => {
     expect(Buffer.compare(m.payload, payload)).toBe(0)
     if (version === '5.0') {
       // MQTT 5 only: properties make it through (proves a real v5 session).
-      await pub.publishAsync(topic, 'props', { qos: 1, properties: { contentType: 'text/plain', userProperties: { k: 'v' } } })
+      await pub.publishAsync(topic, 'props', {
+        qos: 1,
+        properties: { contentType: 'text/plain', userProperties: { k: 'v' } },
+      })
       const p = await box.next()
       expect(p.payload.toString()).toBe('props')
       expect(p.packet.properties?.contentType).toBe('text/plain')

@@ -35,11 +35,23 @@ const lg = buildLoadgen(root)
 const addon = ensureAddon(root, { addon: opt.addon, build: !opt['no-build'] })
 const logDir = join(root, 'bench/.cache/logs')
 const peer = (hooks) =>
-  new Peer(`embedded-mqtt-broker hooks=${hooks}`, (port) => ({
-    cmd: process.execPath,
-    args: [join(root, 'bench/peers/embedded-mqtt-broker.mjs'), '--port', String(port), '--host', HOST, '--hooks', hooks],
-    env: { NAPI_RS_NATIVE_LIBRARY_PATH: addon.path },
-  }), { nofile: 20000, logDir })
+  new Peer(
+    `embedded-mqtt-broker hooks=${hooks}`,
+    (port) => ({
+      cmd: process.execPath,
+      args: [
+        join(root, 'bench/peers/embedded-mqtt-broker.mjs'),
+        '--port',
+        String(port),
+        '--host',
+        HOST,
+        '--hooks',
+        hooks,
+      ],
+      env: { NAPI_RS_NATIVE_LIBRARY_PATH: addon.path },
+    }),
+    { nofile: 20000, logDir },
+  )
 
 const messageRuns = [
   { name: 'p2p, 16 pairs, QoS 0, 64 B', args: ['--mode', 'p2p', '--pairs', '16', '--qos', '0'] },
@@ -51,7 +63,10 @@ const connectHooks = ['none', 'authenticate']
 async function once(hooks, args, pick) {
   const p = await peer(hooks).start()
   try {
-    const res = await runLoadgen(lg.bin, ['--host', HOST, '--port', String(p.port), ...args], { nofile: 20000, timeoutMs: 120_000 })
+    const res = await runLoadgen(lg.bin, ['--host', HOST, '--port', String(p.port), ...args], {
+      nofile: 20000,
+      timeoutMs: 120_000,
+    })
     if (res.error) throw new Error(`${hooks}: ${res.error}`)
     return pick(res)
   } finally {
@@ -100,12 +115,24 @@ const lines = [
   '',
 ]
 for (const r of results) {
-  lines.push(`## ${r.name}`, '', `| hooks | ${r.unit} | × no hook | each round |${r.loss ? ' lost |' : ''}`, `|---|--:|--:|---|${r.loss ? '--:|' : ''}`)
+  lines.push(
+    `## ${r.name}`,
+    '',
+    `| hooks | ${r.unit} | × no hook | each round |${r.loss ? ' lost |' : ''}`,
+    `|---|--:|--:|---|${r.loss ? '--:|' : ''}`,
+  )
   const base = median(r.figures.none)
   for (const [h, xs] of Object.entries(r.figures)) {
     const med = median(xs)
-    const label = { none: 'none', notify: 'onMessagePublish', authorize: 'onClientPublishAuthorize', authenticate: 'onClientAuthenticate' }[h]
-    lines.push(`| ${label} | ${fmt(med)} | ${(med / base).toFixed(2)}× | ${xs.map(fmt).join(', ')} |${r.loss ? ` ${r.loss[h]} |` : ''}`)
+    const label = {
+      none: 'none',
+      notify: 'onMessagePublish',
+      authorize: 'onClientPublishAuthorize',
+      authenticate: 'onClientAuthenticate',
+    }[h]
+    lines.push(
+      `| ${label} | ${fmt(med)} | ${(med / base).toFixed(2)}× | ${xs.map(fmt).join(', ')} |${r.loss ? ` ${r.loss[h]} |` : ''}`,
+    )
   }
   lines.push('')
 }

@@ -45,7 +45,11 @@ const { values: opt } = parseArgs({
   },
 })
 if (opt.help) {
-  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\nimport')[0].replace(/^\/\/ ?/gm, ''))
+  console.log(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\nimport')[0]
+      .replace(/^\/\/ ?/gm, ''),
+  )
   process.exit(0)
 }
 
@@ -55,14 +59,15 @@ if (opt.duration) t.duration = t.latencyDuration = Number(opt.duration)
 const only = opt.scenario?.split(',').map((s) => s.trim())
 const peerFilter = opt.peers?.split(',').map((s) => s.trim())
 const partial = Boolean(only || peerFilter)
-const outFile =
-  opt.out ?? join(root, 'bench/results', partial ? 'partial.md' : opt.quick ? 'quick.md' : 'latest.md')
+const outFile = opt.out ?? join(root, 'bench/results', partial ? 'partial.md' : opt.quick ? 'quick.md' : 'latest.md')
 const mqttServerArgs = opt['embedded-mqtt-broker-args'].split(/\s+/).filter(Boolean)
 const loadgenFlags = ['--threads', opt.threads, '--window', opt.window]
 
 const started = Date.now()
 const machine = machineInfo(root)
-console.log(`embedded-mqtt-broker benchmark on ${machine.cpuModel} (${machine.nproc} cores), load average ${machine.loadavgStart.join(' ')}`)
+console.log(
+  `embedded-mqtt-broker benchmark on ${machine.cpuModel} (${machine.nproc} cores), load average ${machine.loadavgStart.join(' ')}`,
+)
 
 console.log('building bench/loadgen ...')
 const lg = buildLoadgen(root)
@@ -148,7 +153,9 @@ for (const v of plan) {
         if (v.exclusive) await peer.start()
         else if (!peer.alive()) {
           // It died after its last run (e.g. while working off a buffered flood).
-          const note = peer.proc ? peer.deathNote().replace('during the run', 'after a run') : `${peer.name} was not running`
+          const note = peer.proc
+            ? peer.deathNote().replace('during the run', 'after a run')
+            : `${peer.name} was not running`
           console.log(`  ${note}: restarting it`)
           restarts[peer.name] = [...(restarts[peer.name] ?? []), note]
           await peer.start()
@@ -176,7 +183,9 @@ for (const v of plan) {
 for (const requested of scaleSteps) {
   const conns = Math.min(requested, nofile - 500)
   if (conns < requested)
-    console.log(`${requested} connections need an open-files limit above ${requested}; this machine allows ${nofile}: using ${conns}`)
+    console.log(
+      `${requested} connections need an open-files limit above ${requested}; this machine allows ${nofile}: using ${conns}`,
+    )
   const names = usePeers(THROUGHPUT_PEERS)
   const runs = Object.fromEntries(names.map((n) => [n, []]))
   results.scale.push({ conns, requested, peers: names, runs })

@@ -58,7 +58,11 @@ const hooks = {
       : decide(
           `${req.clientId}|${req.username}`,
           hash(req.username ?? '') % 10 === 0 ? { allow: true, superuser: true } : { allow: true },
-          { allow: false, reason: 'fuzz says no', code: hash(req.clientId) % 2 ? 'notAuthorized' : 'badUsernameOrPassword' },
+          {
+            allow: false,
+            reason: 'fuzz says no',
+            code: hash(req.clientId) % 2 ? 'notAuthorized' : 'badUsernameOrPassword',
+          },
         ),
   onClientSubscribeAuthorize: (session, sub) =>
     session.clientId.startsWith(PROBE_PREFIX)
@@ -70,11 +74,15 @@ const hooks = {
   onClientPublishAuthorize: (session, msg) =>
     session.clientId.startsWith(PROBE_PREFIX)
       ? { allow: true }
-      : decide(`${msg.topic}|${msg.payload.length}`, { allow: true }, {
-          allow: false,
-          reason: 'fuzz says no',
-          disconnect: msg.payload.length % 7 === 0,
-        }),
+      : decide(
+          `${msg.topic}|${msg.payload.length}`,
+          { allow: true },
+          {
+            allow: false,
+            reason: 'fuzz says no',
+            disconnect: msg.payload.length % 7 === 0,
+          },
+        ),
   onMessagePublish: touch,
   onClientSubscribe: touch,
   onClientUnsubscribe: touch,

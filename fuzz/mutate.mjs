@@ -41,8 +41,10 @@ const MUTATIONS = {
     if (choice === 0) len = varint(Math.max(0, real + r.pick([-2, -1, 1, 2])))
     else if (choice === 1) len = varint(0)
     else if (choice === 2) len = varint(268435455)
-    else if (choice === 3) len = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f]) // 5 bytes: malformed
-    else if (choice === 4) len = Buffer.from([0x80 | (real & 0x7f), 0x80, 0x80, 0x00]) // non-minimal
+    else if (choice === 3)
+      len = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f]) // 5 bytes: malformed
+    else if (choice === 4)
+      len = Buffer.from([0x80 | (real & 0x7f), 0x80, 0x80, 0x00]) // non-minimal
     else len = varint(r.int(2 * real + 16))
     return Buffer.concat([b.subarray(0, 1), len, b.subarray(end)])
   },

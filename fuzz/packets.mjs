@@ -195,7 +195,8 @@ export class Session {
     const edge = this.edge && r.chance(0.1)
     const c = { version: this.version, clean: r.chance(0.7), keepAlive: r.pick([0, 1, 5, 60, 60, 60, 65535]) }
     const idKind = r.float()
-    if (idKind < 0.6) c.clientId = `fz${r.int(300)}` // shared: sessions take each other over
+    if (idKind < 0.6)
+      c.clientId = `fz${r.int(300)}` // shared: sessions take each other over
     else if (idKind < 0.7 && c.clean) c.clientId = ''
     else c.clientId = `fz-${r.u32().toString(36)}`
     if (edge && r.chance(0.5)) c.clientId = r.pick(['', 'x'.repeat(65535), '+#/', Buffer.from([0xff, 0xfe])])
@@ -294,7 +295,9 @@ export class Session {
     const n = r.range(1, 4)
     const fs = []
     for (let i = 0; i < n; i++) fs.push(this.filters.length && r.chance(0.7) ? r.pick(this.filters) : this.filter())
-    const ps = this.v5 ? (this.maybeJunkProps() ?? (r.chance(0.2) ? enc.props(this.userProps()) : undefined)) : undefined
+    const ps = this.v5
+      ? (this.maybeJunkProps() ?? (r.chance(0.2) ? enc.props(this.userProps()) : undefined))
+      : undefined
     return enc.unsubscribe(this.v5, this.id(), this.edge && r.chance(0.005) ? [] : fs, ps)
   }
 
@@ -310,7 +313,9 @@ export class Session {
   auth() {
     const r = this.rng
     if (r.chance(0.2)) return enc.auth()
-    const ps = this.maybeJunkProps() ?? enc.props([enc.prop(0x15, r.pick(['SCRAM-SHA-1', ''])), enc.prop(0x16, r.bytes(r.int(32)))])
+    const ps =
+      this.maybeJunkProps() ??
+      enc.props([enc.prop(0x15, r.pick(['SCRAM-SHA-1', ''])), enc.prop(0x16, r.bytes(r.int(32)))])
     return enc.auth(this.edge && r.chance(0.1) ? r.int(256) : r.pick(AUTH_REASONS), ps)
   }
 

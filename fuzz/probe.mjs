@@ -72,7 +72,14 @@ export class Probe {
   stats() {
     const s = [...this.rtts].sort((a, b) => a - b)
     const q = (p) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : null)
-    return { roundTrips: s.length, p50: q(0.5), p99: q(0.99), max: s.length ? s[s.length - 1] : null, reconnects: this.reconnects, republishes: this.republishes }
+    return {
+      roundTrips: s.length,
+      p50: q(0.5),
+      p99: q(0.99),
+      max: s.length ? s[s.length - 1] : null,
+      reconnects: this.reconnects,
+      republishes: this.republishes,
+    }
   }
 
   stop() {

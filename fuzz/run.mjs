@@ -64,7 +64,15 @@ function parseOptions(argv) {
   }
   if (values.help) {
     const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n')
-    console.log(lines.slice(4, lines.findIndex((l) => !l.startsWith('//'))).map((l) => l.slice(3)).join('\n'))
+    console.log(
+      lines
+        .slice(
+          4,
+          lines.findIndex((l) => !l.startsWith('//')),
+        )
+        .map((l) => l.slice(3))
+        .join('\n'),
+    )
     process.exit(0)
   }
   const num = (name, lo, hi) => {
@@ -330,23 +338,39 @@ class Fuzz {
     let connack = null
     let onConnack
     const connackP = new Promise((res) => (onConnack = res))
-    const link = new Link(transport, HOST, this.ports[listener], new Rng(opt.seed, slot, n, 1), (b0, body) => {
-      stats.received++
-      const type = b0 >> 4
-      if (type === 2) {
-        connack = body[1] ?? -1
-        onConnack(connack)
-      } else if (!acks) return
-      else if (type === 3 && b0 & 6 && body.length >= 2) {
-        const at = 2 + body.readUInt16BE(0)
-        if (body.length >= at + 2) pending.push(Buffer.from([(b0 & 6) === 2 ? 0x40 : 0x50, 2, body[at], body[at + 1]]))
-      } else if ((type === 5 || type === 6) && body.length >= 2) {
-        pending.push(Buffer.from([type === 5 ? 0x62 : 0x70, 2, body[0], body[1]]))
-      }
-    }, opt.wsMutateRate)
+    const link = new Link(
+      transport,
+      HOST,
+      this.ports[listener],
+      new Rng(opt.seed, slot, n, 1),
+      (b0, body) => {
+        stats.received++
+        const type = b0 >> 4
+        if (type === 2) {
+          connack = body[1] ?? -1
+          onConnack(connack)
+        } else if (!acks) return
+        else if (type === 3 && b0 & 6 && body.length >= 2) {
+          const at = 2 + body.readUInt16BE(0)
+          if (body.length >= at + 2)
+            pending.push(Buffer.from([(b0 & 6) === 2 ? 0x40 : 0x50, 2, body[at], body[at + 1]]))
+        } else if ((type === 5 || type === 6) && body.length >= 2) {
+          pending.push(Buffer.from([type === 5 ? 0x62 : 0x70, 2, body[0], body[1]]))
+        }
+      },
+      opt.wsMutateRate,
+    )
     this.links.add(link)
     try {
-      if ((await withTimeout(link.ready.then(() => 'ok', () => 'err'), 10000)) !== 'ok') {
+      if (
+        (await withTimeout(
+          link.ready.then(
+            () => 'ok',
+            () => 'err',
+          ),
+          10000,
+        )) !== 'ok'
+      ) {
         stats.connectFailed++
         return
       }
@@ -354,7 +378,10 @@ class Fuzz {
       link.write(connect)
       // Decision hooks answer within 1.2 s (their timeout); a valid CONNECT
       // gets a CONNACK well within 10 s, a mutated one may never.
-      const r = await withTimeout(Promise.race([connackP, link.closedPromise.then(() => 'closed')]), connectMutation ? 3000 : 10000)
+      const r = await withTimeout(
+        Promise.race([connackP, link.closedPromise.then(() => 'closed')]),
+        connectMutation ? 3000 : 10000,
+      )
       if (connack === null) {
         if (r === 'closed' || link.closed) stats.noConnackClosed++
         else if (connectMutation) stats.noConnackAbandoned++
@@ -479,11 +506,15 @@ class Fuzz {
         if (exit === 'timeout') {
           this.fail('stop', 'broker process did not exit within 15 s of close()')
           this.broker.child.kill('SIGKILL')
-        } else if (exit.code !== 0) this.fail('crash', `broker exited at close() (code ${exit.code}, signal ${exit.signal})`)
+        } else if (exit.code !== 0)
+          this.fail('crash', `broker exited at close() (code ${exit.code}, signal ${exit.signal})`)
       } else this.fail('crash', `broker exited during stop() (code ${stop.code}, signal ${stop.signal})`)
     }
     if (this.rss?.after != null && this.rss.after > this.rss.start + opt.rssSlackMb * 1048576) {
-      this.fail('memory', `RSS after stop() ${mb(this.rss.after)} > start ${mb(this.rss.start)} + ${opt.rssSlackMb} MiB`)
+      this.fail(
+        'memory',
+        `RSS after stop() ${mb(this.rss.after)} > start ${mb(this.rss.start)} + ${opt.rssSlackMb} MiB`,
+      )
     }
     if (!this.failures.length && stats.packets < opt.minPackets) {
       this.fail('throughput', `${stats.packets} packets < --min-packets ${opt.minPackets}`)
@@ -496,7 +527,12 @@ class Fuzz {
       packetsPerSecond: Math.round(stats.packets / elapsed),
       ...stats,
       probes: this.probes?.map((p, i) => ({ transport: opt.transports[i], ...p.stats() })),
-      rss: this.rss && { startMiB: mb(this.rss.start), peakMiB: mb(this.rss.peak), afterStopMiB: mb(this.rss.after), boundMiB: opt.rssSlackMb },
+      rss: this.rss && {
+        startMiB: mb(this.rss.start),
+        peakMiB: mb(this.rss.peak),
+        afterStopMiB: mb(this.rss.after),
+        boundMiB: opt.rssSlackMb,
+      },
       brokerFds: this.fds,
       stopMs: stop?.stopMs ?? null,
       hookStats: this.hookStats,
@@ -539,7 +575,15 @@ async function replay(opt) {
   let culprit = null
   for (const s of rec.sessions) {
     const link = new Link(s.transport, HOST, ready.ports[s.listener], rng, () => {}, 0)
-    if ((await withTimeout(link.ready.then(() => 'ok', () => 'err'), 10000)) === 'ok') {
+    if (
+      (await withTimeout(
+        link.ready.then(
+          () => 'ok',
+          () => 'err',
+        ),
+        10000,
+      )) === 'ok'
+    ) {
       link.write(Buffer.from(s.connect, 'hex'))
       await sleep(100)
       for (const p of s.packets) link.write(Buffer.from(p.hex, 'hex'))
@@ -561,7 +605,9 @@ async function replay(opt) {
     console.log('fuzz replay: no failure (the cause may lie before the recorded packets; rerun with --seed)')
     return 0
   }
-  const what = crashed ? `CRASH (code ${crashed.code}, signal ${crashed.signal})` : `STALL (${stalled ?? 'no round trip'})`
+  const what = crashed
+    ? `CRASH (code ${crashed.code}, signal ${crashed.signal})`
+    : `STALL (${stalled ?? 'no round trip'})`
   const big = culprit.packets
     .map((p, i) => ({ i, kind: p.kind, mutation: p.mutation, bytes: p.hex.length / 2 }))
     .filter((p) => p.bytes > 4096)

@@ -19,7 +19,15 @@ export function peerKinds({ root, addon, mosquittoBin, mqttServerArgs, logDir })
   const node = process.execPath
   const ms = (extra) => (port) => ({
     cmd: node,
-    args: [join(root, 'bench/peers/embedded-mqtt-broker.mjs'), '--port', String(port), '--host', HOST, ...mqttServerArgs, ...extra],
+    args: [
+      join(root, 'bench/peers/embedded-mqtt-broker.mjs'),
+      '--port',
+      String(port),
+      '--host',
+      HOST,
+      ...mqttServerArgs,
+      ...extra,
+    ],
     env: { NAPI_RS_NATIVE_LIBRARY_PATH: addon },
   })
   return {
@@ -106,7 +114,10 @@ export class Peer {
     const p = this.proc
     let line = ''
     try {
-      line = readFileSync(this.logPath, 'utf8').split('\n').find((l) => /error|panic|abort|fatal/i.test(l)) ?? ''
+      line =
+        readFileSync(this.logPath, 'utf8')
+          .split('\n')
+          .find((l) => /error|panic|abort|fatal/i.test(l)) ?? ''
     } catch {}
     const status = p?.signalCode ?? `exit code ${p?.exitCode}`
     return `${this.name} exited during the run (${status})${line ? `: ${line.trim().slice(0, 160)}` : ''}`

@@ -22,7 +22,11 @@ const kib = (b) => (b == null ? '–' : `${(b / 1024).toFixed(1)} KiB`)
 function ms(us) {
   if (us == null) return '–'
   const v = us / 1000
-  return v >= 100 ? `${Math.round(v).toLocaleString('en-US')} ms` : v >= 10 ? `${v.toFixed(1)} ms` : `${v.toFixed(2)} ms`
+  return v >= 100
+    ? `${Math.round(v).toLocaleString('en-US')} ms`
+    : v >= 10
+      ? `${v.toFixed(1)} ms`
+      : `${v.toFixed(2)} ms`
 }
 const steal = (x) => (x == null ? '–' : `${x.toFixed(1)}%`)
 const ok = (b) => (b == null ? '–' : b ? 'yes' : '**no**')
@@ -196,7 +200,9 @@ function targets(res, T, L, B, C) {
       t.S[OURS].p99s.map((o, i) => [o, t.S[REF].p99s[i]]).filter(([o, m]) => o != null && m != null),
     )
     const steals = lat.flatMap((t) => [...t.S[OURS].steals, ...t.S[REF].steals]).filter(Number.isFinite)
-    const stolen = steals.length ? `; host steal in these runs ${steal(Math.min(...steals))}-${steal(max(steals))} of CPU time` : ''
+    const stolen = steals.length
+      ? `; host steal in these runs ${steal(Math.min(...steals))}-${steal(max(steals))} of CPU time`
+      : ''
     rows.push(
       `| latency p99 ≤ mosquitto's at fixed rate | ${lat.map((t) => `${t.v.id}: ${ms(t.S[OURS].p99)} vs ${ms(t.S[REF].p99)}`).join('; ')}; round by round ≤ in ${pairs.filter(([o, m]) => o <= m).length}/${pairs.length}${stolen} | ${ok(!bad.length)} |`,
     )
@@ -272,7 +278,7 @@ function header(res) {
     `- Peers: **embedded-mqtt-broker** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${portable(s.addon)}), Node ${m.node}, default limits${defaults(s)}${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
     `- Load: bench/loadgen (Rust, tokio, ${s.threads} thread${s.threads > 1 ? 's' : ''}), MQTT 3.1.1 over loopback TCP; publishers publish for ${s.duration} s (latency runs ${s.latencyDuration} s), QoS 1 publishers keep ≤ ${s.window} messages unacknowledged; peak load-generator CPU in any run: ${s.peakLoadgenCpu == null ? '–' : `${s.peakLoadgenCpu.toFixed(0)}%`} of its ${s.threads} thread${s.threads > 1 ? 's' : ''}.`,
     ...(res.notes ?? []).map((n) => `- ${n}`),
-    '- msgs/s: messages delivered to subscribers while publishers were publishing, divided by that time (fan-out counts each copy). Loss: messages published (written, at QoS 1 also acknowledged) that never reached a subscriber, worst round; `*`: still arriving when the drain limit cut the run, so partly late rather than lost. p50/p99: end-to-end latency (a flood measures queueing). Peak RSS and CPU: the broker process (100% = one core; embedded-mqtt-broker\'s includes Node). Load generator CPU: its highest of the rounds (100% = one core), so a run where it, not the broker, was the limit shows.',
+    "- msgs/s: messages delivered to subscribers while publishers were publishing, divided by that time (fan-out counts each copy). Loss: messages published (written, at QoS 1 also acknowledged) that never reached a subscriber, worst round; `*`: still arriving when the drain limit cut the run, so partly late rather than lost. p50/p99: end-to-end latency (a flood measures queueing). Peak RSS and CPU: the broker process (100% = one core; embedded-mqtt-broker's includes Node). Load generator CPU: its highest of the rounds (100% = one core), so a run where it, not the broker, was the limit shows.",
   ].join('\n')
 }
 

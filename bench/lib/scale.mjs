@@ -20,11 +20,25 @@ export async function measureIdle(peer, conns, { loadgen, nofile, settleMs }) {
   await sleep(1000)
   const rss_base = rssBytes(peer.pid)
   const subnet = block++
-  const ips = Array.from({ length: Math.max(2, Math.ceil(conns / PER_SOURCE_IP)) }, (_, i) => `127.${subnet}.0.${i + 1}`)
+  const ips = Array.from(
+    { length: Math.max(2, Math.ceil(conns / PER_SOURCE_IP)) },
+    (_, i) => `127.${subnet}.0.${i + 1}`,
+  )
   let rss_held = null
   const res = await runLoadgen(
     loadgen,
-    ['--mode', 'idle', '--host', HOST, '--port', String(peer.port), '--conns', String(conns), '--src-ips', ips.join(',')],
+    [
+      '--mode',
+      'idle',
+      '--host',
+      HOST,
+      '--port',
+      String(peer.port),
+      '--conns',
+      String(conns),
+      '--src-ips',
+      ips.join(','),
+    ],
     {
       nofile,
       timeoutMs: 300_000,

@@ -1,7 +1,11 @@
 // The scenario matrix and its timing, full or quick.
 
 export const THROUGHPUT_PEERS = ['embedded-mqtt-broker', 'aedes', 'mosquitto']
-export const BUSY_PEERS = ['embedded-mqtt-broker', 'embedded-mqtt-broker, busy main thread', 'embedded-mqtt-broker + busy process']
+export const BUSY_PEERS = [
+  'embedded-mqtt-broker',
+  'embedded-mqtt-broker, busy main thread',
+  'embedded-mqtt-broker + busy process',
+]
 
 const SHAPES = {
   fanin: { title: 'fan-in: 16 publishers → 1 wildcard subscriber', args: ['--mode', 'fanin', '--publishers', '16'] },
@@ -34,7 +38,14 @@ const sizeName = (s) => (s >= 1024 ? `${s / 1024} KiB` : `${s} B`)
 export function variants(t, only) {
   const want = (section) => !only || only.includes(section)
   const out = []
-  const common = ['--duration', String(t.duration), '--drain-max', String(t.drainMax), '--drain-idle', String(t.drainIdle)]
+  const common = [
+    '--duration',
+    String(t.duration),
+    '--drain-max',
+    String(t.drainMax),
+    '--drain-idle',
+    String(t.drainIdle),
+  ]
   for (const [shape, def] of Object.entries(SHAPES)) {
     if (!want(shape)) continue
     for (const qos of QOS)
@@ -65,9 +76,24 @@ export function variants(t, only) {
                 ? `latency: ${LATENCY.pairs} pairs at ${LATENCY.rate.toLocaleString('en-US')} msgs/s, evenly paced, QoS ${qos}, ${sizeName(size)}`
                 : `latency in bursts: ${LATENCY.pairs} pairs publishing together every ${(1000 * LATENCY.pairs) / LATENCY.rate} ms (${LATENCY.rate.toLocaleString('en-US')} msgs/s), QoS ${qos}, ${sizeName(size)}`,
             args: [
-              '--mode', 'p2p', '--pairs', String(LATENCY.pairs), '--rate', String(LATENCY.rate), '--pace', pace,
-              '--qos', String(qos), '--size', String(size),
-              '--duration', String(t.latencyDuration), '--drain-max', String(t.drainMax), '--drain-idle', String(t.drainIdle),
+              '--mode',
+              'p2p',
+              '--pairs',
+              String(LATENCY.pairs),
+              '--rate',
+              String(LATENCY.rate),
+              '--pace',
+              pace,
+              '--qos',
+              String(qos),
+              '--size',
+              String(size),
+              '--duration',
+              String(t.latencyDuration),
+              '--drain-max',
+              String(t.drainMax),
+              '--drain-idle',
+              String(t.drainIdle),
             ],
             peers: THROUGHPUT_PEERS,
           })
@@ -85,8 +111,22 @@ export function variants(t, only) {
       id: 'busy-latency-q1-64',
       title: `embedding cost: latency, ${LATENCY.pairs} pairs at ${LATENCY.rate.toLocaleString('en-US')} msgs/s, QoS 1, 64 B`,
       args: [
-        '--mode', 'p2p', '--pairs', String(LATENCY.pairs), '--rate', String(LATENCY.rate), '--qos', '1', '--size', '64',
-        '--duration', String(t.latencyDuration), '--drain-max', String(t.drainMax), '--drain-idle', String(t.drainIdle),
+        '--mode',
+        'p2p',
+        '--pairs',
+        String(LATENCY.pairs),
+        '--rate',
+        String(LATENCY.rate),
+        '--qos',
+        '1',
+        '--size',
+        '64',
+        '--duration',
+        String(t.latencyDuration),
+        '--drain-max',
+        String(t.drainMax),
+        '--drain-idle',
+        String(t.drainIdle),
       ],
       peers: BUSY_PEERS,
       exclusive: true,
