@@ -201,7 +201,8 @@ export interface ListenerConfig {
   maxMqueueLen?: number
   /**
    * MQTT 5 topic aliases per client, in each direction (0-65535). Default 0:
-   * none offered.
+   * none offered (they cost no memory while unused, about 2.5 KiB per
+   * connection once 16 topics have one, and a lock per delivery).
    */
   maxTopicAliases?: number
   /**
@@ -222,8 +223,8 @@ export interface ListenerConfig {
    * Longest keep-alive, in seconds, a client may use (1-65535). MQTT 5: a
    * client asking for more, or for none (0), is told this one in CONNACK's
    * Server Keep Alive. MQTT 3.1.1 has no way to tell it, so such a CONNECT
-   * is refused with 0x02 *Identifier rejected*, as mosquitto does. The
-   * broker closes a connection silent for 1.5 times its keep-alive.
+   * is refused with 0x02 *Identifier rejected*, as mosquitto does. A
+   * connection that stays silent past 1.5 times its keep-alive is closed.
    * Default: none (any keep-alive, 0 included, is accepted).
    */
   maxKeepAlive?: number
