@@ -61,7 +61,7 @@ describe('invalid config rejects with InvalidArg naming the field', () => {
     [
       'unknown top-level field',
       { listeners: [tcp()], foo: 1 },
-      /^foo: unknown field `foo`, expected one of `listeners`, `pluginsConfigDir`, `workerThreads`, `maxSessionExpiryInterval`$/,
+      /^foo: unknown field `foo`, expected one of `listeners`, `pluginsConfigDir`, `workerThreads`, `maxSessionExpiryInterval`, `sessionExpiryInterval`$/,
     ],
     [
       'unknown listener field',
@@ -240,6 +240,56 @@ describe('invalid config rejects with InvalidArg naming the field', () => {
       /^listeners\[0\]\.maxTopicAliases: must be an integer from 0 to 65535, got -1$/,
     ],
     [
+      'maxKeepAlive 0',
+      { listeners: [tcp({ maxKeepAlive: 0 })] },
+      /^listeners\[0\]\.maxKeepAlive: must be an integer from 1 to 65535, got 0$/,
+    ],
+    [
+      'maxKeepAlive too large',
+      { listeners: [tcp({ maxKeepAlive: 65536 })] },
+      /^listeners\[0\]\.maxKeepAlive: must be an integer from 1 to 65535, got 65536$/,
+    ],
+    [
+      'maxKeepAlive a string',
+      { listeners: [tcp({ maxKeepAlive: '60' })] },
+      /^listeners\[0\]\.maxKeepAlive: invalid type: string "60", expected a number$/,
+    ],
+    [
+      'maxSubscriptionsPerClient 0',
+      { listeners: [tcp({ maxSubscriptionsPerClient: 0 })] },
+      /^listeners\[0\]\.maxSubscriptionsPerClient: must be an integer from 1 to 4294967295, got 0$/,
+    ],
+    [
+      'maxSubscriptionsPerClient fractional',
+      { listeners: [tcp({ maxSubscriptionsPerClient: 2.5 })] },
+      /^listeners\[0\]\.maxSubscriptionsPerClient: must be an integer from 1 to 4294967295, got 2\.5$/,
+    ],
+    [
+      'messageRetryInterval 0',
+      { listeners: [tcp({ messageRetryInterval: 0 })] },
+      /^listeners\[0\]\.messageRetryInterval: must be an integer from 1 to 65535, got 0$/,
+    ],
+    [
+      'messageRetryInterval too large',
+      { listeners: [tcp({ messageRetryInterval: 65536 })] },
+      /^listeners\[0\]\.messageRetryInterval: must be an integer from 1 to 65535, got 65536$/,
+    ],
+    [
+      'sessionExpiryInterval 0',
+      { listeners: [tcp()], sessionExpiryInterval: 0 },
+      /^sessionExpiryInterval: must be an integer from 1 to 4294967295, got 0$/,
+    ],
+    [
+      'sessionExpiryInterval above the default maximum',
+      { listeners: [tcp()], sessionExpiryInterval: 7201 },
+      /^sessionExpiryInterval: 7201 is above maxSessionExpiryInterval \(7200\)$/,
+    ],
+    [
+      'sessionExpiryInterval above maxSessionExpiryInterval',
+      { listeners: [tcp()], maxSessionExpiryInterval: 60, sessionExpiryInterval: 61 },
+      /^sessionExpiryInterval: 61 is above maxSessionExpiryInterval \(60\)$/,
+    ],
+    [
       'pluginsConfigDir missing',
       { listeners: [tcp()], pluginsConfigDir: missingDir },
       /^pluginsConfigDir: ".*does-not-exist" is not a directory$/,
@@ -338,9 +388,21 @@ describe('accepted config details', () => {
   })
 
   it('limits within range are accepted and the listener serves clients', async () => {
-    const { listeners } = await startServer([
-      listener('tcp', { maxPacketSize: 4096, maxInflight: 65535, maxMqueueLen: 1, maxTopicAliases: 65535 }),
-    ])
+    const { listeners } = await startServer({
+      listeners: [
+        listener('tcp', {
+          maxPacketSize: 4096,
+          maxInflight: 65535,
+          maxMqueueLen: 1,
+          maxTopicAliases: 65535,
+          maxKeepAlive: 65535,
+          maxSubscriptionsPerClient: 4294967295,
+          messageRetryInterval: 65535,
+        }),
+      ],
+      maxSessionExpiryInterval: 60,
+      sessionExpiryInterval: 60,
+    })
     const c = await connect(urlFor(listeners[0]))
     expect(c.connected).toBe(true)
   })

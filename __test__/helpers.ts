@@ -491,6 +491,16 @@ export function nodeEval(script: string) {
   return spawnTracked(process.execPath, ['-e', script])
 }
 
+/** Polls `probe` until it passes or `ms` run out (no event tells when the broker closed a socket). */
+export async function eventually(probe: () => boolean, ms = 10000): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (probe()) return true
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return probe()
+}
+
 /** Rejects with `msg()` if `p` has not settled after `ms`. */
 export function withDeadline<T>(p: Promise<T>, ms: number, msg: () => string): Promise<T> {
   let timer: NodeJS.Timeout

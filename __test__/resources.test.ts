@@ -11,6 +11,7 @@ import {
   cleanup,
   connect,
   endClient,
+  eventually,
   inbox,
   type Inbox,
   MQTT_VERSIONS,
@@ -26,16 +27,6 @@ afterEach(async () => {
 })
 
 const openFds = () => readdirSync('/proc/self/fd').length
-
-/** Polls `probe` until it passes or `ms` run out (no event tells when the broker closed a socket). */
-async function eventually(probe: () => boolean, ms = 10000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (probe()) return true
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  return probe()
-}
 
 describe.runIf(process.platform === 'linux')('sockets of ended connections', () => {
   it.each([

@@ -32,11 +32,15 @@ pub struct ServerConfig {
   pub worker_threads: Option<f64>,
   /// Longest time, in seconds, a session outlives its connection, 1 to
   /// 4294967295. An MQTT 5 client asking for a longer Session Expiry Interval
-  /// (or for none, 0xFFFFFFFF) gets this one, told in its CONNACK; an MQTT
-  /// 3.1.1 persistent session (`clean: false`) lasts exactly this long.
-  /// Default 7200 (2 hours).
+  /// (or for none, 0xFFFFFFFF) gets this one, told in its CONNACK. Also
+  /// the default of `sessionExpiryInterval`. Default 7200 (2 hours).
   #[serde(default, deserialize_with = "opt_number")]
   pub max_session_expiry_interval: Option<f64>,
+  /// How long, in seconds, an MQTT 3.1.1 persistent session (`clean:
+  /// false`) outlives its connection, 1 to `maxSessionExpiryInterval` (3.1.1
+  /// clients cannot ask for a lifetime). Default: `maxSessionExpiryInterval`.
+  #[serde(default, deserialize_with = "opt_number")]
+  pub session_expiry_interval: Option<f64>,
 }
 
 /// One network endpoint of the broker.
@@ -80,7 +84,8 @@ pub struct ListenerConfig {
   #[serde(default, deserialize_with = "opt_number")]
   pub max_mqueue_len: Option<f64>,
   /// MQTT 5 topic aliases per client, in each direction (0-65535). Default 0:
-  /// none offered.
+  /// none offered (they cost no memory while unused, about 2.5 KiB per
+  /// connection once 16 topics have one, and a lock per delivery).
   #[serde(default, deserialize_with = "opt_number")]
   pub max_topic_aliases: Option<f64>,
   /// Most levels a topic name or filter may have (1-65536). Default 128. A
@@ -95,6 +100,27 @@ pub struct ListenerConfig {
   /// go without at least 1 KiB/s more of it arriving. Default 30000.
   #[serde(default, deserialize_with = "opt_number")]
   pub handshake_timeout: Option<f64>,
+  /// Longest keep-alive, in seconds, a client may use (1-65535). MQTT 5: a
+  /// client asking for more, or for none (0), is told this one in CONNACK's
+  /// Server Keep Alive. MQTT 3.1.1 has no way to tell it, so such a CONNECT
+  /// is refused with 0x02 *Identifier rejected*, as mosquitto does. A
+  /// connection that stays silent past 1.5 times its keep-alive is closed.
+  /// Default: none (any keep-alive, 0 included, is accepted).
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_keep_alive: Option<f64>,
+  /// Most subscriptions a client may hold (1-4294967295). A SUBSCRIBE of a
+  /// new filter beyond it fails for that filter (MQTT 5: 0x97 *Quota
+  /// exceeded*; 3.1.1: 0x80); one the client holds already is still
+  /// replaced. Default: no limit.
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_subscriptions_per_client: Option<f64>,
+  /// Seconds after which an unacknowledged QoS 1/2 delivery to an MQTT
+  /// 3.1.1 client is sent again (with DUP) on the same connection, 1-65535.
+  /// Default: never, as mosquitto: it is resent when the client reconnects
+  /// to its session. MQTT 5 clients never get a resend on the same
+  /// connection, which that version forbids (MQTT-4.4.0-1).
+  #[serde(default, deserialize_with = "opt_number")]
+  pub message_retry_interval: Option<f64>,
 }
 
 /// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
@@ -151,6 +177,7 @@ pub fn basic(
     plugins_config_dir: None,
     worker_threads: None,
     max_session_expiry_interval: None,
+    session_expiry_interval: None,
   })
 }
 
@@ -191,6 +218,7 @@ pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
     plugins_config_dir: None,
     worker_threads: None,
     max_session_expiry_interval: None,
+    session_expiry_interval: None,
   })
 }
 
@@ -216,6 +244,9 @@ fn listener_config(
     max_topic_aliases: None,
     max_topic_levels: None,
     handshake_timeout: None,
+    max_keep_alive: None,
+    max_subscriptions_per_client: None,
+    message_retry_interval: None,
   }
 }
 
@@ -307,6 +338,9 @@ pub struct Limits {
   pub max_topic_aliases: Option<u16>,
   pub max_topic_levels: Option<usize>,
   pub handshake_timeout: Option<std::time::Duration>,
+  pub max_keep_alive: Option<u16>,
+  pub max_subscriptions: Option<usize>,
+  pub message_retry_interval: Option<Duration>,
 }
 
 /// A listener whose every field has been checked; binding it can only fail
@@ -322,6 +356,8 @@ pub struct ListenerSpec {
   pub limits: Limits,
   /// The server's `maxSessionExpiryInterval`.
   pub max_session_expiry: Duration,
+  /// The server's `sessionExpiryInterval` (3.1.1 persistent sessions).
+  pub session_expiry: Duration,
 }
 
 /// The validated form of [`ServerConfig`].
@@ -345,15 +381,28 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
   if config.listeners.is_empty() {
     return Err(invalid_arg("listeners: at least one listener is required"));
   }
-  let max_session_expiry = Duration::from_secs(match config.max_session_expiry_interval {
+  let max_session_expiry = match config.max_session_expiry_interval {
     Some(v) => integer("maxSessionExpiryInterval", v, 1, u32::MAX as u64)?,
     None => DEFAULT_MAX_SESSION_EXPIRY,
-  });
+  };
+  let session_expiry = match config.session_expiry_interval {
+    Some(v) => integer("sessionExpiryInterval", v, 1, u32::MAX as u64)?,
+    None => max_session_expiry,
+  };
+  if session_expiry > max_session_expiry {
+    return Err(invalid_arg(format!(
+      "sessionExpiryInterval: {session_expiry} is above maxSessionExpiryInterval ({max_session_expiry})"
+    )));
+  }
+  let (max_session_expiry, session_expiry) = (
+    Duration::from_secs(max_session_expiry),
+    Duration::from_secs(session_expiry),
+  );
   let mut warnings = Vec::new();
   let mut names: HashMap<String, usize> = HashMap::new();
   let mut listeners = Vec::with_capacity(config.listeners.len());
   for (i, l) in config.listeners.iter().enumerate() {
-    let spec = listener_spec(i, l, max_session_expiry, &mut warnings).await?;
+    let spec = listener_spec(i, l, (session_expiry, max_session_expiry), &mut warnings).await?;
     if let Some(first) = names.insert(spec.name.clone(), i) {
       let default = if l.name.is_none() {
         " (its default name)"
@@ -389,7 +438,7 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
 async fn listener_spec(
   i: usize,
   l: &ListenerConfig,
-  max_session_expiry: Duration,
+  (session_expiry, max_session_expiry): (Duration, Duration),
   warnings: &mut Vec<Warning>,
 ) -> Result<ListenerSpec> {
   let field = |f: &str| format!("listeners[{i}].{f}");
@@ -442,6 +491,16 @@ async fn listener_spec(
     max_topic_levels: opt("maxTopicLevels", l.max_topic_levels, 1, 65536)?.map(|v| v as usize),
     handshake_timeout: opt("handshakeTimeout", l.handshake_timeout, 100, 3_600_000)?
       .map(std::time::Duration::from_millis),
+    max_keep_alive: opt("maxKeepAlive", l.max_keep_alive, 1, u16::MAX as u64)?.map(|v| v as u16),
+    max_subscriptions: opt(
+      "maxSubscriptionsPerClient",
+      l.max_subscriptions_per_client,
+      1,
+      u32::MAX as u64,
+    )?
+    .map(|v| v as usize),
+    message_retry_interval: opt("messageRetryInterval", l.message_retry_interval, 1, 65535)?
+      .map(Duration::from_secs),
   };
 
   Ok(ListenerSpec {
@@ -452,6 +511,7 @@ async fn listener_spec(
     allow_anonymous: l.allow_anonymous.unwrap_or(true),
     limits,
     max_session_expiry,
+    session_expiry,
   })
 }
 

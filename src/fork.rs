@@ -7,7 +7,8 @@
 //! errors). The fork also changes behaviour `src/` relies on without an API
 //! of its own (e.g. the read gate holding a publisher, rmqtt
 //! 0018-session-loop; the topic level limit on publishes,
-//! 0021-topic-levels): those are in the patch table,
+//! 0021-topic-levels; `maxKeepAlive` given to MQTT 5 clients asking for 0,
+//! 0028-keep-alive-cap): those are in the patch table,
 //! `vendor/rmqtt/PATCHED.md`, not here.
 
 use std::sync::Arc;

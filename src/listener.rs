@@ -58,10 +58,19 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
     .reuseaddr(cfg!(unix).then_some(true))
     .nodelay(true)
     .max_packet_size(max_packet_size(spec))
-    // A 3.1.1 persistent session lasts the cap; a 5.0 one what the client
-    // asks, up to the cap (told in CONNACK). rmqtt's default has no cap.
-    .session_expiry_interval(spec.max_session_expiry)
-    .max_session_expiry_interval(spec.max_session_expiry);
+    // A 3.1.1 persistent session lasts `sessionExpiryInterval`; a 5.0 one
+    // what the client asks, up to the cap (told in CONNACK). rmqtt's
+    // default has no cap.
+    .session_expiry_interval(spec.session_expiry)
+    .max_session_expiry_interval(spec.max_session_expiry)
+    // No resend on a live connection unless asked for (rmqtt resends every
+    // 20 s; mosquitto never does). MQTT 5 clients never get one.
+    .message_retry_interval(
+      spec
+        .limits
+        .message_retry_interval
+        .unwrap_or(std::time::Duration::ZERO),
+    );
   let inflight = spec.limits.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT);
   if let Some(v) = std::num::NonZeroU16::new(inflight) {
     b = b.max_inflight(v);
@@ -80,6 +89,14 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
   );
   if let Some(v) = spec.limits.handshake_timeout {
     b = b.handshake_timeout(v);
+  }
+  if let Some(v) = spec.limits.max_keep_alive {
+    // With a cap, no keep-alive (0) is not allowed either: 5.0 clients are
+    // given the cap, 3.1.1 clients refused (rmqtt fitter, fork patch).
+    b = b.max_keepalive(v).allow_zero_keepalive(false);
+  }
+  if let Some(v) = spec.limits.max_subscriptions {
+    b = b.max_subscriptions(v);
   }
   if let Some((cert, key)) = &spec.tls {
     b = b

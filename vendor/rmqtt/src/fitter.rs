@@ -127,11 +127,14 @@ impl Fitter for DefaultFitter {
     fn keep_alive(&self, keep_alive: &mut u16) -> Result<u16> {
         if self.conn_info.proto_ver() == MQTT_LEVEL_5 {
             if *keep_alive == 0 {
-                return if self.listen_cfg.allow_zero_keepalive {
-                    Ok(0)
-                } else {
-                    Err(anyhow!("Keepalive must be greater than 0"))
-                };
+                if self.listen_cfg.allow_zero_keepalive {
+                    return Ok(0);
+                }
+                // fork patch: a client asking for no keep-alive where the
+                // listener needs one gets the longest allowed, told in
+                // CONNACK's Server Keep Alive (MQTT 5 3.2.2.3.14). Upstream
+                // refused the connection.
+                *keep_alive = self.listen_cfg.max_keepalive;
             } else if *keep_alive < self.listen_cfg.min_keepalive {
                 *keep_alive = self.listen_cfg.min_keepalive;
             } else if *keep_alive > self.listen_cfg.max_keepalive {

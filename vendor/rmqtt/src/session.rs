@@ -150,6 +150,19 @@ fn server_disconnect(reason: &Reason) -> Option<v5::Disconnect> {
     Some(v5::Disconnect { reason_code, reason_string: Some(reason_string.into()), ..Default::default() })
 }
 
+/// fork patch: why an offline session's task ends it once its offline
+/// loop is over: it expired, or a connection took it over with Clean Start
+/// (or an admin kicked it); `None` when the taking over connection resumes it.
+fn offline_end(flags: StateFlags) -> Option<Reason> {
+    if !flags.contains(StateFlags::Kicked) {
+        Some(Reason::SessionExpiration)
+    } else if flags.intersects(StateFlags::CleanStart | StateFlags::ByAdminKick) {
+        Some(Reason::ConnectKicked(flags.contains(StateFlags::ByAdminKick)))
+    } else {
+        None
+    }
+}
+
 /// Runtime state for an active MQTT session.
 ///
 /// Wraps a [`Session`] with its associated send/receive channels,
@@ -338,7 +351,15 @@ impl SessionState {
             self.hook.client_disconnected(reason).await;
 
             if flags.contains(StateFlags::Kicked) {
-                if flags.contains(StateFlags::ByAdminKick) {
+                // fork patch: a session the taking over connection does not
+                // resume (Clean Start, or one that ends with its connection:
+                // `LockEntry::kick`) ends here, with `session_terminated` and its
+                // queued messages dropped. Upstream did so only for an admin's
+                // kick, so such a session never ended for the hooks.
+                if flags.contains(StateFlags::ByAdminKick)
+                    || flags.contains(StateFlags::CleanStart)
+                    || clean_session
+                {
                     self.clean(&deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default())
                         .await;
                 }
@@ -362,8 +383,9 @@ impl SessionState {
                 )
                 .await;
                 log::debug!("{:?} offline flags: {:?}", self.id, flags);
-                if !flags.contains(StateFlags::Kicked) {
-                    self.clean(&deliver_queue_tx, Reason::SessionExpiration).await;
+                // fork patch: also when a Clean Start connection took it over.
+                if let Some(reason) = offline_end(flags) {
+                    self.clean(&deliver_queue_tx, reason).await;
                 }
             }
         })
@@ -755,8 +777,9 @@ impl SessionState {
                 .offline_run_loop(&deliver_queue_tx, &mut flags, will_delay_interval, session_expiry_interval)
                 .await;
 
-            if !flags.contains(StateFlags::Kicked) {
-                state.clean(&deliver_queue_tx, Reason::SessionExpiration).await;
+            // fork patch: also when a Clean Start connection took it over.
+            if let Some(reason) = offline_end(flags) {
+                state.clean(&deliver_queue_tx, reason).await;
             }
         });
 
@@ -1172,20 +1195,6 @@ impl SessionState {
         }
 
         Ok(())
-    }
-
-    #[inline]
-    async fn clean_session(&self, d: Option<&Disconnect>) -> bool {
-        self.connect_info()
-            .await
-            .map(|c| {
-                if let ConnectInfo::V3(_, c) = c.as_ref() {
-                    c.clean_session
-                } else {
-                    self.fitter.session_expiry_interval(d).is_zero()
-                }
-            })
-            .unwrap_or(true)
     }
 
     #[inline]
@@ -1638,10 +1647,16 @@ impl SessionState {
     async fn _subscribe(&self, mut sub: Subscribe) -> Result<SubscribeReturn> {
         let listen_cfg = self.listen_cfg();
 
-        if listen_cfg.max_subscriptions > 0
-            && (self.subscriptions().await?.len().await >= listen_cfg.max_subscriptions)
-        {
-            return Err(MqttError::TooManySubscriptions.into());
+        // fork patch: at the limit, a filter the client has already is
+        // still replaced (it adds nothing), and a new one is refused in the
+        // SUBACK with Quota exceeded (0x97; 3.1.1: failure). Upstream refused
+        // both with an unspecified error.
+        if listen_cfg.max_subscriptions > 0 {
+            let subs = self.subscriptions().await?;
+            let subs = subs.read().await;
+            if subs.len() >= listen_cfg.max_subscriptions && !subs.contains_key(&sub.topic_filter) {
+                return Ok(SubscribeReturn::new_failure(SubscribeAckReason::QuotaExceeded));
+            }
         }
 
         // fork patch: a filter over the limit is refused with Topic
@@ -2552,6 +2567,25 @@ async fn _send_subscribe_messages(
 }
 
 impl Session {
+    /// Whether the session ends with its connection: 3.1.1 Clean Session 1,
+    /// 5.0 a Session Expiry Interval of 0 (`d`, the client's DISCONNECT, may
+    /// have changed it).
+    ///
+    /// fork patch: moved here from `SessionState` for `LockEntry::kick`.
+    #[inline]
+    pub(crate) async fn clean_session(&self, d: Option<&Disconnect>) -> bool {
+        self.connect_info()
+            .await
+            .map(|c| {
+                if let ConnectInfo::V3(_, c) = c.as_ref() {
+                    c.clean_session
+                } else {
+                    self.fitter.session_expiry_interval(d).is_zero()
+                }
+            })
+            .unwrap_or(true)
+    }
+
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
@@ -2576,8 +2610,21 @@ impl Session {
         last_id: Option<Id>,
     ) -> Result<Self> {
         let max_inflight = max_inflight.get() as usize;
-        let message_retry_interval = listen_cfg.message_retry_interval.as_millis() as TimestampMillis;
-        let message_expiry_interval = listen_cfg.message_expiry_interval.as_millis() as TimestampMillis;
+        // fork patch: unacknowledged deliveries are resent on a live
+        // connection only to MQTT 3.1.1 (and 3.1) clients, and only with a
+        // retry interval: MQTT 5 allows a resend only on a resumed session
+        // [MQTT-4.4.0-1]. Without resends the window's timer is off, expiry
+        // included: a delivery in flight stays until acknowledged.
+        let message_retry_interval = if conn_info.proto_ver() == crate::codec::types::MQTT_LEVEL_5 {
+            0
+        } else {
+            listen_cfg.message_retry_interval.as_millis() as TimestampMillis
+        };
+        let message_expiry_interval = if message_retry_interval == 0 {
+            0
+        } else {
+            listen_cfg.message_expiry_interval.as_millis() as TimestampMillis
+        };
         #[allow(unused_mut)]
         let mut deliver_queue = MessageQueue::new(max_mqueue_len);
 

@@ -156,7 +156,10 @@ async fn gate_hold(scx: &ServerContext, from: &From, publish: &Publish, relation
 /// [`Id`] and can be locked for exclusive access.
 #[async_trait]
 pub trait Entry: Sync + Send {
-    /// Attempt to acquire an exclusive lock on this entry.
+    /// Acquire an exclusive lock on this entry.
+    ///
+    /// fork patch: waits its turn behind the connections of this client id
+    /// that asked before (upstream failed at once when the entry was locked).
     async fn try_lock(&self) -> Result<Box<dyn Entry>>;
     /// Return the unique identifier for this entry.
     fn id(&self) -> Id;
@@ -411,7 +414,11 @@ impl Drop for LockEntry {
     #[inline]
     fn drop(&mut self) {
         if self._locker.is_some() {
-            let _t = self.shared.lockers.remove(&self.id.client_id);
+            // fork patch: the mutex stays in the map while another
+            // connection of this client id waits on it (holds a clone): with
+            // it gone, the next one would lock a new mutex beside the waiter.
+            // The guard (dropped after this) and the map hold the other two.
+            let _t = self.shared.lockers.remove_if(&self.id.client_id, |_, m| Arc::strong_count(m) <= 2);
             log::debug!("{:?} LockEntry Drop ..., {}", self.id, _t.is_some());
         }
     }
@@ -493,13 +500,18 @@ impl Entry for LockEntry {
     #[inline]
     async fn try_lock(&self) -> Result<Box<dyn Entry>> {
         log::debug!("{:?} LockEntry.try_lock", self.id);
+        // fork patch: a CONNECT arriving while an earlier one of the same
+        // client id holds the entry (taking over, or the old connection
+        // still ending) waits for it instead of being refused with Server
+        // unavailable. tokio's mutex is fair, so the newest CONNECT takes the
+        // entry last and wins. The map's shard is not locked across the wait.
         let locker = self
             .shared
             .lockers
             .entry(self.id.client_id.clone())
-            .or_insert(Arc::new(Mutex::new(())))
-            .clone()
-            .try_lock_owned()?;
+            .or_insert_with(|| Arc::new(Mutex::new(())))
+            .clone();
+        let locker = locker.lock_owned().await;
         Ok(Box::new(LockEntry::new(self.id.clone(), self.shared.clone(), Some(locker))))
     }
 
@@ -553,13 +565,16 @@ impl Entry for LockEntry {
                         log::debug!("{:?} kicked, from {:?}", self.id, self.session().map(|s| s.id.clone()));
                     }
                     Ok(Err(e)) => {
-                        log::warn!(
+                        // fork patch: the session ended without reading the
+                        // kick (its connection had just closed and it was not
+                        // persistent): nothing is left to kick. Upstream
+                        // refused the new connection with Server unavailable.
+                        log::debug!(
                             "{:?} kick, recv result is {:?}, from {:?}",
                             self.id,
                             e,
                             self.session().map(|s| s.id.clone())
                         );
-                        return Err(anyhow!(format!("recv kick result is {:?}", e)));
                     }
                     Err(_) => {
                         log::warn!(
@@ -572,8 +587,17 @@ impl Entry for LockEntry {
             }
         }
 
-        if let Some((s, _)) = self._remove(clear_subscriptions).await {
-            if clean_start {
+        // fork patch: a session that ends with its connection (3.1.1 Clean
+        // Session 1, 5.0 Session Expiry 0, as its DISCONNECT may have set it)
+        // ended when that connection was taken over: it is not handed to the
+        // new one, which gets Session Present 0 [MQTT-3.1.2-6, MQTT-3.1.2-23,
+        // MQTT-3.2.2-3]. Upstream resumed it. Its own task cleans it up.
+        let ended = match self.session() {
+            Some(s) if !clean_start => s.clean_session(s.disconnect().await.unwrap_or(None).as_ref()).await,
+            _ => clean_start,
+        };
+        if let Some((s, _)) = self._remove(clear_subscriptions || ended).await {
+            if ended {
                 Ok(OfflineSession::Exist(None))
             } else {
                 match s.to_offline_info().await {

@@ -257,6 +257,22 @@ async fn _handshake(
         ));
     }
 
+    // fork patch: a keep-alive the listener does not allow (0 where one
+    // is needed, or above `max_keepalive`) is refused before the session is
+    // touched, with Identifier rejected as mosquitto does: 3.1.1 has no way
+    // to tell the client another value. Upstream refused it with Server
+    // unavailable, after taking over the client's session.
+    let keep_alive = connect_info.keep_alive();
+    if (keep_alive == 0 && !listen_cfg.allow_zero_keepalive)
+        || (keep_alive > 0
+            && (keep_alive < listen_cfg.min_keepalive || keep_alive > listen_cfg.max_keepalive))
+    {
+        return Err((
+            ConnectAckReason::V3(ConnectAckReasonV3::IdentifierRejected),
+            anyhow!("keep-alive {keep_alive} s is outside the listener's bounds"),
+        ));
+    }
+
     let entry = scx.extends.shared().await.entry(id.clone());
     let max_sessions = scx.mqtt_max_sessions;
     if max_sessions > 0 && scx.sessions.count() >= max_sessions && !entry.exist() {
