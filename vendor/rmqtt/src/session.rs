@@ -445,6 +445,13 @@ impl SessionState {
         // keep draining while they are held.
         let mut read_gate: Option<futures::future::BoxFuture<'static, ()>> = None;
         let mut parked = Parked::default();
+        // fork patch: whether anything but the acks of the client's own
+        // PUBLISHes was written since the last flush. While the client is
+        // held and only those acks wait, the buffer is not flushed: it goes
+        // out once the hold ends and nothing else is ready, as when the hold
+        // was awaited inside the PUBLISH's handling. Flushed on every hold,
+        // PUBACKs to held publishers went out in more, smaller writes.
+        let mut urgent_unflushed = false;
         loop {
             log::debug!("{:?} tokio::select! loop", state.id);
             let due =
@@ -480,7 +487,10 @@ impl SessionState {
                 match futures::FutureExt::now_or_never(async { next_event!() }) {
                     Some(event) => event,
                     None => {
-                        sink.flush().await?;
+                        if read_gate.is_none() || urgent_unflushed {
+                            sink.flush().await?;
+                            urgent_unflushed = false;
+                        }
                         next_event!()
                     }
                 }
@@ -502,6 +512,7 @@ impl SessionState {
                     keep_alive_delay.as_mut().reset(due);
                 }
                 Event::DeliverTimeout => {
+                    urgent_unflushed = true;
                     // fork patch: the window's lock is a mutex now; taken
                     // per message, not for the whole `while let` body.
                     loop {
@@ -514,6 +525,7 @@ impl SessionState {
                     deliver_deadline = now + Duration::from_secs(u32::MAX as u64);
                 }
                 Event::Deliver(deliver_packet) => {
+                    urgent_unflushed = true;
                     log::debug!("{:?} deliver_packet: {:?}", state.id, deliver_packet);
                     match deliver_packet {
                         Some(Some((from, p))) => {
@@ -526,6 +538,7 @@ impl SessionState {
                     }
                 }
                 Event::Message(msg) => {
+                    urgent_unflushed = true;
                     log::debug!("{:?} msg: {:?}", state.id, msg);
                     let Some(mut msg) = msg else {
                         return Err("No message received from the Rx".into());
@@ -573,22 +586,27 @@ impl SessionState {
                             return Err(Reason::ConnectRemoteClose);
                         }
                     };
-                    if let Some(pkt) = state.ack_at_once(pkt) {
-                        if read_gate.is_some() && !passes_read_gate(&pkt) {
-                            parked.push(pkt);
-                        } else {
-                            Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
-                            read_gate = take_read_gate();
-                        }
-                        // fork patch: after a DISCONNECT the server closes
-                        // the connection; upstream waited for the client to.
-                        if flags.contains(StateFlags::DisconnectReceived) {
-                            return Ok(());
-                        }
+                    let Some(pkt) = state.ack_at_once(pkt) else {
+                        // fork patch: a PUBREL or PINGRESP may wait to go out.
+                        urgent_unflushed = true;
+                        continue;
+                    };
+                    if read_gate.is_some() && !passes_read_gate(&pkt) {
+                        parked.push(pkt);
+                    } else {
+                        urgent_unflushed |= !is_publish(&pkt);
+                        Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
+                        read_gate = take_read_gate();
+                    }
+                    // fork patch: after a DISCONNECT the server closes
+                    // the connection; upstream waited for the client to.
+                    if flags.contains(StateFlags::DisconnectReceived) {
+                        return Ok(());
                     }
                 }
                 Event::ReadGateOpen => {
                     read_gate = None;
+                    urgent_unflushed |= !parked.packets.is_empty();
                     if !parked.packets.is_empty()
                         && Box::pin(state.drain_parked(sink, flags, &mut parked, &mut read_gate, false))
                             .await?
@@ -3206,6 +3224,11 @@ fn passes_read_gate(pkt: &Packet) -> bool {
                 | v5::Packet::PingRequest
         )
     )
+}
+
+/// fork patch: whether a client's packet is a PUBLISH.
+fn is_publish(pkt: &Packet) -> bool {
+    matches!(pkt, Packet::V3(v3::Packet::Publish(_)) | Packet::V5(v5::Packet::Publish(_)))
 }
 
 /// fork patch: a hold the forward gate left for this session task.
