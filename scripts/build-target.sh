@@ -5,18 +5,17 @@
 # Writes embedded-mqtt-broker.<platform>.node at the repository root (or in
 # OUT_DIR if set) and prints its path last.
 #
-# Linux and (from a non-macOS host) darwin targets cross-build with
-# cargo-zigbuild, zig as C compiler and linker, whatever the host: the gnu
-# targets link against zig's glibc stubs of GLIBC_FLOOR, so the binary loads
-# on any distribution with that glibc or newer (scripts/check-binary.sh
-# proves it). zig and cargo-zigbuild come from PyPI into a private virtualenv
-# under node_modules/.cache. Windows and macOS-on-macOS build natively.
+# Linux targets cross-build with cargo-zigbuild, zig as C compiler and
+# linker, whatever the host (Linux or macOS): the gnu targets link against
+# zig's glibc stubs of GLIBC_FLOOR, so the binary loads on any distribution
+# with that glibc or newer (scripts/check-binary.sh proves it). zig and cargo-zigbuild come from PyPI into a private virtualenv
+# under node_modules/.cache. macOS and Windows targets build natively there.
 #
 # Any extra arguments go to `napi build` (e.g. `--profile dev`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The lowest glibc the gnu builds target: see docs/install.md for why not 2.17.
+# The lowest glibc the gnu builds target (docs/install.md, "glibc floor").
 GLIBC_FLOOR=${GLIBC_FLOOR:-2.17}
 
 triple=${1:?usage: scripts/build-target.sh <rust target triple> [napi build args...]}
@@ -25,7 +24,12 @@ shift
 case "$triple" in
   *-linux-gnu*) napi_target="$triple.$GLIBC_FLOOR"; zig=1 ;;
   *-linux-musl*) napi_target="$triple"; zig=1 ;;
-  *-apple-darwin) napi_target="$triple"; zig=$([ "$(uname -s)" = Darwin ] && echo 0 || echo 1) ;;
+  *-apple-darwin)
+    # zig links a plain darwin cdylib, but this one needs the CoreFoundation
+    # and Security frameworks (quinn's rustls-platform-verifier), which only
+    # the macOS SDK has: docs/install.md.
+    [ "$(uname -s)" = Darwin ] || { echo "build-target.sh: $triple builds on macOS only (needs the macOS SDK's frameworks)" >&2; exit 2; }
+    napi_target="$triple"; zig=0 ;;
   *-windows-msvc) napi_target="$triple"; zig=0 ;;
   *) echo "build-target.sh: no recipe for $triple" >&2; exit 2 ;;
 esac
