@@ -6,11 +6,11 @@
 // subscribe, each gets the retained message and a server publish, then the
 // broker stops and its process must exit 0 by itself. Exits non-zero with
 // the reason on any failure or after a bounded wait.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { createInterface } from 'node:readline'
-import { dirname, join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import mqtt from 'mqtt'
@@ -35,20 +35,9 @@ function targetNode() {
     stdio: ['ignore', 'pipe', 'inherit'],
   }).trim()
   // Debian's qemu-user-static names them *-static; qemu-user without.
-  const qemu = [`${emulated.qemu}-static`, emulated.qemu].find(
-    (bin) => !spawnSyncError(bin),
-  )
+  const qemu = [`${emulated.qemu}-static`, emulated.qemu].find((bin) => !spawnSync(bin, ['--version']).error)
   if (!qemu) throw new Error(`${emulated.qemu} not found: apt-get install qemu-user-static`)
   return [qemu, '-L', sysroot, join(sysroot, 'usr', 'bin', 'node')]
-}
-
-function spawnSyncError(bin) {
-  try {
-    execFileSync(bin, ['--version'], { stdio: 'ignore' })
-    return null
-  } catch (error) {
-    return error
-  }
 }
 
 function withDeadline(promise, what) {
@@ -61,6 +50,22 @@ function withDeadline(promise, what) {
 
 if (!existsSync(binary)) throw new Error(`${binary} does not exist`)
 const [cmd, ...args] = targetNode()
+
+// Without a binary, the package's entry must name this platform as a
+// supported one (it does its own platform naming, e.g. linux-arm-gnueabihf).
+// Skipped when a checkout build of this platform sits where the loader looks.
+const platform = basename(binary).match(/^embedded-mqtt-broker\.(.+)\.node$/)?.[1]
+if (platform && !existsSync(join(ROOT, basename(binary)))) {
+  const env = { ...process.env }
+  delete env.NAPI_RS_NATIVE_LIBRARY_PATH
+  const r = spawnSync(cmd, [...args, '-e', "require('./binding.cjs')"], { cwd: ROOT, env, encoding: 'utf8' })
+  for (const expected of ['ERR_MQTT_SERVER_NO_BINARY', `native binary for ${platform}`, 'This platform is supported']) {
+    if (!r.stderr.includes(expected)) {
+      console.error(`smoke ${triple}: the no-binary error lacks "${expected}":\n${r.stderr}`)
+      process.exit(1)
+    }
+  }
+}
 const started = Date.now()
 const broker = spawn(cmd, [...args, join(ROOT, 'scripts', 'smoke', 'broker.cjs')], {
   cwd: ROOT,
