@@ -18,6 +18,9 @@ cd "$(dirname "$0")/.."
 # The lowest glibc the gnu builds target (docs/install.md, "glibc floor").
 GLIBC_FLOOR=${GLIBC_FLOOR:-2.17}
 
+# scripts/check-binary.sh asks for the floor this way.
+if [ "${1:-}" = --glibc-floor ]; then echo "$GLIBC_FLOOR"; exit 0; fi
+
 triple=${1:?usage: scripts/build-target.sh <rust target triple> [napi build args...]}
 shift
 

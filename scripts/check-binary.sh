@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-GLIBC_FLOOR=${GLIBC_FLOOR:-$(sed -n 's/^GLIBC_FLOOR=\${GLIBC_FLOOR:-\(.*\)}$/\1/p' scripts/build-target.sh)}
+GLIBC_FLOOR=$(bash scripts/build-target.sh --glibc-floor)
 triple=${1:?usage: scripts/check-binary.sh <triple> <file.node>}
 file=${2:?usage: scripts/check-binary.sh <triple> <file.node>}
 
