@@ -34,8 +34,9 @@ for triple in "${targets[@]}"; do
   start=$SECONDS
   file=$(bash scripts/build-target.sh "$triple" "$@" | tail -n1)
   took=$((SECONDS - start))
-  bash scripts/check-binary.sh "$triple" "$file"
-  glibc=$(readelf -V "$file" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
+  checked=$(bash scripts/check-binary.sh "$triple" "$file")
+  echo "$checked"
+  glibc=$(sed -n 's/.*needs glibc \([0-9.]*\).*/\1/p' <<<"$checked")
   if [[ "$triple" == *-linux-gnu* ]]; then
     node scripts/smoke/run.mjs "$triple" "$file"
     ran=$([[ "$triple" == "$host"-* ]] && echo "smoke, native" || echo "smoke, qemu")

@@ -30,7 +30,7 @@ fi
 
 needed=$(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
 # Highest GLIBC_x.y[.z] symbol version the binary asks for.
-glibc=$(readelf -V "$file" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
+glibc=$(readelf -V "$file" | { grep -o 'GLIBC_[0-9][0-9.]*' || true; } | sed 's/GLIBC_//' | sort -uV | tail -n1)
 
 case "$triple" in
   *-linux-gnu*)
