@@ -48,6 +48,8 @@ function currentPlatform() {
   if (process.platform === 'linux') {
     const report = process.report?.getReport?.()
     abi = report?.header?.glibcVersionRuntime ? '-gnu' : '-musl'
+    // 32-bit ARM builds are hard-float: linux-arm-gnueabihf, as napi names it.
+    if (process.arch === 'arm') abi += 'eabihf'
   }
   return `${process.platform}-${process.arch}${abi}`
 }

@@ -12,6 +12,7 @@ import {
   copyFileSync,
   cpSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   readdirSync,
@@ -26,6 +27,8 @@ import { fileURLToPath } from 'node:url'
 
 import { readNapiConfig } from '@napi-rs/cli'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import { LEGAL_FILES, stageRelease } from '../scripts/stage-release.mjs'
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..')
 const FIXTURE = join(ROOT, '__test__', 'fixtures', 'consumer')
@@ -128,11 +131,9 @@ describe('packaging', () => {
     }
   })
 
-  it('the main tarball holds the JS entries, types, CLI and docs, and nothing else', () => {
-    const required = ['package.json', 'index.js', 'index.mjs', 'binding.cjs', 'index.d.ts']
-    // Required in the tarball as soon as they exist in the repository.
-    const optional = ['cli.js', 'README.md', 'LICENSE'].filter((f) => existsSync(join(ROOT, f)))
-    expect(packedFiles).toEqual([...required, ...optional].sort())
+  it('the main tarball holds the JS entries, types, CLI, docs and licenses, and nothing else', () => {
+    const entries = ['package.json', 'index.js', 'index.mjs', 'binding.cjs', 'index.d.ts', 'cli.js', 'README.md']
+    expect(packedFiles).toEqual([...entries, ...LEGAL_FILES].sort())
 
     // Belt and braces against a loosened `files` list.
     for (const file of packedFiles) {
@@ -144,11 +145,29 @@ describe('packaging', () => {
       expect(packedFiles).toContain(target.replace(/^\.\//, ''))
     }
   })
+
+  it('the manifest leads resolvers that ignore `exports` to the entry with the helpful error', () => {
+    expect(pkg.main).toBe(pkg.exports['.'].require.replace(/^\.\//, ''))
+    expect(pkg.main).toBe('binding.cjs')
+    expect(pkg.repository.url).toMatch(/^git\+https:\/\/.+\.git$/)
+    expect(pkg.homepage).toMatch(/^https:\/\//)
+    expect(pkg.bugs.url).toMatch(/^https:\/\//)
+  })
+
+  it('THIRD_PARTY_NOTICES.md lists the statically linked crates with their license texts', () => {
+    const notices = readFileSync(join(ROOT, 'THIRD_PARTY_NOTICES.md'), 'utf8')
+    for (const crate of ['rmqtt', 'tokio', 'rustls', 'aws-lc-sys', 'libmimalloc-sys', 'napi']) {
+      expect(notices).toMatch(new RegExp(`^- ${crate} \\d`, 'm'))
+    }
+    expect(notices).toContain('Permission is hereby granted, free of charge')
+    expect(notices).toContain('Apache License')
+  })
 })
 
 describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no target for this host'})`, () => {
   let tmp = ''
   let consumer = ''
+  let staged: Awaited<ReturnType<typeof stageRelease>>
   const platformPackage = `${napi.packageName}-${host?.platformArchABI}`
   const binaryFile = `${napi.binaryName}.${host?.platformArchABI}.node`
 
@@ -166,7 +185,7 @@ describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no
   /** Rust tools the user environment can still run (should be none). */
   const rustTools = () => ['cargo', 'rustc'].filter((tool) => !spawnSync(tool, ['--version'], { env: userEnv }).error)
 
-  beforeAll(() => {
+  beforeAll(async () => {
     // Real path: macOS's tmpdir is behind a symlink, and Node reports real paths.
     // Checked before anything is installed, so no step can lean on Rust.
     if (rustTools().length > 0) throw new Error(`still on PATH: ${rustTools().join(', ')}`)
@@ -175,26 +194,13 @@ describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no
     const binary = join(ROOT, binaryFile)
     if (!existsSync(binary)) throw new Error(`${binary} is missing: run \`npm run build\` first`)
 
-    // Main package as the release flow publishes it: `napi pre-publish` adds
-    // one optional dependency per target, all at the package version.
-    const mainStage = join(tmp, 'main')
-    for (const file of packedFiles) cpSync(join(ROOT, file), join(mainStage, file))
-    const optionalDependencies = Object.fromEntries(
-      napi.targets.map((t) => [`${napi.packageName}-${t.platformArchABI}`, pkg.version]),
-    )
-    writeFileSync(join(mainStage, 'package.json'), JSON.stringify({ ...pkg, optionalDependencies }, null, 2))
-
-    // Platform package as `napi artifacts` fills it: npm/<target>/ plus the binary.
-    const platformStage = join(tmp, 'platform')
-    cpSync(join(ROOT, 'npm', host!.platformArchABI), platformStage, { recursive: true })
-    copyFileSync(binary, join(platformStage, binaryFile))
-    const platformManifest = JSON.parse(readFileSync(join(platformStage, 'package.json'), 'utf8'))
-    writeFileSync(
-      join(platformStage, 'package.json'),
-      JSON.stringify({ ...platformManifest, version: pkg.version }, null, 2),
-    )
-
-    const tarballs = [pack(mainStage, tmp), pack(platformStage, tmp)]
+    // The main package and this platform's package exactly as
+    // scripts/publish.mjs stages them for the release.
+    mkdirSync(join(tmp, 'bin'))
+    copyFileSync(binary, join(tmp, 'bin', binaryFile))
+    staged = await stageRelease({ out: join(tmp, 'stage'), binaries: join(tmp, 'bin'), platforms: [host!.platformArchABI] })
+    const platformStage = staged.platforms[host!.platformArchABI]
+    const tarballs = [pack(staged.main, tmp), pack(platformStage, tmp)]
 
     cpSync(FIXTURE, consumer, { recursive: true })
     // Tools the user project brings along, at the repo's versions so npm's
@@ -211,6 +217,12 @@ describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no
 
   afterAll(() => {
     if (tmp) rmSync(tmp, { recursive: true, force: true })
+  })
+
+  it('the platform tarball holds the binary, its manifest, README and licenses, and nothing else', () => {
+    const [dryRun] = JSON.parse(npm(['pack', '--dry-run', '--json', '--ignore-scripts'], staged.platforms[host!.platformArchABI]))
+    const files = dryRun.files.map((f: { path: string }) => f.path).sort()
+    expect(files).toEqual([binaryFile, 'package.json', 'README.md', ...LEGAL_FILES].sort())
   })
 
   it('runs with no cargo or rustc on PATH', () => {
