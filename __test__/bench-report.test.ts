@@ -7,7 +7,6 @@ import { join } from 'node:path'
 
 import { expect, it } from 'vitest'
 
-// @ts-expect-error: a plain ES module of the harness, without declarations
 import { portable } from '../bench/lib/report.mjs'
 import { ROOT } from './helpers'
 

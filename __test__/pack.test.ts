@@ -19,7 +19,6 @@ import {
   realpathSync,
   renameSync,
   rmSync,
-  writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join, resolve } from 'node:path'
@@ -198,7 +197,11 @@ describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no
     // scripts/publish.mjs stages them for the release.
     mkdirSync(join(tmp, 'bin'))
     copyFileSync(binary, join(tmp, 'bin', binaryFile))
-    staged = await stageRelease({ out: join(tmp, 'stage'), binaries: join(tmp, 'bin'), platforms: [host!.platformArchABI] })
+    staged = await stageRelease({
+      out: join(tmp, 'stage'),
+      binaries: join(tmp, 'bin'),
+      platforms: [host!.platformArchABI],
+    })
     const platformStage = staged.platforms[host!.platformArchABI]
     const tarballs = [pack(staged.main, tmp), pack(platformStage, tmp)]
 
@@ -220,7 +223,9 @@ describe.skipIf(!host)(`install with no compiler (${host?.platformArchABI ?? 'no
   })
 
   it('the platform tarball holds the binary, its manifest, README and licenses, and nothing else', () => {
-    const [dryRun] = JSON.parse(npm(['pack', '--dry-run', '--json', '--ignore-scripts'], staged.platforms[host!.platformArchABI]))
+    const [dryRun] = JSON.parse(
+      npm(['pack', '--dry-run', '--json', '--ignore-scripts'], staged.platforms[host!.platformArchABI]),
+    )
     const files = dryRun.files.map((f: { path: string }) => f.path).sort()
     expect(files).toEqual([binaryFile, 'package.json', 'README.md', ...LEGAL_FILES].sort())
   })

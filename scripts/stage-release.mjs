@@ -54,9 +54,7 @@ export async function stageRelease({ out, binaries, platforms, repository }) {
     if (!existsSync(join(ROOT, file))) throw new Error(`${file} is missing at the repository root`)
   }
   const found = findBinaries(binaries)
-  const missing = targets
-    .map((t) => `${napi.binaryName}.${t.platformArchABI}.node`)
-    .filter((name) => !found.has(name))
+  const missing = targets.map((t) => `${napi.binaryName}.${t.platformArchABI}.node`).filter((name) => !found.has(name))
   if (missing.length) throw new Error(`no binary in ${binaries} for: ${missing.join(', ')}`)
 
   const staged = { main: join(out, 'main'), platforms: {} }
