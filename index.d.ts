@@ -279,6 +279,43 @@ export interface MessageInfo {
   payload: Buffer
   /** When the broker received the message, in milliseconds since the epoch. */
   createTime: number
+  /**
+   * Its MQTT 5 properties; `undefined` when it has none (always for an
+   * MQTT 3.1.1 publisher), so a message without properties costs nothing.
+   */
+  properties?: MessageProperties
+}
+
+/**
+ * The MQTT 5 properties of a message, as hooks see them. Only the
+ * properties the message carries are present.
+ */
+export interface MessageProperties {
+  /**
+   * User properties as `[key, value]` pairs, in the order they were sent,
+   * duplicate keys kept.
+   */
+  userProperties?: Array<[string, string]>
+  responseTopic?: string
+  correlationData?: Buffer
+  contentType?: string
+  /**
+   * `true`: the payload is UTF-8 text. Absent when the publisher sent 0 or
+   * nothing (the same thing in MQTT: unspecified bytes).
+   */
+  payloadFormatIndicator?: true
+  /**
+   * Seconds the message has left before it expires: the interval the
+   * publisher set, less the time the message has waited in the broker,
+   * rounded up (a subscriber receives it rounded down).
+   */
+  messageExpiryInterval?: number
+  /**
+   * The Subscription Identifiers of the subscriber's matching
+   * subscriptions: in `onMessageDelivered`/`onMessageAcked` (and drops
+   * meant for a subscriber), when its subscriptions have them.
+   */
+  subscriptionIdentifiers?: Array<number>
 }
 
 /**
@@ -318,6 +355,33 @@ export interface PublishOptions {
    * `retain: true` clears it. Default `false`.
    */
   retain?: boolean
+  /**
+   * MQTT 5 properties, e.g. the response to a request:
+   * `{ correlationData, userProperties: [['k', 'v']] }` (sent to
+   * `responseTopic` of the request).
+   */
+  properties?: PublishProperties
+}
+
+/**
+ * The MQTT 5 properties `server.publish()` sends. MQTT 5.0 subscribers
+ * receive them; 3.1.1 subscribers get the message without them.
+ */
+export interface PublishProperties {
+  /** `[key, value]` pairs, sent in this order; a key may repeat. */
+  userProperties?: Array<[string, string]>
+  /** A topic name (no wildcards) for the response. */
+  responseTopic?: string
+  /** Up to 65,535 bytes. */
+  correlationData?: Buffer | Uint8Array
+  contentType?: string
+  /** `true`: the payload is UTF-8 text (checked); `false` is the same as absent. */
+  payloadFormatIndicator?: boolean
+  /**
+   * Seconds, 1 to 4294967295, after which subscribers no longer get the
+   * message (a retained one is removed). Absent: it never expires.
+   */
+  messageExpiryInterval?: number
 }
 
 /** A client PUBLISH being authorized. */
@@ -326,6 +390,8 @@ export interface PublishRequest {
   payload: Buffer
   qos: QoS
   retain: boolean
+  /** Its MQTT 5 properties; `undefined` when it has none. */
+  properties?: MessageProperties
 }
 
 /** MQTT Quality of Service levels. */

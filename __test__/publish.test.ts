@@ -252,7 +252,11 @@ describe('server.publish argument errors (InvalidArg, naming the argument)', () 
       ['t', 'x', { retain: 'y' }],
       /^options\.retain: invalid type: string "y", expected a boolean$/,
     ],
-    ['unknown option', ['t', 'x', { qso: 1 }], /^options\.qso: unknown field `qso`, expected `qos` or `retain`$/],
+    [
+      'unknown option',
+      ['t', 'x', { qso: 1 }],
+      /^options\.qso: unknown field `qso`, expected one of `qos`, `retain`, `properties`$/,
+    ],
     ['options not an object', ['t', 'x', 5], /^options: expected an object, got a number$/],
   ]
 

@@ -7,13 +7,16 @@ const from = (type, node, remoteAddr, clientId, username) => ({ type, node, remo
 // A payload comes as a part of a shared ArrayBuffer (buffer, offset, length)
 // or as a Buffer of its own (buffer, null, null).
 const bytes = (b, off, len) => (off === null ? b : Buffer.from(b, off, len))
-const message = (dup, qos, retain, topic, b, off, len, createTime) => ({
+// `properties` is undefined when the message has none: one object shape
+// for every message, and nothing made for the common case.
+const message = (dup, qos, retain, topic, b, off, len, createTime, properties) => ({
   dup,
   qos,
   retain,
   topic,
   payload: bytes(b, off, len),
   createTime,
+  properties,
 })
 // A decision that is exactly `{ allow: true }` comes back as ALLOW, which
 // native code takes without reading the fields one by one. ALLOW is a

@@ -7,6 +7,8 @@ use napi::bindgen_prelude::{Buffer, Either, Null};
 use napi_derive::napi;
 use rmqtt::types::ConnectInfo;
 
+use crate::message_properties::MessageProperties;
+
 /// A value or JavaScript `null` (an `Option` would become `undefined`).
 pub type Nullable<T> = Either<T, Null>;
 
@@ -58,6 +60,9 @@ pub struct MessageInfo {
   pub payload: Buffer,
   /// When the broker received the message, in milliseconds since the epoch.
   pub create_time: f64,
+  /// Its MQTT 5 properties; `undefined` when it has none (always for an
+  /// MQTT 3.1.1 publisher), so a message without properties costs nothing.
+  pub properties: Option<MessageProperties>,
 }
 
 /// A subscription, as requested by the client (`onClientSubscribeAuthorize`)
@@ -114,6 +119,8 @@ pub struct PublishRequest {
   #[napi(ts_type = "QoS")]
   pub qos: u32,
   pub retain: bool,
+  /// Its MQTT 5 properties; `undefined` when it has none.
+  pub properties: Option<MessageProperties>,
 }
 
 /// Answer of `onClientAuthenticate`.

@@ -16,10 +16,12 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use napi::bindgen_prelude::*;
 use napi::sys;
+use rmqtt::codec::v5::PublishProperties;
 use rmqtt::types::{From, FromType, Id, Publish, QoS as RQoS};
 
 use crate::hook_data::AuthenticateRequest;
 use crate::hook_table::Kind;
+use crate::message_properties;
 
 /// The compiled builders: per `Kind`, the function that makes its argument
 /// objects from the values its `HookArgs` made and calls the hook; then
@@ -156,8 +158,8 @@ impl HookArgs for SessionUnsubscription {
 pub struct SessionPublishRequest(pub Id, pub Msg);
 
 impl HookArgs for SessionPublishRequest {
-  const JS: &'static str = "(f, n, a, c, u, topic, b, off, len, qos, retain) =>
-    answer(f(session(n, a, c, u), { topic, payload: bytes(b, off, len), qos, retain }))";
+  const JS: &'static str = "(f, n, a, c, u, topic, b, off, len, qos, retain, properties) =>
+    answer(f(session(n, a, c, u), { topic, payload: bytes(b, off, len), qos, retain, properties }))";
   fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
     a.session(out, Some(&self.0))?;
     a.publish_request(out, &self.1)
@@ -172,8 +174,8 @@ impl HookArgs for SessionPublishRequest {
 pub struct Message(pub Option<Id>, pub From, pub bool, pub Msg);
 
 impl HookArgs for Message {
-  const JS: &'static str = "(f, n, a, c, u, ft, fn, fa, fc, fu, dup, qos, retain, topic, b, off, len, time) =>
-    f(session(n, a, c, u), from(ft, fn, fa, fc, fu), message(dup, qos, retain, topic, b, off, len, time))";
+  const JS: &'static str = "(f, n, a, c, u, ft, fn, fa, fc, fu, dup, qos, retain, topic, b, off, len, time, p) =>
+    f(session(n, a, c, u), from(ft, fn, fa, fc, fu), message(dup, qos, retain, topic, b, off, len, time, p))";
   fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
     a.session(out, self.0.as_ref())?;
     a.from(out, &self.1, self.2)?;
@@ -188,8 +190,8 @@ impl HookArgs for Message {
 pub struct DroppedMessage(pub Option<Id>, pub From, pub Msg, pub String);
 
 impl HookArgs for DroppedMessage {
-  const JS: &'static str = "(f, n, a, c, u, ft, fn, fa, fc, fu, dup, qos, retain, topic, b, off, len, time, reason) =>
-    f(session(n, a, c, u), from(ft, fn, fa, fc, fu), message(dup, qos, retain, topic, b, off, len, time), { reason })";
+  const JS: &'static str = "(f, n, a, c, u, ft, fn, fa, fc, fu, dup, qos, retain, topic, b, off, len, time, p, reason) =>
+    f(session(n, a, c, u), from(ft, fn, fa, fc, fu), message(dup, qos, retain, topic, b, off, len, time, p), { reason })";
   fn push(self, a: &mut Args, out: &mut Vec<sys::napi_value>) -> Result<()> {
     a.session(out, self.0.as_ref())?;
     a.from(out, &self.1, false)?;
@@ -202,8 +204,9 @@ impl HookArgs for DroppedMessage {
   }
 }
 
-/// What hooks see of a message; holds no allocation of its own (the topic
-/// and payload are shared with rmqtt), so queueing it is cheap.
+/// What hooks see of a message; without MQTT 5 properties it holds no
+/// allocation of its own (the topic and payload are shared with rmqtt), so
+/// queueing it is cheap.
 pub struct Msg {
   dup: bool,
   qos: RQoS,
@@ -211,6 +214,8 @@ pub struct Msg {
   topic: ByteString,
   payload: Bytes,
   create_time: Option<i64>,
+  /// Only when the message has some (`message_properties::of`).
+  properties: Option<Box<PublishProperties>>,
 }
 
 impl Msg {
@@ -231,6 +236,7 @@ impl Msg {
       topic: p.topic.clone(),
       payload: p.payload.clone(),
       create_time: p.create_time,
+      properties: message_properties::of(p.properties.as_ref(), p.create_time),
     }
   }
 }
@@ -259,6 +265,7 @@ struct IdStrings {
 pub struct Args {
   env: sys::napi_env,
   null: sys::napi_value,
+  undefined: sys::napi_value,
   yes: sys::napi_value,
   no: sys::napi_value,
   /// Keyed by the address of rmqtt's shared `_Id`: the events of a batch
@@ -296,14 +303,17 @@ impl Args {
   /// `env` must be the env of the current JS thread callback.
   pub unsafe fn new(env: sys::napi_env) -> Result<Self> {
     let mut null = ptr::null_mut();
+    let mut undefined = ptr::null_mut();
     let mut yes = ptr::null_mut();
     let mut no = ptr::null_mut();
     check(sys::napi_get_null(env, &mut null), "null")?;
+    check(sys::napi_get_undefined(env, &mut undefined), "undefined")?;
     check(sys::napi_get_boolean(env, true, &mut yes), "true")?;
     check(sys::napi_get_boolean(env, false, &mut no), "false")?;
     Ok(Args {
       env,
       null,
+      undefined,
       yes,
       no,
       ids: HashMap::new(),
@@ -480,7 +490,7 @@ impl Args {
     Ok(())
   }
 
-  /// `MessageInfo`: dup, qos, retain, topic, payload, createTime.
+  /// `MessageInfo`: dup, qos, retain, topic, payload, createTime, properties.
   pub fn message(&mut self, out: &mut Vec<sys::napi_value>, m: &Msg) -> Result<()> {
     out.extend([
       self.boolean(m.dup),
@@ -489,16 +499,107 @@ impl Args {
       self.string(&m.topic)?,
     ]);
     self.payload(out, &m.payload)?;
-    out.push(self.number(m.create_time.unwrap_or(0) as f64)?);
+    out.extend([
+      self.number(m.create_time.unwrap_or(0) as f64)?,
+      self.properties(m.properties.as_deref())?,
+    ]);
     Ok(())
   }
 
-  /// `PublishRequest`: topic, payload, qos, retain.
+  /// `PublishRequest`: topic, payload, qos, retain, properties.
   pub fn publish_request(&mut self, out: &mut Vec<sys::napi_value>, m: &Msg) -> Result<()> {
     out.push(self.string(&m.topic)?);
     self.payload(out, &m.payload)?;
-    out.extend([self.qos(m.qos)?, self.boolean(m.retain)]);
+    out.extend([
+      self.qos(m.qos)?,
+      self.boolean(m.retain),
+      self.properties(m.properties.as_deref())?,
+    ]);
     Ok(())
+  }
+
+  /// `MessageProperties`, or `undefined` (the common case, which makes
+  /// nothing). Made here field by field: only messages that carry
+  /// properties pay for it, and only the fields present become keys.
+  fn properties(&self, p: Option<&PublishProperties>) -> Result<sys::napi_value> {
+    let Some(p) = p else {
+      return Ok(self.undefined);
+    };
+    let object = self.object()?;
+    if !p.user_properties.is_empty() {
+      let pairs = self.array(p.user_properties.len())?;
+      for (i, (k, v)) in p.user_properties.iter().enumerate() {
+        let pair = self.array(2)?;
+        self.set_element(pair, 0, self.string(k)?)?;
+        self.set_element(pair, 1, self.string(v)?)?;
+        self.set_element(pairs, i, pair)?;
+      }
+      self.set(object, c"userProperties", pairs)?;
+    }
+    if let Some(t) = &p.response_topic {
+      self.set(object, c"responseTopic", self.string(t)?)?;
+    }
+    if let Some(d) = &p.correlation_data {
+      self.set(object, c"correlationData", self.buffer(d)?)?;
+    }
+    if let Some(t) = &p.content_type {
+      self.set(object, c"contentType", self.string(t)?)?;
+    }
+    if p.is_utf8_payload {
+      self.set(object, c"payloadFormatIndicator", self.yes)?;
+    }
+    if let Some(i) = p.message_expiry_interval {
+      self.set(
+        object,
+        c"messageExpiryInterval",
+        self.number(f64::from(i.get()))?,
+      )?;
+    }
+    if !p.subscription_ids.is_empty() {
+      let ids = self.array(p.subscription_ids.len())?;
+      for (i, id) in p.subscription_ids.iter().enumerate() {
+        self.set_element(ids, i, self.number(f64::from(id.get()))?)?;
+      }
+      self.set(object, c"subscriptionIdentifiers", ids)?;
+    }
+    Ok(object)
+  }
+
+  fn object(&self) -> Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    check(
+      unsafe { sys::napi_create_object(self.env, &mut v) },
+      "create object",
+    )?;
+    Ok(v)
+  }
+
+  fn array(&self, len: usize) -> Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    check(
+      unsafe { sys::napi_create_array_with_length(self.env, len, &mut v) },
+      "create array",
+    )?;
+    Ok(v)
+  }
+
+  fn set(
+    &self,
+    object: sys::napi_value,
+    key: &std::ffi::CStr,
+    value: sys::napi_value,
+  ) -> Result<()> {
+    check(
+      unsafe { sys::napi_set_named_property(self.env, object, key.as_ptr(), value) },
+      "set property",
+    )
+  }
+
+  fn set_element(&self, array: sys::napi_value, i: usize, value: sys::napi_value) -> Result<()> {
+    check(
+      unsafe { sys::napi_set_element(self.env, array, i as u32, value) },
+      "set element",
+    )
   }
 }
 

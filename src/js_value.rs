@@ -41,29 +41,40 @@ pub fn to_json(value: &Unknown, path: &str) -> Result<Value> {
         .map(Value::Array)
     }
     ValueType::Object => {
-      let object: Object = unsafe { value.cast()? };
-      let keys = object.get_property_names()?;
-      let mut map = Map::new();
-      for i in 0..keys.get_array_length()? {
-        let key: String = keys.get_element(i)?;
-        let item: Unknown = object.get_named_property(&key)?;
-        if item.get_type()? == ValueType::Undefined {
-          continue;
-        }
-        let field = if path.is_empty() {
-          key.clone()
-        } else {
-          format!("{path}.{key}")
-        };
-        map.insert(key, to_json(&item, &field)?);
-      }
-      Ok(Value::Object(map))
+      fields_to_json(&unsafe { value.cast()? }, path, |_| true).map(Value::Object)
     }
     other => Err(invalid_arg(format!(
       "{path}: expected plain data, got {}",
       type_name(other)
     ))),
   }
+}
+
+/// The fields of `object` (at `path`) that `keep` names, as JSON.
+pub fn fields_to_json(
+  object: &Object,
+  path: &str,
+  keep: impl Fn(&str) -> bool,
+) -> Result<Map<String, Value>> {
+  let keys = object.get_property_names()?;
+  let mut map = Map::new();
+  for i in 0..keys.get_array_length()? {
+    let key: String = keys.get_element(i)?;
+    if !keep(&key) {
+      continue;
+    }
+    let item: Unknown = object.get_named_property(&key)?;
+    if item.get_type()? == ValueType::Undefined {
+      continue;
+    }
+    let field = if path.is_empty() {
+      key.clone()
+    } else {
+      format!("{path}.{key}")
+    };
+    map.insert(key, to_json(&item, &field)?);
+  }
+  Ok(map)
 }
 
 /// "a string", "a bigint"... for messages.

@@ -19,6 +19,7 @@ mod keepalive;
 mod listener;
 mod logging;
 mod memory;
+mod message_properties;
 mod publish;
 mod server;
 mod shared_subscription;

@@ -4,6 +4,8 @@
 //! `Publish`, run the `message_publish` hook, then hand the message to the
 //! router with `SessionState::forwards`, which also updates the retained store.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use bytestring::ByteString;
 use napi_derive::napi;
@@ -38,6 +40,14 @@ pub struct PublishOptions {
   /// Keep the message as the topic's retained message. An empty payload with
   /// `retain: true` clears it. Default `false`.
   pub retain: Option<bool>,
+  /// MQTT 5 properties, e.g. the response to a request:
+  /// `{ correlationData, userProperties: [['k', 'v']] }` (sent to
+  /// `responseTopic` of the request).
+  #[napi(ts_type = "PublishProperties")]
+  // Declared for index.d.ts and serde's list of fields; `read_options`
+  // reads it with `message_properties::read`, serde never does.
+  #[serde(default)]
+  pub properties: Option<()>,
 }
 
 /// Client id reported as the origin of server-side publishes.
@@ -52,11 +62,18 @@ pub struct Message {
   pub payload: Bytes,
   pub qos: RQoS,
   pub retain: bool,
+  /// `None` when `options.properties` is absent.
+  pub properties: Option<PublishProperties>,
 }
 
 impl Message {
   /// Validates topic and options; errors name the bad argument.
-  pub fn new(topic: String, payload: Bytes, opts: Option<PublishOptions>) -> Result<Self, String> {
+  pub fn new(
+    topic: String,
+    payload: Bytes,
+    opts: Option<PublishOptions>,
+    properties: Option<PublishProperties>,
+  ) -> Result<Self, String> {
     validate_topic(&topic)?;
     let opts = opts.unwrap_or_default();
     let qos = match opts.qos {
@@ -74,6 +91,7 @@ impl Message {
       payload,
       qos,
       retain: opts.retain.unwrap_or(false),
+      properties,
     })
   }
 }
@@ -108,15 +126,28 @@ const PUBLISH_OVERHEAD: usize = 4;
 /// A server publish obeys the limit clients do: its PUBLISH (counted as
 /// rmqtt counts a client's, without the fixed header) must fit in
 /// `max_packet_size`, the largest `maxPacketSize` of the listeners.
-pub fn check_size(topic: &str, payload_len: usize, max_packet_size: u32) -> Result<(), String> {
+/// `properties` is the size of the MQTT 5 properties
+/// (`message_properties::encoded_size`).
+pub fn check_size(
+  topic: &str,
+  properties: usize,
+  payload_len: usize,
+  max_packet_size: u32,
+) -> Result<(), String> {
   let max = max_packet_size as usize;
-  let size = PUBLISH_OVERHEAD + topic.len() + payload_len;
+  let overhead = PUBLISH_OVERHEAD + topic.len() + properties;
+  let size = overhead + payload_len;
   if size <= max {
     return Ok(());
   }
-  let room = max.saturating_sub(PUBLISH_OVERHEAD + topic.len());
+  let room = max.saturating_sub(overhead);
+  let with = if properties > 0 {
+    " and properties"
+  } else {
+    ""
+  };
   Err(format!(
-    "payload: is {payload_len} bytes; with this topic the message would be a {size}-byte PUBLISH, \
+    "payload: is {payload_len} bytes; with this topic{with} the message would be a {size}-byte PUBLISH, \
      larger than the largest maxPacketSize of the listeners ({max} bytes), so at most {room} bytes fit"
   ))
 }
@@ -160,6 +191,12 @@ impl Publisher {
 /// Routes the message to subscribers (and the retained store). Resolves once
 /// rmqtt has handed it to every matching session.
 async fn publish(scx: &ServerContext, msg: Message) -> Result<(), String> {
+  // A retained message with an expiry interval leaves the store with it.
+  let expiry = msg
+    .properties
+    .as_ref()
+    .and_then(|p| p.message_expiry_interval)
+    .map(|i| Duration::from_secs(i.get().into()));
   let codec = CodecPublish {
     dup: false,
     retain: msg.retain,
@@ -167,9 +204,9 @@ async fn publish(scx: &ServerContext, msg: Message) -> Result<(), String> {
     topic: ByteString::from(msg.topic),
     packet_id: None,
     payload: msg.payload,
-    properties: Some(PublishProperties::default()),
+    properties: Some(msg.properties.unwrap_or_default()),
   };
-  let p = Publish::from(Box::new(codec)).create_time(now_millis());
+  let p = Publish::from(Box::new(codec)).create_time(rmqtt::clock::timestamp_millis());
   let id = Id::new(
     scx.node.id(),
     0,
@@ -185,14 +222,8 @@ async fn publish(scx: &ServerContext, msg: Message) -> Result<(), String> {
     .message_publish(None, from.clone(), &p)
     .await
     .unwrap_or(p);
-  // No expiry: a retained server message stays until replaced or cleared.
-  SessionState::forwards(scx, from, p, false, None)
+  // Without an expiry a retained server message stays until replaced or cleared.
+  SessionState::forwards(scx, from, p, false, expiry)
     .await
     .map_err(|e| format!("publish failed: {e}"))
-}
-
-fn now_millis() -> i64 {
-  std::time::SystemTime::now()
-    .duration_since(std::time::UNIX_EPOCH)
-    .map_or(0, |d| d.as_millis() as i64)
 }

@@ -19,6 +19,7 @@ use crate::keepalive::KeepAlive;
 use crate::listener::ListenerInfo;
 use crate::publish::{Message, PublishOptions};
 use crate::warning::{self, Warning};
+use rmqtt::codec::v5::PublishProperties;
 
 /// Lifecycle state; only `start`/`stop`/`close` change it, one at a time.
 enum State {
@@ -337,8 +338,12 @@ fn read_message(
       )))
     }
   };
+  let (options, properties) = read_options(options)?;
+  let properties_size = properties
+    .as_ref()
+    .map_or(0, crate::message_properties::encoded_size);
   let fits = |len: usize| match max_packet_size {
-    Some(max) => crate::publish::check_size(&topic, len, max).map_err(invalid_arg),
+    Some(max) => crate::publish::check_size(&topic, properties_size, len, max).map_err(invalid_arg),
     None => Ok(()),
   };
   let payload = match payload.get_type()? {
@@ -361,24 +366,42 @@ fn read_message(
       )))
     }
   };
-  let options = match options {
-    None => None,
-    Some(o) => match o.get_type()? {
-      ValueType::Undefined | ValueType::Null => None,
-      ValueType::Object => {
-        let v: serde_json::Value = unsafe { o.cast()? };
-        Some(
-          serde_path_to_error::deserialize::<_, PublishOptions>(v)
-            .map_err(|e| invalid_arg(format!("options.{}: {}", e.path(), e.inner())))?,
-        )
-      }
-      other => {
-        return Err(invalid_arg(format!(
-          "options: expected an object, got {}",
-          type_name(other)
-        )))
-      }
-    },
+  if let Some(p) = &properties {
+    crate::message_properties::check_payload(p, &payload)?;
+  }
+  Message::new(topic, payload, options, properties).map_err(invalid_arg)
+}
+
+/// `options` of `publish()`: the plain fields through serde, `properties`
+/// (which holds Buffers) read on its own.
+fn read_options(
+  options: Option<Unknown>,
+) -> Result<(Option<PublishOptions>, Option<PublishProperties>)> {
+  let Some(o) = options else {
+    return Ok((None, None));
   };
-  Message::new(topic, payload, options).map_err(invalid_arg)
+  let object: Object = match o.get_type()? {
+    ValueType::Undefined | ValueType::Null => return Ok((None, None)),
+    ValueType::Object if !o.is_array()? => unsafe { o.cast()? },
+    other => {
+      return Err(invalid_arg(format!(
+        "options: expected an object, got {}",
+        if other == ValueType::Object {
+          "an array"
+        } else {
+          type_name(other)
+        }
+      )))
+    }
+  };
+  let fields = js_value::fields_to_json(&object, "options", |k| k != "properties")?;
+  let parsed =
+    serde_path_to_error::deserialize::<_, PublishOptions>(serde_json::Value::Object(fields))
+      .map_err(|e| invalid_arg(format!("options.{}: {}", e.path(), e.inner())))?;
+  let properties: Unknown = object.get_named_property("properties")?;
+  let properties = match properties.get_type()? {
+    ValueType::Undefined | ValueType::Null => None,
+    _ => Some(crate::message_properties::read(&properties)?),
+  };
+  Ok((Some(parsed), properties))
 }
