@@ -280,8 +280,9 @@ export interface MessageInfo {
   /** When the broker received the message, in milliseconds since the epoch. */
   createTime: number
   /**
-   * Its MQTT 5 properties; `undefined` when it has none (always for an
-   * MQTT 3.1.1 publisher), so a message without properties costs nothing.
+   * Its MQTT 5 properties, only those it carries. `undefined` when it has
+   * none (always for an MQTT 3.1.1 publisher): such a message costs no
+   * allocation and no object; the key is there either way (one shape).
    */
   properties?: MessageProperties
 }

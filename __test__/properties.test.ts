@@ -152,7 +152,9 @@ describe('user properties', () => {
     const [info] = await server.start({ listeners: [listener('tcp')] })
     const sub = await rawSubscriber(info, 'up/#')
     const pub = await rawSession(info, 5)
-    await pub.write(publishPacket(5, 'up/order', 'x', { properties: props(...ORDERED.map(([k, v]) => userProp(k, v))) }))
+    await pub.write(
+      publishPacket(5, 'up/order', 'x', { properties: props(...ORDERED.map(([k, v]) => userProp(k, v))) }),
+    )
 
     const [, , message] = await published.called('onMessagePublish')
     expect(message.properties?.userProperties).toEqual(ORDERED)
@@ -288,7 +290,7 @@ describe('each property, from a client through the hooks', () => {
 describe('publish() with properties', () => {
   it('sends each field to 5.0 subscribers, and onMessagePublish sees them [MQTT-3.3.2-4, MQTT-3.3.2-15, MQTT-3.3.2-16, MQTT-3.3.2-20]', async () => {
     const server = track(new MqttServer())
-    const published = firstCall((_s: unknown, _f: unknown, m: Addon.MessageInfo) => m.topic === 'pp/1')
+    const published = firstCall((_s: unknown, _f: Addon.MessageFrom, m: Addon.MessageInfo) => m.topic === 'pp/1')
     server.setHooks({ onMessagePublish: published.hook })
     const [info] = await server.start({ listeners: [listener('tcp')] })
     const sub = await connect(urlFor(info), { protocolVersion: 5 })
@@ -364,7 +366,13 @@ describe('publish() with properties', () => {
     ],
     [
       'a user property key not a string',
-      { userProperties: [['a', 'b'], ['c', 'd'], [1, 'v']] },
+      {
+        userProperties: [
+          ['a', 'b'],
+          ['c', 'd'],
+          [1, 'v'],
+        ],
+      },
       /^properties\.userProperties\[2\]\[0\]: must be a string, got a number$/,
     ],
     [
