@@ -36,6 +36,11 @@ pub fn server_shutting_down() -> Reason {
   Reason::from_static(rmqtt::session::SERVER_SHUTTING_DOWN)
 }
 
+/// The broker's clock, milliseconds since the epoch, up to a tick behind:
+/// what rmqtt stamps a message's create time with and measures its expiry
+/// by (rmqtt 0005-coarse-clock).
+pub use rmqtt::clock::timestamp_millis;
+
 /// Takes a register's handlers out of rmqtt's hook manager for good; `stop`
 /// only disables them (rmqtt 0007-register-remove).
 pub async fn remove_hooks(register: &dyn Register) {

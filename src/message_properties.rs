@@ -91,7 +91,7 @@ pub fn of(
   let mut p = Box::new(p.clone());
   p.topic_alias = None;
   if let (Some(interval), Some(created)) = (p.message_expiry_interval, create_time) {
-    let waited = rmqtt::clock::timestamp_millis()
+    let waited = crate::fork::timestamp_millis()
       .saturating_sub(created)
       .max(0);
     // Rounded up: a message that waited a few milliseconds still shows the

@@ -206,7 +206,7 @@ async fn publish(scx: &ServerContext, msg: Message) -> Result<(), String> {
     payload: msg.payload,
     properties: Some(msg.properties.unwrap_or_default()),
   };
-  let p = Publish::from(Box::new(codec)).create_time(rmqtt::clock::timestamp_millis());
+  let p = Publish::from(Box::new(codec)).create_time(crate::fork::timestamp_millis());
   let id = Id::new(
     scx.node.id(),
     0,

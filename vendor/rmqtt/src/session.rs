@@ -2456,7 +2456,12 @@ async fn _send_retain_messages(
         retain.publish.qos = retain.publish.qos.less_value(qos);
         retain.publish.topic = topic;
         retain.publish.packet_id = None;
-        retain.publish.create_time = Some(timestamp_millis());
+        // fork patch: a message with its own expiry interval keeps its
+        // create time, so that it is sent with what is left of the interval
+        // [MQTT-3.3.2-6]; it went out with the whole interval again.
+        if retain.publish.properties.as_ref().is_none_or(|p| p.message_expiry_interval.is_none()) {
+            retain.publish.create_time = Some(timestamp_millis());
+        }
 
         log::debug!("{:?} retain.publish: {:?}", id, retain.publish);
 

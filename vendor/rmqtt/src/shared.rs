@@ -804,10 +804,11 @@ impl DefaultShared {
         p.retain = retain;
         p.qos = p.qos.less_value(opts.qos());
         p.packet_id = None;
+        // fork patch: a message without properties (from a 3.1.1 client)
+        // still carries the subscriber's Subscription Identifiers
+        // [MQTT-3.3.4-3]; they were dropped.
         if let Some(sub_ids) = sub_ids {
-            if let Some(p) = &mut p.properties {
-                p.subscription_ids = sub_ids;
-            }
+            p.properties.get_or_insert_with(Default::default).subscription_ids = sub_ids;
         }
 
         let (tx, to) = if let Some((tx, to)) = self.tx(&client_id) {
