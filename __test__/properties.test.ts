@@ -230,61 +230,48 @@ describe('each property, from a client through the hooks', () => {
     expect(got?.subscriptionIdentifier).toBe(42)
   })
 
-  it('messageExpiryInterval is what is left: a queued message delivered later shows the time it waited taken off, in the hook as on the wire [MQTT-3.3.2-6]', async () => {
-    const server = track(new MqttServer())
-    const delivered = firstCall((_s: unknown, _f: unknown, m: Addon.MessageInfo) => m.topic === 'left/1')
-    server.setHooks({ onMessageDelivered: delivered.hook })
-    const [info] = await server.start({ listeners: [listener('tcp')] })
-    const url = urlFor(info)
-    const session = {
-      protocolVersion: 5,
-      clientId: 'left-sub',
-      clean: false,
-      properties: { sessionExpiryInterval: 60 },
-    } as const
-    const first = await connect(url, session)
-    await subscribe(first, 'left/#', 1)
-    await endClient(first)
-    const pub = await connect(url, { protocolVersion: 5 })
-    await pub.publishAsync('left/1', 'queued', { qos: 1, properties: { messageExpiryInterval: 100 } })
-    // Expiry is about time passing: nothing to await but the clock.
-    await new Promise((r) => setTimeout(r, 2100))
-    let box: ReturnType<typeof inbox> | undefined
-    await connect(url, session, (c) => {
-      box = inbox(c)
-    })
+  it.each(['queued', 'retained'] as const)(
+    'messageExpiryInterval is what is left: a %s message delivered 2 s later shows the time it waited taken off, in the hook as on the wire [MQTT-3.3.2-6]',
+    async (kind) => {
+      const server = track(new MqttServer())
+      const delivered = firstCall((_s: unknown, _f: unknown, m: Addon.MessageInfo) => m.topic === 'left/1')
+      server.setHooks({ onMessageDelivered: delivered.hook })
+      const [info] = await server.start({ listeners: [listener('tcp')] })
+      const url = urlFor(info)
+      const session = {
+        protocolVersion: 5,
+        clientId: 'left-sub',
+        clean: false,
+        properties: { sessionExpiryInterval: 60 },
+      } as const
+      if (kind === 'queued') {
+        const first = await connect(url, session)
+        await subscribe(first, 'left/#', 1)
+        await endClient(first)
+      }
+      const pub = await connect(url, { protocolVersion: 5 })
+      await pub.publishAsync('left/1', kind, {
+        qos: 1,
+        retain: kind === 'retained',
+        properties: { messageExpiryInterval: 100 },
+      })
+      // Expiry is about time passing: nothing to await but the clock.
+      await new Promise((r) => setTimeout(r, 2100))
+      let box: ReturnType<typeof inbox> | undefined
+      const sub = await connect(url, session, (c) => {
+        box = inbox(c)
+      })
+      if (kind === 'retained') await subscribe(sub, 'left/#', 1)
 
-    const onWire = (await box!.next()).packet.properties?.messageExpiryInterval
-    const [, , m] = await delivered.called('onMessageDelivered')
-    const left = m.properties?.messageExpiryInterval ?? 0
-    expect(left).toBeLessThanOrEqual(98)
-    expect(left).toBeGreaterThan(80)
-    expect(onWire).toBeLessThanOrEqual(98)
-    expect(Math.abs((onWire ?? 0) - left)).toBeLessThanOrEqual(1)
-  })
-
-  it('a retained message is sent with what is left of its expiry interval, in the hook as on the wire [MQTT-3.3.2-6]', async () => {
-    const server = track(new MqttServer())
-    const delivered = firstCall((_s: unknown, _f: unknown, m: Addon.MessageInfo) => m.topic === 'kept/1')
-    server.setHooks({ onMessageDelivered: delivered.hook })
-    const [info] = await server.start({ listeners: [listener('tcp')] })
-    const url = urlFor(info)
-    const pub = await connect(url, { protocolVersion: 5 })
-    await pub.publishAsync('kept/1', 'r', { qos: 1, retain: true, properties: { messageExpiryInterval: 100 } })
-    // Expiry is about time passing: nothing to await but the clock.
-    await new Promise((r) => setTimeout(r, 2100))
-    const sub = await connect(url, { protocolVersion: 5 })
-    const box = inbox(sub)
-    await subscribe(sub, 'kept/#', 1)
-
-    const onWire = (await box.next()).packet.properties?.messageExpiryInterval ?? 0
-    const [, , m] = await delivered.called('onMessageDelivered')
-    const left = m.properties?.messageExpiryInterval ?? 0
-    expect(left).toBeLessThanOrEqual(98)
-    expect(left).toBeGreaterThan(80)
-    expect(onWire).toBeLessThanOrEqual(98)
-    expect(Math.abs(onWire - left)).toBeLessThanOrEqual(1)
-  })
+      const onWire = (await box!.next()).packet.properties?.messageExpiryInterval ?? 0
+      const [, , m] = await delivered.called('onMessageDelivered')
+      const left = m.properties?.messageExpiryInterval ?? 0
+      expect(left).toBeLessThanOrEqual(98)
+      expect(left).toBeGreaterThan(80)
+      expect(onWire).toBeLessThanOrEqual(98)
+      expect(Math.abs(onWire - left)).toBeLessThanOrEqual(1)
+    },
+  )
 
   it("a 3.1.1 publisher's message reaches a 5.0 subscriber with its Subscription Identifier, and the hook sees it [MQTT-3.3.4-3]", async () => {
     const server = track(new MqttServer())
