@@ -95,6 +95,52 @@ export interface AuthenticateResult {
   code?: 'badUsernameOrPassword' | 'notAuthorized'
 }
 
+/** One step of an enhanced authentication exchange. */
+export interface EnhancedAuthRequest {
+  clientId: string
+  username: string | null
+  remoteAddr: string | null
+  /**
+   * The Authentication Method the client chose in its CONNECT (e.g.
+   * `"SCRAM-SHA-256"`); every step of the exchange has the same one.
+   */
+  method: string
+  /** The client's Authentication Data of this step, `null` if it sent none. */
+  data: Buffer | null
+  /** A re-authentication of a connected client (it sent AUTH 0x19). */
+  reauth: boolean
+  /**
+   * `false` on the packet that opens an exchange (the CONNECT, or AUTH
+   * 0x19), `true` on the client's answers to your challenges.
+   */
+  continued: boolean
+}
+
+/**
+ * Answer of `onClientEnhancedAuth`: exactly one of `continue: true` (send
+ * the client `data` as a challenge and wait for its answer), `allow: true`
+ * (done: the client is connected, or re-authenticated) or `allow: false`.
+ */
+export interface EnhancedAuthResult {
+  allow?: boolean
+  /** Challenge the client with `data` (AUTH 0x18) and ask again with its answer. */
+  continue?: boolean
+  /**
+   * Authentication Data to send: the challenge, or the server's final
+   * message in the CONNACK (or AUTH 0x00).
+   */
+  data?: Buffer | Uint8Array
+  /** A superuser skips the subscribe and publish authorization hooks. */
+  superuser?: boolean
+  /** Why the client was refused (logged). */
+  reason?: string
+  /**
+   * CONNACK code for a refusal at connect; a failed re-authentication is
+   * always DISCONNECT 0x87. Default `"notAuthorized"`.
+   */
+  code?: 'notAuthorized' | 'badAuthenticationMethod' | 'badUsernameOrPassword'
+}
+
 /**
  * The hooks `setHooks()` accepts, all optional. Decision hooks return their
  * answer or a Promise of it; a throw, a rejection, a malformed answer or a
@@ -110,6 +156,13 @@ export interface HookCallbacks {
    * `allowAnonymous: true` listener are let in without asking.
    */
   onClientAuthenticate?: (request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>
+  /**
+   * One step of MQTT 5.0 enhanced authentication: a CONNECT with an
+   * Authentication Method, the client's AUTH answers, and re-authentication.
+   * Without it such a CONNECT is refused (0x8C). It replaces `onClientAuthenticate`
+   * for the clients that choose a method.
+   */
+  onClientEnhancedAuth?: (request: EnhancedAuthRequest) => EnhancedAuthResult | Promise<EnhancedAuthResult>
   /** Decides each topic filter of a SUBSCRIBE; a denial fails only that filter. */
   onClientSubscribeAuthorize?: (session: SessionInfo, subscription: SubscriptionInfo) => SubscribeAuthorizeResult | Promise<SubscribeAuthorizeResult>
   /** Decides each client PUBLISH; a denied message is not routed. */

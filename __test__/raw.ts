@@ -54,6 +54,99 @@ export const prop = {
   topicAlias: (n: number) => Buffer.concat([Buffer.from([0x23]), u16(n)]),
   responseTopic: (t: string) => Buffer.concat([Buffer.from([0x08]), str(t)]),
   subscriptionId: (n: number) => Buffer.concat([Buffer.from([0x0b]), varint(n)]),
+  authMethod: (m: string) => Buffer.concat([Buffer.from([0x15]), str(m)]),
+  authData: (d: Buffer) => Buffer.concat([Buffer.from([0x16]), str(d)]),
+}
+
+/** An MQTT 5 property as read back: its id and value. */
+export type Property = { id: number; value: number | string | Buffer | [string, string] }
+
+const PROPERTY_KIND: Record<number, 'byte' | 'u16' | 'u32' | 'varint' | 'string' | 'binary' | 'pair'> = {
+  0x01: 'byte',
+  0x17: 'byte',
+  0x19: 'byte',
+  0x24: 'byte',
+  0x25: 'byte',
+  0x28: 'byte',
+  0x29: 'byte',
+  0x2a: 'byte',
+  0x13: 'u16',
+  0x21: 'u16',
+  0x22: 'u16',
+  0x23: 'u16',
+  0x02: 'u32',
+  0x11: 'u32',
+  0x18: 'u32',
+  0x27: 'u32',
+  0x0b: 'varint',
+  0x03: 'string',
+  0x08: 'string',
+  0x12: 'string',
+  0x15: 'string',
+  0x1a: 'string',
+  0x1c: 'string',
+  0x1f: 'string',
+  0x09: 'binary',
+  0x16: 'binary',
+  0x26: 'pair',
+}
+
+/** Reads the MQTT 5 property block that starts at `offset` of a packet body, in wire order. */
+export function readProperties(body: Buffer, offset: number): Property[] {
+  let i = offset
+  const vint = (): number => {
+    let n = 0
+    let mult = 1
+    for (;;) {
+      const b = body[i++]
+      n += (b & 0x7f) * mult
+      mult *= 128
+      if ((b & 0x80) === 0) return n
+    }
+  }
+  const fixed = (width: 1 | 2 | 4): number => {
+    const v = body.readUIntBE(i, width)
+    i += width
+    return v
+  }
+  const bin = (): Buffer => {
+    const n = fixed(2)
+    i += n
+    return Buffer.from(body.subarray(i - n, i))
+  }
+  const read = (kind: (typeof PROPERTY_KIND)[number]): Property['value'] => {
+    switch (kind) {
+      case 'byte':
+        return fixed(1)
+      case 'u16':
+        return fixed(2)
+      case 'u32':
+        return fixed(4)
+      case 'varint':
+        return vint()
+      case 'binary':
+        return bin()
+      case 'string':
+        return bin().toString('utf8')
+      case 'pair':
+        return [bin().toString('utf8'), bin().toString('utf8')]
+    }
+  }
+  const length = vint()
+  const end = i + length
+  const out: Property[] = []
+  while (i < end) {
+    const id = body[i++]
+    const kind = PROPERTY_KIND[id]
+    if (kind === undefined) throw new Error(`unknown property 0x${id.toString(16)}`)
+    out.push({ id, value: read(kind) })
+  }
+  return out
+}
+
+/** The value of the first property `id`, or undefined. */
+export function property(props: Property[], id: number): Property['value'] | undefined {
+  return props.find((p) => p.id === id)?.value
 }
 
 export type Version = 4 | 5
@@ -64,6 +157,8 @@ export interface ConnectFields {
   flags?: number
   keepAlive?: number
   clientId?: string | Buffer
+  /** MQTT 5 properties (a `props()` block); none by default. */
+  properties?: Buffer
   /** Fields after the client id (will, username, password), raw. */
   rest?: Buffer[]
 }
@@ -73,6 +168,7 @@ export function connectPacket({
   flags = 0x02,
   keepAlive = 60,
   clientId = '',
+  properties = props(),
   rest = [],
 }: ConnectFields): Buffer {
   return packet(
@@ -80,7 +176,7 @@ export function connectPacket({
     str('MQTT'),
     Buffer.from([version, flags]),
     u16(keepAlive),
-    ...(version === 5 ? [props()] : []),
+    ...(version === 5 ? [properties] : []),
     str(clientId),
     ...rest,
   )
@@ -149,6 +245,12 @@ export const CONNACK = 2
 export const PUBLISH = 3
 export const SUBACK = 9
 export const DISCONNECT = 14
+export const AUTH = 15
+
+/** An MQTT 5 AUTH packet. */
+export function authPacket(reasonCode: number, properties: Buffer): Buffer {
+  return packet(0xf0, Buffer.from([reasonCode]), properties)
+}
 
 // ---------------------------------------------------------------------------
 // Connections
@@ -197,9 +299,14 @@ export class RawClient {
 
   /** Resolves with the first packet of `type` (rejects if the socket closes first or on timeout). */
   async next(type: number, timeoutMs = EVENT_TIMEOUT): Promise<Packet> {
+    return this.nth(type, 0, timeoutMs)
+  }
+
+  /** Resolves with the packet of `type` at `index` (0: the first) among those received. */
+  async nth(type: number, index: number, timeoutMs = EVENT_TIMEOUT): Promise<Packet> {
     const deadline = Date.now() + timeoutMs
     for (;;) {
-      const p = this.packets().find((x) => x.type === type)
+      const p = this.packets().filter((x) => x.type === type)[index]
       if (p) return p
       if (this.socket.closed) throw new Error(`closed before a packet of type ${type} arrived`)
       const left = deadline - Date.now()

@@ -65,3 +65,9 @@ pub fn take_router(scx: &ServerContext) -> Arc<Box<dyn Router>> {
     .router
     .replace(Box::new(DefaultRouter::new(None)))
 }
+
+/// MQTT 5.0 enhanced authentication: a step of an AUTH exchange as the
+/// `ClientEnhancedAuth` hook gets it (the `Type`, `Parameter` and
+/// `HookResult` variants of that name are the fork's too), and the answer
+/// it gives (rmqtt 0032-enhanced-auth).
+pub use rmqtt::enhanced_auth::{EnhancedAuthRequest as AuthStepRequest, EnhancedAuthStep};

@@ -16,6 +16,7 @@ use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
 use rmqtt::types::{AuthResult, PublishAclResult, QoS as RQoS, SubscribeAclResult};
 use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
+use crate::enhanced_auth::{self, EnhancedAuth};
 use crate::fork;
 use crate::hook_data;
 use crate::hook_js::{
@@ -258,6 +259,27 @@ impl Handler for Bridge {
         };
         (false, Some(HookResult::AuthResult(result)))
       }
+      Parameter::ClientEnhancedAuth(step) => {
+        if !cx.has(Kind::ClientEnhancedAuth) {
+          return (true, acc);
+        }
+        let request = enhanced_auth::request(step);
+        let answer = cx
+          .decide(Kind::ClientEnhancedAuth, |r| {
+            Event::ClientEnhancedAuth(EnhancedAuth(request), r)
+          })
+          .await;
+        let step = match answer.map(enhanced_auth::step) {
+          Some(Ok(step)) => step,
+          Some(Err(why)) => {
+            cx.hooks.count_failure();
+            tracing::warn!("onClientEnhancedAuth: {why}; refusing");
+            enhanced_auth::denied()
+          }
+          None => enhanced_auth::denied(),
+        };
+        (false, Some(HookResult::EnhancedAuth(step)))
+      }
       Parameter::ClientSubscribeCheckAcl(s, sub) => {
         if !cx.has(Kind::ClientSubscribeAuthorize) {
           return (true, acc);
@@ -421,6 +443,7 @@ impl Handler for Bridge {
 fn denial(param: &Parameter) -> Option<HookResult> {
   match param {
     Parameter::ClientAuthenticate(_) => Some(HookResult::AuthResult(AuthResult::NotAuthorized)),
+    Parameter::ClientEnhancedAuth(_) => Some(HookResult::EnhancedAuth(enhanced_auth::denied())),
     Parameter::ClientSubscribeCheckAcl(..) => Some(HookResult::SubscribeAclResult(
       SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized),
     )),

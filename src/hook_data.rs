@@ -12,7 +12,7 @@ use crate::message_properties::MessageProperties;
 /// A value or JavaScript `null` (an `Option` would become `undefined`).
 pub type Nullable<T> = Either<T, Null>;
 
-fn nullable<T>(v: Option<T>) -> Nullable<T> {
+pub fn nullable<T>(v: Option<T>) -> Nullable<T> {
   v.map_or(Either::B(Null), Either::A)
 }
 

@@ -14,6 +14,7 @@
 use napi_derive::napi;
 use rmqtt::hook::Type;
 
+use crate::enhanced_auth::{EnhancedAuth, EnhancedAuthResult};
 use crate::hook_data::{AuthenticateResult, PublishAuthorizeResult, SubscribeAuthorizeResult};
 use crate::hook_js::{
   Authenticate, DroppedMessage, HookArgs, Message, Session, SessionPublishRequest, SessionReason,
@@ -136,6 +137,13 @@ hook_table! {
   ClientAuthenticate: "onClientAuthenticate", ClientAuthenticate,
     decision(AuthenticateResult), Authenticate,
     "(request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>";
+  #[doc = "One step of MQTT 5.0 enhanced authentication: a CONNECT with an"]
+  #[doc = "Authentication Method, the client's AUTH answers, and re-authentication."]
+  #[doc = "Without it such a CONNECT is refused (0x8C). It replaces `onClientAuthenticate`"]
+  #[doc = "for the clients that choose a method."]
+  ClientEnhancedAuth: "onClientEnhancedAuth", ClientEnhancedAuth,
+    decision(EnhancedAuthResult), EnhancedAuth,
+    "(request: EnhancedAuthRequest) => EnhancedAuthResult | Promise<EnhancedAuthResult>";
   #[doc = "Decides each topic filter of a SUBSCRIBE; a denial fails only that filter."]
   ClientSubscribeAuthorize: "onClientSubscribeAuthorize", ClientSubscribeCheckAcl,
     decision(SubscribeAuthorizeResult), SessionSubscription,

@@ -61,6 +61,7 @@ use crate::acl::AuthInfo;
 use crate::codec::types::{MQTT_LEVEL_31, MQTT_LEVEL_311, MQTT_LEVEL_5};
 use crate::codec::v5::UserProperties;
 use crate::codec::{v3, v5};
+use crate::enhanced_auth::{EnhancedAuthRequest, EnhancedAuthStep};
 #[cfg(feature = "grpc")]
 use crate::grpc;
 use crate::inflight::OutInflightMessage;
@@ -153,6 +154,10 @@ pub trait HookManager: Sync + Send {
         connect_info: &ConnectInfo,
         allow_anonymous: bool,
     ) -> (ConnectAckReason, Superuser, Option<AuthInfo>);
+
+    /// fork patch: one step of MQTT 5.0 enhanced authentication; `None`
+    /// when no handler answers.
+    async fn client_enhanced_auth(&self, req: &EnhancedAuthRequest) -> Option<EnhancedAuthStep>;
 
     /// Triggered when a CONNACK is about to be sent to the client.
     ///
@@ -405,6 +410,8 @@ pub enum Type {
     ClientSubscribeCheckAcl,
     /// Client keepalive timeout or ping received.
     ClientKeepalive,
+    /// fork patch: one step of MQTT 5.0 enhanced authentication (`enhanced_auth`).
+    ClientEnhancedAuth,
 
     /// Check ACL permissions for a publish request.
     MessagePublishCheckAcl,
@@ -449,6 +456,7 @@ impl std::convert::From<&str> for Type {
             "client_unsubscribe" => Type::ClientUnsubscribe,
             "client_subscribe_check_acl" => Type::ClientSubscribeCheckAcl,
             "client_keepalive" => Type::ClientKeepalive,
+            "client_enhanced_auth" => Type::ClientEnhancedAuth,
 
             "message_publish_check_acl" => Type::MessagePublishCheckAcl,
             "message_publish" => Type::MessagePublish,
@@ -511,6 +519,8 @@ pub enum Parameter<'a> {
     ClientSubscribeCheckAcl(&'a Session, &'a Subscribe),
     /// Keepalive timer event.
     ClientKeepalive(&'a Session, IsPing),
+    /// fork patch: one step of MQTT 5.0 enhanced authentication.
+    ClientEnhancedAuth(&'a EnhancedAuthRequest),
 
     /// ACL check for a publish request.
     MessagePublishCheckAcl(&'a Session, &'a Publish),
@@ -555,6 +565,7 @@ impl Parameter<'_> {
             Parameter::ClientUnsubscribe(_, _) => Type::ClientUnsubscribe,
             Parameter::ClientSubscribeCheckAcl(_, _) => Type::ClientSubscribeCheckAcl,
             Parameter::ClientKeepalive(_, _) => Type::ClientKeepalive,
+            Parameter::ClientEnhancedAuth(_) => Type::ClientEnhancedAuth,
 
             Parameter::MessagePublishCheckAcl(_, _) => Type::MessagePublishCheckAcl,
             Parameter::MessagePublish(_, _, _) => Type::MessagePublish,
@@ -602,6 +613,8 @@ pub enum HookResult {
     Publish(Publish),
     /// Indicates the message has expired.
     MessageExpiry,
+    /// fork patch: the answer to a `ClientEnhancedAuth` step.
+    EnhancedAuth(EnhancedAuthStep),
     /// Reply to a gRPC cluster message.
     #[cfg(feature = "grpc")]
     GrpcMessageReply(Result<grpc::MessageReply>),
@@ -819,6 +832,14 @@ impl HookManager for DefaultHookManager {
         }
 
         (ok(), false, None)
+    }
+
+    #[inline]
+    async fn client_enhanced_auth(&self, req: &EnhancedAuthRequest) -> Option<EnhancedAuthStep> {
+        match self.exec(Type::ClientEnhancedAuth, Parameter::ClientEnhancedAuth(req)).await {
+            Some(HookResult::EnhancedAuth(step)) => Some(step),
+            _ => None,
+        }
     }
 
     ///When sending mqtt:: connectack message

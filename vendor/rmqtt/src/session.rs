@@ -1139,14 +1139,16 @@ impl SessionState {
                 // return Err(Reason::ConnectDisconnect(Some(Disconnect::V5(d))));
                 return Ok(false);
             }
-            Packet::V5(v5::Packet::Auth(_)) => {
-                // rmqtt does not support MQTT 5.0 enhanced authentication, so no
-                // authentication method can ever have been negotiated in the
-                // CONNACK. [MQTT-4.12.0] Receiving an AUTH packet in that state
-                // is a Protocol Error -> DISCONNECT 0x82 and close.
-                return Err(Reason::ProtocolError(ByteString::from_static(
-                    "received an AUTH packet but enhanced authentication is not supported",
-                )));
+            Packet::V5(v5::Packet::Auth(auth)) => {
+                // fork patch: re-authentication (`enhanced_auth`).
+                let mut reauthenticating = flags.contains(StateFlags::ReAuth);
+                let conn = self.connect_info().await.ok();
+                let method = conn.as_deref().and_then(|c| c.auth_method());
+                let reply =
+                    crate::enhanced_auth::reauth(&self.scx, &self.id, method, auth, &mut reauthenticating)
+                        .await?;
+                flags.set(StateFlags::ReAuth, reauthenticating);
+                sink.v5_mut().send_auth(reply).await?;
             }
             _ => {
                 return Err(format!("Received an unimplemented message, {pkt:?}").into());

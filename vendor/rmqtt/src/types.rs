@@ -2462,6 +2462,8 @@ bitflags! {
         const DisconnectReceived = 0b00000100;
         const CleanStart = 0b00001000;
         const Ping = 0b00010000;
+        // fork patch: between AUTH 0x19 and the end of that exchange (`enhanced_auth`).
+        const ReAuth = 0b00100000;
     }
 }
 

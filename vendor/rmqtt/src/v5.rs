@@ -200,9 +200,15 @@ where
         c.username.clone(),
     );
 
+    // fork patch: the AUTH exchange of enhanced authentication (`enhanced_auth`).
+    let enhanced = match c.auth_method.clone() {
+        Some(method) => crate::enhanced_auth::handshake(scx, sink, &id, method, c.auth_data.clone()).await?,
+        None => None,
+    };
+
     let now = std::time::Instant::now();
     let exec = scx.handshake_exec.get(sink.cfg.laddr.port(), &sink.cfg);
-    match _handshake(scx.clone(), id.clone(), c, sink.cfg.clone(), assigned_client_id, now)
+    match _handshake(scx.clone(), id.clone(), c, sink.cfg.clone(), assigned_client_id, now, enhanced)
         .spawn(&exec)
         .result()
         .await
@@ -235,6 +241,7 @@ async fn _handshake(
     listen_cfg: ListenerConfig,
     is_assigned_client_id: bool,
     hdshk_start: std::time::Instant,
+    enhanced: Option<crate::enhanced_auth::Authenticated>,
 ) -> std::result::Result<(SessionState, ConnectAck, u16), (ConnectAckReason, Error)> {
     let connect_info = ConnectInfo::V5(id.clone(), connect);
 
@@ -257,7 +264,7 @@ async fn _handshake(
     }
 
     //Extended Auth is not supported
-    if connect_info.auth_method().is_some() {
+    if connect_info.auth_method().is_some() && enhanced.is_none() {
         return Err((
             ConnectAckReason::V5(ConnectAckReasonV5::BadAuthenticationMethod),
             anyhow!("extended Auth is not supported"),
@@ -297,8 +304,11 @@ async fn _handshake(
     }
 
     //hook, client authenticate
-    let (ack, superuser, auth_info) =
-        scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await;
+    let (ack, superuser, auth_info) = match &enhanced {
+        // fork patch: decided by the enhanced authentication exchange.
+        Some(a) => (ConnectAckReason::V5(ConnectAckReasonV5::Success), a.superuser, None),
+        None => scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await,
+    };
     if !ack.success() {
         return Err((ack, anyhow!("Authentication failed")));
     }
@@ -466,6 +476,9 @@ async fn _handshake(
         wildcard_subscription_available: true,
         subscription_identifiers_available: true,
         shared_subscription_available,
+        // fork patch: [MQTT-4.12.0-6] only when the CONNECT had one.
+        auth_method: enhanced.as_ref().and(connect_info.auth_method().cloned()),
+        auth_data: enhanced.and_then(|a| a.data),
         ..Default::default()
     };
 
