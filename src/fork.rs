@@ -36,6 +36,10 @@ pub fn server_shutting_down() -> Reason {
   Reason::from_static(rmqtt::session::SERVER_SHUTTING_DOWN)
 }
 
+/// The reason to close a session with for `server.disconnect()`: an MQTT 5
+/// client is sent this DISCONNECT (rmqtt 0032-admin-disconnect).
+pub use rmqtt::session::admin_disconnect;
+
 /// The broker's clock, milliseconds since the epoch, up to a tick behind:
 /// what rmqtt stamps a message's create time with and measures its expiry
 /// by (rmqtt 0005-coarse-clock).

@@ -107,6 +107,17 @@ use crate::Result;
 /// down.
 pub const SERVER_SHUTTING_DOWN: &str = "server shutting down";
 
+/// fork patch: the reason to close a session with when the embedding
+/// application disconnects it (`Message::Closed`): an MQTT 5 client is sent
+/// a DISCONNECT with `disconnect`'s code and reason string; the session then
+/// ends or goes offline as after any server-side close.
+pub fn admin_disconnect(disconnect: v5::Disconnect) -> Reason {
+    Reason::Reasons(vec![
+        Reason::ConnectKicked(true),
+        Reason::ConnectDisconnect(Some(Disconnect::V5(disconnect))),
+    ])
+}
+
 /// fork patch: messages the online loop takes off its channel in a row.
 const MESSAGE_BATCH: usize = 64;
 
@@ -137,7 +148,15 @@ fn server_disconnect(reason: &Reason) -> Option<v5::Disconnect> {
             | MqttError::FlushTimeout
             | MqttError::CloseTimeout,
         ) => return None,
-        Reason::Reasons(rs) => return rs.first().and_then(server_disconnect),
+        // The application's own DISCONNECT (`admin_disconnect`).
+        Reason::Reasons(rs) => {
+            if let [Reason::ConnectKicked(true), Reason::ConnectDisconnect(Some(Disconnect::V5(d)))] =
+                rs.as_slice()
+            {
+                return Some(d.clone());
+            }
+            return rs.first().and_then(server_disconnect);
+        }
         // Upstream maps a takeover to 0x87 (not authorized).
         Reason::ConnectKicked(false) => (v5::DisconnectReasonCode::SessionTakenOver, reason.to_string()),
         // A publish denied with "disconnect": its own code and reason, not 0x83.
