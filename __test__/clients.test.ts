@@ -93,9 +93,7 @@ describe('server.clients()', () => {
   it('reads a page at a time: the first client comes before the rest are read', async () => {
     const { server, listeners } = await startServer()
     for (let i = 0; i < 300; i += 50) {
-      await Promise.all(
-        Array.from({ length: 50 }, (_, j) => rawSession(listeners[0], 4, { clientId: `p-${i + j}` })),
-      )
+      await Promise.all(Array.from({ length: 50 }, (_, j) => rawSession(listeners[0], 4, { clientId: `p-${i + j}` })))
     }
     const it = server.clients()[Symbol.asyncIterator]()
     const first = await it.next()
