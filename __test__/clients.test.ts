@@ -198,6 +198,22 @@ describe('server.disconnect(clientId, options)', () => {
     expect(await drain(box, pub, 'sentinel')).toEqual([])
   })
 
+  it("publishes the client's will, as any close the client did not ask for", async () => {
+    const { server, listeners } = await startServer()
+    const url = urlFor(listeners[0])
+    const watcher = await connect(url, MQTT_VERSIONS['3.1.1'])
+    const box = inbox(watcher)
+    await subscribe(watcher, 'will/#', 1)
+    await connect(url, {
+      ...MQTT_VERSIONS['3.1.1'],
+      clientId: 'with-will',
+      will: { topic: 'will/x', payload: Buffer.from('bye'), qos: 1, retain: false },
+    })
+    await server.disconnect('with-will')
+    const m = await box.next()
+    expect([m.topic, m.payload.toString()]).toEqual(['will/x', 'bye'])
+  })
+
   it('is false for an unknown client', async () => {
     const { server } = await startServer()
     expect(await server.disconnect('nobody')).toBe(false)
