@@ -1,8 +1,7 @@
 //! `server.stats()`: exact counts of one broker's traffic and state.
 //!
-//! Message counts come from rmqtt's own hooks (the way its counter plugin
-//! counts): a handler per broker adds to atomic counters, so two servers in
-//! one process never share a count. The state (connections, sessions,
+//! Message counts are atomic counters of each broker's own, so two servers
+//! in one process never share a count. The state (connections, sessions,
 //! subscriptions, retained messages) is read from rmqtt when asked.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +12,8 @@ use napi_derive::napi;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Priority, ReturnType, Type};
 use rmqtt::types::{Publish, QoS};
+
+use crate::fork::{self, TrafficCounter};
 
 /// Counted before the other handlers, which may stop the chain.
 const PRIORITY: Priority = Priority::MAX;
@@ -64,43 +65,48 @@ impl Counters {
   }
 }
 
-/// Starts counting a broker's traffic.
+/// Starts counting a broker's traffic: messages received and sent are
+/// counted where rmqtt handles them (rmqtt 0033-traffic-counter), drops
+/// (rare) through the `message_dropped` hook.
 pub async fn register(scx: &ServerContext) -> Arc<Counters> {
   let counters = Arc::new(Counters::new());
-  let r = scx.extends.hook_mgr().register();
-  for typ in [
-    Type::MessagePublish,
-    Type::MessageDelivered,
-    Type::MessageDropped,
-  ] {
-    r.add_priority(typ, PRIORITY, Box::new(Counting(counters.clone())))
-      .await;
+  if !fork::set_traffic_counter(scx, counters.clone()) {
+    log::warn!("a traffic counter is already installed on this broker");
   }
+  let r = scx.extends.hook_mgr().register();
+  r.add_priority(
+    Type::MessageDropped,
+    PRIORITY,
+    Box::new(Drops(counters.clone())),
+  )
+  .await;
   r.start().await;
   counters
 }
 
-struct Counting(Arc<Counters>);
+impl TrafficCounter for Counters {
+  fn received(&self, p: &Publish) {
+    self.received.add(p);
+    self
+      .payload_received
+      .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+  }
+
+  fn sent(&self, p: &Publish) {
+    self.sent.add(p);
+    self
+      .payload_sent
+      .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+  }
+}
+
+struct Drops(Arc<Counters>);
 
 #[async_trait::async_trait]
-impl Handler for Counting {
+impl Handler for Drops {
   async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
-    let c = &self.0;
-    match param {
-      // Only what clients publish (a will too); the server's own messages
-      // (`publish()`, `$SYS`) come with no session.
-      Parameter::MessagePublish(Some(_), _, p) => {
-        c.received.add(p);
-        c.payload_received
-          .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
-      }
-      Parameter::MessageDelivered(_, _, p) => {
-        c.sent.add(p);
-        c.payload_sent
-          .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
-      }
-      Parameter::MessageDropped(_, _, p, _) => c.dropped.add(p),
-      _ => {}
+    if let Parameter::MessageDropped(_, _, p, _) = param {
+      self.0.dropped.add(p);
     }
     (true, acc)
   }

@@ -1196,6 +1196,9 @@ impl SessionState {
                 if p.topic.as_bytes().first() == Some(&b'$') {
                     return Ok(());
                 }
+                if let Some(counter) = self.scx.extends.traffic_counter.get() {
+                    counter.received(&p);
+                }
                 let from = From::from_lastwill(self.id.clone());
                 //hook, message_publish
                 let p = self.hook.message_publish(from.clone(), &p).await.unwrap_or(p);
@@ -1382,6 +1385,11 @@ impl SessionState {
         #[cfg(feature = "delayed")]
         if self.scx.extends.delayed_sender().await.enable() {
             publish = self.scx.extends.delayed_sender().await.parse(publish)?;
+        }
+
+        // fork patch: counted once its topic is known to be a client's.
+        if let Some(counter) = self.scx.extends.traffic_counter.get() {
+            counter.received(&publish);
         }
 
         // fork patch: hooks nobody registered are not called (see
@@ -1980,6 +1988,9 @@ impl SessionState {
         // fork patch: the forward gate counts the delivery itself.
         if let Some(gate) = self.scx.extends.forward_gate.get() {
             gate.delivered(&self.id.client_id);
+        }
+        if let Some(counter) = self.scx.extends.traffic_counter.get() {
+            counter.sent(&publish);
         }
         //hook, message_delivered
         let publish = if self.hook.enabled(HookType::MessageDelivered) {
