@@ -93,7 +93,7 @@ export declare class MqttServer {
    * during the iteration may or may not be seen; none is seen twice.
    * Throws if the server is not running.
    */
-  clients(): AsyncIterableIterator<ClientInfo>
+  clients(): AsyncIterable<ClientInfo>
   /** The session of `clientId` (connected or persistent), or `null`. */
   client(clientId: string): Promise<ClientInfo | null>
   /** The subscriptions of `clientId`'s session, or of every session. */

@@ -79,7 +79,7 @@ impl MqttServer {
   /// `for await (const c of server.clients())`. Clients that come or go
   /// during the iteration may or may not be seen; none is seen twice.
   /// Throws if the server is not running.
-  #[napi(ts_return_type = "AsyncIterableIterator<ClientInfo>")]
+  #[napi(ts_return_type = "AsyncIterable<ClientInfo>")]
   pub fn clients(&self) -> Result<ClientIterator> {
     let c = self.running_broker("clients")?;
     let names = c.listeners.iter().map(|l| l.name.clone()).collect();
