@@ -582,7 +582,10 @@ export interface ServerStats {
   retainedMessages: number
   /** Payload bytes of the retained messages. */
   retainedBytes: number
-  /** PUBLISH packets received from clients (and wills published), by QoS. */
+  /**
+   * PUBLISH packets received from clients, and wills, by QoS (a PUBLISH
+   * to a `$` topic, refused at once, counts in `messagesDropped` only).
+   */
   messagesReceived: QosCounts
   /** Messages sent to subscribers (each subscriber counts), by QoS. */
   messagesSent: QosCounts

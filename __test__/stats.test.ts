@@ -96,6 +96,28 @@ describe('server.stats()', () => {
     expect(connections).toBe(2)
   })
 
+  it("counts a client's will as a message received, and a refused $ publish as dropped", async () => {
+    const { server, listeners } = await startServer()
+    const url = urlFor(listeners[0])
+    const watcher = await connect(url, MQTT_VERSIONS['3.1.1'])
+    const box = inbox(watcher)
+    await subscribe(watcher, 'will/#', 1)
+    const c = await connect(url, {
+      ...MQTT_VERSIONS['5.0'],
+      will: { topic: 'will/x', payload: Buffer.from('bye!'), qos: 1, retain: false },
+    })
+    await c.publishAsync('$SYS/spoof', 'no', { qos: 1 }).catch(() => undefined)
+    c.stream.destroy()
+    await box.next()
+    const s = await server.stats()
+    // The refused PUBLISH is not received (it never reached the broker's
+    // publish path) but dropped; the will is received and sent.
+    expect(s.messagesReceived).toEqual({ qos0: 0, qos1: 1, qos2: 0 })
+    expect(s.messagesDropped).toEqual({ qos0: 0, qos1: 1, qos2: 0 })
+    expect(s.messagesSent).toEqual({ qos0: 0, qos1: 1, qos2: 0 })
+    expect(s.payloadBytesReceived).toBe(4)
+  })
+
   it('is per server, and refused when not running', async () => {
     const { server } = await knownTraffic()
     const other = await startServer()

@@ -155,7 +155,8 @@ pub struct ServerStats {
   pub retained_messages: f64,
   /// Payload bytes of the retained messages.
   pub retained_bytes: f64,
-  /// PUBLISH packets received from clients (and wills published), by QoS.
+  /// PUBLISH packets received from clients, and wills, by QoS (a PUBLISH
+  /// to a `$` topic, refused at once, counts in `messagesDropped` only).
   pub messages_received: QosCounts,
   /// Messages sent to subscribers (each subscriber counts), by QoS.
   pub messages_sent: QosCounts,
