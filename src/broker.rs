@@ -24,6 +24,7 @@ use crate::listener::{self, ListenerInfo};
 use crate::memory;
 use crate::publish::Publisher;
 use crate::shared_subscription::RoundRobin;
+use crate::stats::Counters;
 use crate::warning::Warning;
 
 /// Name under which the retained-message plugin is registered.
@@ -49,6 +50,7 @@ pub struct Broker {
   publisher: Publisher,
   /// The largest `maxPacketSize` of the listeners.
   max_packet_size: u32,
+  stats: Arc<Counters>,
 }
 
 /// What a caller needs to act on a running broker without holding it.
@@ -58,6 +60,7 @@ pub struct BrokerHandle {
   pub scx: ServerContext,
   pub hooks: Arc<Attachment>,
   pub publisher: Publisher,
+  pub stats: Arc<Counters>,
 }
 
 impl Broker {
@@ -72,6 +75,7 @@ impl Broker {
       .map(listener::max_packet_size)
       .max()
       .unwrap_or(listener::DEFAULT_MAX_PACKET_SIZE);
+    let sys_topics = spec.sys_topics;
     let reclaim = memory::Reclaim::default();
     let on_park = reclaim.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -86,8 +90,8 @@ impl Broker {
     let attachment = hooks.clone();
     let serve = runtime.spawn(async move {
       match setup(spec, attachment, reclaim).await {
-        Ok((server, scx, infos)) => {
-          let _ = ready_tx.send(Ok((scx, infos)));
+        Ok((server, scx, infos, stats)) => {
+          let _ = ready_tx.send(Ok((scx, infos, stats)));
           if let Err(e) = server.run().await {
             log::error!("broker stopped with an error: {e}");
           }
@@ -99,15 +103,28 @@ impl Broker {
     });
 
     match ready_rx.await {
-      Ok(Ok((scx, listeners))) => Ok(Broker {
-        publisher: Publisher::spawn(runtime.handle(), scx.clone()),
-        runtime,
-        serve,
-        scx,
-        listeners,
-        hooks,
-        max_packet_size,
-      }),
+      Ok(Ok((scx, listeners, stats))) => {
+        let publisher = Publisher::spawn(runtime.handle(), scx.clone());
+        if let Some(every) = sys_topics {
+          crate::sys_topics::spawn(
+            runtime.handle(),
+            scx.clone(),
+            stats.clone(),
+            publisher.clone(),
+            every,
+          );
+        }
+        Ok(Broker {
+          publisher,
+          runtime,
+          serve,
+          scx,
+          listeners,
+          hooks,
+          max_packet_size,
+          stats,
+        })
+      }
       Ok(Err(e)) => {
         runtime.shutdown_background();
         Err(e)
@@ -134,6 +151,7 @@ impl Broker {
       scx: self.scx.clone(),
       hooks: self.hooks.clone(),
       publisher: self.publisher.clone(),
+      stats: self.stats.clone(),
     }
   }
 
@@ -253,7 +271,7 @@ fn release_sessions(scx: &ServerContext) {
   rt.shutdown_background();
 }
 
-type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>);
+type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>, Arc<Counters>);
 
 async fn setup(
   spec: BrokerSpec,
@@ -275,6 +293,7 @@ async fn setup(
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   backpressure::register(&scx).await;
+  let stats = crate::stats::register(&scx).await;
   hooks.sync(&scx).await;
   tokio::spawn(memory::release_after_disconnects(scx.clone(), reclaim));
 
@@ -286,7 +305,7 @@ async fn setup(
     server = server.listener_by_id(bound, id as u16);
     infos.push(info);
   }
-  Ok((server.build(), scx, infos))
+  Ok((server.build(), scx, infos, stats))
 }
 
 #[cfg(test)]

@@ -36,6 +36,20 @@ pub fn server_shutting_down() -> Reason {
   Reason::from_static(rmqtt::session::SERVER_SHUTTING_DOWN)
 }
 
+/// Counts the messages clients send and are sent, on the data path
+/// (rmqtt 0034-traffic-counter).
+pub use rmqtt::shared::TrafficCounter;
+
+/// Installs a broker's traffic counter; false when it has one already
+/// (rmqtt 0034-traffic-counter).
+pub fn set_traffic_counter(scx: &ServerContext, counter: Arc<dyn TrafficCounter>) -> bool {
+  scx.extends.traffic_counter.set(counter).is_ok()
+}
+
+/// The reason to close a session with for `server.disconnect()`: an MQTT 5
+/// client is sent this DISCONNECT (rmqtt 0033-admin-disconnect).
+pub use rmqtt::session::admin_disconnect;
+
 /// The broker's clock, milliseconds since the epoch, up to a tick behind:
 /// what rmqtt stamps a message's create time with and measures its expiry
 /// by (rmqtt 0005-coarse-clock).

@@ -5,6 +5,7 @@
 
 mod backpressure;
 mod broker;
+mod clients;
 mod config;
 mod enhanced_auth;
 mod error;
@@ -21,8 +22,13 @@ mod listener;
 mod logging;
 mod memory;
 mod message_properties;
+mod metrics;
 mod publish;
+mod retained;
 mod server;
+mod server_admin;
 mod shared_subscription;
+mod stats;
+mod sys_topics;
 mod tls;
 mod warning;

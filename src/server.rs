@@ -49,9 +49,9 @@ struct Inner {
 }
 
 #[derive(Clone)]
-struct Current {
-  handle: BrokerHandle,
-  listeners: Vec<ListenerInfo>,
+pub(crate) struct Current {
+  pub handle: BrokerHandle,
+  pub listeners: Vec<ListenerInfo>,
   /// The largest `maxPacketSize` of the listeners: `publish()`'s limit.
   max_packet_size: u32,
 }
@@ -311,6 +311,13 @@ impl MqttServer {
   #[napi(ts_args_type = "options: MultiProtocolOptions")]
   pub fn create_multi_protocol_config(options: Unknown) -> Result<ServerConfig> {
     config::multi_protocol(js_value::to_json(&options, "options")?)
+  }
+}
+
+impl MqttServer {
+  /// The running broker's handle and listeners, if it runs.
+  pub(crate) fn current(&self) -> Option<Current> {
+    self.inner.current()
   }
 }
 

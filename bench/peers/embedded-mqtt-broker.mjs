@@ -3,7 +3,7 @@
 //
 //   node bench/peers/embedded-mqtt-broker.mjs --port 1883 [--host 127.0.0.1] [--busy]
 //        [--max-inflight N] [--max-mqueue-len N] [--max-packet-size N]
-//        [--hooks none|notify|authorize|authenticate]
+//        [--hooks none|notify|authorize|authenticate] [--poll-stats]
 //
 // Prints `READY <port>` once the listener accepts connections. `--busy` then
 // spins the Node main thread on a CPU-bound loop forever, to show whether
@@ -25,6 +25,8 @@ const { values: opt } = parseArgs({
     'worker-threads': { type: 'string' },
     // none | notify | authorize | authenticate: one cheap JS hook of that kind
     hooks: { type: 'string', default: 'none' },
+    // calls stats() and metrics() 10 times a second, as a dashboard would
+    'poll-stats': { type: 'boolean', default: false },
   },
 })
 
@@ -56,6 +58,12 @@ if (opt.hooks === 'authenticate') listener.allowAnonymous = false
 const config = { listeners: [listener] }
 if (opt['worker-threads'] !== undefined) config.workerThreads = Number(opt['worker-threads'])
 const [bound] = await server.start(config)
+if (opt['poll-stats']) {
+  setInterval(() => {
+    server.stats().catch(() => {})
+    server.metrics().catch(() => {})
+  }, 100).unref()
+}
 // Synchronous write: with --busy the event loop never runs again.
 writeSync(1, `READY ${bound.port}\n`)
 

@@ -107,6 +107,17 @@ use crate::Result;
 /// down.
 pub const SERVER_SHUTTING_DOWN: &str = "server shutting down";
 
+/// fork patch: the reason to close a session with when the embedding
+/// application disconnects it (`Message::Closed`): an MQTT 5 client is sent
+/// a DISCONNECT with `disconnect`'s code and reason string; the session then
+/// ends or goes offline as after any server-side close.
+pub fn admin_disconnect(disconnect: v5::Disconnect) -> Reason {
+    Reason::Reasons(vec![
+        Reason::ConnectKicked(true),
+        Reason::ConnectDisconnect(Some(Disconnect::V5(disconnect))),
+    ])
+}
+
 /// fork patch: messages the online loop takes off its channel in a row.
 const MESSAGE_BATCH: usize = 64;
 
@@ -137,7 +148,15 @@ fn server_disconnect(reason: &Reason) -> Option<v5::Disconnect> {
             | MqttError::FlushTimeout
             | MqttError::CloseTimeout,
         ) => return None,
-        Reason::Reasons(rs) => return rs.first().and_then(server_disconnect),
+        // The application's own DISCONNECT (`admin_disconnect`).
+        Reason::Reasons(rs) => {
+            if let [Reason::ConnectKicked(true), Reason::ConnectDisconnect(Some(Disconnect::V5(d)))] =
+                rs.as_slice()
+            {
+                return Some(d.clone());
+            }
+            return rs.first().and_then(server_disconnect);
+        }
         // Upstream maps a takeover to 0x87 (not authorized).
         Reason::ConnectKicked(false) => (v5::DisconnectReasonCode::SessionTakenOver, reason.to_string()),
         // A publish denied with "disconnect": its own code and reason, not 0x83.
@@ -1179,6 +1198,9 @@ impl SessionState {
                 if p.topic.as_bytes().first() == Some(&b'$') {
                     return Ok(());
                 }
+                if let Some(counter) = self.scx.extends.traffic_counter.get() {
+                    counter.received(&p);
+                }
                 let from = From::from_lastwill(self.id.clone());
                 //hook, message_publish
                 let p = self.hook.message_publish(from.clone(), &p).await.unwrap_or(p);
@@ -1365,6 +1387,11 @@ impl SessionState {
         #[cfg(feature = "delayed")]
         if self.scx.extends.delayed_sender().await.enable() {
             publish = self.scx.extends.delayed_sender().await.parse(publish)?;
+        }
+
+        // fork patch: counted once its topic is known to be a client's.
+        if let Some(counter) = self.scx.extends.traffic_counter.get() {
+            counter.received(&publish);
         }
 
         // fork patch: hooks nobody registered are not called (see
@@ -1963,6 +1990,9 @@ impl SessionState {
         // fork patch: the forward gate counts the delivery itself.
         if let Some(gate) = self.scx.extends.forward_gate.get() {
             gate.delivered(&self.id.client_id);
+        }
+        if let Some(counter) = self.scx.extends.traffic_counter.get() {
+            counter.sent(&publish);
         }
         //hook, message_delivered
         let publish = if self.hook.enabled(HookType::MessageDelivered) {
