@@ -50,10 +50,20 @@ export declare class MqttServer {
    */
   publish(topic: string, payload: string | Buffer | Uint8Array, options?: PublishOptions): Promise<void>
   /**
-   * Installs the hooks, replacing any set before. May be called before or
-   * while the server runs. Throws on an unknown hook name or a non-function.
+   * Installs the hooks, replacing the set a previous `setHooks()` installed
+   * (sets added with `addHooks()` stay). May be called before or while the
+   * server runs. Throws on an unknown hook name or a non-function.
    */
   setHooks(hooks: HookCallbacks, options?: HookOptions): void
+  /**
+   * Adds a hook set next to the others (an auth module and a metrics
+   * module can both attach): notifications go to every set; a decision
+   * needs every set that has the hook to allow, asked in order (the
+   * `setHooks()` set first, then the added ones as added), and the first
+   * denial wins. Returns the function that removes this set (true the
+   * first time). Throws as `setHooks()` does.
+   */
+  addHooks(hooks: HookCallbacks, options?: HookOptions): () => boolean
   /** Counters of hook trouble: dropped notifications, timeouts, failures. */
   get hookStats(): HookStats
   /** A config with one plain TCP listener (defaults: port 1883, address "0.0.0.0"). */
@@ -86,13 +96,23 @@ export interface AuthenticateResult {
   allow: boolean
   /** A superuser skips the subscribe and publish authorization hooks. */
   superuser?: boolean
-  /** Why the client was refused (logged; MQTT 3.1.1 cannot carry it). */
+  /**
+   * Why the client was refused: logged, and sent to MQTT 5.0 clients as the
+   * CONNACK's Reason String.
+   */
   reason?: string
   /**
-   * CONNACK code for a refusal. Default: `"badUsernameOrPassword"` when the
-   * client sent a username, `"notAuthorized"` otherwise.
+   * CONNACK reason code of a refusal (MQTT 5.0 value; 3.1.1 clients get the
+   * closest 3.1.1 code). Default: `'badUsernameOrPassword'` when the client
+   * sent a username, `'notAuthorized'` otherwise. A code not valid in a
+   * CONNACK is the hook's failure (refused, counted in `hookStats.failures`).
    */
-  code?: 'badUsernameOrPassword' | 'notAuthorized'
+  code?: ReasonCodeName | number
+  /**
+   * Redirect (MQTT 5.0): with `code: 'useAnotherServer'` or `'serverMoved'`,
+   * sent as the CONNACK's Server Reference (e.g. `"other.example:1883"`).
+   */
+  serverReference?: string
 }
 
 /**
@@ -151,6 +171,12 @@ export interface HookOptions {
    * dropped and counted in `hookStats.droppedNotifications`. Default 10000.
    */
   maxQueuedNotifications?: number
+  /**
+   * How many decisions returned with `cacheMs` this set keeps at most
+   * (each ~100 bytes plus its topic); beyond it the oldest expired, then
+   * arbitrary ones, are dropped. 0 disables caching. Default 10000.
+   */
+  maxCachedDecisions?: number
 }
 
 /** Counters of hook trouble since the server was created. */
@@ -161,6 +187,8 @@ export interface HookStats {
   timeouts: number
   /** Decision and notification hooks that threw, rejected or returned a bad value. */
   failures: number
+  /** Decisions cached now (`cacheMs`), over all hook sets. */
+  cachedDecisions: number
 }
 
 /** One network endpoint of the broker. */
@@ -343,8 +371,19 @@ export interface PublishAuthorizeResult {
   allow: boolean
   /** MQTT 5.0 clients get it as the PUBACK/PUBREC reason string. */
   reason?: string
+  /**
+   * PUBACK/PUBREC reason code of a denial (MQTT 5.0). Default
+   * `'notAuthorized'` (0x87). With `disconnect`, also the DISCONNECT's code.
+   */
+  code?: ReasonCodeName | number
   /** Also disconnect the client (default `false`). */
   disconnect?: boolean
+  /**
+   * Reuse this answer for the same client connection and topic for this
+   * many milliseconds, without calling the hook (payload, QoS and retain
+   * are not part of the key).
+   */
+  cacheMs?: number
 }
 
 /** Options for `MqttServer.publish()`. */
@@ -405,6 +444,14 @@ export declare enum QoS {
   ExactlyOnce = 2,
 }
 
+/**
+ * The name of an MQTT 5 refusal code, for a decision's `code` (a
+ * number is accepted too).
+ *
+ * (Type declaration only: `code` is read as a number or a string.)
+ */
+export type ReasonCodeName = 'unspecifiedError' | 'malformedPacket' | 'protocolError' | 'implementationSpecificError' | 'unsupportedProtocolVersion' | 'clientIdentifierNotValid' | 'badUsernameOrPassword' | 'notAuthorized' | 'serverUnavailable' | 'serverBusy' | 'banned' | 'badAuthenticationMethod' | 'topicFilterInvalid' | 'topicNameInvalid' | 'packetIdentifierInUse' | 'packetTooLarge' | 'quotaExceeded' | 'payloadFormatInvalid' | 'retainNotSupported' | 'qosNotSupported' | 'useAnotherServer' | 'serverMoved' | 'sharedSubscriptionsNotSupported' | 'connectionRateExceeded' | 'subscriptionIdentifiersNotSupported' | 'wildcardSubscriptionsNotSupported'
+
 /** Why a client disconnected, a session ended, or a message was dropped. */
 export interface ReasonInfo {
   reason: string
@@ -449,7 +496,18 @@ export interface SubscribeAuthorizeResult {
   allow: boolean
   /** Highest QoS to grant; the granted QoS is the lower of this and the request. */
   qos?: QoS
+  /** MQTT 5.0 clients get it as the SUBACK's Reason String. */
   reason?: string
+  /**
+   * SUBACK reason code of a denial (MQTT 5.0; 3.1.1 clients get 0x80).
+   * Default `'notAuthorized'` (0x87).
+   */
+  code?: ReasonCodeName | number
+  /**
+   * Reuse this answer for the same client connection and topic filter for
+   * this many milliseconds, without calling the hook.
+   */
+  cacheMs?: number
 }
 
 /**

@@ -837,3 +837,4 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.MqttServer = nativeBinding.MqttServer
 module.exports.QoS = nativeBinding.QoS
+module.exports.ReasonCodeName = nativeBinding.ReasonCodeName

@@ -6,6 +6,8 @@
 mod backpressure;
 mod broker;
 mod config;
+mod decision;
+mod decision_cache;
 mod error;
 mod fork;
 mod hook_bridge;
@@ -21,6 +23,7 @@ mod logging;
 mod memory;
 mod message_properties;
 mod publish;
+mod reason_code;
 mod server;
 mod shared_subscription;
 mod tls;
