@@ -21,6 +21,14 @@ pub enum Action {
   Publish,
 }
 
+/// What tells two connections of one client id apart: when each was made
+/// (ms) and from where.
+type Connection = (i64, Option<std::net::SocketAddr>);
+
+fn connection(id: &Id) -> Connection {
+  (id.create_time, id.remote_addr)
+}
+
 pub struct DecisionCache<V> {
   limit: usize,
   state: Mutex<State<V>>,
@@ -33,9 +41,9 @@ struct State<V> {
 }
 
 struct Client<V> {
-  /// The connection the entries belong to (`Id::create_time`): a client
-  /// that reconnected asks again, even before its disconnect was seen.
-  connection: i64,
+  /// The connection the entries belong to: a client that reconnected asks
+  /// again, even before its disconnect was seen.
+  connection: Connection,
   entries: HashMap<(Action, ByteString), (Instant, V)>,
 }
 
@@ -60,7 +68,7 @@ impl<V: Clone> DecisionCache<V> {
       return None;
     }
     let client = st.clients.get_mut(&id.client_id)?;
-    if client.connection != id.create_time {
+    if client.connection != connection(id) {
       return None;
     }
     let key = (action, topic.clone());
@@ -88,13 +96,13 @@ impl<V: Clone> DecisionCache<V> {
       .clients
       .entry(id.client_id.clone())
       .or_insert_with(|| Client {
-        connection: id.create_time,
+        connection: connection(id),
         entries: HashMap::new(),
       });
-    if client.connection != id.create_time {
+    if client.connection != connection(id) {
       st.len -= client.entries.len();
       client.entries.clear();
-      client.connection = id.create_time;
+      client.connection = connection(id);
     }
     if client
       .entries
