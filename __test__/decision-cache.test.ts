@@ -43,7 +43,9 @@ function allowed(client: MqttClient, topic: string): Promise<boolean> {
 
 describe('cacheMs', () => {
   it('reuses an allow and a deny per topic without calling the hook', async () => {
-    const h = counting((t) => (t === 'no' ? { allow: false, code: 'quotaExceeded', cacheMs: 60_000 } : { allow: true, cacheMs: 60_000 }))
+    const h = counting((t) =>
+      t === 'no' ? { allow: false, code: 'quotaExceeded', cacheMs: 60_000 } : { allow: true, cacheMs: 60_000 },
+    )
     const { server, url } = await start({ onClientPublishAuthorize: h.hook })
     const c = await connect(url, { protocolVersion: 5 })
     for (let i = 0; i < 20; i++) {

@@ -59,16 +59,19 @@ describe('CONNACK', () => {
     ['quotaExceeded', 'quotaExceeded', 0x97, 3],
     ['serverBusy', 'serverBusy', 0x89, 3],
     ['clientIdentifierNotValid', 'clientIdentifierNotValid', 0x85, 2],
-  ] as const)('refuses with the code given as %s, and its reason as Reason String (3.1.1: closest code)', async (_, code, v5, v3) => {
-    const { url } = await serverWithHooks({
-      onClientAuthenticate: () => ({ allow: false, code, reason: 'too many devices' }),
-    })
-    const ack5 = await refusedConnack(url, { protocolVersion: 5, username: 'u', password: 'p' })
-    expect(ack5.reasonCode).toBe(v5)
-    expect(ack5.properties?.reasonString).toBe('too many devices')
-    const ack4 = await refusedConnack(url, { protocolVersion: 4, username: 'u', password: 'p' })
-    expect(ack4.returnCode).toBe(v3)
-  })
+  ] as const)(
+    'refuses with the code given as %s, and its reason as Reason String (3.1.1: closest code)',
+    async (_, code, v5, v3) => {
+      const { url } = await serverWithHooks({
+        onClientAuthenticate: () => ({ allow: false, code, reason: 'too many devices' }),
+      })
+      const ack5 = await refusedConnack(url, { protocolVersion: 5, username: 'u', password: 'p' })
+      expect(ack5.reasonCode).toBe(v5)
+      expect(ack5.properties?.reasonString).toBe('too many devices')
+      const ack4 = await refusedConnack(url, { protocolVersion: 4, username: 'u', password: 'p' })
+      expect(ack4.returnCode).toBe(v3)
+    },
+  )
 
   it.each([
     ['useAnotherServer', 0x9c],
@@ -156,13 +159,20 @@ describe('PUBACK / PUBREC / DISCONNECT', () => {
   it('disconnects with the code and reason of a denial with disconnect: true', async () => {
     const { url } = await serverWithHooks({
       onClientAuthenticate: () => ({ allow: true }),
-      onClientPublishAuthorize: () => ({ allow: false, code: 'payloadFormatInvalid', reason: 'not JSON', disconnect: true }),
+      onClientPublishAuthorize: () => ({
+        allow: false,
+        code: 'payloadFormatInvalid',
+        reason: 'not JSON',
+        disconnect: true,
+      }),
     })
     const pub = await connect(url, { protocolVersion: 5, username: 'u', password: 'p' })
     pub.on('error', () => {})
     const disconnect = waitFor<[any]>(pub, 'disconnect')
+    const closed = waitFor(pub, 'close')
     pub.publish('t', 'x', { qos: 1 })
     const [packet] = await disconnect
+    await closed
     expect(packet.reasonCode).toBe(0x99)
     expect(packet.properties?.reasonString).toBe('not JSON')
   })
@@ -170,7 +180,8 @@ describe('PUBACK / PUBREC / DISCONNECT', () => {
   it('counts a code not valid in a PUBACK as a failure, denies with 0x87 and routes nothing', async () => {
     const { server, url } = await serverWithHooks({
       onClientAuthenticate: () => ({ allow: true }),
-      onClientPublishAuthorize: (_s, m) => (m.topic === 'bad' ? { allow: false, code: 'topicFilterInvalid' } : { allow: true }),
+      onClientPublishAuthorize: (_s, m) =>
+        m.topic === 'bad' ? { allow: false, code: 'topicFilterInvalid' } : { allow: true },
     })
     const sub = await connect(url, { protocolVersion: 5, username: 'u', password: 'p' })
     await subscribe(sub, '#', 1)

@@ -215,7 +215,9 @@ describe('addHooks', () => {
 
   it('validates an added set as setHooks() does', () => {
     const server = track(new MqttServer())
-    expect(() => server.addHooks({ onClientConnectd: () => {} } as any)).toThrow(/hooks\.onClientConnectd: unknown hook/)
+    expect(() => server.addHooks({ onClientConnectd: () => {} } as any)).toThrow(
+      /hooks\.onClientConnectd: unknown hook/,
+    )
     expect(() => server.addHooks({}, { maxCachedDecisions: -1 })).toThrow(/options\.maxCachedDecisions/)
   })
 })

@@ -2,17 +2,21 @@
 //! connection, action and topic, so a repeated question does not cross into
 //! JavaScript.
 //!
+//! Sharded by client (rmqtt's `DashMap`): publishes of different clients
+//! from the broker's threads do not wait for one another.
+//!
 //! Bounded: at most `limit` entries per hook set (`maxCachedDecisions`).
 //! A full cache first drops what has expired and then, if still full,
 //! arbitrary entries down to 90% of the limit: eviction only costs a later
 //! JavaScript call, and it runs once per tenth of the limit of inserts.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
-use rmqtt::types::Id;
+use rmqtt::types::{DashMap, Id};
 
 /// What was decided: the key's action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,13 +35,11 @@ fn connection(id: &Id) -> Connection {
 
 pub struct DecisionCache<V> {
   limit: usize,
-  state: Mutex<State<V>>,
-}
-
-struct State<V> {
-  clients: HashMap<ByteString, Client<V>>,
+  clients: DashMap<ByteString, Client<V>>,
   /// Entries over all clients.
-  len: usize,
+  len: AtomicUsize,
+  /// Held while evicting, so only one thread sweeps.
+  evicting: Mutex<()>,
 }
 
 struct Client<V> {
@@ -51,23 +53,18 @@ impl<V: Clone> DecisionCache<V> {
   pub fn new(limit: usize) -> Self {
     DecisionCache {
       limit,
-      state: Mutex::new(State {
-        clients: HashMap::new(),
-        len: 0,
-      }),
+      clients: DashMap::default(),
+      len: AtomicUsize::new(0),
+      evicting: Mutex::new(()),
     }
   }
 
   /// The decision stored for this question, if it has not expired.
   pub fn get(&self, id: &Id, action: Action, topic: &ByteString) -> Option<V> {
-    if self.limit == 0 {
+    if self.len.load(Ordering::Relaxed) == 0 {
       return None;
     }
-    let mut st = self.state.lock().ok()?;
-    if st.len == 0 {
-      return None;
-    }
-    let client = st.clients.get_mut(&id.client_id)?;
+    let mut client = self.clients.get_mut(&id.client_id)?;
     if client.connection != connection(id) {
       return None;
     }
@@ -77,22 +74,18 @@ impl<V: Clone> DecisionCache<V> {
       return Some(value.clone());
     }
     client.entries.remove(&key);
-    st.len -= 1;
+    self.len.fetch_sub(1, Ordering::Relaxed);
     None
   }
 
-  pub fn put(&self, id: &Id, action: Action, topic: ByteString, ttl: Duration, value: V) {
+  pub fn put(&self, id: &Id, action: Action, topic: &str, ttl: Duration, value: V) {
     if self.limit == 0 || ttl.is_zero() {
       return;
     }
-    let Ok(mut st) = self.state.lock() else {
-      return;
-    };
-    if st.len >= self.limit {
-      st.evict(self.limit - self.limit / 10);
+    if self.len.load(Ordering::Relaxed) >= self.limit {
+      self.evict(self.limit - self.limit / 10);
     }
-    let st = &mut *st;
-    let client = st
+    let mut client = self
       .clients
       .entry(id.client_id.clone())
       .or_insert_with(|| Client {
@@ -100,62 +93,64 @@ impl<V: Clone> DecisionCache<V> {
         entries: HashMap::new(),
       });
     if client.connection != connection(id) {
-      st.len -= client.entries.len();
+      self.len.fetch_sub(client.entries.len(), Ordering::Relaxed);
       client.entries.clear();
       client.connection = connection(id);
     }
+    // A copy: the topic may be a slice of the packet's read buffer, which
+    // a clone would keep alive as long as the entry.
+    let topic = ByteString::from(topic);
     if client
       .entries
       .insert((action, topic), (Instant::now() + ttl, value))
       .is_none()
     {
-      st.len += 1;
+      self.len.fetch_add(1, Ordering::Relaxed);
     }
   }
 
   /// Forgets a client's decisions (it disconnected).
   pub fn forget(&self, client_id: &str) {
-    if let Ok(mut st) = self.state.lock() {
-      if let Some(c) = st.clients.remove(client_id) {
-        st.len -= c.entries.len();
-      }
+    if self.len.load(Ordering::Relaxed) == 0 {
+      return;
+    }
+    if let Some((_, c)) = self.clients.remove(client_id) {
+      self.len.fetch_sub(c.entries.len(), Ordering::Relaxed);
     }
   }
 
   pub fn clear(&self) {
-    if let Ok(mut st) = self.state.lock() {
-      st.clients.clear();
-      st.len = 0;
-    }
+    self.clients.clear();
+    self.len.store(0, Ordering::Relaxed);
   }
 
   pub fn len(&self) -> usize {
-    self.state.lock().map(|s| s.len).unwrap_or(0)
+    self.len.load(Ordering::Relaxed)
   }
-}
 
-impl<V> State<V> {
   /// Drops expired entries, then arbitrary ones, until at most `keep` remain.
-  fn evict(&mut self, keep: usize) {
+  fn evict(&self, keep: usize) {
+    let Ok(_one) = self.evicting.try_lock() else {
+      return; // another thread is at it
+    };
     let now = Instant::now();
-    let mut len = 0;
-    for c in self.clients.values_mut() {
+    let mut excess = self.len.load(Ordering::Relaxed).saturating_sub(keep);
+    self.clients.retain(|_, c| {
+      let before = c.entries.len();
       c.entries.retain(|_, (until, _)| *until > now);
-      len += c.entries.len();
-    }
-    let mut excess = len.saturating_sub(keep);
-    for c in self.clients.values_mut() {
-      if excess == 0 {
-        break;
+      let mut dropped = before - c.entries.len();
+      if dropped < excess {
+        let extra: Vec<_> = c.entries.keys().take(excess - dropped).cloned().collect();
+        for k in extra {
+          c.entries.remove(&k);
+          dropped += 1;
+        }
       }
-      let drop: Vec<_> = c.entries.keys().take(excess).cloned().collect();
-      for k in drop {
-        c.entries.remove(&k);
-        excess -= 1;
-        len -= 1;
-      }
-    }
-    self.clients.retain(|_, c| !c.entries.is_empty());
-    self.len = len;
+      excess = excess.saturating_sub(dropped);
+      !c.entries.is_empty()
+    });
+    // Recounted: also corrects what a `clear()` racing a `put()` left.
+    let len = self.clients.iter().map(|c| c.entries.len()).sum();
+    self.len.store(len, Ordering::Relaxed);
   }
 }

@@ -239,7 +239,7 @@ impl Ctx<'_> {
           None => Verdict::DENY,
           Some(Ok((v, ttl))) => {
             if let Some(ttl) = ttl {
-              set.cache.put(id, action, topic.clone(), ttl, v.clone());
+              set.cache.put(id, action, topic, ttl, v.clone());
             }
             v
           }
