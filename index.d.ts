@@ -116,10 +116,11 @@ export interface AuthenticateResult {
 }
 
 /**
- * The hooks `setHooks()` accepts, all optional. Decision hooks return their
- * answer or a Promise of it; a throw, a rejection, a malformed answer or a
- * timeout denies. Notification hooks are fire-and-forget: their return value
- * is ignored and they never delay the broker.
+ * The hooks `setHooks()` and `addHooks()` accept, all optional. Decision
+ * hooks return their answer or a Promise of it; a throw, a rejection, a
+ * malformed answer or a timeout denies. Notification hooks are
+ * fire-and-forget: their return value is ignored and they never delay
+ * the broker.
  *
  * (Type declaration only: the object is read field by field in `HookSet::from_js`.)
  */

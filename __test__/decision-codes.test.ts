@@ -143,6 +143,28 @@ describe('SUBACK', () => {
   })
 })
 
+describe('Maximum Packet Size', () => {
+  it('leaves out a Reason String that would make the packet larger than the client allows [MQTT-3.2.2-19, MQTT-3.9.2-1]', async () => {
+    const long = 'x'.repeat(200)
+    const { url } = await serverWithHooks({
+      onClientAuthenticate: (req) =>
+        req.username === 'in' ? { allow: true } : { allow: false, code: 'banned', reason: long },
+      onClientSubscribeAuthorize: () => ({ allow: false, code: 'quotaExceeded', reason: long }),
+    })
+    const small = { protocolVersion: 5, properties: { maximumPacketSize: 64 } } as const
+    const ack = await refusedConnack(url, { ...small, username: 'out', password: 'p' })
+    expect(ack.reasonCode).toBe(0x8a)
+    expect(ack.properties?.reasonString).toBeUndefined()
+    const c = await connect(url, { ...small, username: 'in', password: 'p' })
+    const sub = await suback(c, { t: { qos: 0 } })
+    expect(sub.granted).toEqual([0x97])
+    expect(sub.properties?.reasonString).toBeUndefined()
+    // Control: with room for it, the same Reason String is sent.
+    const roomy = await connect(url, { protocolVersion: 5, username: 'in', password: 'p' })
+    expect((await suback(roomy, { t: { qos: 0 } })).properties?.reasonString).toBe(long)
+  })
+})
+
 describe('PUBACK / PUBREC / DISCONNECT', () => {
   it.each([1, 2] as const)('denies a QoS %s PUBLISH with its code and reason', async (qos) => {
     const { url } = await serverWithHooks({
