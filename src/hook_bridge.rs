@@ -304,7 +304,10 @@ impl Handler for Bridge {
             }
             None => AuthResult::NotAuthorized,
           };
-          tracing::debug!("onClientAuthenticate refused {}", ci.client_id());
+          tracing::debug!(
+            "onClientAuthenticate refused {}: {refused:?}",
+            ci.client_id()
+          );
           return (false, Some(HookResult::AuthResult(refused)));
         }
         (
