@@ -185,8 +185,8 @@ pub fn publish_result(v: Verdict) -> PublishAclResult {
   }
 }
 
-/// Combines the verdict of one more set into the verdict so far (an
-/// allow; a denial ends the asking).
+/// The QoS cap of the allows so far combined with one more set's: the
+/// lowest (a denial ends the asking before this).
 pub fn and(so_far: Option<RQoS>, next: Option<RQoS>) -> Option<RQoS> {
   match (so_far, next) {
     (Some(a), Some(b)) => Some(a.min(b)),
