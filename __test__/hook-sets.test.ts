@@ -113,6 +113,44 @@ describe('addHooks', () => {
     expect(asked).toEqual(['first', 'second'])
   })
 
+  it('refuses a CONNECT with the code and reason of the first set that refuses; later sets are not asked', async () => {
+    const asked: string[] = []
+    const { url } = await start((s) => {
+      s.setHooks({
+        onClientAuthenticate: () => {
+          asked.push('default')
+          return { allow: true }
+        },
+      })
+      s.addHooks({
+        onClientAuthenticate: (req) => {
+          asked.push('banlist')
+          return req.clientId === 'banned'
+            ? { allow: false, code: 'banned', reason: 'on the ban list' }
+            : { allow: true }
+        },
+      })
+      s.addHooks({
+        onClientAuthenticate: () => {
+          asked.push('last')
+          return { allow: true }
+        },
+      })
+    })
+    const connack = new Promise<any>((resolve, reject) => {
+      setTimeout(() => reject(new Error('no CONNACK within 5 s')), 5000)
+      void connect(url, { protocolVersion: 5, clientId: 'banned', username: 'u', password: 'p' }, (c) =>
+        c.on('packetreceive', (p) => p.cmd === 'connack' && resolve(p)),
+      ).catch(() => {})
+    })
+    const ack = await connack
+    expect(ack.reasonCode).toBe(0x8a)
+    expect(ack.properties?.reasonString).toBe('on the ban list')
+    expect(asked).toEqual(['default', 'banlist'])
+    await connect(url, { protocolVersion: 5, clientId: 'fine', username: 'u', password: 'p' })
+    expect(asked).toEqual(['default', 'banlist', 'default', 'banlist', 'last'])
+  })
+
   it('grants the lowest QoS cap of the sets that allow, and denies if any set denies', async () => {
     const { url } = await start((s) => {
       s.setHooks({ onClientAuthenticate: () => ({ allow: true }) })
