@@ -838,3 +838,4 @@ module.exports = nativeBinding
 module.exports.ClientIterator = nativeBinding.ClientIterator
 module.exports.MqttServer = nativeBinding.MqttServer
 module.exports.QoS = nativeBinding.QoS
+module.exports.ReasonCodeName = nativeBinding.ReasonCodeName

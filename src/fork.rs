@@ -85,3 +85,21 @@ pub fn take_router(scx: &ServerContext) -> Arc<Box<dyn Router>> {
 /// `HookResult` variants of that name are the fork's too), and the answer
 /// it gives (rmqtt 0032-enhanced-auth).
 pub use rmqtt::enhanced_auth::{EnhancedAuthRequest as AuthStepRequest, EnhancedAuthStep};
+/// A hook's refusal of a CONNECT with its own CONNACK code, Reason String
+/// and Server Reference (rmqtt 0035-decision-refusals).
+pub use rmqtt::types::AuthRefusal;
+
+/// The authentication result that carries an [`AuthRefusal`] (rmqtt
+/// 0035-decision-refusals).
+pub fn refused(refusal: AuthRefusal) -> rmqtt::types::AuthResult {
+  rmqtt::types::AuthResult::Refused(Box::new(refusal))
+}
+
+/// A subscribe ACL refusal with a Reason String for the SUBACK (rmqtt
+/// 0035-decision-refusals).
+pub fn subscribe_refusal(
+  code: rmqtt::codec::v5::SubscribeAckReason,
+  reason: Option<bytestring::ByteString>,
+) -> rmqtt::types::SubscribeAclResult {
+  rmqtt::types::SubscribeAclResult::new_refusal(code, reason)
+}

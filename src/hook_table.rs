@@ -1,4 +1,4 @@
-//! Every hook `setHooks()` accepts, declared once.
+//! Every hook `setHooks()` and `addHooks()` accept, declared once.
 //!
 //! One row per hook: its kind, its name in the callbacks object, the rmqtt
 //! hook type it is registered for, whether it decides (and what it answers)
@@ -33,7 +33,7 @@ macro_rules! hook_table {
     $(#[doc = $doc:tt])*
     $kind:ident: $name:tt, $rmqtt:ident, $mode:ident $(($answer:ty))?, $args:ident, $ts:tt;
   )*) => {
-    /// Every hook `setHooks()` accepts, in row order.
+    /// Every hook `setHooks()` and `addHooks()` accept, in row order.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Kind {
       $($kind,)*
@@ -104,10 +104,11 @@ macro_rules! hook_table {
     mod callbacks {
       use super::*;
 
-      /// The hooks `setHooks()` accepts, all optional. Decision hooks return their
-      /// answer or a Promise of it; a throw, a rejection, a malformed answer or a
-      /// timeout denies. Notification hooks are fire-and-forget: their return value
-      /// is ignored and they never delay the broker.
+      /// The hooks `setHooks()` and `addHooks()` accept, all optional. Decision
+      /// hooks return their answer or a Promise of it; a throw, a rejection, a
+      /// malformed answer or a timeout denies. Notification hooks are
+      /// fire-and-forget: their return value is ignored and they never delay
+      /// the broker.
       ///
       /// (Type declaration only: the object is read field by field in `HookSet::from_js`.)
       #[napi(object, object_to_js = false)]

@@ -67,12 +67,22 @@ impl Inner {
     }
   }
 
+  /// Registers with a running broker the hook types the sets now use.
+  fn sync_hooks(&self) {
+    if let Some(current) = self.current() {
+      let handle = current.handle;
+      handle
+        .runtime
+        .spawn(async move { handle.hooks.sync(&handle.scx).await });
+    }
+  }
+
   /// Stops the broker if it runs; `close` additionally seals the server.
   /// Returns what went wrong on the way (a broker that would not shut down).
   async fn stop(&self, close: bool, stop: u64) -> Vec<Warning> {
     if close {
       // Releases the JavaScript functions: a closed server calls nothing.
-      self.hooks.replace(None);
+      self.hooks.clear();
     }
     let mut state = self.lifecycle.lock().await;
     if let State::Running { stops_at_start, .. } = &*state {
@@ -271,19 +281,44 @@ impl MqttServer {
     AsyncBlockBuilder::new(async move { routed?.await.map_err(failure) }).build(&env)
   }
 
-  /// Installs the hooks, replacing any set before. May be called before or
-  /// while the server runs. Throws on an unknown hook name or a non-function.
+  /// Installs the hooks, replacing the set a previous `setHooks()` installed
+  /// (sets added with `addHooks()` stay). May be called before or while the
+  /// server runs. Throws on an unknown hook name or a non-function.
   #[napi(ts_args_type = "hooks: HookCallbacks, options?: HookOptions")]
   pub fn set_hooks(&self, env: Env, hooks: Object, options: Option<HookOptions>) -> Result<()> {
     let set = HookSet::from_js(&env, &hooks, options, &self.inner.hooks)?;
     self.inner.hooks.replace(Some(set));
-    if let Some(current) = self.inner.current() {
-      let handle = current.handle;
-      handle
-        .runtime
-        .spawn(async move { handle.hooks.sync(&handle.scx).await });
-    }
+    self.inner.sync_hooks();
     Ok(())
+  }
+
+  /// Adds a hook set next to the others (an auth module and a metrics
+  /// module can both attach): notifications go to every set; a decision
+  /// needs every set that has the hook to allow, asked in order (the
+  /// `setHooks()` set first, then the added ones as added), and the first
+  /// denial wins. Returns the function that removes this set (true the
+  /// first time). Throws as `setHooks()` does.
+  #[napi(
+    ts_args_type = "hooks: HookCallbacks, options?: HookOptions",
+    ts_return_type = "() => boolean"
+  )]
+  pub fn add_hooks<'env>(
+    &self,
+    env: &'env Env,
+    hooks: Object,
+    options: Option<HookOptions>,
+  ) -> Result<Function<'env, (), bool>> {
+    let set = HookSet::from_js(env, &hooks, options, &self.inner.hooks)?;
+    let id = self.inner.hooks.add(set);
+    self.inner.sync_hooks();
+    let inner = self.inner.clone();
+    env.create_function_from_closure("removeHooks", move |_| {
+      let removed = inner.hooks.remove(id);
+      if removed {
+        inner.sync_hooks();
+      }
+      Ok(removed)
+    })
   }
 
   /// Counters of hook trouble: dropped notifications, timeouts, failures.

@@ -3,7 +3,7 @@
 //
 //   node bench/peers/embedded-mqtt-broker.mjs --port 1883 [--host 127.0.0.1] [--busy]
 //        [--max-inflight N] [--max-mqueue-len N] [--max-packet-size N]
-//        [--hooks none|notify|authorize|authenticate] [--poll-stats]
+//        [--hooks none|notify|authorize|authorize-cached|authenticate] [--poll-stats]
 //
 // Prints `READY <port>` once the listener accepts connections. `--busy` then
 // spins the Node main thread on a CPU-bound loop forever, to show whether
@@ -23,7 +23,7 @@ const { values: opt } = parseArgs({
     'max-mqueue-len': { type: 'string' },
     'max-packet-size': { type: 'string' },
     'worker-threads': { type: 'string' },
-    // none | notify | authorize | authenticate: one cheap JS hook of that kind
+    // none | notify | authorize | authorize-cached | authenticate: one cheap JS hook of that kind
     hooks: { type: 'string', default: 'none' },
     // calls stats() and metrics() 10 times a second, as a dashboard would
     'poll-stats': { type: 'boolean', default: false },
@@ -49,6 +49,8 @@ const hookSets = {
   none: null,
   notify: { onMessagePublish: () => {} },
   authorize: { onClientPublishAuthorize: () => ({ allow: true }) },
+  // Answered once per client and topic, then from the broker's cache.
+  'authorize-cached': { onClientPublishAuthorize: () => ({ allow: true, cacheMs: 60_000 }) },
   authenticate: { onClientAuthenticate: () => ({ allow: true }) },
 }
 if (!(opt.hooks in hookSets)) throw new Error(`--hooks: one of ${Object.keys(hookSets).join(', ')}`)

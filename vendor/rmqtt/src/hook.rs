@@ -67,9 +67,9 @@ use crate::grpc;
 use crate::inflight::OutInflightMessage;
 use crate::session::Session;
 use crate::types::{
-    AuthResult, ConnectAckReason, ConnectInfo, DashMap, DashSet, From, IsPing, MessageExpiryCheckResult,
-    Publish, PublishAclResult, Reason, Subscribe, SubscribeAclResult, Superuser, To, TopicFilter,
-    Unsubscribe,
+    AuthRefusal, AuthResult, ConnectAckReason, ConnectInfo, DashMap, DashSet, From, IsPing,
+    MessageExpiryCheckResult, Publish, PublishAclResult, Reason, Subscribe, SubscribeAclResult, Superuser,
+    To, TopicFilter, Unsubscribe,
 };
 // fork patch: the coarse clock (`clock`): the expiry check runs per
 // delivery, and compares with a create time taken from it.
@@ -149,11 +149,12 @@ pub trait HookManager: Sync + Send {
     /// superuser status, optional authentication info).
     /// If `allow_anonymous` is true and no username is provided,
     /// authentication is automatically granted.
+    /// fork patch: and a fourth, the refusal's CONNACK properties.
     async fn client_authenticate(
         &self,
         connect_info: &ConnectInfo,
         allow_anonymous: bool,
-    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>);
+    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>, Option<Box<AuthRefusal>>);
 
     /// fork patch: one step of MQTT 5.0 enhanced authentication; `None`
     /// when no handler answers.
@@ -773,7 +774,7 @@ impl HookManager for DefaultHookManager {
         &self,
         connect_info: &ConnectInfo,
         allow_anonymous: bool,
-    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>) {
+    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>, Option<Box<AuthRefusal>>) {
         let proto_ver = connect_info.proto_ver();
         let ok = || match proto_ver {
             MQTT_LEVEL_31 => ConnectAckReason::V3(v3::ConnectAckReason::ConnectionAccepted),
@@ -784,7 +785,7 @@ impl HookManager for DefaultHookManager {
 
         log::debug!("{:?} username: {:?}", connect_info.id(), connect_info.username());
         if connect_info.username().is_none() && allow_anonymous {
-            return (ok(), false, None);
+            return (ok(), false, None, None);
         }
 
         let result = self.exec(Type::ClientAuthenticate, Parameter::ClientAuthenticate(connect_info)).await;
@@ -793,12 +794,15 @@ impl HookManager for DefaultHookManager {
             Some(HookResult::AuthResult(AuthResult::BadUsernameOrPassword)) => (true, false),
             Some(HookResult::AuthResult(AuthResult::NotAuthorized)) => (false, true),
             Some(HookResult::AuthResult(AuthResult::Allow(superuser, auth_info))) => {
-                return (ok(), superuser, auth_info)
+                return (ok(), superuser, auth_info, None)
+            }
+            Some(HookResult::AuthResult(AuthResult::Refused(refusal))) => {
+                return (refusal.code, false, None, Some(refusal))
             }
             _ => {
                 //or AuthResult::NotFound
                 if allow_anonymous {
-                    return (ok(), false, None);
+                    return (ok(), false, None, None);
                 } else {
                     (false, true)
                 }
@@ -815,6 +819,7 @@ impl HookManager for DefaultHookManager {
                 },
                 false,
                 None,
+                None,
             );
         }
 
@@ -828,10 +833,11 @@ impl HookManager for DefaultHookManager {
                 },
                 false,
                 None,
+                None,
             );
         }
 
-        (ok(), false, None)
+        (ok(), false, None, None)
     }
 
     #[inline]

@@ -1549,6 +1549,8 @@ impl SessionState {
         let sub_id = subs.id;
 
         let mut status: Vec<SubscribeAckReason> = Vec::new();
+        // fork patch: the Reason Strings of refused filters, for the SUBACK.
+        let mut reasons: Vec<ByteString> = Vec::new();
 
         for (topic_filter, opts) in &subs.topic_filters {
             // Parse errors (e.g. malformed shared subscription filters) are per-filter
@@ -1565,7 +1567,8 @@ impl SessionState {
                     }
                 };
             match self.subscribe(s).await {
-                Ok(sub_ret) => {
+                Ok(mut sub_ret) => {
+                    reasons.extend(sub_ret.reason_string.take());
                     status.push(sub_ret.into_inner());
                 }
                 Err(e) => {
@@ -1578,7 +1581,7 @@ impl SessionState {
             status,
             packet_id: subs.packet_id,
             properties: v5::UserProperties::default(),
-            reason_string: None,
+            reason_string: (!reasons.is_empty()).then(|| reasons.join("; ").into()),
         })
     }
 

@@ -439,7 +439,32 @@ pub enum AuthResult {
     NotFound,
     BadUsernameOrPassword,
     NotAuthorized,
+    /// fork patch: a refusal with its own CONNACK code (already the one of
+    /// the client's protocol version) and, for MQTT 5, Reason String and
+    /// Server Reference.
+    Refused(Box<AuthRefusal>),
 }
+
+/// fork patch: see `AuthResult::Refused`. Travels as the handshake's error,
+/// so the CONNACK that refuses can carry its properties.
+#[derive(Debug, Clone)]
+pub struct AuthRefusal {
+    pub code: ConnectAckReason,
+    pub reason_string: Option<ByteString>,
+    pub server_reference: Option<ByteString>,
+}
+
+impl fmt::Display for AuthRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Authentication failed")?;
+        if let Some(r) = &self.reason_string {
+            write!(f, ": {r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AuthRefusal {}
 
 /// Result of checking whether a publish message has expired.
 ///
@@ -998,6 +1023,8 @@ impl Subscribe {
 pub struct SubscribeReturn {
     pub ack_reason: SubscribeAckReason,
     pub prev_opts: Option<SubscriptionOptions>,
+    /// fork patch: sent as the SUBACK's Reason String (MQTT 5).
+    pub reason_string: Option<ByteString>,
 }
 
 impl SubscribeReturn {
@@ -1008,12 +1035,18 @@ impl SubscribeReturn {
             QoS::AtLeastOnce => SubscribeAckReason::GrantedQos1,
             QoS::ExactlyOnce => SubscribeAckReason::GrantedQos2,
         };
-        Self { ack_reason, prev_opts }
+        Self { ack_reason, prev_opts, reason_string: None }
     }
 
     #[inline]
     pub fn new_failure(ack_reason: SubscribeAckReason) -> Self {
-        Self { ack_reason, prev_opts: None }
+        Self { ack_reason, prev_opts: None, reason_string: None }
+    }
+
+    /// fork patch: a failure with a Reason String for the SUBACK.
+    #[inline]
+    pub fn new_refusal(ack_reason: SubscribeAckReason, reason_string: Option<ByteString>) -> Self {
+        Self { ack_reason, prev_opts: None, reason_string }
     }
 
     #[inline]

@@ -61,8 +61,8 @@ use crate::context::ServerContext;
 use crate::net::v5;
 use crate::session::{Session, SessionState};
 use crate::types::{
-    ClientId, ConnectAckReason, ConnectInfo, Id, ListenerConfig, ListenerId, Message, OfflineSession,
-    SessionSubs, Sink,
+    AuthRefusal, ClientId, ConnectAckReason, ConnectInfo, Id, ListenerConfig, ListenerId, Message,
+    OfflineSession, SessionSubs, Sink,
 };
 use crate::utils::timestamp_millis;
 use crate::v3::{decode_error, NoConnack};
@@ -100,7 +100,7 @@ where
             Err((ack_code, e)) => {
                 // fork patch: see `NoConnack`.
                 if e.downcast_ref::<NoConnack>().is_none() {
-                    refused_ack(&scx, &mut sink, None, ack_code, e.to_string()).await?;
+                    refused_ack(&scx, &mut sink, None, ack_code, e.to_string(), e.downcast_ref()).await?;
                 }
                 if let Err(e) = sink.close().await {
                     log::info!("{lid} close io error, {e}");
@@ -304,13 +304,14 @@ async fn _handshake(
     }
 
     //hook, client authenticate
-    let (ack, superuser, auth_info) = match &enhanced {
+    let (ack, superuser, auth_info, refusal) = match &enhanced {
         // fork patch: decided by the enhanced authentication exchange.
-        Some(a) => (ConnectAckReason::V5(ConnectAckReasonV5::Success), a.superuser, None),
+        Some(a) => (ConnectAckReason::V5(ConnectAckReasonV5::Success), a.superuser, None, None),
         None => scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await,
     };
     if !ack.success() {
-        return Err((ack, anyhow!("Authentication failed")));
+        // fork patch: a refusal's properties reach `refused_ack` in the error.
+        return Err((ack, refusal.map_or_else(|| anyhow!("Authentication failed"), |r| Error::new(*r))));
     }
 
     let mut entry = match { scx.extends.shared().await.entry(id.clone()) }.try_lock().await {
@@ -491,6 +492,7 @@ async fn refused_ack<Io>(
     connect_info: Option<&ConnectInfo>,
     ack_code: ConnectAckReason,
     reason: String,
+    refusal: Option<&AuthRefusal>,
 ) -> Result<()>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -512,5 +514,9 @@ where
     } else {
         ConnectAckReasonV5::ServerUnavailable
     };
-    sink.send_connect_ack(ConnectAck { reason_code, ..Default::default() }).await
+    // fork patch: the Reason String and Server Reference of a hook's refusal.
+    let (reason_string, server_reference) =
+        refusal.map(|r| (r.reason_string.clone(), r.server_reference.clone())).unwrap_or_default();
+    sink.send_connect_ack(ConnectAck { reason_code, reason_string, server_reference, ..Default::default() })
+        .await
 }
