@@ -380,6 +380,8 @@ export function decodeDisconnect(p: Packet): { code: number; props: Property[] }
 export class RawClient {
   readonly chunks: Buffer[] = []
   readonly closed: Promise<void>
+  /** A WebSocket client's HTTP upgrade response (head only). */
+  upgrade = ''
   private waiters: Array<() => void> = []
 
   constructor(readonly socket: Socket) {
@@ -450,7 +452,8 @@ export class RawClient {
       if (ps.length >= n) return ps
       if (this.socket.closed) throw new Error(`closed with ${ps.length} of ${n} packets of type ${type}`)
       const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms with ${ps.length} of ${n} packets of type ${type}`)
+      if (left <= 0)
+        throw new Error(`timed out after ${timeoutMs} ms with ${ps.length} of ${n} packets of type ${type}`)
       await this.arrival(left)
     }
   }
@@ -551,6 +554,7 @@ export async function rawWebSocket(info: ListenerInfo): Promise<RawClient> {
   }
   const head = c.received.toString('latin1')
   if (!head.startsWith('HTTP/1.1 101')) throw new Error(`upgrade refused: ${head.split('\r\n')[0]}`)
+  c.upgrade = head.slice(0, head.indexOf('\r\n\r\n'))
   c.chunks.splice(0)
   return c
 }
