@@ -6,13 +6,12 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, listener, startServer } from '../helpers'
+import { listener, startServer } from '../helpers'
 import {
   CONNACK,
   connectPacket,
   DISCONNECT,
   decodeConnack,
-  destroyRaw,
   nextPublish,
   PINGRESP,
   packet,
@@ -28,15 +27,9 @@ import {
   u16,
   type Version,
 } from '../raw'
+import { label, pick, teardown } from './spec'
 
-afterEach(async () => {
-  destroyRaw()
-  await cleanup()
-})
-
-const label = (v: Version) => (v === 5 ? '5.0' : '3.1.1')
-/** The statement ids a test checks in version `v` (ids differ between the specs). */
-const pick = (v: Version, v5: string, v311: string) => (v === 5 ? v5 : v311)
+afterEach(teardown)
 
 describe.each([4, 5] as Version[])('MQTT %s CONNECT', (v) => {
   const name = label(v)

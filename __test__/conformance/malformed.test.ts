@@ -7,11 +7,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, startServer } from '../helpers'
+import { startServer } from '../helpers'
 import {
   DISCONNECT,
   decodeDisconnect,
-  destroyRaw,
   nextPublish,
   packet,
   prop,
@@ -24,11 +23,9 @@ import {
   u16,
   type Version,
 } from '../raw'
+import { teardown } from './spec'
 
-afterEach(async () => {
-  destroyRaw()
-  await cleanup()
-})
+afterEach(teardown)
 
 const bad = Buffer.from([0x61, 0xc3, 0x28])
 const body5 = (v: Version) => (v === 5 ? [props()] : [])

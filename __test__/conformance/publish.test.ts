@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, listener, MqttServer, startServer, track } from '../helpers'
+import { listener, MqttServer, startServer, track } from '../helpers'
 import {
   CONNACK,
   DISCONNECT,
@@ -15,7 +15,6 @@ import {
   decodeConnack,
   decodeDisconnect,
   decodePublish,
-  destroyRaw,
   nextPublish,
   PUBACK,
   PUBCOMP,
@@ -34,15 +33,10 @@ import {
   u16,
   type Version,
 } from '../raw'
+import { label, persistent, pick, teardown } from './spec'
 
-afterEach(async () => {
-  destroyRaw()
-  await cleanup()
-})
+afterEach(teardown)
 
-const label = (v: Version) => (v === 5 ? '5.0' : '3.1.1')
-/** The statement ids a test checks in version `v` (ids differ between the specs). */
-const pick = (v: Version, v5: string, v311: string) => (v === 5 ? v5 : v311)
 /** An acknowledgement packet (PUBACK 0x40, PUBREC 0x50, PUBREL 0x62, PUBCOMP 0x70). */
 const ack = (first: number, id: number, code?: number) =>
   packet(first, u16(id), ...(code === undefined ? [] : [Buffer.from([code, 0])]))
@@ -132,9 +126,8 @@ describe.each([4, 5] as Version[])('MQTT %s PUBLISH flows', (v) => {
 
   it(`${name}: ${pick(v, 'MQTT-2.2.1-4 MQTT-4.3.2-1 MQTT-4.3.2-2 MQTT-4.3.2-3 MQTT-3.3.1-1 MQTT-4.4.0-1', 'MQTT-2.3.1-2 MQTT-2.3.1-4 MQTT-4.3.2-1 MQTT-3.3.1-1 MQTT-4.4.0-1')}: unacknowledged QoS 1 deliveries have distinct non-zero ids and are resent only on reconnect, with DUP 1 and the same ids`, async () => {
     const { listeners } = await startServer()
-    const clientId = `resend-${v}-${process.pid}`
-    const persistent = v === 5 ? { flags: 0x00, properties: props(prop.sessionExpiry(60)) } : { flags: 0x00 }
-    const sub = await rawSession(listeners[0], v, { clientId, ...persistent })
+    const session = persistent(v, `resend-${v}-${process.pid}`)
+    const sub = await rawSession(listeners[0], v, session)
     await rawSubscribe(sub, v, 1, [['r/#', 1]])
     const pub = await rawSession(listeners[0], v)
     for (let i = 0; i < 3; i++) await pub.write(publishPacket(v, 'r/a', `${i}`, { qos: 1, packetId: i + 1 }))
@@ -148,7 +141,7 @@ describe.each([4, 5] as Version[])('MQTT %s PUBLISH flows', (v) => {
     expect(publishes(sub, v)).toHaveLength(3)
     sub.destroy()
     await sub.waitClosed()
-    const again = await rawSession(listeners[0], v, { clientId, ...persistent })
+    const again = await rawSession(listeners[0], v, session)
     const resent = (await again.count(PUBLISH, 3)).map((p) => decodePublish(p, v))
     expect(resent.map((p) => [p.dup, p.packetId, p.payload.toString()])).toEqual(
       first.map((p) => [true, p.packetId, p.payload.toString()]),
@@ -157,9 +150,8 @@ describe.each([4, 5] as Version[])('MQTT %s PUBLISH flows', (v) => {
 
   it(`${name}: ${pick(v, 'MQTT-4.3.3-1 MQTT-4.3.3-2 MQTT-4.3.3-3 MQTT-4.3.3-4 MQTT-4.3.3-5 MQTT-4.3.3-6 MQTT-3.6.2-1', 'MQTT-4.3.3-1 MQTT-4.4.0-1')}: QoS 2 outbound: PUBREL with the id after PUBREC; on reconnect the PUBREL is resent, not the PUBLISH`, async () => {
     const { listeners } = await startServer()
-    const clientId = `q2out-${v}-${process.pid}`
-    const persistent = v === 5 ? { flags: 0x00, properties: props(prop.sessionExpiry(60)) } : { flags: 0x00 }
-    const sub = await rawSession(listeners[0], v, { clientId, ...persistent })
+    const session = persistent(v, `q2out-${v}-${process.pid}`)
+    const sub = await rawSession(listeners[0], v, session)
     await rawSubscribe(sub, v, 1, [['o2/#', 2]])
     const pub = await rawSession(listeners[0], v)
     await pub.write(publishPacket(v, 'o2/a', 'x', { qos: 2, packetId: 1 }))
@@ -173,7 +165,7 @@ describe.each([4, 5] as Version[])('MQTT %s PUBLISH flows', (v) => {
     if (v === 5) expect([0x00, 0x92]).toContain(rel.codes[0])
     sub.destroy()
     await sub.waitClosed()
-    const again = await rawSession(listeners[0], v, { clientId, ...persistent })
+    const again = await rawSession(listeners[0], v, session)
     const rel2 = decodeAck(await again.next(PUBREL), v)
     expect(rel2.packetId).toBe(p.packetId)
     await again.write(ack(0x70, p.packetId as number))
@@ -205,9 +197,8 @@ describe.each([4, 5] as Version[])('MQTT %s PUBLISH flows', (v) => {
 describe('MQTT 5.0 acknowledgement failures', () => {
   it('MQTT-4.4.0-2: a delivery the client answered with PUBACK 0x80 is complete: not resent on reconnect', async () => {
     const { listeners } = await startServer()
-    const clientId = `nack-${process.pid}`
-    const persistent = { clientId, flags: 0x00, properties: props(prop.sessionExpiry(60)) }
-    const sub = await rawSession(listeners[0], 5, persistent)
+    const session = persistent(5, `nack-${process.pid}`)
+    const sub = await rawSession(listeners[0], 5, session)
     await rawSubscribe(sub, 5, 1, [['nack/#', 1]])
     const pub = await rawSession(listeners[0], 5)
     await pub.write(publishPacket(5, 'nack/a', 'refused', { qos: 1, packetId: 1 }))
@@ -219,7 +210,7 @@ describe('MQTT 5.0 acknowledgement failures', () => {
     sub.destroy()
     await sub.waitClosed()
     // Only the unanswered one comes again.
-    const again = await rawSession(listeners[0], 5, persistent)
+    const again = await rawSession(listeners[0], 5, session)
     await nextPublish(again, 'nack/b')
     await again.ping()
     expect(publishes(again).map((p) => p.topic)).toEqual(['nack/b'])

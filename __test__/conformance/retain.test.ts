@@ -5,13 +5,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, type ListenerInfo, startServer } from '../helpers'
-import { destroyRaw, nextPublish, publishes, publishPacket, rawSession, rawSubscribe, type Version } from '../raw'
+import { type ListenerInfo, startServer } from '../helpers'
+import { nextPublish, publishes, publishPacket, rawSession, rawSubscribe, type Version } from '../raw'
+import { teardown } from './spec'
 
-afterEach(async () => {
-  destroyRaw()
-  await cleanup()
-})
+afterEach(teardown)
 
 /** What a new subscriber to `filter` gets before a sentinel: [topic, payload, retain, qos]. */
 async function retainedFor(info: ListenerInfo, v: Version, filter: string) {

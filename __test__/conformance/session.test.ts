@@ -5,24 +5,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import {
-  cleanup,
-  connect,
-  drain,
-  endClient,
-  inbox,
-  MQTT_VERSIONS,
-  startServer,
-  subscribe,
-  urlFor,
-  waitFor,
-} from '../helpers'
-import { DISCONNECT, decodeDisconnect, destroyRaw, propValue, rawSession } from '../raw'
+import { connect, drain, endClient, inbox, MQTT_VERSIONS, startServer, subscribe, urlFor, waitFor } from '../helpers'
+import { DISCONNECT, decodeDisconnect, propValue, rawSession } from '../raw'
+import { teardown } from './spec'
 
-afterEach(async () => {
-  destroyRaw()
-  await cleanup()
-})
+afterEach(teardown)
 
 /** A broker and a 5.0 watcher subscribed to `will/#` (QoS 1). */
 async function watched() {

@@ -6,20 +6,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import {
-  cleanup,
-  connect,
-  drain,
-  inbox,
-  type ListenerInfo,
-  MQTT_VERSIONS,
-  startServer,
-  subscribe,
-  urlFor,
-} from '../helpers'
+import { connect, drain, inbox, type ListenerInfo, MQTT_VERSIONS, startServer, subscribe, urlFor } from '../helpers'
 import {
   decodeAck,
-  destroyRaw,
   nextPublish,
   PUBLISH,
   packet,
@@ -37,15 +26,9 @@ import {
   u16,
   type Version,
 } from '../raw'
+import { label, pick, teardown } from './spec'
 
-afterEach(async () => {
-  destroyRaw()
-  await cleanup()
-})
-
-const label = (v: Version) => (v === 5 ? '5.0' : '3.1.1')
-/** The statement ids a test checks in version `v` (ids differ between the specs). */
-const pick = (v: Version, v5: string, v311: string) => (v === 5 ? v5 : v311)
+afterEach(teardown)
 
 /**
  * Publishes a sentinel on `topic` from a new raw client and resolves with the

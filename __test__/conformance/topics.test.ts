@@ -4,11 +4,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, startServer } from '../helpers'
+import { startServer } from '../helpers'
 import {
   DISCONNECT,
   decodeDisconnect,
-  destroyRaw,
   nextPublish,
   publishes,
   publishPacket,
@@ -16,13 +15,9 @@ import {
   rawSubscribe,
   type Version,
 } from '../raw'
+import { label, teardown } from './spec'
 
-afterEach(async () => {
-  destroyRaw()
-  await cleanup()
-})
-
-const label = (v: Version) => (v === 5 ? '5.0' : '3.1.1')
+afterEach(teardown)
 
 describe.each([4, 5] as Version[])('MQTT %s topics', (v) => {
   const name = label(v)

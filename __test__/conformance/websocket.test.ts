@@ -5,13 +5,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { cleanup, listener, startServer } from '../helpers'
-import { connectPacket, destroyRaw, rawWebSocket, type Version, wsFrame } from '../raw'
+import { listener, startServer } from '../helpers'
+import { connectPacket, rawWebSocket, type Version, wsFrame } from '../raw'
+import { teardown } from './spec'
 
-afterEach(async () => {
-  destroyRaw()
-  await cleanup()
-})
+afterEach(teardown)
 
 describe.each([4, 5] as Version[])('MQTT %s over WebSocket', (v) => {
   const name = v === 5 ? '5.0' : '3.1.1'
