@@ -10,7 +10,10 @@ import { connect, drain, inbox, type ListenerInfo, MQTT_VERSIONS, startServer, s
 import {
   decodeAck,
   nextPublish,
+  PUBACK,
   PUBLISH,
+  PUBREC,
+  PUBREL,
   packet,
   prop,
   propValues,
@@ -132,6 +135,34 @@ describe('MQTT 5.0 subscription options', () => {
   })
 })
 
+describe('MQTT 5.0 shared subscriptions', () => {
+  it('MQTT-4.8.2-6: a shared delivery answered with PUBACK 0x80 is discarded, not sent to another member', async () => {
+    const { listeners } = await startServer()
+    const members = [await rawSession(listeners[0], 5), await rawSession(listeners[0], 5)]
+    for (const m of members) await rawSubscribe(m, 5, 1, [['$share/n/nack/#', subOptions(1)]])
+    const pub = await rawSession(listeners[0], 5)
+    await pub.write(publishPacket(5, 'nack/a', 'refused', { qos: 1, packetId: 1 }))
+    await pub.next(PUBACK)
+    // Whoever got it refuses it.
+    const deadline = Date.now() + 5000
+    let got = members.find((m) => publishes(m).length > 0)
+    while (!got && Date.now() < deadline) {
+      await members[0].ping()
+      got = members.find((m) => publishes(m).length > 0)
+    }
+    expect(got, 'a member received the message').toBeDefined()
+    const p = publishes(got as (typeof members)[number])[0]
+    await (got as (typeof members)[number]).write(packet(0x40, u16(p.packetId as number), Buffer.from([0x80, 0])))
+    // A sentinel through a non-shared subscription on both: before it, the
+    // other member got nothing.
+    for (const m of members) await rawSubscribe(m, 5, 2, [['zz/sentinel', subOptions(0)]])
+    await pub.write(publishPacket(5, 'zz/sentinel', 's'))
+    for (const m of members) await nextPublish(m, 'zz/sentinel')
+    const topics = members.map((m) => publishes(m).map((x) => x.topic))
+    expect(topics.flat().filter((t) => t === 'nack/a')).toEqual(['nack/a'])
+  })
+})
+
 describe.each([4, 5] as Version[])('MQTT %s SUBSCRIBE and UNSUBSCRIBE', (v) => {
   const name = label(v)
   const ok = v === 5 ? [0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8f, 0x91, 0x97, 0x9e, 0xa1, 0xa2] : [0, 1, 2, 0x80]
@@ -190,6 +221,25 @@ describe.each([4, 5] as Version[])('MQTT %s SUBSCRIBE and UNSUBSCRIBE', (v) => {
     await pub.write(publishPacket(v, 'm/2', 'b', { qos: 1, packetId: 2 }))
     expect((await nextPublish(c, 'm/1', v)).qos).toBe(1)
     expect((await nextPublish(c, 'm/2', v)).qos).toBe(1)
+  })
+
+  it(`${name}: MQTT-3.10.4-3: a QoS 2 delivery under way when its subscription is removed is completed (PUBREL, then nothing more)`, async () => {
+    const { listeners } = await startServer()
+    const c = await rawSession(listeners[0], v)
+    await rawSubscribe(c, v, 1, [['inflight/#', 2]])
+    const pub = await rawSession(listeners[0], v)
+    await pub.write(publishPacket(v, 'inflight/a', 'x', { qos: 2, packetId: 1 }))
+    const p = await nextPublish(c, 'inflight/a', v)
+    await c.write(packet(0xa2, u16(2), ...(v === 5 ? [props()] : []), str('inflight/#')))
+    await c.next(UNSUBACK)
+    await c.write(packet(0x50, u16(p.packetId as number)))
+    const rel = decodeAck(await c.next(PUBREL), v)
+    expect(rel.packetId).toBe(p.packetId)
+    await c.write(packet(0x70, u16(p.packetId as number)))
+    await pub.write(publishPacket(v, 'inflight/b', 'after', { qos: 2, packetId: 2 }))
+    await pub.next(PUBREC)
+    await c.ping()
+    expect(publishes(c, v).map((x) => x.topic)).toEqual(['inflight/a'])
   })
 
   it(`${name}: MQTT-3.10.4-1 MQTT-3.10.4-2 MQTT-3.10.4-4 MQTT-3.10.4-5 MQTT-3.10.4-6 MQTT-3.11.3-1 MQTT-3.11.3-2: UNSUBSCRIBE deletes exact matches only, one UNSUBACK with its id even when nothing matched`, async () => {
