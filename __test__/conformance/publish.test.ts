@@ -217,6 +217,33 @@ describe('MQTT 5.0 acknowledgement failures', () => {
   })
 })
 
+describe('MQTT 5.0 expiry during a QoS 2 exchange', () => {
+  // The interval is whole seconds; 2.2 s is past a 1 s one with slack.
+  const pastExpiry = () => new Promise((r) => setTimeout(r, 2200))
+
+  it('MQTT-4.3.3-13: a PUBREL for a message that expired meanwhile still gets its PUBCOMP', async () => {
+    const { listeners } = await startServer()
+    const pub = await rawSession(listeners[0], 5)
+    await pub.write(publishPacket(5, 'exp/in', 'x', { qos: 2, packetId: 4, properties: props(prop.messageExpiry(1)) }))
+    await pub.next(PUBREC)
+    await pastExpiry()
+    await pub.write(ack(0x62, 4))
+    expect(decodeAck(await pub.next(PUBCOMP)).packetId).toBe(4)
+  })
+
+  it('MQTT-4.3.3-7: once the PUBLISH went out, its expiry no longer applies: a late PUBREC still gets the PUBREL', async () => {
+    const { listeners } = await startServer()
+    const sub = await rawSession(listeners[0], 5)
+    await rawSubscribe(sub, 5, 1, [['exp/#', 2]])
+    const pub = await rawSession(listeners[0], 5)
+    await pub.write(publishPacket(5, 'exp/out', 'x', { qos: 2, packetId: 1, properties: props(prop.messageExpiry(1)) }))
+    const p = await nextPublish(sub, 'exp/out')
+    await pastExpiry()
+    await sub.write(ack(0x50, p.packetId as number))
+    expect(decodeAck(await sub.next(PUBREL)).packetId).toBe(p.packetId)
+  })
+})
+
 describe('MQTT 5.0 flow control', () => {
   it("MQTT-3.3.4-9 MQTT-4.9.0-2 MQTT-3.3.4-10 MQTT-4.9.0-3: the broker sends at most the client's Receive Maximum unacknowledged, and still answers other packets", async () => {
     const { listeners } = await startServer()
