@@ -6,7 +6,20 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { connect, drain, inbox, type ListenerInfo, MQTT_VERSIONS, startServer, subscribe, urlFor } from '../helpers'
+import {
+  connect,
+  drain,
+  inbox,
+  type ListenerInfo,
+  listener,
+  MQTT_VERSIONS,
+  MqttServer,
+  startServer,
+  subscribe,
+  track,
+  urlFor,
+  withDeadline,
+} from '../helpers'
 import {
   decodeAck,
   nextPublish,
@@ -29,7 +42,7 @@ import {
   u16,
   type Version,
 } from '../raw'
-import { label, pick, teardown } from './spec'
+import { label, persistent, pick, teardown } from './spec'
 
 afterEach(teardown)
 
@@ -160,6 +173,51 @@ describe('MQTT 5.0 shared subscriptions', () => {
     for (const m of members) await nextPublish(m, 'zz/sentinel')
     const topics = members.map((m) => publishes(m).map((x) => x.topic))
     expect(topics.flat().filter((t) => t === 'nack/a')).toEqual(['nack/a'])
+  })
+})
+
+describe('MQTT 5.0 shared subscriptions and sessions', () => {
+  it('MQTT-4.8.2-4: a QoS 2 delivery to a shared member whose connection broke is completed with that member when it comes back', async () => {
+    const { listeners } = await startServer()
+    const session = persistent(5, `shared-back-${process.pid}`)
+    const member = await rawSession(listeners[0], 5, session)
+    await rawSubscribe(member, 5, 1, [['$share/b/back/#', subOptions(2)]])
+    const pub = await rawSession(listeners[0], 5)
+    await pub.write(publishPacket(5, 'back/a', 'x', { qos: 2, packetId: 1 }))
+    const first = await nextPublish(member, 'back/a')
+    member.destroy()
+    await member.waitClosed()
+    const again = await rawSession(listeners[0], 5, session)
+    const resent = await nextPublish(again, 'back/a')
+    expect([resent.dup, resent.packetId, resent.payload.toString()]).toEqual([true, first.packetId, 'x'])
+  })
+
+  it('MQTT-4.8.2-5: a shared delivery to a member whose session ended goes to no other member', async () => {
+    const server = track(new MqttServer())
+    let ended!: () => void
+    const sessionEnded = new Promise<void>((r) => (ended = r))
+    server.setHooks({ onSessionTerminated: (s) => (s.clientId === 'shared-end' ? ended() : undefined) })
+    const listeners = await server.start({ listeners: [listener('tcp')] })
+    const other = await rawSession(listeners[0], 5)
+    await rawSubscribe(other, 5, 1, [['$share/e/end/#', subOptions(1)]])
+    const pub = await rawSession(listeners[0], 5)
+    // Publish until the member (not the other) gets one, then drop it: its
+    // session (expiry 0) ends with the connection.
+    const member = await rawSession(listeners[0], 5, { clientId: 'shared-end' })
+    await rawSubscribe(member, 5, 1, [['$share/e/end/#', subOptions(1)]])
+    let n = 0
+    while (publishes(member).length === 0 && n < 50) {
+      await pub.write(publishPacket(5, 'end/a', `${n++}`, { qos: 1, packetId: n }))
+      await pub.count(PUBACK, n)
+      await member.ping()
+    }
+    const lost = publishes(member)[0].payload.toString()
+    member.destroy()
+    await withDeadline(sessionEnded, 5000, () => 'the member session never ended')
+    await rawSubscribe(other, 5, 2, [['zz/sentinel', subOptions(0)]])
+    await pub.write(publishPacket(5, 'zz/sentinel', 's'))
+    await nextPublish(other, 'zz/sentinel')
+    expect(publishes(other).map((p) => p.payload.toString())).not.toContain(lost)
   })
 })
 
