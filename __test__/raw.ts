@@ -72,6 +72,7 @@ export const prop = {
   receiveMaximum: (n: number) => tagged(0x21, u16(n)),
   topicAliasMaximum: (n: number) => tagged(0x22, u16(n)),
   topicAlias: (n: number) => tagged(0x23, u16(n)),
+  authenticationMethod: (m: string) => tagged(0x15, str(m)),
   userProperty: (k: string | Buffer, v: string | Buffer) => tagged(0x26, str(k), str(v)),
   maximumPacketSize: (n: number) => tagged(0x27, u32(n)),
 }

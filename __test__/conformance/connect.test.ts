@@ -124,6 +124,18 @@ describe('MQTT 5.0 CONNECT', () => {
     expect(assigned.every((id) => id.length > 0)).toBe(true)
   })
 
+  it('MQTT-4.12.0-1 MQTT-4.13.2-1: an Authentication Method the broker does not support: CONNACK 0x8C (or 0x87), then the close', async () => {
+    const { listeners } = await startServer()
+    const c = await rawConnect(listeners[0])
+    await c.write(
+      connectPacket({ version: 5, clientId: 'a', properties: props(prop.authenticationMethod('SCRAM-SHA-1')) }),
+    )
+    await c.waitClosed()
+    const acks = c.packets().map((p) => decodeConnack(p))
+    expect(acks).toHaveLength(1)
+    expect([0x8c, 0x87]).toContain(acks[0].code)
+  })
+
   it('MQTT-3.1.2-28: without Request Response Information there is no Response Information in CONNACK', async () => {
     const { listeners } = await startServer()
     for (const properties of [props(), props(prop.requestResponseInformation(0))]) {

@@ -134,6 +134,7 @@ const cases5: Case[] = [
     () => packet(0x82, u16(1), props(), str('t'), Buffer.from([0x30])),
     [0x81, 0x82],
   ],
+  ['AUTH with flags 0001', 'MQTT-3.15.1-1', '', () => packet(0xf1, Buffer.from([0, 0])), [0x81]],
 ]
 
 describe('MQTT 5.0 malformed packets and Protocol Errors', () => {
