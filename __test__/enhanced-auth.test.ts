@@ -41,7 +41,7 @@ import {
   destroyRaw,
   type Packet,
   PUBLISH,
-  property,
+  propValue,
   prop,
   props,
   publishPacket,
@@ -108,7 +108,7 @@ async function startWithHooks(hooks: HookCallbacks, config: ListenerConfig[] = [
   return { server, listeners }
 }
 
-const authProps = (data: Buffer, method = SCRAM_SHA_256) => props(prop.authMethod(method), prop.authData(data))
+const authProps = (data: Buffer, method = SCRAM_SHA_256) => props(prop.authenticationMethod(method), prop.authenticationData(data))
 
 /** CONNECT with SCRAM's first message; resolves with the server's challenge. */
 async function scramConnect(info: ListenerInfo, client: ReturnType<typeof scramClient>, clientId = 'scram') {
@@ -122,13 +122,13 @@ async function scramConnect(info: ListenerInfo, client: ReturnType<typeof scramC
 function decode(p: Packet) {
   const at = p.type === CONNACK ? 1 : 0
   const code = p.body.length > at ? p.body[at] : 0
-  const properties = p.body.length > at + 1 ? readProperties(p.body, at + 1) : []
-  const data = property(properties, AUTH_DATA)
+  const properties = p.body.length > at + 1 ? readProperties(p.body, at + 1).props : []
+  const data = propValue(properties, AUTH_DATA)
   return {
     code,
-    method: property(properties, AUTH_METHOD),
+    method: propValue(properties, AUTH_METHOD),
     data: Buffer.isBuffer(data) ? data.toString('utf8') : undefined,
-    reasonString: property(properties, REASON_STRING),
+    reasonString: propValue(properties, REASON_STRING),
   }
 }
 

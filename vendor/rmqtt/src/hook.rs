@@ -1179,10 +1179,9 @@ impl Hook for DefaultHook {
 /// `message_expiry_check` does when no handler expires the message).
 #[inline]
 pub fn message_expiry(s: &Session, publish: &Publish) -> MessageExpiryCheckResult {
-    let expiry_interval = publish
-        .properties
-        .as_ref()
-        .and_then(|p| p.message_expiry_interval.map(|i| i.get() as i64 * 1000))
+    let own = publish.properties.as_ref().and_then(|p| p.message_expiry_interval);
+    let expiry_interval = own
+        .map(|i| i.get() as i64 * 1000)
         .unwrap_or_else(|| s.listen_cfg().message_expiry_interval.as_millis() as i64);
 
     log::debug!("{:?} expiry_interval: {:?}", s.id, expiry_interval);
@@ -1191,6 +1190,12 @@ pub fn message_expiry(s: &Session, publish: &Publish) -> MessageExpiryCheckResul
     }
     let remaining = timestamp_millis() - publish.create_time.unwrap_or_else(timestamp_millis);
     if remaining < expiry_interval {
+        // fork patch: the broker's default lifetime for a message without a
+        // Message Expiry Interval is not sent as one; the subscriber got an
+        // interval the publisher never set [MQTT-3.3.2-6].
+        if own.is_none() {
+            return MessageExpiryCheckResult::Remaining(None);
+        }
         return MessageExpiryCheckResult::Remaining(NonZeroU32::new(
             ((expiry_interval - remaining) / 1000) as u32,
         ));

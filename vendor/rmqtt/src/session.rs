@@ -343,7 +343,13 @@ impl SessionState {
             );
 
             //Last will message
-            let will_delay_interval = if self.last_will_enable(flags, clean_session) {
+            // fork patch: DISCONNECT 0x04 (Disconnect with Will Message) asks
+            // for the will; only 0x00 discards it [MQTT-3.1.2-8, MQTT-3.1.2-10].
+            let will_asked = disconnect
+                .as_ref()
+                .and_then(|d| d.reason_code())
+                .is_some_and(|c| c == v5::DisconnectReasonCode::DisconnectWithWillMessage);
+            let will_delay_interval = if self.last_will_enable(flags, clean_session) || will_asked {
                 let will_delay_interval = self.will_delay_interval().await;
                 if clean_session || will_delay_interval.is_none() {
                     if let Err(e) = self.process_last_will().await {
@@ -1119,6 +1125,13 @@ impl SessionState {
                 sink.v3_mut().send_subscribe_ack(packet_id, status).await?;
             }
             Packet::V5(v5::Packet::Subscribe(subs)) => {
+                // fork patch: No Local on a shared subscription is a Protocol
+                // Error [MQTT-3.8.3-4]; it was granted.
+                if subs.topic_filters.iter().any(|(tf, opts)| opts.no_local && tf.starts_with("$share/")) {
+                    return Err(Reason::ProtocolError(ByteString::from_static(
+                        "No Local set on a shared subscription",
+                    )));
+                }
                 let ack = match self.subscribes_v5(subs).await {
                     Err(e) => {
                         log::warn!("{} Subscribe Refused, reason: {e}", self.id);
@@ -1168,6 +1181,11 @@ impl SessionState {
                         .await?;
                 flags.set(StateFlags::ReAuth, reauthenticating);
                 sink.v5_mut().send_auth(reply).await?;
+            }
+            // fork patch: a second CONNECT is a Protocol Error (DISCONNECT
+            // 0x82) [MQTT-3.1.0-2]; it was 0x80 Unspecified error.
+            Packet::V5(v5::Packet::Connect(_)) => {
+                return Err(Reason::ProtocolError(ByteString::from_static("a second CONNECT")));
             }
             _ => {
                 return Err(format!("Received an unimplemented message, {pkt:?}").into());
@@ -1296,8 +1314,16 @@ impl SessionState {
                     );
                     #[cfg(feature = "metrics")]
                     self.scx.metrics.client_publish_duplicate_inc();
-                    let pub_res =
-                        PublishResult::reason_code(PublishAckReason::PacketIdentifierInUse, None, false);
+                    // fork patch: a resend (DUP 1) of the exchange under way
+                    // is acknowledged as such, 0x00; it got 0x91 (Packet
+                    // Identifier in use), which ends the exchange in failure
+                    // for the client. A new message on a used id keeps 0x91.
+                    let code = if publish.dup {
+                        PublishAckReason::Success
+                    } else {
+                        PublishAckReason::PacketIdentifierInUse
+                    };
+                    let pub_res = PublishResult::reason_code(code, None, false);
                     sink.send_publish_received(packet_id, pub_res).await?;
                     return Ok(());
                 }
@@ -1617,13 +1643,17 @@ impl SessionState {
             }
         };
         let limit_subscription = self.listen_cfg().limit_subscription;
+        // fork patch: 0x11 (No subscription existed) for a filter that
+        // matched no subscription [MQTT-3.11.3-2]; every filter got Success.
+        let mut status = Vec::with_capacity(unsubs.topic_filters.len());
         for topic_filter in &unsubs.topic_filters {
             let unsub = Unsubscribe::from(topic_filter, shared_subscription, limit_subscription)?;
-            self.unsubscribe(unsub).await?;
+            status.push(if self.unsubscribe_existed(unsub).await? {
+                v5::UnsubscribeAckReason::Success
+            } else {
+                v5::UnsubscribeAckReason::NoSubscriptionExisted
+            });
         }
-
-        let mut status = Vec::with_capacity(unsubs.topic_filters.len());
-        (0..unsubs.topic_filters.len()).for_each(|_| status.push(v5::UnsubscribeAckReason::Success));
 
         let ack = v5::UnsubscribeAck {
             status,
@@ -1635,7 +1665,13 @@ impl SessionState {
     }
 
     #[inline]
-    async fn unsubscribe(&self, mut unsub: Unsubscribe) -> Result<()> {
+    async fn unsubscribe(&self, unsub: Unsubscribe) -> Result<()> {
+        self.unsubscribe_existed(unsub).await.map(|_| ())
+    }
+
+    /// fork patch: `unsubscribe`, telling whether the subscription existed.
+    #[inline]
+    async fn unsubscribe_existed(&self, mut unsub: Unsubscribe) -> Result<bool> {
         log::debug!("{:?} unsubscribe: {:?}", self.id, unsub);
         //hook, client_unsubscribe
         let topic_filter = self.hook.client_unsubscribe(&unsub).await;
@@ -1648,7 +1684,7 @@ impl SessionState {
             //hook, session_unsubscribed
             self.hook.session_unsubscribed(unsub).await;
         }
-        Ok(())
+        Ok(ok)
     }
 
     #[inline]
@@ -1859,7 +1895,9 @@ impl SessionState {
         //[MQTT-4.4.0-1] Reforward every inflight message regardless of status:
         //`reforward` resends the PUBLISH for UnAck/UnReceived and the owed
         //PUBREL (via SendRerelease) for UnComplete.
-        while let Some(msg) = offline_info.inflight_messages.pop() {
+        // fork patch: in the order they were first sent [MQTT-4.6.0-5,
+        // MQTT-4.6.0-6]; `pop()` resent them last first.
+        for msg in offline_info.inflight_messages.drain(..) {
             if let Err(e) = self.reforward(msg).await {
                 log::warn!("transfer_session_state, reforward error, {e}");
             }

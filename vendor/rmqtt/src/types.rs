@@ -568,13 +568,20 @@ impl SubscriptioRelationsCollector {
             //MQTT V5: Subscription Identifiers
             self.v5_rels
                 .entry(client_id)
-                .and_modify(|(_, _, sub_ids, _)| {
+                .and_modify(|(filter, old, sub_ids, _)| {
                     if let Some(sub_id) = opts.subscription_identifier() {
                         if let Some(sub_ids) = sub_ids {
                             sub_ids.push(sub_id)
                         } else {
                             *sub_ids = Some(vec![sub_id]);
                         }
+                    }
+                    // fork patch: the one copy sent for overlapping
+                    // subscriptions goes at the highest QoS among them
+                    // [MQTT-3.3.4-2]; it went at the first one's.
+                    if opts.qos() > old.qos() {
+                        *filter = topic_filter.clone();
+                        *old = opts.clone();
                     }
                 })
                 .or_insert_with(|| {
