@@ -65,3 +65,17 @@ pub fn take_router(scx: &ServerContext) -> Arc<Box<dyn Router>> {
     .router
     .replace(Box::new(DefaultRouter::new(None)))
 }
+
+/// TLS material in memory, read by this crate from a path, PEM text or a
+/// Buffer (rmqtt-net 0009-tls-pem; upstream reads files only).
+pub use rmqtt::net::TlsPem;
+
+/// Gives a listener its TLS material; with client CAs (`client_ca`), asks
+/// clients for a certificate, which `optional` lets them not send
+/// (rmqtt-net 0009-tls-pem).
+pub fn tls_pem(b: rmqtt::net::Builder, pem: TlsPem, optional: bool) -> rmqtt::net::Builder {
+  let verify = pem.client_ca.is_some();
+  b.tls_pem(Some(pem))
+    .tls_cross_certificate(verify)
+    .tls_client_cert_optional(optional)
+}

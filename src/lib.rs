@@ -5,7 +5,9 @@
 
 mod backpressure;
 mod broker;
+mod client_cert;
 mod config;
+mod dispose;
 mod error;
 mod fork;
 mod hook_bridge;
@@ -21,7 +23,10 @@ mod logging;
 mod memory;
 mod message_properties;
 mod publish;
+mod redact;
 mod server;
 mod shared_subscription;
+mod system_error;
 mod tls;
+mod tls_source;
 mod warning;
