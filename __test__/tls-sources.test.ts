@@ -139,7 +139,9 @@ describe('a private key never appears in an error, a warning or a log line', () 
       .split('\n')
       .map((l) => JSON.parse(l))
     expect(lines.filter((l) => l.fatal)).toEqual([])
-    const byCase = Object.fromEntries(lines.filter((l) => l.case).map((l) => [l.case, l]))
+    const byCase: Record<string, { started?: boolean; message?: string }> = Object.fromEntries(
+      lines.filter((l) => l.case).map((l) => [l.case, l]),
+    )
     // The wrong ways that must be refused are refused (so their messages were made and searched).
     const refused = Object.entries(byCase).filter(([, l]) => !l.started)
     expect(refused.length).toBeGreaterThanOrEqual(25)

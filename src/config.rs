@@ -69,19 +69,19 @@ pub struct ListenerConfig {
   /// Buffer; required for `tls` and `wss`. An expired or not yet valid
   /// certificate starts with a warning (`process.emitWarning`, code
   /// `MQTT_SERVER_TLS_CERT_EXPIRED` or `MQTT_SERVER_TLS_CERT_NOT_YET_VALID`).
-  #[napi(ts_type = "string | Buffer")]
+  #[napi(ts_type = "string | Buffer | Uint8Array")]
   #[serde(default, deserialize_with = "tls_source::deserialize")]
   pub tls_cert: Option<PemSource>,
   /// The PEM private key (not encrypted): a file path, PEM text or a
   /// Buffer; required for `tls` and `wss`. Never shown in an error.
-  #[napi(ts_type = "string | Buffer")]
+  #[napi(ts_type = "string | Buffer | Uint8Array")]
   #[serde(default, deserialize_with = "tls_source::deserialize")]
   pub tls_key: Option<PemSource>,
   /// CA certificate(s), PEM (a file path, PEM text or a Buffer), that sign
   /// the client certificates this `tls`/`wss` listener accepts. With it,
   /// clients are asked for a certificate; one that does not verify is
   /// refused during the TLS handshake. Without it, none is asked for.
-  #[napi(ts_type = "string | Buffer")]
+  #[napi(ts_type = "string | Buffer | Uint8Array")]
   #[serde(default, deserialize_with = "tls_source::deserialize")]
   pub tls_ca: Option<PemSource>,
   /// Refuse clients that present no certificate (needs `tlsCa`). Default
@@ -161,11 +161,11 @@ pub struct MultiProtocolOptions {
   /// Bind address for every listener. Default `"0.0.0.0"`.
   pub address: Option<String>,
   /// PEM certificate for the `tls` and `wss` listeners: a file path, PEM text or a Buffer.
-  #[napi(ts_type = "string | Buffer")]
+  #[napi(ts_type = "string | Buffer | Uint8Array")]
   #[serde(default, deserialize_with = "tls_source::deserialize")]
   pub tls_cert: Option<PemSource>,
   /// PEM private key for the `tls` and `wss` listeners: a file path, PEM text or a Buffer.
-  #[napi(ts_type = "string | Buffer")]
+  #[napi(ts_type = "string | Buffer | Uint8Array")]
   #[serde(default, deserialize_with = "tls_source::deserialize")]
   pub tls_key: Option<PemSource>,
   /// Applied to every listener. Default `true`.

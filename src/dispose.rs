@@ -9,6 +9,7 @@ use napi::ValueType;
 use napi_derive::napi;
 
 #[napi(module_exports)]
+#[cfg_attr(test, allow(dead_code))] // napi-rs calls it at module load; unit tests do not
 pub fn define_async_dispose(exports: Object, env: Env) -> Result<()> {
   // `Symbol` and the class are functions: read as values, then as objects.
   let symbol = env

@@ -28,6 +28,15 @@ enum Target {
   Path(String),
 }
 
+impl std::fmt::Debug for StartError {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    match self {
+      StartError::Plain(e) => write!(f, "{}: {}", e.status, e.reason),
+      StartError::System(s) => write!(f, "{}: {}", s.code, s.message),
+    }
+  }
+}
+
 impl From<Error> for StartError {
   fn from(e: Error) -> Self {
     StartError::Plain(e)

@@ -152,7 +152,7 @@ pub fn deserialize<'de, D: serde::Deserializer<'de>>(
 
 impl TypeName for PemSource {
   fn type_name() -> &'static str {
-    "string | Buffer"
+    "string | Buffer | Uint8Array"
   }
   fn value_type() -> ValueType {
     ValueType::Unknown
