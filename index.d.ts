@@ -216,19 +216,19 @@ export interface ListenerConfig {
    * certificate starts with a warning (`process.emitWarning`, code
    * `MQTT_SERVER_TLS_CERT_EXPIRED` or `MQTT_SERVER_TLS_CERT_NOT_YET_VALID`).
    */
-  tlsCert?: string | Buffer
+  tlsCert?: string | Buffer | Uint8Array
   /**
    * The PEM private key (not encrypted): a file path, PEM text or a
    * Buffer; required for `tls` and `wss`. Never shown in an error.
    */
-  tlsKey?: string | Buffer
+  tlsKey?: string | Buffer | Uint8Array
   /**
    * CA certificate(s), PEM (a file path, PEM text or a Buffer), that sign
    * the client certificates this `tls`/`wss` listener accepts. With it,
    * clients are asked for a certificate; one that does not verify is
    * refused during the TLS handshake. Without it, none is asked for.
    */
-  tlsCa?: string | Buffer
+  tlsCa?: string | Buffer | Uint8Array
   /**
    * Refuse clients that present no certificate (needs `tlsCa`). Default
    * `false`: such clients connect and `certificate` is `null` in
@@ -386,9 +386,9 @@ export interface MultiProtocolOptions {
   /** Bind address for every listener. Default `"0.0.0.0"`. */
   address?: string
   /** PEM certificate for the `tls` and `wss` listeners: a file path, PEM text or a Buffer. */
-  tlsCert?: string | Buffer
+  tlsCert?: string | Buffer | Uint8Array
   /** PEM private key for the `tls` and `wss` listeners: a file path, PEM text or a Buffer. */
-  tlsKey?: string | Buffer
+  tlsKey?: string | Buffer | Uint8Array
   /** Applied to every listener. Default `true`. */
   allowAnonymous?: boolean
 }

@@ -3,13 +3,16 @@
  * Node's `code`/`errno`/`syscall` (as net.Server and fs give them), and the
  * listener's URL.
  */
+import { execFile } from 'node:child_process'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { join } from 'node:path'
-import { getSystemErrorName } from 'node:util'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { getSystemErrorName, promisify } from 'node:util'
 
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { MqttServer, certs, cleanup, connect, listener, track, urlFor, waitFor } from './helpers'
+import { MqttServer, ROOT, certs, cleanup, connect, listener, track, urlFor, waitFor } from './helpers'
 
 afterEach(cleanup)
 
@@ -95,12 +98,41 @@ describe("system errors carry Node's code, errno and syscall", () => {
     expect(err.address).toBe('192.0.2.1')
   })
 
-  it.skipIf(process.getuid?.() === 0)('a privileged port without the privilege: EACCES', async () => {
-    const err = await startError({ listeners: [listener('tcp', { port: 1 })] })
-    expect(err.code).toBe('EACCES')
-    expect(getSystemErrorName(err.errno!)).toBe('EACCES')
-    expect(err.syscall).toBe('listen')
-  })
+  it.skipIf(process.platform === 'win32')(
+    'without the privilege: EACCES for a privileged port and for an unreadable tlsCert',
+    async () => {
+      // Run by a user without privileges: as root nothing is refused, so the
+      // check then runs as `nobody`. The file is in the world-readable tmpdir.
+      const unreadable = join(mkdtempSync(join(tmpdir(), 'eacces-')), 'cert.pem')
+      writeFileSync(unreadable, readFileSync(certs().cert), { mode: 0o000 })
+      chmodSync(dirname(unreadable), 0o755)
+      const unprivileged = '/proc/sys/net/ipv4/ip_unprivileged_port_start'
+      const firstFree = existsSync(unprivileged) ? Number(readFileSync(unprivileged, 'utf8')) : 1024
+      const script = `
+        const { MqttServer } = require(${JSON.stringify(join(ROOT, 'index.js'))});
+        const pick = (e) => ({ code: e.code, errno: e.errno, syscall: e.syscall, port: e.port, path: e.path });
+        const tryStart = (l) => new MqttServer().start({ listeners: [{ address: '127.0.0.1', ...l }] }).then(() => null, pick);
+        (async () => {
+          const port = ${firstFree > 1} ? await tryStart({ port: 1, protocol: 'tcp' }) : null;
+          const file = await tryStart({ port: 0, protocol: 'tls', tlsCert: ${JSON.stringify(unreadable)}, tlsKey: ${JSON.stringify(certs().key)} });
+          console.log(JSON.stringify({ port, file }));
+          process.exit(0);
+        })();
+      `
+      const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
+      const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], {
+        ...asNobody,
+        timeout: 20_000,
+      }).finally(() => rmSync(dirname(unreadable), { recursive: true, force: true }))
+      const { port, file } = JSON.parse(stdout)
+      if (firstFree > 1) {
+        expect(port).toEqual({ code: 'EACCES', errno: expect.any(Number), syscall: 'listen', port: 1 })
+        expect(getSystemErrorName(port.errno)).toBe('EACCES')
+      }
+      expect(file).toEqual({ code: 'EACCES', errno: expect.any(Number), syscall: 'open', path: unreadable })
+      expect(getSystemErrorName(file.errno)).toBe('EACCES')
+    },
+  )
 
   it.each(['tlsCert', 'tlsKey', 'tlsCa'] as const)('a missing %s file: ENOENT, syscall open, path', async (field) => {
     const path = join(certs().dir, 'missing.pem')
