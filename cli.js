@@ -101,12 +101,12 @@ async function main() {
     listeners = await server.start(config)
   } catch (e) {
     // A bad value for a flag is a usage error: name the flag.
-    if (e.code === 'InvalidArg') fail(flagMessage(e.message, config))
+    // ENOENT/EACCES: a --tls-cert/--tls-key file that cannot be read.
+    if (e.code === 'InvalidArg' || e.syscall === 'open') fail(flagMessage(e.message, config))
     process.stderr.write(`embedded-mqtt-broker: ${e.message}\n`)
     process.exit(1)
   }
-  for (const l of listeners)
-    process.stdout.write(`embedded-mqtt-broker listening: ${l.protocol} ${l.address}:${l.port}\n`)
+  for (const l of listeners) process.stdout.write(`embedded-mqtt-broker listening: ${l.url}\n`)
   if (metricsPort !== undefined) metrics = await serveMetrics(server, o.host ?? '0.0.0.0', metricsPort)
 }
 

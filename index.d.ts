@@ -2,6 +2,17 @@
 /* eslint-disable */
 
 /**
+ * `await using server = new MqttServer()` closes the server when the scope
+ * ends (`close()`: stops it if it runs). Defined in src/dispose.rs; this
+ * header of the generated `index.d.ts` (package.json `napi.dtsHeaderFile`)
+ * types it, since napi-rs cannot name a method by a symbol.
+ */
+export interface MqttServer {
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
@@ -89,6 +100,8 @@ export interface AuthenticateRequest {
   keepAlive: number
   /** Clean session (3.1.1) / clean start (5.0) flag. */
   cleanSession: boolean
+  /** The client's TLS certificate, on a listener with `tlsCa`; else `null`. */
+  certificate: ClientCertificate | null
 }
 
 /** Answer of `onClientAuthenticate`. */
@@ -113,6 +126,21 @@ export interface AuthenticateResult {
    * sent as the CONNACK's Server Reference (e.g. `"other.example:1883"`).
    */
   serverReference?: string
+}
+
+/** A verified client certificate (mTLS): listeners with `tlsCa` only. */
+export interface ClientCertificate {
+  /**
+   * The subject distinguished name, e.g. `"CN=alice, O=Acme"`: what
+   * `certAsUsername: 'dn'` makes the username.
+   */
+  subject: string
+  /** The subject's Common Name; `certAsUsername: 'cn'` makes it the username. */
+  cn: string | null
+  /** The subject's Organization (O). */
+  organization: string | null
+  /** The serial number, lowercase hex. */
+  serial: string | null
 }
 
 /**
@@ -212,14 +240,36 @@ export interface ListenerConfig {
   /** Transport: plain MQTT over TCP, MQTT over TLS, MQTT over WebSocket, or over secure WebSocket. */
   protocol: 'tcp' | 'tls' | 'ws' | 'wss'
   /**
-   * Path of a PEM certificate (chain) file; required for `tls` and `wss`.
-   * An expired or not yet valid certificate starts with a warning
-   * (`process.emitWarning`, code `MQTT_SERVER_TLS_CERT_EXPIRED` or
-   * `MQTT_SERVER_TLS_CERT_NOT_YET_VALID`).
+   * The PEM certificate (chain), leaf first: a file path, PEM text or a
+   * Buffer; required for `tls` and `wss`. An expired or not yet valid
+   * certificate starts with a warning (`process.emitWarning`, code
+   * `MQTT_SERVER_TLS_CERT_EXPIRED` or `MQTT_SERVER_TLS_CERT_NOT_YET_VALID`).
    */
-  tlsCert?: string
-  /** Path of a PEM private key file (not encrypted); required for `tls` and `wss`. */
-  tlsKey?: string
+  tlsCert?: string | Buffer | Uint8Array
+  /**
+   * The PEM private key (not encrypted): a file path, PEM text or a
+   * Buffer; required for `tls` and `wss`. Never shown in an error.
+   */
+  tlsKey?: string | Buffer | Uint8Array
+  /**
+   * CA certificate(s), PEM (a file path, PEM text or a Buffer), that sign
+   * the client certificates this `tls`/`wss` listener accepts. With it,
+   * clients are asked for a certificate; one that does not verify is
+   * refused during the TLS handshake. Without it, none is asked for.
+   */
+  tlsCa?: string | Buffer | Uint8Array
+  /**
+   * Refuse clients that present no certificate (needs `tlsCa`). Default
+   * `false`: such clients connect and `certificate` is `null` in
+   * `onClientAuthenticate`.
+   */
+  requireClientCert?: boolean
+  /**
+   * Use the client certificate's Common Name (`'cn'`) or its whole
+   * subject, e.g. `"CN=alice, O=Acme"` (`'dn'`), as the MQTT username,
+   * whatever the client sent. Needs `requireClientCert: true`.
+   */
+  certAsUsername?: 'cn' | 'dn'
   /** Accept clients that send no username. Default `true`. */
   allowAnonymous?: boolean
   /** Largest MQTT packet accepted, in bytes. Default 1 MiB. */
@@ -283,6 +333,11 @@ export interface ListenerInfo {
   address: string
   /** The bound port: the real one when port 0 was asked for. */
   port: number
+  /**
+   * Where clients connect, e.g. `"mqtt://127.0.0.1:1883"` (`mqtts://`,
+   * `ws://…/mqtt`, `wss://…/mqtt`): what the CLI and the example print.
+   */
+  url: string
 }
 
 /** Where a message came from. */
@@ -359,10 +414,10 @@ export interface MultiProtocolOptions {
   wssPort?: number
   /** Bind address for every listener. Default `"0.0.0.0"`. */
   address?: string
-  /** PEM certificate file for the `tls` and `wss` listeners. */
-  tlsCert?: string
-  /** PEM private key file for the `tls` and `wss` listeners. */
-  tlsKey?: string
+  /** PEM certificate for the `tls` and `wss` listeners: a file path, PEM text or a Buffer. */
+  tlsCert?: string | Buffer | Uint8Array
+  /** PEM private key for the `tls` and `wss` listeners: a file path, PEM text or a Buffer. */
+  tlsKey?: string | Buffer | Uint8Array
   /** Applied to every listener. Default `true`. */
   allowAnonymous?: boolean
 }

@@ -29,7 +29,9 @@ const CLI = join(ROOT, 'cli.js')
 const PROBE = join(ROOT, '__test__', 'fixtures', 'cli-signal-probe.cjs')
 const PROBE_LINE = '[cli-signal-probe] handlers installed\n'
 const EXIT_DEADLINE = 10000
-const LINE = /^embedded-mqtt-broker listening: (tcp|tls|ws|wss) (\S+):(\d+)$/
+// The URL a client connects to, as the example prints it (ListenerInfo.url).
+const LINE = /^embedded-mqtt-broker listening: (mqtt|mqtts|ws|wss):\/\/(\S+):(\d+)(?:\/mqtt)?$/
+const PROTOCOL: Record<string, string> = { mqtt: 'tcp', mqtts: 'tls', ws: 'ws', wss: 'wss' }
 
 /** Runs the CLI exactly as the bin would (no preload). */
 function cli(...args: string[]) {
@@ -63,7 +65,7 @@ async function listening(run: ReturnType<typeof cli>, count: number) {
     .map((line) => {
       const m = line.match(LINE)
       if (!m) throw new Error(`unexpected line: ${line}`)
-      return { protocol: m[1], address: m[2], port: Number(m[3]) }
+      return { protocol: PROTOCOL[m[1]], address: m[2], port: Number(m[3]) }
     })
 }
 

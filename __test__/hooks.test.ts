@@ -159,6 +159,7 @@ describe.each(VERSIONS)('onClientAuthenticate on MQTT %s', (protocolVersion) => 
       remoteAddr: LOCAL_ADDR,
       keepAlive: 33,
       cleanSession: true,
+      certificate: null, // a plain TCP client (mTLS: mtls.test.ts)
     })
     expect(Buffer.from(req.passwordBuffer).toString()).toBe('demo')
 

@@ -30,8 +30,8 @@ describe('start', () => {
       listeners: [listener('tcp'), listener('ws', { name: 'web' })],
     })
     expect(infos).toEqual([
-      { name: 'tcp-0', protocol: 'tcp', address: '127.0.0.1', port: expect.any(Number) },
-      { name: 'web', protocol: 'ws', address: '127.0.0.1', port: expect.any(Number) },
+      { name: 'tcp-0', protocol: 'tcp', address: '127.0.0.1', port: expect.any(Number), url: expect.any(String) },
+      { name: 'web', protocol: 'ws', address: '127.0.0.1', port: expect.any(Number), url: expect.any(String) },
     ])
     expect(infos[0].port).toBeGreaterThan(0)
     expect(infos[1].port).toBeGreaterThan(0)
@@ -99,7 +99,7 @@ describe('start', () => {
       const busy = (blocker.address() as { port: number }).port
       const server = track(new MqttServer())
       const err = await server.start({ listeners: [listener('tcp', { port: busy })] }).catch((e) => e)
-      expect(err.code).toBe('GenericFailure')
+      expect(err.code).toBe('EADDRINUSE')
       expect(err.message).toMatch(
         new RegExp(`^listener "tcp-0" \\(tcp on 127\\.0\\.0\\.1:${busy}\\): cannot bind: Address already in use`),
       )
@@ -129,7 +129,7 @@ describe('start', () => {
           listeners: [listener('tcp', { name: 'ok', port: freePort }), listener('tcp', { name: 'taken', port: busy })],
         })
         .catch((e) => e)
-      expect(err.code).toBe('GenericFailure')
+      expect(err.code).toBe('EADDRINUSE')
       expect(err.message).toMatch(/^listener "taken" \(tcp on 127\.0\.0\.1:\d+\): cannot bind: Address already in use/)
       expect(server.running).toBe(false)
       // "ok" was bound before "taken" failed: its port must be free again.
@@ -190,7 +190,9 @@ describe('stop', () => {
     await server.stop()
     await closed
     const again = await server.start({ listeners: [listener('tcp', { port })] })
-    expect(again).toEqual([{ name: 'tcp-0', protocol: 'tcp', address: '127.0.0.1', port }])
+    expect(again).toEqual([
+      { name: 'tcp-0', protocol: 'tcp', address: '127.0.0.1', port, url: `mqtt://127.0.0.1:${port}` },
+    ])
     const after = await connect(urlFor(again[0]))
     expect(after.connected).toBe(true)
     // And once more, a third cycle on the same port.

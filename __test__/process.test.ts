@@ -95,7 +95,7 @@ describe('a child process', () => {
       const exit = await run.exit(EXIT_DEADLINE)
       expect(exit.stderr).toBe('')
       expect(exit.code).toBe(0)
-      expect(exit.stdout).toBe('rejected GenericFailure\nLOOP-EMPTY\n')
+      expect(exit.stdout).toBe('rejected EADDRINUSE\nLOOP-EMPTY\n')
     } finally {
       blocker.close()
     }

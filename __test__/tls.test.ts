@@ -1,11 +1,11 @@
 /**
  * TLS material at start(): certificates out of their validity period start
- * with a warning, encrypted keys and PEM text given instead of a path are
- * refused naming the field, and key material never appears in an error.
+ * with a warning, encrypted keys are refused naming the field. PEM text and
+ * Buffers, and the key never appearing in an error: tls-sources.test.ts.
  * Certificates are made with the openssl CLI.
  */
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { afterEach, describe, expect, it } from 'vitest'
@@ -167,42 +167,5 @@ describe('keys that cannot be used are refused naming the field', () => {
       `listeners[0].tlsKey: encrypted private keys are not supported; "${key}" is encrypted. ` +
         'Decrypt it into a file readable only by this process (e.g. `openssl pkey -in encrypted.pem -out key.pem`)',
     )
-  })
-})
-
-describe('PEM text given instead of a path never appears in an error', () => {
-  const keyPem = () => readFileSync(certs().key, 'utf8')
-  const certPem = () => readFileSync(certs().cert, 'utf8')
-  /** Every base64 line of a PEM text (the key material itself). */
-  const material = (pem: string) => pem.split('\n').filter((l) => l.length > 0 && !l.startsWith('-----'))
-
-  it.each(['tls', 'wss'] as const)('tlsKey holding the key itself, on a %s listener', async (protocol) => {
-    const err = await startError({ listeners: [listener('tcp'), listener(protocol, { tlsKey: keyPem() })] })
-    expect(err.code).toBe('InvalidArg')
-    expect(err.message).toBe(
-      "listeners[1].tlsKey: expected the path of a PEM file, got PEM text; write it to a file and give that file's path",
-    )
-    for (const line of material(keyPem())) expect(err.message).not.toContain(line)
-    expect(err.message).not.toContain('BEGIN')
-  })
-
-  it('tlsCert holding the certificate itself', async () => {
-    const err = await startError({ listeners: [listener('tls', { tlsCert: certPem() })] })
-    expect(err.code).toBe('InvalidArg')
-    expect(err.message).toMatch(/^listeners\[0\]\.tlsCert: expected the path of a PEM file, got PEM text;/)
-    for (const line of material(certPem())) expect(err.message).not.toContain(line)
-  })
-
-  it('through createMultiProtocolConfig, the key stays out of the error too', async () => {
-    const config = MqttServer.createMultiProtocolConfig({
-      tlsPort: 0,
-      address: '127.0.0.1',
-      tlsCert: certs().cert,
-      tlsKey: keyPem(),
-    })
-    const err = await startError(config)
-    expect(err.code).toBe('InvalidArg')
-    expect(err.message).toMatch(/^listeners\[0\]\.tlsKey: expected the path of a PEM file, got PEM text;/)
-    for (const line of material(keyPem())) expect(err.message).not.toContain(line)
   })
 })

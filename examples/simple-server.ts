@@ -8,7 +8,7 @@ async function main(): Promise<void> {
   const server = new MqttServer()
   const port = Number(process.env.PORT ?? 1883)
   const listeners = await server.start(MqttServer.createBasicConfig(port, '127.0.0.1'))
-  for (const l of listeners) console.log(`listening: ${l.protocol}://${l.address}:${l.port}`)
+  for (const l of listeners) console.log(`listening: ${l.url}`)
 
   // Retained, so subscribers that arrive later still get it.
   await server.publish('demo/server', `up since ${new Date().toISOString()}`, {

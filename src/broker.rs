@@ -25,6 +25,7 @@ use crate::memory;
 use crate::publish::Publisher;
 use crate::shared_subscription::RoundRobin;
 use crate::stats::Counters;
+use crate::system_error::StartError;
 use crate::warning::Warning;
 
 /// Name under which the retained-message plugin is registered.
@@ -67,7 +68,7 @@ impl Broker {
   /// Builds the context, binds every listener, and starts serving. Resolves
   /// once all listeners are bound, or fails (naming the listener) with
   /// nothing left running.
-  pub async fn start(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Broker, String> {
+  pub async fn start(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Broker, StartError> {
     let threads = spec.worker_threads;
     let max_packet_size = spec
       .listeners
@@ -277,7 +278,7 @@ async fn setup(
   spec: BrokerSpec,
   hooks: Arc<Attachment>,
   reclaim: memory::Reclaim,
-) -> Result<Ready, String> {
+) -> Result<Ready, StartError> {
   let mut builder = ServerContext::new()
     // rmqtt's busy check refuses CONNECTs while the host's CPU load is high;
     // an embedded broker shares its machine with the application, so a busy

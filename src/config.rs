@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use napi::Result;
@@ -15,7 +14,8 @@ use napi_derive::napi;
 use serde::Deserialize;
 
 use crate::error::invalid_arg;
-use crate::tls;
+use crate::tls::{CertAsUsername, TlsSpec};
+use crate::tls_source::{self, PemSource};
 use crate::warning::Warning;
 
 /// Broker configuration passed to `MqttServer.start()`.
@@ -68,13 +68,34 @@ pub struct ListenerConfig {
   /// Transport: plain MQTT over TCP, MQTT over TLS, MQTT over WebSocket, or over secure WebSocket.
   #[napi(ts_type = "'tcp' | 'tls' | 'ws' | 'wss'")]
   pub protocol: String,
-  /// Path of a PEM certificate (chain) file; required for `tls` and `wss`.
-  /// An expired or not yet valid certificate starts with a warning
-  /// (`process.emitWarning`, code `MQTT_SERVER_TLS_CERT_EXPIRED` or
-  /// `MQTT_SERVER_TLS_CERT_NOT_YET_VALID`).
-  pub tls_cert: Option<String>,
-  /// Path of a PEM private key file (not encrypted); required for `tls` and `wss`.
-  pub tls_key: Option<String>,
+  /// The PEM certificate (chain), leaf first: a file path, PEM text or a
+  /// Buffer; required for `tls` and `wss`. An expired or not yet valid
+  /// certificate starts with a warning (`process.emitWarning`, code
+  /// `MQTT_SERVER_TLS_CERT_EXPIRED` or `MQTT_SERVER_TLS_CERT_NOT_YET_VALID`).
+  #[napi(ts_type = "string | Buffer | Uint8Array")]
+  #[serde(default, deserialize_with = "tls_source::deserialize")]
+  pub tls_cert: Option<PemSource>,
+  /// The PEM private key (not encrypted): a file path, PEM text or a
+  /// Buffer; required for `tls` and `wss`. Never shown in an error.
+  #[napi(ts_type = "string | Buffer | Uint8Array")]
+  #[serde(default, deserialize_with = "tls_source::deserialize")]
+  pub tls_key: Option<PemSource>,
+  /// CA certificate(s), PEM (a file path, PEM text or a Buffer), that sign
+  /// the client certificates this `tls`/`wss` listener accepts. With it,
+  /// clients are asked for a certificate; one that does not verify is
+  /// refused during the TLS handshake. Without it, none is asked for.
+  #[napi(ts_type = "string | Buffer | Uint8Array")]
+  #[serde(default, deserialize_with = "tls_source::deserialize")]
+  pub tls_ca: Option<PemSource>,
+  /// Refuse clients that present no certificate (needs `tlsCa`). Default
+  /// `false`: such clients connect and `certificate` is `null` in
+  /// `onClientAuthenticate`.
+  pub require_client_cert: Option<bool>,
+  /// Use the client certificate's Common Name (`'cn'`) or its whole
+  /// subject, e.g. `"CN=alice, O=Acme"` (`'dn'`), as the MQTT username,
+  /// whatever the client sent. Needs `requireClientCert: true`.
+  #[napi(ts_type = "'cn' | 'dn'")]
+  pub cert_as_username: Option<String>,
   /// Accept clients that send no username. Default `true`.
   pub allow_anonymous: Option<bool>,
   /// Largest MQTT packet accepted, in bytes. Default 1 MiB.
@@ -142,10 +163,14 @@ pub struct MultiProtocolOptions {
   pub wss_port: Option<f64>,
   /// Bind address for every listener. Default `"0.0.0.0"`.
   pub address: Option<String>,
-  /// PEM certificate file for the `tls` and `wss` listeners.
-  pub tls_cert: Option<String>,
-  /// PEM private key file for the `tls` and `wss` listeners.
-  pub tls_key: Option<String>,
+  /// PEM certificate for the `tls` and `wss` listeners: a file path, PEM text or a Buffer.
+  #[napi(ts_type = "string | Buffer | Uint8Array")]
+  #[serde(default, deserialize_with = "tls_source::deserialize")]
+  pub tls_cert: Option<PemSource>,
+  /// PEM private key for the `tls` and `wss` listeners: a file path, PEM text or a Buffer.
+  #[napi(ts_type = "string | Buffer | Uint8Array")]
+  #[serde(default, deserialize_with = "tls_source::deserialize")]
+  pub tls_key: Option<PemSource>,
   /// Applied to every listener. Default `true`.
   pub allow_anonymous: Option<bool>,
 }
@@ -231,8 +256,8 @@ fn listener_config(
   protocol: &str,
   port: u64,
   address: Option<String>,
-  tls_cert: Option<String>,
-  tls_key: Option<String>,
+  tls_cert: Option<PemSource>,
+  tls_key: Option<PemSource>,
   allow_anonymous: Option<bool>,
 ) -> ListenerConfig {
   ListenerConfig {
@@ -242,6 +267,9 @@ fn listener_config(
     protocol: protocol.to_string(),
     tls_cert,
     tls_key,
+    tls_ca: None,
+    require_client_cert: None,
+    cert_as_username: None,
     allow_anonymous: Some(allow_anonymous.unwrap_or(true)),
     max_packet_size: None,
     max_inflight: None,
@@ -355,8 +383,8 @@ pub struct ListenerSpec {
   pub name: String,
   pub protocol: Protocol,
   pub addr: SocketAddr,
-  /// Certificate and key paths, present exactly for `tls` and `wss`.
-  pub tls: Option<(PathBuf, PathBuf)>,
+  /// Present exactly for `tls` and `wss`.
+  pub tls: Option<TlsSpec>,
   pub allow_anonymous: bool,
   pub limits: Limits,
   /// The server's `maxSessionExpiryInterval`.
@@ -405,11 +433,10 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     Duration::from_secs(max_session_expiry),
     Duration::from_secs(session_expiry),
   );
-  let mut warnings = Vec::new();
   let mut names: HashMap<String, usize> = HashMap::new();
   let mut listeners = Vec::with_capacity(config.listeners.len());
   for (i, l) in config.listeners.iter().enumerate() {
-    let spec = listener_spec(i, l, (session_expiry, max_session_expiry), &mut warnings).await?;
+    let spec = listener_spec(i, l, (session_expiry, max_session_expiry)).await?;
     if let Some(first) = names.insert(spec.name.clone(), i) {
       let default = if l.name.is_none() {
         " (its default name)"
@@ -438,7 +465,7 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     listeners,
     plugins_config_dir: config.plugins_config_dir,
     worker_threads,
-    warnings,
+    warnings: Vec::new(),
     sys_topics: config
       .sys_topics
       .as_ref()
@@ -451,7 +478,6 @@ async fn listener_spec(
   i: usize,
   l: &ListenerConfig,
   (session_expiry, max_session_expiry): (Duration, Duration),
-  warnings: &mut Vec<Warning>,
 ) -> Result<ListenerSpec> {
   let field = |f: &str| format!("listeners[{i}].{f}");
   let protocol = Protocol::parse(&l.protocol).ok_or_else(|| {
@@ -473,14 +499,17 @@ async fn listener_spec(
   let addr = resolve(&field("address"), host, port).await?;
 
   let tls = if protocol.is_tls() {
-    let (cert, pem) = pem_file(&field("tlsCert"), l.tls_cert.as_deref(), protocol)?;
-    tls::check_certificates(&field("tlsCert"), &cert, &pem, warnings)?;
-    let (key, pem) = pem_file(&field("tlsKey"), l.tls_key.as_deref(), protocol)?;
-    tls::check_key(&field("tlsKey"), &key, &pem)?;
-    Some((cert, key))
+    Some(tls_spec(&field, l, protocol)?)
   } else {
-    for (f, v) in [("tlsCert", &l.tls_cert), ("tlsKey", &l.tls_key)] {
-      if v.is_some() {
+    let given = [
+      ("tlsCert", l.tls_cert.is_some()),
+      ("tlsKey", l.tls_key.is_some()),
+      ("tlsCa", l.tls_ca.is_some()),
+      ("requireClientCert", l.require_client_cert.is_some()),
+      ("certAsUsername", l.cert_as_username.is_some()),
+    ];
+    for (f, v) in given {
+      if v {
         return Err(invalid_arg(format!(
           "{}: only valid for \"tls\" and \"wss\" listeners, this one is \"{}\"",
           field(f),
@@ -571,29 +600,58 @@ async fn resolve(field: &str, host: &str, port: u16) -> Result<SocketAddr> {
     .ok_or_else(|| invalid_arg(format!("{field}: host \"{host}\" resolved to no address")))
 }
 
-/// Reads the PEM file a `tlsCert`/`tlsKey` field names. The field's value
-/// is echoed only once it is known to be a path: PEM text given instead
-/// (a private key, perhaps) never appears in an error.
-fn pem_file(field: &str, path: Option<&str>, protocol: Protocol) -> Result<(PathBuf, Vec<u8>)> {
-  let path = path.filter(|p| !p.is_empty()).ok_or_else(|| {
-    invalid_arg(format!(
-      "{field}: required for a \"{}\" listener (path to a PEM file)",
-      protocol.as_str()
-    ))
-  })?;
-  if tls::looks_like_pem(path) {
+/// The TLS settings of a `tls`/`wss` listener; the material itself is read
+/// by `tls::load`. Values are never echoed: they may hold a key.
+fn tls_spec(
+  field: &dyn Fn(&str) -> String,
+  l: &ListenerConfig,
+  protocol: Protocol,
+) -> Result<TlsSpec> {
+  let required = |f: &str, v: &Option<PemSource>| {
+    v.clone()
+      .filter(|v| !matches!(v, PemSource::Text(t) if t.is_empty()))
+      .ok_or_else(|| {
+        invalid_arg(format!(
+          "{}: required for a \"{}\" listener (a file path, PEM text or a Buffer)",
+          field(f),
+          protocol.as_str()
+        ))
+      })
+  };
+  let cert = required("tlsCert", &l.tls_cert)?;
+  let key = required("tlsKey", &l.tls_key)?;
+  let require_client_cert = l.require_client_cert.unwrap_or(false);
+  if require_client_cert && l.tls_ca.is_none() {
     return Err(invalid_arg(format!(
-      "{field}: expected the path of a PEM file, got PEM text; write it to a file and give that file's path"
+      "{}: needs tlsCa, the CA certificates that sign the client certificates",
+      field("requireClientCert")
     )));
   }
-  let meta = std::fs::metadata(path)
-    .map_err(|e| invalid_arg(format!("{field}: cannot read \"{path}\": {e}")))?;
-  if !meta.is_file() {
-    return Err(invalid_arg(format!("{field}: \"{path}\" is not a file")));
+  let cert_as_username = match l.cert_as_username.as_deref() {
+    None => None,
+    Some("cn") => Some(CertAsUsername::CommonName),
+    Some("dn") => Some(CertAsUsername::Subject),
+    Some(other) => {
+      return Err(invalid_arg(format!(
+        "{}: expected \"cn\" or \"dn\", got \"{other}\"",
+        field("certAsUsername")
+      )))
+    }
+  };
+  if cert_as_username.is_some() && !require_client_cert {
+    return Err(invalid_arg(format!(
+      "{}: needs requireClientCert: true (else a client without a certificate would choose its own username)",
+      field("certAsUsername")
+    )));
   }
-  let pem = std::fs::read(path)
-    .map_err(|e| invalid_arg(format!("{field}: cannot read \"{path}\": {e}")))?;
-  Ok((PathBuf::from(path), pem))
+  Ok(TlsSpec {
+    cert,
+    key,
+    ca: l.tls_ca.clone(),
+    require_client_cert,
+    cert_as_username,
+    pem: None,
+  })
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

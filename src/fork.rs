@@ -85,6 +85,7 @@ pub fn take_router(scx: &ServerContext) -> Arc<Box<dyn Router>> {
 /// `HookResult` variants of that name are the fork's too), and the answer
 /// it gives (rmqtt 0032-enhanced-auth).
 pub use rmqtt::enhanced_auth::{EnhancedAuthRequest as AuthStepRequest, EnhancedAuthStep};
+
 /// A hook's refusal of a CONNECT with its own CONNACK code, Reason String
 /// and Server Reference (rmqtt 0035-decision-refusals).
 pub use rmqtt::types::AuthRefusal;
@@ -102,4 +103,18 @@ pub fn subscribe_refusal(
   reason: Option<bytestring::ByteString>,
 ) -> rmqtt::types::SubscribeAclResult {
   rmqtt::types::SubscribeAclResult::new_refusal(code, reason)
+}
+
+/// TLS material in memory, read by this crate from a path, PEM text or a
+/// Buffer (rmqtt-net 0010-tls-pem; upstream reads files only).
+pub use rmqtt::net::TlsPem;
+
+/// Gives a listener its TLS material; with client CAs (`client_ca`), asks
+/// clients for a certificate, which `optional` lets them not send
+/// (rmqtt-net 0010-tls-pem).
+pub fn tls_pem(b: rmqtt::net::Builder, pem: TlsPem, optional: bool) -> rmqtt::net::Builder {
+  let verify = pem.client_ca.is_some();
+  b.tls_pem(Some(pem))
+    .tls_cross_certificate(verify)
+    .tls_client_cert_optional(optional)
 }

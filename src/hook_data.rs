@@ -109,6 +109,9 @@ pub struct AuthenticateRequest {
   pub keep_alive: u32,
   /// Clean session (3.1.1) / clean start (5.0) flag.
   pub clean_session: bool,
+  /// The client's TLS certificate, on a listener with `tlsCa`; else `null`.
+  #[napi(ts_type = "ClientCertificate | null")]
+  pub certificate: Nullable<crate::client_cert::ClientCertificate>,
 }
 
 /// A client PUBLISH being authorized.
@@ -197,6 +200,7 @@ pub fn authenticate_request(c: &ConnectInfo) -> AuthenticateRequest {
     remote_addr: nullable(c.id().remote_addr.map(|a| a.to_string())),
     keep_alive: c.keep_alive() as u32,
     clean_session: c.clean_start(),
+    certificate: crate::client_cert::of(c),
   }
 }
 

@@ -28,6 +28,17 @@ pub fn to_json(value: &Unknown, path: &str) -> Result<Value> {
         .map(Value::Number)
         .ok_or_else(|| invalid_arg(format!("{path}: must be a finite number, got {n}")))
     }
+    // Bytes (TLS material): an array of numbers, read by `tls_source`.
+    ValueType::Object if value.is_buffer()? || value.is_typedarray()? => {
+      let bytes: Uint8Array = unsafe { value.cast() }.map_err(|_| {
+        invalid_arg(format!(
+          "{path}: expected a Buffer or Uint8Array, got another typed array"
+        ))
+      })?;
+      Ok(Value::Array(
+        bytes.iter().map(|&b| Value::from(b)).collect(),
+      ))
+    }
     ValueType::Object if value.is_array()? => {
       let array: Array = unsafe { value.cast()? };
       (0..array.len())

@@ -5,10 +5,12 @@
 
 mod backpressure;
 mod broker;
+mod client_cert;
 mod clients;
 mod config;
 mod decision;
 mod decision_cache;
+mod dispose;
 mod enhanced_auth;
 mod error;
 mod fork;
@@ -27,11 +29,14 @@ mod message_properties;
 mod metrics;
 mod publish;
 mod reason_code;
+mod redact;
 mod retained;
 mod server;
 mod server_admin;
 mod shared_subscription;
 mod stats;
 mod sys_topics;
+mod system_error;
 mod tls;
+mod tls_source;
 mod warning;

@@ -4,6 +4,8 @@ use napi_derive::napi;
 use rmqtt::net::{Builder, Listener};
 
 use crate::config::{ListenerSpec, Protocol};
+use crate::system_error::StartError;
+use crate::tls::CertAsUsername;
 
 /// rmqtt's default window (16) disconnects a client that has more QoS 2
 /// publishes in flight (mqtt.js does not honour MQTT 5's receive maximum),
@@ -37,11 +39,25 @@ pub struct ListenerInfo {
   pub address: String,
   /// The bound port: the real one when port 0 was asked for.
   pub port: u32,
+  /// Where clients connect, e.g. `"mqtt://127.0.0.1:1883"` (`mqtts://`,
+  /// `ws://…/mqtt`, `wss://…/mqtt`): what the CLI and the example print.
+  pub url: String,
+}
+
+/// The URL of a bound listener (an IPv6 address in brackets).
+fn url(protocol: Protocol, addr: std::net::SocketAddr) -> String {
+  let (scheme, path) = match protocol {
+    Protocol::Tcp => ("mqtt", ""),
+    Protocol::Tls => ("mqtts", ""),
+    Protocol::Ws => ("ws", "/mqtt"),
+    Protocol::Wss => ("wss", "/mqtt"),
+  };
+  format!("{scheme}://{addr}{path}")
 }
 
 /// Binds the socket and sets up the transport. Must run inside a tokio
 /// runtime (the socket registers with its reactor). Errors name the listener.
-pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
+pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), StartError> {
   let what = format!(
     "listener \"{}\" ({} on {})",
     spec.name,
@@ -98,12 +114,24 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
   if let Some(v) = spec.limits.max_subscriptions {
     b = b.max_subscriptions(v);
   }
-  if let Some((cert, key)) = &spec.tls {
-    b = b
-      .tls_cert(Some(cert.to_string_lossy().into_owned()))
-      .tls_key(Some(key.to_string_lossy().into_owned()));
+  if let Some(tls) = &spec.tls {
+    let pem = tls
+      .pem
+      .clone()
+      .ok_or_else(|| format!("{what}: TLS material not loaded (internal error)"))?;
+    b = crate::fork::tls_pem(b, pem, !tls.require_client_cert)
+      // The subject reaches onClientAuthenticate (`certificate`).
+      .collect_cert_info(tls.ca.is_some())
+      .cert_cn_as_username(tls.cert_as_username == Some(CertAsUsername::CommonName))
+      .cert_subject_dn_as_username(tls.cert_as_username == Some(CertAsUsername::Subject));
   }
-  let l = b.bind().map_err(|e| format!("{what}: cannot bind: {e}"))?;
+  let l = b.bind().map_err(|e| {
+    let message = format!("{what}: cannot bind: {e}");
+    match e.downcast_ref::<std::io::Error>() {
+      Some(io) => StartError::listen(message, io, spec.addr),
+      None => message.into(),
+    }
+  })?;
   let l = match spec.protocol {
     Protocol::Tcp => l.tcp(),
     Protocol::Ws => l.ws(),
@@ -126,6 +154,7 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), String> {
     protocol: spec.protocol.as_str().to_string(),
     address: local.ip().to_string(),
     port: local.port() as u32,
+    url: url(spec.protocol, local),
   };
   Ok((l, info))
 }

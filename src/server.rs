@@ -18,6 +18,7 @@ use crate::js_value::{self, type_name};
 use crate::keepalive::KeepAlive;
 use crate::listener::ListenerInfo;
 use crate::publish::{Message, PublishOptions};
+use crate::system_error::StartError;
 use crate::warning::{self, Warning};
 use rmqtt::codec::v5::PublishProperties;
 
@@ -171,52 +172,49 @@ impl MqttServer {
     let keepalive = KeepAlive::new(&env)?;
     let stops = inner.stops.load(Ordering::SeqCst);
     let stopped = move |inner: &Inner| inner.stops.load(Ordering::SeqCst) != stops;
-    let cancelled = || failure("start: stop() or close() was called before the server started");
-    AsyncBlockBuilder::build_with_map(
-      &env,
-      async move {
-        let value = value?;
-        let mut state = inner.lifecycle.lock().await;
-        if stopped(&inner) {
-          return Err(cancelled());
-        }
-        match &*state {
-          State::Running { .. } => return Err(failure("start: the server is already running")),
-          State::Closed => {
-            return Err(failure(
-              "start: the server is closed; create a new MqttServer",
-            ))
-          }
-          State::Stopped => {}
-        }
-        let spec = config::parse(value).await?;
-        let attachment = Attachment::new(&inner.hooks);
-        let warnings = spec.warnings.clone();
-        let broker = Broker::start(spec, attachment).await.map_err(failure)?;
-        if stopped(&inner) {
-          // The stop() waiting behind this start would stop it; doing it here
-          // means `running` is never true meanwhile.
-          let _ = broker.shutdown().await;
-          return Err(cancelled());
-        }
-        let listeners = broker.listeners().to_vec();
-        inner.set_current(Some(Current {
-          handle: broker.handle(),
-          listeners: listeners.clone(),
-          max_packet_size: broker.max_packet_size(),
-        }));
-        *state = State::Running {
-          broker,
-          _keepalive: keepalive,
-          stops_at_start: stops,
-        };
-        Ok((listeners, warnings))
-      },
-      |env, (listeners, warnings)| {
-        warning::emit(&env, &warnings)?;
-        Ok(listeners)
-      },
-    )
+    let cancelled =
+      || StartError::from("start: stop() or close() was called before the server started");
+    // The future's errors reach `map`, which gives system errors Node's shape.
+    let started = async move {
+      let value = value?;
+      let mut state = inner.lifecycle.lock().await;
+      if stopped(&inner) {
+        return Err(cancelled());
+      }
+      match &*state {
+        State::Running { .. } => return Err("start: the server is already running".into()),
+        State::Closed => return Err("start: the server is closed; create a new MqttServer".into()),
+        State::Stopped => {}
+      }
+      let mut spec = config::parse(value).await?;
+      crate::tls::load(&mut spec)?;
+      let attachment = Attachment::new(&inner.hooks);
+      let warnings = spec.warnings.clone();
+      let broker = Broker::start(spec, attachment).await?;
+      if stopped(&inner) {
+        // The stop() waiting behind this start would stop it; doing it here
+        // means `running` is never true meanwhile.
+        let _ = broker.shutdown().await;
+        return Err(cancelled());
+      }
+      let listeners = broker.listeners().to_vec();
+      inner.set_current(Some(Current {
+        handle: broker.handle(),
+        listeners: listeners.clone(),
+        max_packet_size: broker.max_packet_size(),
+      }));
+      *state = State::Running {
+        broker,
+        _keepalive: keepalive,
+        stops_at_start: stops,
+      };
+      Ok::<_, StartError>((listeners, warnings))
+    };
+    AsyncBlockBuilder::build_with_map(&env, async move { Ok(started.await) }, |env, started| {
+      let (listeners, warnings) = started.map_err(|e| e.into_js(&env))?;
+      warning::emit(&env, &warnings)?;
+      Ok(listeners)
+    })
   }
 
   /// Stops the broker: closes every listener and disconnects every client.

@@ -156,6 +156,13 @@ pub struct Builder {
     pub tls_key: Option<String>,
     /// Path to TLS client ca certs
     pub tls_client_ca_certs: Option<String>,
+    /// fork patch: the certificate chain, key and client CAs as PEM bytes,
+    /// used instead of the paths above when set (the embedder reads them).
+    #[cfg(feature = "tls")]
+    pub tls_pem: Option<TlsPem>,
+    /// fork patch: with `tls_cross_certificate`, a client that sends no
+    /// certificate is still accepted (one that sends a bad one is not).
+    pub tls_client_cert_optional: bool,
     /// Enable Proxy Protocol
     pub proxy_protocol: bool,
     /// Proxy Protocol timeout
@@ -244,6 +251,9 @@ impl Builder {
             tls_cert: None,
             tls_key: None,
             tls_client_ca_certs: None,
+            #[cfg(feature = "tls")]
+            tls_pem: None,
+            tls_client_cert_optional: false,
             proxy_protocol: false,
             proxy_protocol_timeout: Duration::from_secs(5),
 
@@ -462,6 +472,19 @@ impl Builder {
         self
     }
 
+    /// fork patch: TLS material in memory, used instead of the paths.
+    #[cfg(feature = "tls")]
+    pub fn tls_pem(mut self, pem: Option<TlsPem>) -> Self {
+        self.tls_pem = pem;
+        self
+    }
+
+    /// fork patch: accept clients without a certificate under `tls_cross_certificate`.
+    pub fn tls_client_cert_optional(mut self, optional: bool) -> Self {
+        self.tls_client_cert_optional = optional;
+        self
+    }
+
     /// Configures using the TLS certificate CN field as the MQTT username
     pub fn cert_cn_as_username(mut self, cert_cn_as_username: bool) -> Self {
         self.cert_cn_as_username = cert_cn_as_username;
@@ -565,15 +588,20 @@ impl Builder {
 
     #[cfg(feature = "tls")]
     fn build_tls_config(&self) -> Result<ServerConfig> {
-        let cert_file = self.tls_cert.as_ref().ok_or(anyhow!("TLS certificate path not set"))?;
-        let key_file = self.tls_key.as_ref().ok_or(anyhow!("TLS key path not set"))?;
-
-        let cert_chain = read_ca_certs(cert_file).context("Failed to read TLS certificate chain")?;
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key_file).map_err(|e| anyhow!(e))?;
-        let client_ca_certs = if let Some(ca_certs_file) = self.tls_client_ca_certs.as_ref() {
-            read_ca_certs(ca_certs_file).context("Failed to read TLS Client CA certificates")?
+        let (cert_chain, key, client_ca_certs) = if let Some(pem) = &self.tls_pem {
+            pem.parse()?
         } else {
-            cert_chain.clone()
+            let cert_file = self.tls_cert.as_ref().ok_or(anyhow!("TLS certificate path not set"))?;
+            let key_file = self.tls_key.as_ref().ok_or(anyhow!("TLS key path not set"))?;
+
+            let cert_chain = read_ca_certs(cert_file).context("Failed to read TLS certificate chain")?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key_file).map_err(|e| anyhow!(e))?;
+            let client_ca_certs = if let Some(ca_certs_file) = self.tls_client_ca_certs.as_ref() {
+                read_ca_certs(ca_certs_file).context("Failed to read TLS Client CA certificates")?
+            } else {
+                cert_chain.clone()
+            };
+            (cert_chain, key, client_ca_certs)
         };
 
         let provider = Arc::new(provider::default_provider());
@@ -582,9 +610,11 @@ impl Builder {
             for root in client_ca_certs {
                 client_auth_roots.add(root).map_err(|e| anyhow!(e))?;
             }
-            WebPkiClientVerifier::builder_with_provider(client_auth_roots.into(), provider.clone())
-                .build()
-                .map_err(|e| anyhow!(e))?
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(client_auth_roots.into(), provider.clone());
+            let verifier =
+                if self.tls_client_cert_optional { verifier.allow_unauthenticated() } else { verifier };
+            verifier.build().map_err(|e| anyhow!(e))?
         } else {
             WebPkiClientVerifier::no_client_auth()
         };
@@ -1110,6 +1140,58 @@ fn handle_header_v2(
             log::debug!("[tcp]accept proxy-protocol-v2: af_family = AF_UNIX, ignore");
             None
         }
+    }
+}
+
+/// fork patch: TLS material given as PEM bytes rather than file paths. Its
+/// `Debug` shows no key, and parse errors quote nothing of the input, so the
+/// key never reaches a log line or an error message.
+#[cfg(feature = "tls")]
+#[derive(Clone)]
+pub struct TlsPem {
+    /// Certificate chain, leaf first.
+    pub cert: Vec<u8>,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Vec<u8>,
+    /// CAs that sign client certificates; default: the chain's certificates.
+    pub client_ca: Option<Vec<u8>>,
+}
+
+#[cfg(feature = "tls")]
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsPem")
+            .field("cert", &format_args!("{} bytes", self.cert.len()))
+            .field("key", &format_args!("(hidden)"))
+            .field("client_ca", &self.client_ca.as_ref().map(|c| c.len()))
+            .finish()
+    }
+}
+
+#[cfg(feature = "tls")]
+type TlsParts =
+    (Vec<CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>, Vec<CertificateDer<'static>>);
+
+#[cfg(feature = "tls")]
+impl TlsPem {
+    fn parse(&self) -> Result<TlsParts> {
+        let certs = |pem: &[u8], what: &str| -> Result<Vec<CertificateDer<'static>>> {
+            let certs = CertificateDer::pem_slice_iter(pem)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|_| anyhow!("{what}: not valid PEM"))?;
+            if certs.is_empty() {
+                return Err(anyhow!("{what}: no PEM certificate"));
+            }
+            Ok(certs)
+        };
+        let chain = certs(&self.cert, "certificate")?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&self.key)
+            .map_err(|_| anyhow!("private key: no valid PEM private key"))?;
+        let client_ca = match &self.client_ca {
+            Some(ca) => certs(ca, "client CA")?,
+            None => chain.clone(),
+        };
+        Ok((chain, key, client_ca))
     }
 }
 

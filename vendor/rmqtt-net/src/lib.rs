@@ -44,6 +44,10 @@ pub use quic::QuinnBiStream;
 /// Server configuration and listener management
 pub use builder::{Builder, Listener, ListenerType};
 
+/// TLS material in memory (fork patch)
+#[cfg(feature = "tls")]
+pub use builder::TlsPem;
+
 /// Trait for extracting TLS certificate information from client connections
 pub use cert_extractor::TlsCertExtractor;
 
