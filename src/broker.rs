@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::backpressure;
 use crate::config::BrokerSpec;
+use crate::conn_log;
 use crate::fork;
 use crate::hook_bridge::Attachment;
 use crate::listener::{self, ListenerInfo};
@@ -275,6 +276,7 @@ async fn setup(
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   backpressure::register(&scx).await;
+  conn_log::register(&scx).await;
   hooks.sync(&scx).await;
   tokio::spawn(memory::release_after_disconnects(scx.clone(), reclaim));
 

@@ -6,6 +6,7 @@
 mod backpressure;
 mod broker;
 mod config;
+mod conn_log;
 mod error;
 mod fork;
 mod hook_bridge;

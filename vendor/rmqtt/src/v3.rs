@@ -286,6 +286,10 @@ async fn _handshake(
     let (ack, superuser, auth_info) =
         scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await;
     if !ack.success() {
+        // fork patch: a refused authentication goes through the ClientConnack
+        // hook with the CONNECT, as an accepted one does: `refused_ack` gets
+        // no connect info on this path, so hooks never saw who was refused.
+        let ack = scx.extends.hook_mgr().client_connack(&connect_info, ack).await;
         return Err((ack, anyhow!("Authentication failed")));
     }
 
