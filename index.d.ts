@@ -243,6 +243,19 @@ export interface ListenerConfig {
    * connection, which that version forbids (MQTT-4.4.0-1).
    */
   messageRetryInterval?: number
+  /**
+   * Most connections this listener holds at once (1-4294967295), counted
+   * from their CONNECT to their close. One more is refused: CONNACK 0x97
+   * *Quota exceeded* (MQTT 5), 3 *Server unavailable* (3.1.1). Default:
+   * no limit but the process's open-file limit.
+   */
+  maxConnections?: number
+  /**
+   * Most connections to this listener from one IP address (1-4294967295),
+   * refused as beyond `maxConnections`. Default: no limit (clients behind
+   * one NAT share an address).
+   */
+  maxConnectionsPerIp?: number
 }
 
 /** A listener as it is actually bound. */

@@ -21,6 +21,7 @@ use crate::config::BrokerSpec;
 use crate::conn_log;
 use crate::fork;
 use crate::hook_bridge::Attachment;
+use crate::limits;
 use crate::listener::{self, ListenerInfo};
 use crate::memory;
 use crate::publish::Publisher;
@@ -277,6 +278,7 @@ async fn setup(
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   backpressure::register(&scx).await;
   conn_log::register(&scx).await;
+  limits::register(&scx, &spec.listeners);
   hooks.sync(&scx).await;
   tokio::spawn(memory::release_after_disconnects(scx.clone(), reclaim));
 

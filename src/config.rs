@@ -121,6 +121,17 @@ pub struct ListenerConfig {
   /// connection, which that version forbids (MQTT-4.4.0-1).
   #[serde(default, deserialize_with = "opt_number")]
   pub message_retry_interval: Option<f64>,
+  /// Most connections this listener holds at once (1-4294967295), counted
+  /// from their CONNECT to their close. One more is refused: CONNACK 0x97
+  /// *Quota exceeded* (MQTT 5), 3 *Server unavailable* (3.1.1). Default:
+  /// no limit but the process's open-file limit.
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_connections: Option<f64>,
+  /// Most connections to this listener from one IP address (1-4294967295),
+  /// refused as beyond `maxConnections`. Default: no limit (clients behind
+  /// one NAT share an address).
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_connections_per_ip: Option<f64>,
 }
 
 /// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
@@ -247,6 +258,8 @@ fn listener_config(
     max_keep_alive: None,
     max_subscriptions_per_client: None,
     message_retry_interval: None,
+    max_connections: None,
+    max_connections_per_ip: None,
   }
 }
 
@@ -341,6 +354,8 @@ pub struct Limits {
   pub max_keep_alive: Option<u16>,
   pub max_subscriptions: Option<usize>,
   pub message_retry_interval: Option<Duration>,
+  pub max_connections: Option<usize>,
+  pub max_connections_per_ip: Option<usize>,
 }
 
 /// A listener whose every field has been checked; binding it can only fail
@@ -501,6 +516,15 @@ async fn listener_spec(
     .map(|v| v as usize),
     message_retry_interval: opt("messageRetryInterval", l.message_retry_interval, 1, 65535)?
       .map(Duration::from_secs),
+    max_connections: opt("maxConnections", l.max_connections, 1, u32::MAX as u64)?
+      .map(|v| v as usize),
+    max_connections_per_ip: opt(
+      "maxConnectionsPerIp",
+      l.max_connections_per_ip,
+      1,
+      u32::MAX as u64,
+    )?
+    .map(|v| v as usize),
   };
 
   Ok(ListenerSpec {

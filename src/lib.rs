@@ -17,6 +17,7 @@ mod hook_table;
 mod hooks;
 mod js_value;
 mod keepalive;
+mod limits;
 mod listener;
 mod logging;
 mod memory;
