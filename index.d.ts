@@ -256,6 +256,13 @@ export interface ListenerConfig {
    * one NAT share an address).
    */
   maxConnectionsPerIp?: number
+  /**
+   * Longest topic name or filter, in bytes (1-65535). A PUBLISH to a longer
+   * topic is refused as one over `maxTopicLevels` (MQTT 5: DISCONNECT 0x90
+   * *Topic Name invalid*; 3.1.1: close), a longer filter fails in its
+   * SUBACK (0x8F; 3.1.1: 0x80). Default 65535: MQTT's own bound.
+   */
+  maxTopicLength?: number
 }
 
 /** A listener as it is actually bound. */

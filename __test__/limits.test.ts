@@ -2,7 +2,9 @@
  * Connection limits of a listener (src/limits.rs): `maxConnections` and
  * `maxConnectionsPerIp`. A connection beyond one is refused with CONNACK 0x97
  * Quota exceeded (5.0) or 3 Server unavailable (3.1.1); the connections
- * already there keep being served, and a closed one frees its place.
+ * already there keep being served, and a closed one frees its place. And
+ * `maxTopicLength`: a longer filter fails in its SUBACK (a longer PUBLISH
+ * topic: topic-depth.test.ts).
  */
 import { once } from 'node:events'
 import { connect as netConnect } from 'node:net'
@@ -17,6 +19,7 @@ import {
   inbox,
   type ListenerInfo,
   listener,
+  MQTT_VERSIONS,
   type Protocol,
   startServer,
   subscribe,
@@ -107,6 +110,27 @@ describe('maxConnectionsPerIp', () => {
   })
 })
 
+describe('maxTopicLength', () => {
+  const fits = 'a'.repeat(16)
+  const over = 'a'.repeat(17)
+
+  it.each([
+    ['3.1.1', 0x80],
+    ['5.0', 0x8f],
+  ] as const)('MQTT %s: a filter over 16 bytes fails (SUBACK %i), one of 16 is granted', async (v, code) => {
+    const { listeners } = await startServer([listener('tcp', { maxTopicLength: 16 })])
+    const c = await connect(urlFor(listeners[0]), MQTT_VERSIONS[v])
+    // mqtt.js rejects a SUBACK with any failure in it; the codes are on the packet.
+    const granted = await c.subscribeAsync({ [over]: { qos: 1 }, [fits]: { qos: 1 } }).then(
+      (g) => g.map((x) => x.qos),
+      (e: { packet?: { granted?: number[] } }) => e.packet?.granted,
+    )
+    expect(granted).toEqual([code, 1])
+  })
+
+  // A publish over it: topic-depth.test.ts, with maxTopicLevels.
+})
+
 describe('validation', () => {
   it.each([
     ['maxConnections', 0],
@@ -116,6 +140,12 @@ describe('validation', () => {
   ])('%s: %d is refused, naming the field', async (field, value) => {
     await expect(startServer([listener('tcp', { [field]: value })])).rejects.toThrow(
       new RegExp(`^listeners\\[0\\]\\.${field}: must be an integer from 1 to 4294967295, got ${value}$`),
+    )
+  })
+
+  it.each([0, 65536, 2.5])('maxTopicLength: %d is refused, naming the field', async (value) => {
+    await expect(startServer([listener('tcp', { maxTopicLength: value })])).rejects.toThrow(
+      new RegExp(`^listeners\\[0\\]\\.maxTopicLength: must be an integer from 1 to 65535, got ${value}$`),
     )
   })
 })

@@ -132,6 +132,12 @@ pub struct ListenerConfig {
   /// one NAT share an address).
   #[serde(default, deserialize_with = "opt_number")]
   pub max_connections_per_ip: Option<f64>,
+  /// Longest topic name or filter, in bytes (1-65535). A PUBLISH to a longer
+  /// topic is refused as one over `maxTopicLevels` (MQTT 5: DISCONNECT 0x90
+  /// *Topic Name invalid*; 3.1.1: close), a longer filter fails in its
+  /// SUBACK (0x8F; 3.1.1: 0x80). Default 65535: MQTT's own bound.
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_topic_length: Option<f64>,
 }
 
 /// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
@@ -260,6 +266,7 @@ fn listener_config(
     message_retry_interval: None,
     max_connections: None,
     max_connections_per_ip: None,
+    max_topic_length: None,
   }
 }
 
@@ -356,6 +363,7 @@ pub struct Limits {
   pub message_retry_interval: Option<Duration>,
   pub max_connections: Option<usize>,
   pub max_connections_per_ip: Option<usize>,
+  pub max_topic_length: Option<usize>,
 }
 
 /// A listener whose every field has been checked; binding it can only fail
@@ -516,6 +524,7 @@ async fn listener_spec(
     .map(|v| v as usize),
     message_retry_interval: opt("messageRetryInterval", l.message_retry_interval, 1, 65535)?
       .map(Duration::from_secs),
+    max_topic_length: opt("maxTopicLength", l.max_topic_length, 1, 65535)?.map(|v| v as usize),
     max_connections: opt("maxConnections", l.max_connections, 1, u32::MAX as u64)?
       .map(|v| v as usize),
     max_connections_per_ip: opt(
