@@ -17,7 +17,23 @@ const SOURCE = join(ROOT, 'scripts', 'cli-config.d.ts')
 export const SCHEMA_FILE = join(ROOT, 'config.schema.json')
 
 export function generate() {
-  const program = ts.createProgram([SOURCE], { strict: true, noEmit: true, types: [] })
+  const program = ts.createProgram([SOURCE], {
+    strict: true,
+    noEmit: true,
+    types: ['node'],
+    typeRoots: [join(ROOT, 'node_modules', '@types')],
+  })
+  // A type error (a key of ServerConfig renamed under CliConfig's feet) must
+  // not become a silently wrong schema.
+  const errors = ts.getPreEmitDiagnostics(program)
+  if (errors.length)
+    throw new Error(
+      ts.formatDiagnostics(errors, {
+        getCanonicalFileName: (f) => f,
+        getCurrentDirectory: () => ROOT,
+        getNewLine: () => '\n',
+      }),
+    )
   const checker = program.getTypeChecker()
   const file = program.getSourceFile(SOURCE)
   const root = file.statements.find((s) => ts.isInterfaceDeclaration(s) && s.name.text === 'CliConfig')
