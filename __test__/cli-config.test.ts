@@ -259,6 +259,17 @@ describe('-v: one line per connect, disconnect and refused CONNECT', () => {
     expect(exit.stderr).not.toMatch(/rmqtt/)
   })
 
+  it('a connection over maxConnections is logged with its address and the limit', async () => {
+    const run = cli(['-v', '-c', configFile({ listeners: [tcp({ maxConnections: 1 })] })])
+    const { url } = await listening(run)
+    await connect(url, { clientId: 'holds-the-place' })
+    expect((await connectRefused(url, { clientId: 'one-too-many' })).code).toBe(3)
+    await run.stderrMatch(
+      /INFO embedded_mqtt_broker::clients: refused a connection from 127\.0\.0\.1:\d+: the listener has 1 connections \(maxConnections\)\n/,
+    )
+    await stop(run)
+  })
+
   it('without -v, no client lines', async () => {
     const run = cli(['-c', configFile({ listeners: [tcp()] })])
     const { url } = await listening(run)

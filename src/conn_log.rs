@@ -10,7 +10,7 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Priority, ReturnType, Type};
 use rmqtt::types::Id;
 
-const TARGET: &str = "embedded_mqtt_broker::clients";
+pub const TARGET: &str = "embedded_mqtt_broker::clients";
 /// Last: a CONNACK reason changed by another handler (authentication) is
 /// the one the client gets, and the one logged.
 const PRIORITY: Priority = Priority::MIN;

@@ -63,6 +63,17 @@ struct Gate(Arc<Counts>);
 
 impl AdmissionGate for Gate {
   fn admit(&self, lid: ListenerId, remote: SocketAddr) -> Result<AdmissionPermit, String> {
+    let admitted = self.check(lid, remote);
+    if let Err(reason) = &admitted {
+      // Beside conn_log's lines: a refusal here never reaches its hook.
+      tracing::info!(target: crate::conn_log::TARGET, "refused a connection from {remote}: {reason}");
+    }
+    admitted
+  }
+}
+
+impl Gate {
+  fn check(&self, lid: ListenerId, remote: SocketAddr) -> Result<AdmissionPermit, String> {
     let Some(limit) = self.0.limits.get(lid as usize) else {
       return Ok(Box::new(()));
     };
