@@ -322,6 +322,26 @@ export interface ListenerConfig {
    * connection, which that version forbids (MQTT-4.4.0-1).
    */
   messageRetryInterval?: number
+  /**
+   * Most connections this listener holds at once (1-4294967295), counted
+   * from their CONNECT to their close. One more is refused: CONNACK 0x97
+   * *Quota exceeded* (MQTT 5), 3 *Server unavailable* (3.1.1). Default:
+   * no limit but the process's open-file limit.
+   */
+  maxConnections?: number
+  /**
+   * Most connections to this listener from one IP address (1-4294967295),
+   * refused as beyond `maxConnections`. Default: no limit (clients behind
+   * one NAT share an address).
+   */
+  maxConnectionsPerIp?: number
+  /**
+   * Longest topic name or filter, in bytes (1-65535). A PUBLISH to a longer
+   * topic is refused as one over `maxTopicLevels` (MQTT 5: DISCONNECT 0x90
+   * *Topic Name invalid*; 3.1.1: close), a longer filter fails in its
+   * SUBACK (0x8F; 3.1.1: 0x80). Default 65535: MQTT's own bound.
+   */
+  maxTopicLength?: number
 }
 
 /** A listener as it is actually bound. */

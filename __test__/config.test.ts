@@ -164,12 +164,6 @@ describe('invalid config rejects with InvalidArg naming the field', () => {
       { listeners: [tcp({ allowAnonymous: 'yes' })] },
       /^listeners\[0\]\.allowAnonymous: invalid type: string "yes", expected a boolean$/,
     ],
-    // rmqtt 0.24 cannot cap connections per listener, so the option is refused rather than ignored.
-    [
-      'maxConnections (unsupported)',
-      { listeners: [tcp({ maxConnections: 10 } as never)] },
-      /^listeners\[0\]\.maxConnections: unknown field `maxConnections`/,
-    ],
     [
       'port a numeric string',
       { listeners: [tcp({ port: '1883' as never })] },

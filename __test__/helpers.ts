@@ -420,8 +420,8 @@ export function killChildren(): void {
 }
 
 /** Spawns a tracked child process (output collected as text). */
-export function spawnTracked(cmd: string, args: string[], opts: { cwd?: string } = {}) {
-  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+export function spawnTracked(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
+  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
   let stdout = ''
   let stderr = ''

@@ -168,22 +168,31 @@ describe('maxTopicLevels', () => {
     },
   )
 
-  it.each(VERSIONS)('MQTT %s: a publish to a topic over the limit is refused and never routed', async (v) => {
-    const { url } = await broker(4)
-    const sub = await connect(url, MQTT_VERSIONS[v])
-    const box = inbox(sub)
-    await subscribe(sub, '#', 1)
-    const pub = await connect(url, MQTT_VERSIONS[v])
-    const disconnect = v === '5.0' ? waitFor<[{ reasonCode?: number }]>(pub, 'disconnect') : null
-    const closed = waitFor(pub, 'close')
-    pub.publish('a/b/c/d/e', 'too deep', { qos: 1 })
-    await closed
-    // MQTT 5: DISCONNECT 0x90 Topic Name invalid first; 3.1.1 has no way to say it.
-    if (disconnect) expect((await disconnect)[0].reasonCode).toBe(0x90)
-    const ok = await connect(url, MQTT_VERSIONS[v])
-    await ok.publishAsync('a/b/c/d', 'fits', { qos: 1 })
-    expect((await box.next()).topic).toBe('a/b/c/d')
-  })
+  // maxTopicLength (limits.test.ts) refuses a publish the same way.
+  const overLimit = VERSIONS.flatMap((v) => [
+    [v, 'maxTopicLevels', { maxTopicLevels: 4 }, 'a/b/c/d/e', 'a/b/c/d'] as const,
+    [v, 'maxTopicLength', { maxTopicLength: 16 }, 'a'.repeat(17), 'a'.repeat(16)] as const,
+  ])
+  it.each(overLimit)(
+    'MQTT %s: a publish to a topic over %s is refused and never routed',
+    async (v, _, limit, over, fits) => {
+      const { listeners } = await startServer([listener('tcp', limit)])
+      const url = urlFor(listeners[0])
+      const sub = await connect(url, MQTT_VERSIONS[v])
+      const box = inbox(sub)
+      await subscribe(sub, '#', 1)
+      const pub = await connect(url, MQTT_VERSIONS[v])
+      const disconnect = v === '5.0' ? waitFor<[{ reasonCode?: number }]>(pub, 'disconnect') : null
+      const closed = waitFor(pub, 'close')
+      pub.publish(over, 'over the limit', { qos: 1 })
+      await closed
+      // MQTT 5: DISCONNECT 0x90 Topic Name invalid first; 3.1.1 has no way to say it.
+      if (disconnect) expect((await disconnect)[0].reasonCode).toBe(0x90)
+      const ok = await connect(url, MQTT_VERSIONS[v])
+      await ok.publishAsync(fits, 'fits', { qos: 1 })
+      expect((await box.next()).topic).toBe(fits)
+    },
+  )
 
   it('is validated', async () => {
     for (const bad of [0, 65537, 1.5]) {

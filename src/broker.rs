@@ -18,8 +18,10 @@ use tokio::task::JoinHandle;
 
 use crate::backpressure;
 use crate::config::BrokerSpec;
+use crate::conn_log;
 use crate::fork;
 use crate::hook_bridge::Attachment;
+use crate::limits;
 use crate::listener::{self, ListenerInfo};
 use crate::memory;
 use crate::publish::Publisher;
@@ -295,6 +297,8 @@ async fn setup(
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   backpressure::register(&scx).await;
   let stats = crate::stats::register(&scx).await;
+  conn_log::register(&scx).await;
+  limits::register(&scx, &spec.listeners);
   hooks.sync(&scx).await;
   tokio::spawn(memory::release_after_disconnects(scx.clone(), reclaim));
 

@@ -145,6 +145,23 @@ pub struct ListenerConfig {
   /// connection, which that version forbids (MQTT-4.4.0-1).
   #[serde(default, deserialize_with = "opt_number")]
   pub message_retry_interval: Option<f64>,
+  /// Most connections this listener holds at once (1-4294967295), counted
+  /// from their CONNECT to their close. One more is refused: CONNACK 0x97
+  /// *Quota exceeded* (MQTT 5), 3 *Server unavailable* (3.1.1). Default:
+  /// no limit but the process's open-file limit.
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_connections: Option<f64>,
+  /// Most connections to this listener from one IP address (1-4294967295),
+  /// refused as beyond `maxConnections`. Default: no limit (clients behind
+  /// one NAT share an address).
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_connections_per_ip: Option<f64>,
+  /// Longest topic name or filter, in bytes (1-65535). A PUBLISH to a longer
+  /// topic is refused as one over `maxTopicLevels` (MQTT 5: DISCONNECT 0x90
+  /// *Topic Name invalid*; 3.1.1: close), a longer filter fails in its
+  /// SUBACK (0x8F; 3.1.1: 0x80). Default 65535: MQTT's own bound.
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_topic_length: Option<f64>,
 }
 
 /// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
@@ -280,6 +297,9 @@ fn listener_config(
     max_keep_alive: None,
     max_subscriptions_per_client: None,
     message_retry_interval: None,
+    max_connections: None,
+    max_connections_per_ip: None,
+    max_topic_length: None,
   }
 }
 
@@ -374,6 +394,9 @@ pub struct Limits {
   pub max_keep_alive: Option<u16>,
   pub max_subscriptions: Option<usize>,
   pub message_retry_interval: Option<Duration>,
+  pub max_connections: Option<usize>,
+  pub max_connections_per_ip: Option<usize>,
+  pub max_topic_length: Option<usize>,
 }
 
 /// A listener whose every field has been checked; binding it can only fail
@@ -542,6 +565,16 @@ async fn listener_spec(
     .map(|v| v as usize),
     message_retry_interval: opt("messageRetryInterval", l.message_retry_interval, 1, 65535)?
       .map(Duration::from_secs),
+    max_topic_length: opt("maxTopicLength", l.max_topic_length, 1, 65535)?.map(|v| v as usize),
+    max_connections: opt("maxConnections", l.max_connections, 1, u32::MAX as u64)?
+      .map(|v| v as usize),
+    max_connections_per_ip: opt(
+      "maxConnectionsPerIp",
+      l.max_connections_per_ip,
+      1,
+      u32::MAX as u64,
+    )?
+    .map(|v| v as usize),
   };
 
   Ok(ListenerSpec {

@@ -103,6 +103,9 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), StartError>
       .max_topic_levels
       .unwrap_or(DEFAULT_MAX_TOPIC_LEVELS),
   );
+  if let Some(v) = spec.limits.max_topic_length {
+    b = b.max_topic_length(v);
+  }
   if let Some(v) = spec.limits.handshake_timeout {
     b = b.handshake_timeout(v);
   }

@@ -132,6 +132,8 @@ pub struct Builder {
     pub max_qos_allowed: QoS,
     /// Maximum depth for topic hierarchy (0 = unlimited)
     pub max_topic_levels: usize,
+    /// fork patch: longest topic name or filter, in bytes (0 = unlimited)
+    pub max_topic_length: usize,
     /// Duration before inactive sessions expire
     pub session_expiry_interval: Duration,
     /// The upper limit for how long a session can remain valid before it must expire,
@@ -238,6 +240,7 @@ impl Builder {
             max_clientid_len: 65535,
             max_qos_allowed: QoS::ExactlyOnce,
             max_topic_levels: 0,
+            max_topic_length: 0,
             session_expiry_interval: Duration::from_secs(2 * 60 * 60),
             max_session_expiry_interval: Duration::ZERO,
             message_retry_interval: Duration::from_secs(20),
@@ -403,6 +406,12 @@ impl Builder {
     /// Sets maximum topic hierarchy depth
     pub fn max_topic_levels(mut self, max_topic_levels: usize) -> Self {
         self.max_topic_levels = max_topic_levels;
+        self
+    }
+
+    /// fork patch: sets the longest topic name or filter, in bytes
+    pub fn max_topic_length(mut self, max_topic_length: usize) -> Self {
+        self.max_topic_length = max_topic_length;
         self
     }
 

@@ -99,6 +99,24 @@ pub struct Manager {
     /// fork patch: counts the messages clients send and are sent (see
     /// `shared::TrafficCounter`).
     pub traffic_counter: std::sync::OnceLock<std::sync::Arc<dyn crate::shared::TrafficCounter>>,
+    /// fork patch: connection limits (see `AdmissionGate`).
+    pub admission_gate: std::sync::OnceLock<std::sync::Arc<dyn AdmissionGate>>,
+}
+
+/// fork patch: what a connection holds while it lives once admitted; dropped
+/// when the connection ends, however it ends.
+pub type AdmissionPermit = Box<dyn std::any::Any + Send>;
+
+/// fork patch: decides, once a connection's CONNECT is read and before its
+/// session is touched, whether it is admitted (connection limits). A refusal
+/// (its reason, for the log) is a CONNACK 0x97 Quota exceeded (5.0) or 3
+/// Server unavailable (3.1.1).
+pub trait AdmissionGate: Send + Sync {
+    fn admit(
+        &self,
+        lid: crate::types::ListenerId,
+        remote: std::net::SocketAddr,
+    ) -> std::result::Result<AdmissionPermit, String>;
 }
 
 impl Manager {
@@ -123,6 +141,7 @@ impl Manager {
             auto_subscription: Component::new(Box::new(DefaultAutoSubscription)),
             forward_gate: std::sync::OnceLock::new(),
             traffic_counter: std::sync::OnceLock::new(),
+            admission_gate: std::sync::OnceLock::new(),
         }
     }
 

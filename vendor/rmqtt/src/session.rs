@@ -1395,6 +1395,15 @@ impl SessionState {
             )
             .into());
         }
+        // fork patch: and its topic length limit, refused the same way.
+        let max_length = self.listen_cfg().max_topic_length;
+        if max_length > 0 && publish.topic.len() > max_length {
+            return Err(MqttError::PublishAckReason(
+                PublishAckReason::TopicNameInvalid,
+                ByteString::from(format!("topic is longer than {max_length} bytes")),
+            )
+            .into());
+        }
 
         let from = From::from_custom(self.id.clone());
 
@@ -1748,6 +1757,10 @@ impl SessionState {
         // fork patch: a filter over the limit is refused with Topic
         // Filter Invalid (0x8F; 3.1.1: failure), not an unspecified error.
         if listen_cfg.max_topic_levels > 0 && topic_levels(&sub.topic_filter) > listen_cfg.max_topic_levels {
+            return Ok(SubscribeReturn::new_failure(SubscribeAckReason::TopicFilterInvalid));
+        }
+        // fork patch: so is a filter longer than the topic length limit.
+        if listen_cfg.max_topic_length > 0 && sub.topic_filter.len() > listen_cfg.max_topic_length {
             return Ok(SubscribeReturn::new_failure(SubscribeAckReason::TopicFilterInvalid));
         }
 

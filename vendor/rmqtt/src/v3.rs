@@ -41,6 +41,7 @@ use uuid::Uuid;
 use crate::codec::error::DecodeError;
 use crate::codec::v3::{Connect as ConnectV3, ConnectAckReason as ConnectAckReasonV3};
 use crate::context::ServerContext;
+use crate::extend::AdmissionPermit;
 use crate::net::v3;
 use crate::net::MqttError;
 use crate::session::{Session, SessionState};
@@ -69,6 +70,9 @@ pub(crate) async fn process<Io>(
 where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
+    // fork patch: the connection's admission permit (`AdmissionGate`), held
+    // until the connection ends.
+    let mut admission = None;
     let (state, keep_alive) = {
         scx.handshakings.inc();
         defer! {
@@ -77,7 +81,7 @@ where
 
         // fork patch: boxed (freed once it completes) so that the
         // handshake's states do not size the connection's task for its life.
-        let (state, keep_alive) = match Box::pin(handshake(&scx, &mut sink, lid)).await {
+        let (state, keep_alive) = match Box::pin(handshake(&scx, &mut sink, lid, &mut admission)).await {
             Ok(c) => c,
             Err((ack_code, e)) => {
                 // fork patch: see `NoConnack`.
@@ -139,6 +143,7 @@ async fn handshake<Io>(
     scx: &ServerContext,
     sink: &mut v3::MqttStream<Io>,
     lid: ListenerId,
+    admission: &mut Option<AdmissionPermit>,
 ) -> std::result::Result<(SessionState, u16), (ConnectAckReason, Error)>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -169,6 +174,18 @@ where
         sink.remote_addr,
         sink.cfg,
     );
+
+    // fork patch: connection limits, checked once the CONNECT is read (so
+    // the refusal is a CONNACK the client can read) and before the session
+    // is touched.
+    if let Some(gate) = scx.extends.admission_gate.get() {
+        match gate.admit(lid, sink.remote_addr) {
+            Ok(permit) => *admission = Some(permit),
+            Err(reason) => {
+                return Err((ConnectAckReason::V3(ConnectAckReasonV3::ServiceUnavailable), anyhow!(reason)))
+            }
+        }
+    }
 
     if c.client_id.is_empty() {
         if c.clean_session {
@@ -286,6 +303,10 @@ async fn _handshake(
     let (ack, superuser, auth_info, _) =
         scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await;
     if !ack.success() {
+        // fork patch: a refused authentication goes through the ClientConnack
+        // hook with the CONNECT, as an accepted one does: `refused_ack` gets
+        // no connect info on this path, so hooks never saw who was refused.
+        let ack = scx.extends.hook_mgr().client_connack(&connect_info, ack).await;
         return Err((ack, anyhow!("Authentication failed")));
     }
 

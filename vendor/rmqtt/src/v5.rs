@@ -58,6 +58,7 @@ use crate::codec::error::DecodeError;
 use crate::codec::v5::ToReasonCode;
 use crate::codec::v5::{Connect as ConnectV5, ConnectAck, ConnectAckReason as ConnectAckReasonV5};
 use crate::context::ServerContext;
+use crate::extend::AdmissionPermit;
 use crate::net::v5;
 use crate::session::{Session, SessionState};
 use crate::types::{
@@ -87,6 +88,9 @@ pub(crate) async fn process<Io>(
 where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
+    // fork patch: the connection's admission permit (`AdmissionGate`), held
+    // until the connection ends.
+    let mut admission = None;
     let (state, keep_alive) = {
         scx.handshakings.inc();
         defer! {
@@ -95,7 +99,7 @@ where
 
         // fork patch: boxed (freed once it completes) so that the
         // handshake's states do not size the connection's task for its life.
-        let (state, keep_alive) = match Box::pin(handshake(&scx, &mut sink, lid)).await {
+        let (state, keep_alive) = match Box::pin(handshake(&scx, &mut sink, lid, &mut admission)).await {
             Ok(c) => c,
             Err((ack_code, e)) => {
                 // fork patch: see `NoConnack`.
@@ -146,6 +150,7 @@ async fn handshake<Io>(
     scx: &ServerContext,
     sink: &mut v5::MqttStream<Io>,
     lid: ListenerId,
+    admission: &mut Option<AdmissionPermit>,
 ) -> std::result::Result<(SessionState, u16), (ConnectAckReason, Error)>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -175,6 +180,18 @@ where
         sink.remote_addr,
         sink.cfg,
     );
+
+    // fork patch: connection limits, checked once the CONNECT is read (so
+    // the refusal is a CONNACK the client can read) and before the session
+    // is touched.
+    if let Some(gate) = scx.extends.admission_gate.get() {
+        match gate.admit(lid, sink.remote_addr) {
+            Ok(permit) => *admission = Some(permit),
+            Err(reason) => {
+                return Err((ConnectAckReason::V5(ConnectAckReasonV5::QuotaExceeded), anyhow!(reason)))
+            }
+        }
+    }
 
     //The client specifies the maximum message length that the server can send to it in the CONNECT packet.
     if let Some(max_packet_size) = c.max_packet_size {
@@ -310,6 +327,10 @@ async fn _handshake(
         None => scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await,
     };
     if !ack.success() {
+        // fork patch: a refused authentication goes through the ClientConnack
+        // hook with the CONNECT, as an accepted one does: `refused_ack` gets
+        // no connect info on this path, so hooks never saw who was refused.
+        let ack = scx.extends.hook_mgr().client_connack(&connect_info, ack).await;
         // fork patch: a refusal's properties reach `refused_ack` in the error.
         return Err((ack, refusal.map_or_else(|| anyhow!("Authentication failed"), |r| Error::new(*r))));
     }
