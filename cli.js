@@ -239,9 +239,7 @@ async function main() {
   for (const [i, l] of listeners.entries()) {
     out(` listening: ${l.url}`)
     if (!loopback(l.address) && startConfig.listeners[i]?.allowAnonymous !== false)
-      err(
-        `WARNING: ${l.url} accepts clients without a username from any network that reaches it`,
-      )
+      err(`WARNING: ${l.url} accepts clients without a username from any network that reaches it`)
   }
   if (metricsPort !== undefined)
     metrics = await serveMetrics(server, o.host ?? env(ENV.host) ?? '127.0.0.1', metricsPort)

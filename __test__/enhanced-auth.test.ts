@@ -108,7 +108,8 @@ async function startWithHooks(hooks: HookCallbacks, config: ListenerConfig[] = [
   return { server, listeners }
 }
 
-const authProps = (data: Buffer, method = SCRAM_SHA_256) => props(prop.authenticationMethod(method), prop.authenticationData(data))
+const authProps = (data: Buffer, method = SCRAM_SHA_256) =>
+  props(prop.authenticationMethod(method), prop.authenticationData(data))
 
 /** CONNECT with SCRAM's first message; resolves with the server's challenge. */
 async function scramConnect(info: ListenerInfo, client: ReturnType<typeof scramClient>, clientId = 'scram') {
@@ -133,7 +134,7 @@ function decode(p: Packet) {
 }
 
 describe('enhanced authentication at connect (SCRAM-SHA-256 through both steps)', () => {
-  it('MQTT-4.12.0-2 MQTT-4.12.0-3: challenge, answer, CONNACK 0x00 with the method and the server signature; the client then works', async () => {
+  it('MQTT-4.12.0-2 MQTT-4.12.0-5 MQTT-3.15.2-1: challenge (AUTH 0x18), answer, CONNACK 0x00 with the same method and the server signature; the client then works', async () => {
     const { info, steps } = await scramServer()
     const client = scramClient('alice', 'wonderland')
     const { c, challenge } = await scramConnect(info, client)
@@ -155,7 +156,7 @@ describe('enhanced authentication at connect (SCRAM-SHA-256 through both steps)'
     expect((await c.next(PUBLISH)).body.includes(Buffer.from('after auth'))).toBe(true)
   })
 
-  it('a wrong password: CONNACK 0x87 after the second step, then the connection closes', async () => {
+  it('MQTT-4.12.0-4: a wrong password: CONNACK 0x87 after the second step, then the connection closes', async () => {
     const { info, steps } = await scramServer()
     const client = scramClient('alice', 'not the password')
     const { c, challenge } = await scramConnect(info, client)
@@ -168,7 +169,7 @@ describe('enhanced authentication at connect (SCRAM-SHA-256 through both steps)'
     expect(steps).toEqual([false, true])
   })
 
-  it('an unknown user is refused at the first step (0x87), before any challenge', async () => {
+  it('MQTT-4.12.0-4: an unknown user is refused at the first step (0x87), before any challenge', async () => {
     const { info } = await scramServer()
     const c = await rawConnect(info)
     await c.write(connectPacket({ version: 5, clientId: 'x', properties: authProps(scramClient('bob', 'pw').first) }))
@@ -270,7 +271,7 @@ describe('re-authentication on a live connection', () => {
     return { c, steps }
   }
 
-  it('MQTT-4.12.1-1: AUTH 0x19, challenge, answer, AUTH 0x00 with the server signature; the connection stays up', async () => {
+  it('MQTT-3.15.2-1: AUTH 0x19, challenge (0x18), answer, AUTH 0x00 with the server signature; the connection stays up', async () => {
     const { c, steps } = await authenticated()
     const again = scramClient('alice', 'wonderland')
     await c.write(authPacket(REAUTH, authProps(again.first)))
@@ -298,7 +299,7 @@ describe('re-authentication on a live connection', () => {
     await c.waitClosed()
   })
 
-  it('MQTT-4.12.1-1: re-authentication with another method is a protocol error (DISCONNECT 0x82)', async () => {
+  it("re-authentication with another method than the CONNECT's is a protocol error (DISCONNECT 0x82)", async () => {
     const { c } = await authenticated()
     await c.write(authPacket(REAUTH, authProps(scramClient('alice', 'wonderland').first, 'PLAIN')))
     expect(decode(await c.next(DISCONNECT)).code).toBe(0x82)
@@ -312,7 +313,7 @@ describe('re-authentication on a live connection', () => {
     await c.waitClosed()
   })
 
-  it('MQTT-4.12.0-7: AUTH from a client that connected without a method is a protocol error (DISCONNECT 0x82)', async () => {
+  it('MQTT-4.12.0-6: a client that connected without a method is never sent AUTH; an AUTH from it is a protocol error (DISCONNECT 0x82)', async () => {
     const { info } = await scramServer()
     const c = await rawConnect(info)
     await c.write(connectPacket({ version: 5, clientId: 'plain' }))
@@ -320,5 +321,6 @@ describe('re-authentication on a live connection', () => {
     await c.write(authPacket(REAUTH, authProps(Buffer.from('n,,n=alice,r=x'))))
     expect(decode(await c.next(DISCONNECT)).code).toBe(0x82)
     await withDeadline(c.closed, EVENT_TIMEOUT, () => 'not closed')
+    expect(c.packets().some((p) => p.type === AUTH)).toBe(false)
   })
 })
