@@ -6,6 +6,7 @@ const { parseArgs } = require('node:util')
 const { MqttServer } = require('./binding.cjs')
 
 const USAGE = `Usage: embedded-mqtt-broker [options]
+       embedded-mqtt-broker passwd [-D] FILE USER   (see passwd --help)
 
 Options:
   -p, --port <n>        MQTT over TCP port (default 1883; 0 picks a free port)
@@ -58,6 +59,7 @@ function options(argv) {
 }
 
 async function main() {
+  if (process.argv[2] === 'passwd') return require('./cli-passwd.js').main(process.argv.slice(3))
   const o = options(process.argv.slice(2))
   if (o.help) return void process.stdout.write(`${USAGE}\n`)
   if (o.version) return void process.stdout.write(`${require('./package.json').version}\n`)

@@ -54,12 +54,38 @@ export declare class MqttServer {
    * while the server runs. Throws on an unknown hook name or a non-function.
    */
   setHooks(hooks: HookCallbacks, options?: HookOptions): void
+  /**
+   * Replaces the ACL rules of the running broker, validated as `acl` of
+   * `start()` (errors name the field: `acl[3].topics[0]`; invalid rules
+   * throw and leave the old ones in force). The promise resolves once the
+   * rules decide every later request; throws if the server is not running.
+   */
+  setAcl(rules: AclRule[]): Promise<void>
   /** Counters of hook trouble: dropped notifications, timeouts, failures. */
   get hookStats(): HookStats
   /** A config with one plain TCP listener (defaults: port 1883, address "0.0.0.0"). */
   static createBasicConfig(port?: number, address?: string): ServerConfig
   /** A config with one listener per port given in `options` (at least one). */
   static createMultiProtocolConfig(options: MultiProtocolOptions): ServerConfig
+}
+
+/** One ACL rule of `acl` / `setAcl()`. */
+export interface AclRule {
+  /** What a matching rule decides. */
+  permission: 'allow' | 'deny'
+  /** Which requests the rule is about. */
+  action: 'publish' | 'subscribe' | 'all'
+  /** Topic filters (`+`, `#`, `%u` = username, `%c` = client id); at least one. */
+  topics: Array<string>
+  /** Only for clients connected with this username. */
+  username?: string
+  /** Only for the client with this client id. */
+  clientId?: string
+  /**
+   * Only for clients connecting from this address or CIDR block
+   * (`"10.0.0.0/8"`, `"::1"`).
+   */
+  ipAddress?: string
 }
 
 /** The CONNECT being authenticated. */
@@ -93,6 +119,22 @@ export interface AuthenticateResult {
    * client sent a username, `"notAuthorized"` otherwise.
    */
   code?: 'badUsernameOrPassword' | 'notAuthorized'
+}
+
+/**
+ * A `$7$` (PBKDF2-HMAC-SHA512) hash of `password` for `users[].passwordHash`
+ * or a password file line (`username:hash`), as `mosquitto_passwd` makes.
+ * Computed off the event loop. Errors never contain the password.
+ */
+export declare function hashPassword(password: string, options?: HashPasswordOptions): Promise<string>
+
+/** Options of `hashPassword()`. */
+export interface HashPasswordOptions {
+  /**
+   * PBKDF2 iterations, 1 to 10000000. Default 101, as `mosquitto_passwd`:
+   * more makes a stolen file slower to crack and each CONNECT slower to check.
+   */
+  iterations?: number
 }
 
 /**
@@ -431,6 +473,20 @@ export interface ServerConfig {
    * clients cannot ask for a lifetime). Default: `maxSessionExpiryInterval`.
    */
   sessionExpiryInterval?: number
+  /**
+   * Native ACL rules, checked in order, first match wins (docs/acl.md).
+   * Replace them at runtime with `setAcl()`.
+   */
+  acl?: Array<AclRule>
+  /**
+   * The answer when no ACL rule matches and no authorize hook is set,
+   * for `acl` and for the rules of `setAcl()`. Default `'deny'`.
+   */
+  aclDefault?: 'allow' | 'deny'
+  /** Users authenticated natively, before `onClientAuthenticate` (docs/auth.md). */
+  users?: Array<UserConfig>
+  /** A password file as `mosquitto_passwd` writes it, read at `start()`. */
+  passwordFile?: string
 }
 
 /** A connected client, as hooks see it. */
@@ -463,4 +519,19 @@ export interface SubscriptionInfo {
 
 export interface UnsubscriptionInfo {
   topicFilter: string
+}
+
+/** One user of `users`. */
+export interface UserConfig {
+  username: string
+  /**
+   * A hash as `mosquitto_passwd` or `hashPassword()` writes it
+   * (`$7$101$salt$hash`); never the password itself.
+   */
+  passwordHash: string
+  /**
+   * Skips ACL rules and authorize hooks, as a superuser from
+   * `onClientAuthenticate` does. Default `false`.
+   */
+  superuser?: boolean
 }

@@ -22,6 +22,7 @@ import {
   killChildren,
   listener,
   spawnTracked,
+  subackCodes,
   subscribe,
   track,
   urlFor,
@@ -85,18 +86,6 @@ function recorder() {
 
 /** Subscribes and resolves with the raw SUBACK codes (mqtt.js's callback
  * reports the requested QoS, not what the broker granted). */
-function subackCodes(client: MqttClient, subs: Record<string, { qos: 0 | 1 | 2 }>): Promise<number[]> {
-  return new Promise((resolve) => {
-    const onPacket = (p: any) => {
-      if (p.cmd !== 'suback') return
-      client.off('packetreceive', onPacket)
-      resolve(p.granted)
-    }
-    client.on('packetreceive', onPacket)
-    client.subscribe(subs, () => {})
-  })
-}
-
 async function serverWithHooks(
   hooks: Addon.HookCallbacks,
   options?: Addon.HookOptions,

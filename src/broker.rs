@@ -22,6 +22,7 @@ use crate::fork;
 use crate::hook_bridge::Attachment;
 use crate::listener::{self, ListenerInfo};
 use crate::memory;
+use crate::policy::Policy;
 use crate::publish::Publisher;
 use crate::shared_subscription::RoundRobin;
 use crate::warning::Warning;
@@ -46,6 +47,7 @@ pub struct Broker {
   scx: ServerContext,
   listeners: Vec<ListenerInfo>,
   hooks: Arc<Attachment>,
+  policy: Arc<Policy>,
   publisher: Publisher,
   /// The largest `maxPacketSize` of the listeners.
   max_packet_size: u32,
@@ -57,6 +59,7 @@ pub struct BrokerHandle {
   pub runtime: Handle,
   pub scx: ServerContext,
   pub hooks: Arc<Attachment>,
+  pub policy: Arc<Policy>,
   pub publisher: Publisher,
 }
 
@@ -64,7 +67,13 @@ impl Broker {
   /// Builds the context, binds every listener, and starts serving. Resolves
   /// once all listeners are bound, or fails (naming the listener) with
   /// nothing left running.
-  pub async fn start(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Broker, String> {
+  pub async fn start(mut spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Broker, String> {
+    let policy = Policy::new(
+      spec.acl.take(),
+      spec.acl_default,
+      spec.users.take(),
+      hooks.clone(),
+    );
     let threads = spec.worker_threads;
     let max_packet_size = spec
       .listeners
@@ -84,8 +93,9 @@ impl Broker {
 
     let (ready_tx, ready_rx) = oneshot::channel();
     let attachment = hooks.clone();
+    let native = policy.clone();
     let serve = runtime.spawn(async move {
-      match setup(spec, attachment, reclaim).await {
+      match setup(spec, attachment, native, reclaim).await {
         Ok((server, scx, infos)) => {
           let _ = ready_tx.send(Ok((scx, infos)));
           if let Err(e) = server.run().await {
@@ -106,6 +116,7 @@ impl Broker {
         scx,
         listeners,
         hooks,
+        policy,
         max_packet_size,
       }),
       Ok(Err(e)) => {
@@ -133,6 +144,7 @@ impl Broker {
       runtime: self.runtime.handle().clone(),
       scx: self.scx.clone(),
       hooks: self.hooks.clone(),
+      policy: self.policy.clone(),
       publisher: self.publisher.clone(),
     }
   }
@@ -258,6 +270,7 @@ type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>);
 async fn setup(
   spec: BrokerSpec,
   hooks: Arc<Attachment>,
+  policy: Arc<Policy>,
   reclaim: memory::Reclaim,
 ) -> Result<Ready, String> {
   let mut builder = ServerContext::new()
@@ -276,6 +289,7 @@ async fn setup(
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   backpressure::register(&scx).await;
   hooks.sync(&scx).await;
+  policy.register(&scx).await;
   tokio::spawn(memory::release_after_disconnects(scx.clone(), reclaim));
 
   let mut server = RmqttServer::new(scx.clone());

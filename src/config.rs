@@ -41,6 +41,17 @@ pub struct ServerConfig {
   /// clients cannot ask for a lifetime). Default: `maxSessionExpiryInterval`.
   #[serde(default, deserialize_with = "opt_number")]
   pub session_expiry_interval: Option<f64>,
+  /// Native ACL rules, checked in order, first match wins (docs/acl.md).
+  /// Replace them at runtime with `setAcl()`.
+  pub acl: Option<Vec<crate::acl::AclRule>>,
+  /// The answer when no ACL rule matches and no authorize hook is set,
+  /// for `acl` and for the rules of `setAcl()`. Default `'deny'`.
+  #[napi(ts_type = "'allow' | 'deny'")]
+  pub acl_default: Option<String>,
+  /// Users authenticated natively, before `onClientAuthenticate` (docs/auth.md).
+  pub users: Option<Vec<crate::passwd::UserConfig>>,
+  /// A password file as `mosquitto_passwd` writes it, read at `start()`.
+  pub password_file: Option<String>,
 }
 
 /// One network endpoint of the broker.
@@ -178,6 +189,10 @@ pub fn basic(
     worker_threads: None,
     max_session_expiry_interval: None,
     session_expiry_interval: None,
+    acl: None,
+    acl_default: None,
+    users: None,
+    password_file: None,
   })
 }
 
@@ -219,6 +234,10 @@ pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
     worker_threads: None,
     max_session_expiry_interval: None,
     session_expiry_interval: None,
+    acl: None,
+    acl_default: None,
+    users: None,
+    password_file: None,
   })
 }
 
@@ -368,6 +387,10 @@ pub struct BrokerSpec {
   pub worker_threads: usize,
   /// What `start()` reports without failing (a certificate out of date).
   pub warnings: Vec<Warning>,
+  pub acl: Option<crate::acl::Rules>,
+  /// `aclDefault`, for rules `setAcl()` installs later.
+  pub acl_default: bool,
+  pub users: Option<crate::passwd::Users>,
 }
 
 /// `maxSessionExpiryInterval` when not given: rmqtt's own lifetime of an
@@ -427,11 +450,21 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     Some(n) => integer("workerThreads", n, 1, 256)? as usize,
     None => std::thread::available_parallelism().map_or(2, |n| n.get()),
   };
+  let acl_default = crate::acl::parse_default(config.acl_default.as_deref(), "aclDefault")?;
+  let acl = config
+    .acl
+    .as_deref()
+    .map(|rules| crate::acl::Rules::parse(rules, acl_default, "acl"))
+    .transpose()?;
+  let users = crate::passwd::Users::load(config.users.as_deref(), config.password_file.as_deref())?;
   Ok(BrokerSpec {
     listeners,
     plugins_config_dir: config.plugins_config_dir,
     worker_threads,
     warnings,
+    acl,
+    acl_default,
+    users,
   })
 }
 

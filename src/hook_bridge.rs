@@ -62,6 +62,11 @@ impl Attachment {
     }
   }
 
+  /// Whether JavaScript would be asked this decision now.
+  pub fn has_decision(&self, kind: Kind) -> bool {
+    self.current().is_some_and(|(_, set)| set.has(kind))
+  }
+
   fn current(&self) -> Option<(Arc<Hooks>, Arc<HookSet>)> {
     if !self.live.load(Ordering::Acquire) {
       return None;
@@ -289,6 +294,13 @@ impl Handler for Bridge {
       Parameter::MessagePublishCheckAcl(s, p) => {
         if !cx.has(Kind::ClientPublishAuthorize) {
           return (true, acc);
+        }
+        // Only an ACL rule may allow these (policy.rs); the fork lets them
+        // reach the ACL hooks instead of refusing them up front.
+        if p.topic.starts_with('$') {
+          let reason = Some(crate::policy::RESERVED.into());
+          let result = PublishAclResult::rejected(false, reason);
+          return (false, Some(HookResult::PublishAclResult(result)));
         }
         let answer = cx
           .decide(Kind::ClientPublishAuthorize, |r| {

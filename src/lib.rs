@@ -3,6 +3,7 @@
 //! JavaScript sees one class, [`server::MqttServer`]; everything else here is
 //! the machinery behind it, one concept per module.
 
+mod acl;
 mod backpressure;
 mod broker;
 mod config;
@@ -20,6 +21,8 @@ mod listener;
 mod logging;
 mod memory;
 mod message_properties;
+mod passwd;
+mod policy;
 mod publish;
 mod server;
 mod shared_subscription;

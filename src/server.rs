@@ -286,6 +286,23 @@ impl MqttServer {
     Ok(())
   }
 
+  /// Replaces the ACL rules of the running broker, validated as `acl` of
+  /// `start()` (errors name the field: `acl[3].topics[0]`; invalid rules
+  /// throw and leave the old ones in force). The promise resolves once the
+  /// rules decide every later request; throws if the server is not running.
+  #[napi(ts_args_type = "rules: AclRule[]", ts_return_type = "Promise<void>")]
+  pub fn set_acl(&self, env: Env, rules: Unknown) -> Result<AsyncBlock<()>> {
+    let value = js_value::to_json(&rules, "acl")?;
+    let current =
+      (self.inner.current()).ok_or_else(|| failure("setAcl: the server is not running"))?;
+    let installed = crate::policy::set_acl(&current.handle, value)?;
+    AsyncBlockBuilder::new(async move {
+      installed.await;
+      Ok(())
+    })
+    .build(&env)
+  }
+
   /// Counters of hook trouble: dropped notifications, timeouts, failures.
   #[napi(getter)]
   pub fn hook_stats(&self) -> HookStats {
