@@ -1,6 +1,8 @@
-// What JavaScript hooks cost: message throughput with no hook, with an
-// `onMessagePublish` notification and with an `onClientPublishAuthorize`
-// decision; connection rate with and without `onClientAuthenticate`.
+// What JavaScript hooks and native policy cost: message throughput with no
+// hook, with an `onMessagePublish` notification, with an
+// `onClientPublishAuthorize` decision and with 100 native ACL rules;
+// connection rate with no check, with `onClientAuthenticate` and with a
+// native password check (docs/acl.md, docs/auth.md).
 // Variants run interleaved (A B C A B C ...), medians reported.
 //
 //   npm run bench:hooks [-- --rounds N] [--duration S] [--no-build | --addon FILE] [--out FILE]
@@ -57,13 +59,15 @@ const messageRuns = [
   { name: 'p2p, 16 pairs, QoS 0, 64 B', args: ['--mode', 'p2p', '--pairs', '16', '--qos', '0'] },
   { name: 'p2p, 16 pairs, QoS 1, 64 B', args: ['--mode', 'p2p', '--pairs', '16', '--qos', '1'] },
 ]
-const messageHooks = ['none', 'notify', 'authorize']
-const connectHooks = ['none', 'authenticate']
+const messageHooks = ['none', 'notify', 'authorize', 'acl100']
+const connectHooks = ['none', 'authenticate', 'passwd']
+// What the load generator sends for a variant.
+const clientArgs = { passwd: ['--credentials', 'bench:bench'] }
 
 async function once(hooks, args, pick) {
   const p = await peer(hooks).start()
   try {
-    const res = await runLoadgen(lg.bin, ['--host', HOST, '--port', String(p.port), ...args], {
+    const res = await runLoadgen(lg.bin, ['--host', HOST, '--port', String(p.port), ...args, ...(clientArgs[hooks] ?? [])], {
       nofile: 20000,
       timeoutMs: 120_000,
     })
@@ -129,6 +133,8 @@ for (const r of results) {
       notify: 'onMessagePublish',
       authorize: 'onClientPublishAuthorize',
       authenticate: 'onClientAuthenticate',
+      acl100: '100 native ACL rules',
+      passwd: 'native password ($7$, 101 iterations)',
     }[h]
     lines.push(
       `| ${label} | ${fmt(med)} | ${(med / base).toFixed(2)}× | ${xs.map(fmt).join(', ')} |${r.loss ? ` ${r.loss[h]} |` : ''}`,
