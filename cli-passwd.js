@@ -1,6 +1,5 @@
 // `embedded-mqtt-broker passwd [-D] FILE USER`: add, change or delete a user
 // of a password file in mosquitto_passwd's format (docs/auth.md).
-'use strict'
 
 const { parseArgs } = require('node:util')
 const fs = require('node:fs')

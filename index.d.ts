@@ -205,6 +205,29 @@ export interface HookStats {
   failures: number
 }
 
+/** `jwt` of `start()`. */
+export interface JwtConfig {
+  /** HS256 key (the shared secret's UTF-8 bytes). */
+  secret?: string
+  /**
+   * Path of a PEM public key (`-----BEGIN PUBLIC KEY-----`): RSA for
+   * RS256, P-256 for ES256.
+   */
+  publicKey?: string
+  /** The claim that must equal the CONNECT username. Default `"sub"`. */
+  usernameClaim?: string
+  /**
+   * A claim holding ACL rules (as `acl`) for this connection, checked
+   * before `acl`. Default: none.
+   */
+  aclClaim?: string
+  /**
+   * Close the connection when the token's `exp` passes. Default `false`
+   * (only checked at CONNECT).
+   */
+  disconnectOnExpiry?: boolean
+}
+
 /** One network endpoint of the broker. */
 export interface ListenerConfig {
   /**
@@ -487,6 +510,8 @@ export interface ServerConfig {
   users?: Array<UserConfig>
   /** A password file as `mosquitto_passwd` writes it, read at `start()`. */
   passwordFile?: string
+  /** JSON Web Tokens as CONNECT passwords (docs/auth.md). */
+  jwt?: JwtConfig
 }
 
 /** A connected client, as hooks see it. */

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 
 import type * as Addon from '../index'
 import {
+  EVENT_TIMEOUT,
   MqttServer,
   cleanup,
   connect,
@@ -61,9 +62,7 @@ async function watcher(url: string, protocolVersion: Version, filter = '#') {
   }
 }
 
-const WATCHER_RULES: Addon.AclRule[] = [
-  { permission: 'allow', action: 'all', topics: ['#'], username: 'watcher' },
-]
+const WATCHER_RULES: Addon.AclRule[] = [{ permission: 'allow', action: 'all', topics: ['#'], username: 'watcher' }]
 
 describe.each(VERSIONS)('ACL rules on MQTT %s', (protocolVersion) => {
   it('decides PUBLISH and SUBSCRIBE by the first matching rule; 5.0 gets 0x87', async () => {
@@ -145,6 +144,27 @@ describe.each(VERSIONS)('ACL rules on MQTT %s', (protocolVersion) => {
     for (const t of ['ruled/allowed', 'ruled/denied', 'hooked/yes', 'hooked/no']) await pubackCode(c, t)
     expect(await w.routed('end')).toEqual(['ruled/allowed', 'hooked/yes'])
     expect(asked).toEqual(['hooked/yes', 'hooked/no'])
+  })
+
+  it('reports to onMessagePublish only the publishes the rules allow', async () => {
+    const reported: string[] = []
+    const { url } = await aclServer(
+      {
+        acl: [
+          ...WATCHER_RULES,
+          { permission: 'deny', action: 'publish', topics: ['no/#'] },
+          { permission: 'allow', action: 'publish', topics: ['yes/#'] },
+        ],
+      },
+      { onMessagePublish: (_s, _from, m) => void reported.push(m.topic) },
+    )
+    const w = await watcher(url, protocolVersion)
+    const c = await connect(url, { protocolVersion })
+    for (const t of ['no/1', 'yes/1', 'other', '$SYS/x', 'yes/2']) await pubackCode(c, t)
+    expect(await w.routed('end')).toEqual(['yes/1', 'yes/2'])
+    // Notifications run in order: the sentinel's comes after any earlier one.
+    await expect.poll(() => reported.at(-1), { timeout: EVENT_TIMEOUT }).toBe('end')
+    expect(reported).toEqual(['yes/1', 'yes/2', 'end'])
   })
 
   it("aclDefault: 'allow' lets through what no rule matches", async () => {
@@ -236,13 +256,22 @@ describe('setAcl()', () => {
       acl: [{ permission: 'allow', action: 'all', topics: ['ok'] }],
     })
     const bad: Array<[unknown, RegExp]> = [
-      [[{ permission: 'allow', action: 'all', topics: ['a'] }, { permission: 'allow', action: 'all', topics: ['a/#/b'] }], /^acl\[1\]\.topics\[0\]: .*'#' must be the last level/],
+      [
+        [
+          { permission: 'allow', action: 'all', topics: ['a'] },
+          { permission: 'allow', action: 'all', topics: ['a/#/b'] },
+        ],
+        /^acl\[1\]\.topics\[0\]: .*'#' must be the last level/,
+      ],
       [[{ permission: 'allow', action: 'all', topics: ['a', 'b+'] }], /^acl\[0\]\.topics\[1\]: /],
       [[{ permission: 'allow', action: 'all', topics: [] }], /^acl\[0\]\.topics: give at least one/],
       [[{ permission: 'maybe', action: 'all', topics: ['a'] }], /^acl\[0\]\.permission: expected "allow" or "deny"/],
       [[{ permission: 'allow', action: 'read', topics: ['a'] }], /^acl\[0\]\.action: /],
       [[{ permission: 'allow', action: 'all', topics: ['a'], ipAddress: '10.0.0.0/40' }], /^acl\[0\]\.ipAddress: /],
-      [[{ permission: 'allow', action: 'all', topics: ['a'], ipaddr: '1.2.3.4' }], /^acl\[0\]\.ipaddr: unknown field `ipaddr`/],
+      [
+        [{ permission: 'allow', action: 'all', topics: ['a'], ipaddr: '1.2.3.4' }],
+        /^acl\[0\]\.ipaddr: unknown field `ipaddr`/,
+      ],
       [[{ permission: 'allow', action: 'all', topics: 'a' }], /^acl\[0\]\.topics: /],
       ['rules', /^acl: /],
     ]

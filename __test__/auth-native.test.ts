@@ -11,7 +11,18 @@ import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 
 import type * as Addon from '../index'
-import { MqttServer, ROOT, addon, cleanup, connect, connectRefused, listener, spawnTracked, track, urlFor } from './helpers'
+import {
+  MqttServer,
+  ROOT,
+  addon,
+  cleanup,
+  connect,
+  connectRefused,
+  listener,
+  spawnTracked,
+  track,
+  urlFor,
+} from './helpers'
 
 afterEach(cleanup)
 
@@ -105,7 +116,10 @@ describe('users and hashPassword()', () => {
 
   it('makes hashes mosquitto_passwd-style files accept alongside its own entries', async () => {
     const file = join(dir, 'mixed.txt')
-    writeFileSync(file, `# comment\n\nnew:${await addon.hashPassword('new pass')}\r\nalice:${'$7$101$TFPc/pXdApJ7rfXk$ILRfq/Q/7ZTuiy8oDq7+++qfk8zv6iLYHW8PlHdJttRNEUuSIiVJR2cfcgcTZPY7HMbPwFkN4Xt+jMDXH++WkA=='}\n`)
+    writeFileSync(
+      file,
+      `# comment\n\nnew:${await addon.hashPassword('new pass')}\r\nalice:${'$7$101$TFPc/pXdApJ7rfXk$ILRfq/Q/7ZTuiy8oDq7+++qfk8zv6iLYHW8PlHdJttRNEUuSIiVJR2cfcgcTZPY7HMbPwFkN4Xt+jMDXH++WkA=='}\n`,
+    )
     const { url } = await authServer({ passwordFile: file })
     await connect(url, { protocolVersion: 4, username: 'new', password: 'new pass' })
     await connect(url, { protocolVersion: 4, username: 'alice', password: 'alice pass' })
@@ -138,19 +152,32 @@ describe('users and hashPassword()', () => {
       expect(err.message).toMatch(message)
       expect(err.message).not.toContain('TOPSECRET')
     }
-    await fails({ users: [{ username: 'u', passwordHash: secretHash }] }, /^users\[0\]\.passwordHash: the hash is not valid base64/)
-    await fails({ users: [{ username: 'u', passwordHash: 'TOPSECRET-plain-password' }] }, /^users\[0\]\.passwordHash: expected a mosquitto_passwd hash/)
+    await fails(
+      { users: [{ username: 'u', passwordHash: secretHash }] },
+      /^users\[0\]\.passwordHash: the hash is not valid base64/,
+    )
+    await fails(
+      { users: [{ username: 'u', passwordHash: 'TOPSECRET-plain-password' }] },
+      /^users\[0\]\.passwordHash: expected a mosquitto_passwd hash/,
+    )
     await fails({ users: [{ username: '', passwordHash: secretHash }] }, /^users\[0\]\.username: must not be empty/)
     const file = join(dir, 'bad.txt')
     writeFileSync(file, `ok:${await addon.hashPassword('x')}\nbroken TOPSECRET line\n`)
     await fails({ passwordFile: file }, /^passwordFile ".*bad\.txt" line 2: expected "username:hash"/)
     writeFileSync(file, `u:${await addon.hashPassword('x')}\n`)
-    await fails({ passwordFile: file, users: [{ username: 'u', passwordHash: await addon.hashPassword('y') }] }, /line 1: user "u" is already defined by users\[0\]/)
+    await fails(
+      { passwordFile: file, users: [{ username: 'u', passwordHash: await addon.hashPassword('y') }] },
+      /line 1: user "u" is already defined by users\[0\]/,
+    )
     await fails({ passwordFile: join(dir, 'missing.txt') }, /^passwordFile: cannot read ".*missing\.txt"/)
     expect(server.running).toBe(false)
 
-    await expect(async () => addon.hashPassword(42 as unknown as string)).rejects.toThrow(/^password: expected a string, got a number$/)
-    await expect(async () => addon.hashPassword('x', { iterations: 0 })).rejects.toThrow(/^options\.iterations: must be an integer from 1 to 10000000, got 0$/)
+    await expect(async () => addon.hashPassword(42 as unknown as string)).rejects.toThrow(
+      /^password: expected a string, got a number$/,
+    )
+    await expect(async () => addon.hashPassword('x', { iterations: 0 })).rejects.toThrow(
+      /^options\.iterations: must be an integer from 1 to 10000000, got 0$/,
+    )
   })
 
   it('logs refusals without the password or the hash, even at trace level', async () => {
@@ -167,11 +194,18 @@ describe('users and hashPassword()', () => {
 
 describe('embedded-mqtt-broker passwd', () => {
   const cli = (args: string[], input: string) =>
-    execFileSync(process.execPath, [join(ROOT, 'cli.js'), 'passwd', ...args], { input, encoding: 'utf8', stdio: 'pipe' })
+    execFileSync(process.execPath, [join(ROOT, 'cli.js'), 'passwd', ...args], {
+      input,
+      encoding: 'utf8',
+      stdio: 'pipe',
+    })
 
   it('adds, changes and deletes users of a file the broker then reads, keeping other lines', async () => {
     const file = join(dir, 'cli.txt')
-    writeFileSync(file, '# kept comment\nalice:$7$101$TFPc/pXdApJ7rfXk$ILRfq/Q/7ZTuiy8oDq7+++qfk8zv6iLYHW8PlHdJttRNEUuSIiVJR2cfcgcTZPY7HMbPwFkN4Xt+jMDXH++WkA==\n')
+    writeFileSync(
+      file,
+      '# kept comment\nalice:$7$101$TFPc/pXdApJ7rfXk$ILRfq/Q/7ZTuiy8oDq7+++qfk8zv6iLYHW8PlHdJttRNEUuSIiVJR2cfcgcTZPY7HMbPwFkN4Xt+jMDXH++WkA==\n',
+    )
     cli([file, 'bob'], 'first\n')
     cli([file, 'bob'], 'second\n')
     cli(['--iterations', '2000', file, 'carol'], 'carol pw\n')
@@ -198,8 +232,14 @@ describe('embedded-mqtt-broker passwd', () => {
       }
       throw new Error(`passwd ${args.join(' ')} succeeded`)
     }
-    expect(run([join(dir, 'x.txt')])).toMatchObject({ status: 2, stderr: expect.stringContaining('expected FILE and USER') })
-    expect(run(['-D', join(dir, 'none.txt'), 'u'])).toMatchObject({ status: 1, stderr: expect.stringContaining('cannot read') })
+    expect(run([join(dir, 'x.txt')])).toMatchObject({
+      status: 2,
+      stderr: expect.stringContaining('expected FILE and USER'),
+    })
+    expect(run(['-D', join(dir, 'none.txt'), 'u'])).toMatchObject({
+      status: 1,
+      stderr: expect.stringContaining('cannot read'),
+    })
     expect(run(['--iterations', '0', join(dir, 'y.txt'), 'u'])).toMatchObject({
       status: 1,
       stderr: expect.stringContaining('--iterations: must be an integer'),

@@ -6,7 +6,6 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-import type { MqttClient } from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
 
 import type * as Addon from '../index'

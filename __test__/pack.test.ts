@@ -131,7 +131,16 @@ describe('packaging', () => {
   })
 
   it('the main tarball holds the JS entries, types, CLI, docs and licenses, and nothing else', () => {
-    const entries = ['package.json', 'index.js', 'index.mjs', 'binding.cjs', 'index.d.ts', 'cli.js', 'cli-passwd.js', 'README.md']
+    const entries = [
+      'package.json',
+      'index.js',
+      'index.mjs',
+      'binding.cjs',
+      'index.d.ts',
+      'cli.js',
+      'cli-passwd.js',
+      'README.md',
+    ]
     expect(packedFiles).toEqual([...entries, ...LEGAL_FILES].sort())
 
     // Belt and braces against a loosened `files` list.

@@ -67,10 +67,14 @@ const clientArgs = { passwd: ['--credentials', 'bench:bench'] }
 async function once(hooks, args, pick) {
   const p = await peer(hooks).start()
   try {
-    const res = await runLoadgen(lg.bin, ['--host', HOST, '--port', String(p.port), ...args, ...(clientArgs[hooks] ?? [])], {
-      nofile: 20000,
-      timeoutMs: 120_000,
-    })
+    const res = await runLoadgen(
+      lg.bin,
+      ['--host', HOST, '--port', String(p.port), ...args, ...(clientArgs[hooks] ?? [])],
+      {
+        nofile: 20000,
+        timeoutMs: 120_000,
+      },
+    )
     if (res.error) throw new Error(`${hooks}: ${res.error}`)
     return pick(res)
   } finally {

@@ -59,11 +59,10 @@ pub struct Who<'a> {
   pub ip: Option<IpAddr>,
 }
 
-/// A validated rule list and the answer when none matches.
+/// A validated rule list.
 #[derive(Clone, Debug)]
 pub struct Rules {
   rules: Vec<Rule>,
-  default_allow: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -105,20 +104,13 @@ pub fn parse_default(value: Option<&str>, field: &str) -> Result<bool> {
 
 impl Rules {
   /// Validates `rules`; `at` is the field path of the list (`acl`).
-  pub fn parse(rules: &[AclRule], default_allow: bool, at: &str) -> Result<Rules> {
+  pub fn parse(rules: &[AclRule], at: &str) -> Result<Rules> {
     let rules = rules
       .iter()
       .enumerate()
       .map(|(i, r)| Rule::parse(r, &format!("{at}[{i}]")))
       .collect::<Result<_>>()?;
-    Ok(Rules {
-      rules,
-      default_allow,
-    })
-  }
-
-  pub fn default_allow(&self) -> bool {
-    self.default_allow
+    Ok(Rules { rules })
   }
 
   /// The first matching rule's answer (`true` = allow), if one matches.
@@ -379,7 +371,7 @@ mod tests {
 
   fn rules(list: serde_json::Value) -> Rules {
     let list: Vec<AclRule> = serde_json::from_value(list).expect("rules");
-    Rules::parse(&list, false, "acl").expect("valid")
+    Rules::parse(&list, "acl").expect("valid")
   }
 
   fn who<'a>(username: Option<&'a str>, client_id: &'a str, ip: &str) -> Who<'a> {
@@ -474,9 +466,7 @@ mod tests {
   fn errors_name_the_field() {
     let bad = |list: serde_json::Value| {
       let list: Vec<AclRule> = serde_json::from_value(list).expect("shape");
-      Rules::parse(&list, false, "acl")
-        .expect_err("invalid")
-        .reason
+      Rules::parse(&list, "acl").expect_err("invalid").reason
     };
     let ok = serde_json::json!({ "permission": "allow", "action": "all", "topics": ["a"] });
     let e = bad(

@@ -72,6 +72,7 @@ impl Broker {
       spec.acl.take(),
       spec.acl_default,
       spec.users.take(),
+      spec.jwt.take(),
       hooks.clone(),
     );
     let threads = spec.worker_threads;

@@ -52,6 +52,8 @@ pub struct ServerConfig {
   pub users: Option<Vec<crate::passwd::UserConfig>>,
   /// A password file as `mosquitto_passwd` writes it, read at `start()`.
   pub password_file: Option<String>,
+  /// JSON Web Tokens as CONNECT passwords (docs/auth.md).
+  pub jwt: Option<crate::jwt::JwtConfig>,
 }
 
 /// One network endpoint of the broker.
@@ -193,6 +195,7 @@ pub fn basic(
     acl_default: None,
     users: None,
     password_file: None,
+    jwt: None,
   })
 }
 
@@ -238,6 +241,7 @@ pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
     acl_default: None,
     users: None,
     password_file: None,
+    jwt: None,
   })
 }
 
@@ -391,6 +395,7 @@ pub struct BrokerSpec {
   /// `aclDefault`, for rules `setAcl()` installs later.
   pub acl_default: bool,
   pub users: Option<crate::passwd::Users>,
+  pub jwt: Option<crate::jwt::Jwt>,
 }
 
 /// `maxSessionExpiryInterval` when not given: rmqtt's own lifetime of an
@@ -454,9 +459,14 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
   let acl = config
     .acl
     .as_deref()
-    .map(|rules| crate::acl::Rules::parse(rules, acl_default, "acl"))
+    .map(|rules| crate::acl::Rules::parse(rules, "acl"))
     .transpose()?;
   let users = crate::passwd::Users::load(config.users.as_deref(), config.password_file.as_deref())?;
+  let jwt = config
+    .jwt
+    .as_ref()
+    .map(crate::jwt::Jwt::parse)
+    .transpose()?;
   Ok(BrokerSpec {
     listeners,
     plugins_config_dir: config.plugins_config_dir,
@@ -465,6 +475,7 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     acl,
     acl_default,
     users,
+    jwt,
   })
 }
 

@@ -13,7 +13,8 @@ use napi::bindgen_prelude::*;
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
-use rmqtt::types::{AuthResult, PublishAclResult, QoS as RQoS, SubscribeAclResult};
+use rmqtt::session::Session as RSession;
+use rmqtt::types::{AuthResult, Publish, PublishAclResult, QoS as RQoS, SubscribeAclResult};
 use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
 use crate::fork;
@@ -39,6 +40,9 @@ pub struct Attachment {
   /// One registration per hook type in use, so a type both the old and the
   /// new set use stays registered across `setHooks()`.
   registers: AsyncMutex<HashMap<Type, Box<dyn Register>>>,
+  /// Native ACL rules decide publishes (policy.rs): `onMessagePublish` then
+  /// waits for their allow, as it does for an authorize hook's.
+  native_acl: AtomicBool,
 }
 
 impl Attachment {
@@ -48,6 +52,7 @@ impl Attachment {
       live: Arc::new(AtomicBool::new(true)),
       closing: Notify::new(),
       registers: AsyncMutex::new(HashMap::new()),
+      native_acl: AtomicBool::new(false),
     })
   }
 
@@ -59,6 +64,21 @@ impl Attachment {
     self.closing.notify_waiters();
     for (_, register) in self.registers.lock().await.drain() {
       fork::remove_hooks(register.as_ref()).await;
+    }
+  }
+
+  pub fn set_native_acl(&self) {
+    self.native_acl.store(true, Ordering::Release);
+  }
+
+  /// Reports a publish the native ACL allowed to `onMessagePublish`.
+  pub fn published(&self, s: &RSession, p: &Publish) {
+    if let Some((hooks, set)) = self.current() {
+      if set.has(Kind::MessagePublish) {
+        let from = rmqtt::types::From::from_custom(s.id.clone());
+        let event = Event::MessagePublish(Message(Some(s.id.clone()), from, true, Msg::of(p)), ());
+        set.queue.push(&self.live, &hooks, set.queue_limit, event);
+      }
     }
   }
 
@@ -329,11 +349,12 @@ impl Handler for Bridge {
         (false, Some(HookResult::PublishAclResult(result)))
       }
       Parameter::MessagePublish(s, from, p) => {
+        let acl = cx.has(Kind::ClientPublishAuthorize)
+          || self.attachment.native_acl.load(Ordering::Acquire);
         let after_acl = match s {
-          // Reported by the ACL branch above once allowed (superusers skip it).
-          Some(s) if cx.has(Kind::ClientPublishAuthorize) => {
-            !s.superuser().await.unwrap_or_default()
-          }
+          // Reported once allowed, by the ACL branch above or the native ACL
+          // (superusers skip the ACL, but not for `$` topics).
+          Some(s) if acl => p.topic.starts_with('$') || !s.superuser().await.unwrap_or_default(),
           _ => false,
         };
         if cx.has(Kind::MessagePublish) && !after_acl {

@@ -16,6 +16,7 @@ mod hook_queue;
 mod hook_table;
 mod hooks;
 mod js_value;
+mod jwt;
 mod keepalive;
 mod listener;
 mod logging;
