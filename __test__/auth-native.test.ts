@@ -4,7 +4,9 @@
  * mosquitto_passwd.
  */
 import { execFileSync } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -18,13 +20,17 @@ import {
   cleanup,
   connect,
   connectRefused,
+  killChildren,
   listener,
   spawnTracked,
   track,
   urlFor,
 } from './helpers'
 
-afterEach(cleanup)
+afterEach(async () => {
+  killChildren()
+  await cleanup()
+})
 
 /** Made by Debian's mosquitto_passwd 2.0.11: alice ($7$), olduser (-H sha512, $6$), ünï ($7$). */
 const FIXTURE = join(ROOT, '__test__', 'fixtures', 'mosquitto-passwd.txt')
@@ -43,6 +49,27 @@ function hasMosquittoPasswd(): boolean {
     return (e as NodeJS.ErrnoException).code !== 'ENOENT'
   }
   return true
+}
+
+function hasMosquitto(): boolean {
+  try {
+    execFileSync('mosquitto', ['-h'], { stdio: 'ignore' })
+  } catch (e) {
+    // It exits non-zero after printing its usage; only a missing binary is ENOENT.
+    return (e as NodeJS.ErrnoException).code !== 'ENOENT'
+  }
+  return true
+}
+
+/** A port free on 127.0.0.1 a moment ago (for a broker that cannot bind port 0 and say which). */
+async function freePort(): Promise<number> {
+  const srv = createServer()
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  const { port } = srv.address() as AddressInfo
+  srv.close()
+  await once(srv, 'close')
+  return port
 }
 
 async function authServer(config: Partial<Addon.ServerConfig>, hooks?: Addon.HookCallbacks, extra = {}) {
@@ -139,6 +166,22 @@ describe('users and hashPassword()', () => {
       expect(err.code).toBe(0x86)
     },
   )
+
+  it.skipIf(!hasMosquitto())('makes hashes mosquitto itself accepts (skipped: mosquitto not installed)', async () => {
+    const file = join(dir, 'for-mosquitto.txt')
+    writeFileSync(file, `made:${await addon.hashPassword('made pass')}\n`)
+    const port = await freePort()
+    const conf = join(dir, 'mosquitto.conf')
+    // `user root`: as root, mosquitto would otherwise drop to its own user,
+    // which cannot read this test's private temp directory.
+    writeFileSync(conf, `user root\nlistener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${file}\n`)
+    const broker = spawnTracked('mosquitto', ['-c', conf])
+    await broker.stderrMatch(/running/)
+    const url = `mqtt://127.0.0.1:${port}`
+    await connect(url, { protocolVersion: 5, username: 'made', password: 'made pass' })
+    const err = await connectRefused(url, { protocolVersion: 5, username: 'made', password: 'wrong' })
+    expect(err.code).toBe(0x87) // mosquitto's answer to a wrong password: not authorized
+  })
 
   it('rejects bad input naming the field, never echoing a hash or a password', async () => {
     const secretHash = '$7$101$c2VjcmV0c2FsdA==$TOPSECRETHASHTEXT'
