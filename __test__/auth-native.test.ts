@@ -223,15 +223,19 @@ describe('users and hashPassword()', () => {
     )
   })
 
-  it('logs refusals without the password or the hash, even at trace level', async () => {
+  it('logs refusals without the password, the hash, the token or the JWT secret, even at trace level', async () => {
     const probe = spawnTracked(process.execPath, [join(ROOT, '__test__', 'fixtures', 'auth-log-probe.cjs'), 'trace'])
     const { code, stdout, stderr } = await probe.exit(20000)
     expect(code, stderr).toBe(0)
-    const [, , , salt, hash] = stdout.trim().split('$')
-    expect(stderr).toContain('wrong password, refused') // logging was on
-    for (const secret of ['right-secret-1', 'wrong-secret-2', 'wrong-secret-3', salt, hash]) {
-      expect(stderr).not.toContain(secret)
-    }
+    const { passwordHash, tokens, jwtSecret } = JSON.parse(stdout)
+    const [, , , salt, hash] = passwordHash.split('$')
+    // Logging was on, and saw both refusals.
+    expect(stderr).toContain('wrong password, refused')
+    expect(stderr).toContain('token refused: bad signature')
+    const secrets = ['right-secret-1', 'wrong-secret-2', 'wrong-secret-3', salt, hash, jwtSecret]
+    // A token's signature is its secret part; its header and claims are not.
+    for (const t of tokens) secrets.push(t, t.split('.')[2])
+    for (const secret of secrets) expect(stderr).not.toContain(secret)
   })
 })
 
