@@ -61,6 +61,12 @@ export declare class MqttServer {
    * rules decide every later request; throws if the server is not running.
    */
   setAcl(rules: AclRule[]): Promise<void>
+  /**
+   * Replaces the native users (`users` and `passwordFile` as in `start()`,
+   * the file read again): for a reload. Rejects on invalid input, naming
+   * the field, and leaves the old users in force; rejects if not running.
+   */
+  setUsers(users: { users?: UserConfig[]; passwordFile?: string }): Promise<void>
   /** Counters of hook trouble: dropped notifications, timeouts, failures. */
   get hookStats(): HookStats
   /** A config with one plain TCP listener (defaults: port 1883, address "0.0.0.0"). */

@@ -239,6 +239,52 @@ describe('users and hashPassword()', () => {
   })
 })
 
+describe('setUsers()', () => {
+  it('replaces the users at runtime (file read again); the next CONNECT uses them', async () => {
+    const { server, url } = await authServer({ passwordFile: FIXTURE })
+    await connect(url, { protocolVersion: 5, username: 'alice', password: 'alice pass' })
+    await server.setUsers({ users: [{ username: 'bob', passwordHash: await addon.hashPassword('bob pw') }] })
+    await connect(url, { protocolVersion: 5, username: 'bob', password: 'bob pw' })
+    expect((await connectRefused(url, { protocolVersion: 5, username: 'alice', password: 'alice pass' })).code).toBe(
+      0x86,
+    )
+    await server.setUsers({ passwordFile: FIXTURE })
+    await connect(url, { protocolVersion: 4, username: 'alice', password: 'alice pass' })
+  })
+
+  it('starts authenticating on a server started without users', async () => {
+    const { server, url } = await authServer({})
+    await connect(url, { protocolVersion: 5, username: 'anyone', password: 'x' })
+    await server.setUsers({ passwordFile: FIXTURE })
+    expect((await connectRefused(url, { protocolVersion: 5, username: 'anyone', password: 'x' })).code).toBe(0x86)
+    await connect(url, { protocolVersion: 5, username: 'alice', password: 'alice pass' })
+  })
+
+  it('rejects bad input naming the field and keeps the old users', async () => {
+    const { server, url } = await authServer({ passwordFile: FIXTURE })
+    const bad: Array<[unknown, RegExp]> = [
+      [
+        { users: [{ username: 'u', passwordHash: 'TOPSECRET' }] },
+        /^users\[0\]\.passwordHash: expected a mosquitto_passwd hash/,
+      ],
+      [{ passwordFile: join(dir, 'missing.txt') }, /^passwordFile: cannot read/],
+      [{ user: [] }, /^user: unknown field/],
+      [{}, /^setUsers: give users or passwordFile/],
+      ['TOPSECRET', /^setUsers: expected an object/],
+    ]
+    for (const [arg, message] of bad) {
+      const err = await server.setUsers(arg as Parameters<MqttServer['setUsers']>[0]).then(
+        () => new Error('accepted'),
+        (e: Error) => e,
+      )
+      expect(err.message).toMatch(message)
+      expect(err.message).not.toContain('TOPSECRET')
+    }
+    await connect(url, { protocolVersion: 5, username: 'alice', password: 'alice pass' })
+    await expect(track(new MqttServer()).setUsers({ users: [] })).rejects.toThrow(/setUsers: the server is not running/)
+  })
+})
+
 describe('embedded-mqtt-broker passwd', () => {
   const cli = (args: string[], input: string) =>
     execFileSync(process.execPath, [join(ROOT, 'cli.js'), 'passwd', ...args], {

@@ -42,13 +42,16 @@ pub struct Policy {
   acl: RwLock<Option<Arc<Rules>>>,
   /// `aclDefault`, for the rules `setAcl()` gives.
   acl_default: bool,
-  users: Option<Arc<Users>>,
+  /// Replaced by `setUsers()`.
+  users: RwLock<Option<Arc<Users>>>,
   jwt: Option<Arc<Jwt>>,
   /// What tokens said, per connection, while it lasts.
   conns: RwLock<HashMap<Id, Conn>>,
   hooks: Arc<Attachment>,
   /// The registration of the ACL hook types, made once rules exist.
   acl_register: AsyncMutex<Option<Box<dyn Register>>>,
+  /// Whether authentication is registered (once there are users or `jwt`).
+  auth_registered: AsyncMutex<bool>,
 }
 
 impl Policy {
@@ -62,11 +65,12 @@ impl Policy {
     Arc::new(Policy {
       acl: RwLock::new(acl.map(Arc::new)),
       acl_default,
-      users: users.map(Arc::new),
+      users: RwLock::new(users.map(Arc::new)),
       jwt: jwt.map(Arc::new),
       conns: RwLock::new(HashMap::new()),
       hooks,
       acl_register: AsyncMutex::new(None),
+      auth_registered: AsyncMutex::new(false),
     })
   }
 
@@ -86,29 +90,50 @@ impl Policy {
   /// are users or a token config, the ACL types if there are rules
   /// (absent, they cost nothing).
   pub async fn register(self: &Arc<Self>, scx: &ServerContext) {
-    let mut types = Vec::new();
-    if self.users.is_some() || self.jwt.is_some() {
-      types.push(Type::ClientAuthenticate);
-    }
     // Per-connection token state (rules, expiry) lives until disconnect.
     if self
       .jwt
       .as_ref()
       .is_some_and(|j| j.has_acl_claim() || j.disconnect_on_expiry)
     {
-      types.extend([Type::ClientConnected, Type::ClientDisconnected]);
+      self
+        .add(scx, &[Type::ClientConnected, Type::ClientDisconnected])
+        .await;
     }
-    if !types.is_empty() {
-      let r = scx.extends.hook_mgr().register();
-      for typ in types {
-        r.add_priority(typ, PRIORITY, Box::new(Native(self.clone())))
-          .await;
-      }
-      r.start().await;
-      // Lives as long as the broker: dropping a Register does not remove it.
-      drop(r);
-    }
+    self.register_auth(scx).await;
     self.register_acl(scx).await;
+  }
+
+  /// Registers this policy's handler for `types`, for the broker's life
+  /// (dropping a Register does not remove it).
+  async fn add(self: &Arc<Self>, scx: &ServerContext, types: &[Type]) {
+    let r = scx.extends.hook_mgr().register();
+    for typ in types {
+      r.add_priority(*typ, PRIORITY, Box::new(Native(self.clone())))
+        .await;
+    }
+    r.start().await;
+  }
+
+  pub async fn register_auth(self: &Arc<Self>, scx: &ServerContext) {
+    let mut done = self.auth_registered.lock().await;
+    if *done || (self.users().is_none() && self.jwt.is_none()) {
+      return;
+    }
+    self.add(scx, &[Type::ClientAuthenticate]).await;
+    *done = true;
+  }
+
+  fn users(&self) -> Option<Arc<Users>> {
+    self.users.read().ok().and_then(|u| u.clone())
+  }
+
+  /// Replaces the users (`setUsers()`); the next CONNECT uses them, once
+  /// authentication is registered (`register_auth`).
+  pub fn set_users(&self, users: Users) {
+    if let Ok(mut slot) = self.users.write() {
+      *slot = Some(Arc::new(users));
+    }
   }
 
   pub async fn register_acl(self: &Arc<Self>, scx: &ServerContext) {
@@ -183,7 +208,7 @@ impl Policy {
   async fn authenticate(&self, ci: &ConnectInfo) -> Option<AuthResult> {
     let name = ci.username().map(|u| u.to_string());
     let password = ci.password().cloned().unwrap_or_default();
-    if let (Some(users), Some(n)) = (self.users.clone(), name.clone()) {
+    if let (Some(users), Some(n)) = (self.users(), name.clone()) {
       if users.contains(&n) {
         // PBKDF2 is CPU work: off the broker's async threads.
         let verdict = tokio::task::spawn_blocking(move || users.verify(&n, &password))
@@ -337,4 +362,31 @@ pub fn set_acl(
   Ok(async move {
     let _ = registered.await;
   })
+}
+
+/// `setUsers({ users, passwordFile })`: validates and loads (the file is
+/// read here, off the JS thread), then replaces the native users.
+pub async fn set_users(handle: BrokerHandle, value: serde_json::Value) -> napi::Result<()> {
+  #[derive(serde::Deserialize)]
+  #[serde(rename_all = "camelCase", deny_unknown_fields)]
+  struct Arg {
+    users: Option<Vec<crate::passwd::UserConfig>>,
+    password_file: Option<String>,
+  }
+  if !value.is_object() {
+    return Err(crate::error::invalid_arg(
+      "setUsers: expected an object { users?, passwordFile? }",
+    ));
+  }
+  let arg: Arg = config::from_json(value, "")?;
+  let users = Users::load(arg.users.as_deref(), arg.password_file.as_deref())?
+    .ok_or_else(|| crate::error::invalid_arg("setUsers: give users or passwordFile"))?;
+  let policy = handle.policy.clone();
+  policy.set_users(users);
+  let scx = handle.scx.clone();
+  let _ = handle
+    .runtime
+    .spawn(async move { policy.register_auth(&scx).await })
+    .await;
+  Ok(())
 }

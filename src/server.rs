@@ -303,6 +303,23 @@ impl MqttServer {
     .build(&env)
   }
 
+  /// Replaces the native users (`users` and `passwordFile` as in `start()`,
+  /// the file read again): for a reload. Rejects on invalid input, naming
+  /// the field, and leaves the old users in force; rejects if not running.
+  #[napi(
+    ts_args_type = "users: { users?: UserConfig[]; passwordFile?: string }",
+    ts_return_type = "Promise<void>"
+  )]
+  pub fn set_users(&self, env: Env, users: Unknown) -> Result<AsyncBlock<()>> {
+    let value = js_value::to_json(&users, "users");
+    let current = self.inner.current();
+    AsyncBlockBuilder::new(async move {
+      let current = current.ok_or_else(|| failure("setUsers: the server is not running"))?;
+      crate::policy::set_users(current.handle, value?).await
+    })
+    .build(&env)
+  }
+
   /// Counters of hook trouble: dropped notifications, timeouts, failures.
   #[napi(getter)]
   pub fn hook_stats(&self) -> HookStats {
