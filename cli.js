@@ -21,6 +21,7 @@ const CLI_KEYS = ['$schema', 'logLevel']
 const LISTENER_FLAGS = ['port', 'host', 'ws-port', 'tls-port', 'wss-port', 'tls-cert', 'tls-key', 'no-anonymous']
 
 const USAGE = `Usage: ${NAME} [options]
+       ${NAME} passwd [-D] FILE USER   (see passwd --help)
 
 Options:
   -c, --config <file>   JSON config file: what MqttServer.start() takes, plus
@@ -160,6 +161,7 @@ function logFilter(o, cli) {
 const loopback = (address) => address === '::1' || (isIP(address) === 4 && address.startsWith('127.'))
 
 async function main() {
+  if (process.argv[2] === 'passwd') return require('./cli-passwd.js').main(process.argv.slice(3))
   const o = options(process.argv.slice(2))
   if (o.help) return void process.stdout.write(`${USAGE}\n`)
   if (o.version) return void process.stdout.write(`${require('./package.json').version}\n`)

@@ -837,5 +837,6 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.ClientIterator = nativeBinding.ClientIterator
 module.exports.MqttServer = nativeBinding.MqttServer
+module.exports.hashPassword = nativeBinding.hashPassword
 module.exports.QoS = nativeBinding.QoS
 module.exports.ReasonCodeName = nativeBinding.ReasonCodeName

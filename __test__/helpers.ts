@@ -286,6 +286,24 @@ export async function subscribe(client: MqttClient, topic: string, qos: 0 | 1 | 
   }
 }
 
+/** Subscribes and resolves with the SUBACK's codes, one per filter, in order. */
+export async function subackCodes(
+  client: MqttClient,
+  subs: Record<string, { qos: 0 | 1 | 2 }>,
+  timeoutMs = EVENT_TIMEOUT,
+): Promise<number[]> {
+  const suback = new Promise<number[]>((resolve) => {
+    const onPacket = (p: any) => {
+      if (p.cmd !== 'suback') return
+      client.off('packetreceive', onPacket)
+      resolve(p.granted)
+    }
+    client.on('packetreceive', onPacket)
+  })
+  client.subscribe(subs, () => {})
+  return withDeadline(suback, timeoutMs, () => `no SUBACK within ${timeoutMs} ms for ${Object.keys(subs).join(', ')}`)
+}
+
 /** Every byte value 0..255 once. */
 export function allBytes(): Buffer {
   return Buffer.from(Array.from({ length: 256 }, (_, i) => i))

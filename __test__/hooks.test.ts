@@ -6,7 +6,6 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-import type { MqttClient } from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
 
 import type * as Addon from '../index'
@@ -22,6 +21,7 @@ import {
   killChildren,
   listener,
   spawnTracked,
+  subackCodes,
   subscribe,
   track,
   urlFor,
@@ -85,18 +85,6 @@ function recorder() {
 
 /** Subscribes and resolves with the raw SUBACK codes (mqtt.js's callback
  * reports the requested QoS, not what the broker granted). */
-function subackCodes(client: MqttClient, subs: Record<string, { qos: 0 | 1 | 2 }>): Promise<number[]> {
-  return new Promise((resolve) => {
-    const onPacket = (p: any) => {
-      if (p.cmd !== 'suback') return
-      client.off('packetreceive', onPacket)
-      resolve(p.granted)
-    }
-    client.on('packetreceive', onPacket)
-    client.subscribe(subs, () => {})
-  })
-}
-
 async function serverWithHooks(
   hooks: Addon.HookCallbacks,
   options?: Addon.HookOptions,

@@ -139,6 +139,7 @@ describe('packaging', () => {
       'index.d.ts',
       'cli.js',
       'config.schema.json',
+      'cli-passwd.js',
       'README.md',
     ]
     expect(packedFiles).toEqual([...entries, ...LEGAL_FILES].sort())

@@ -1,6 +1,9 @@
-// What JavaScript hooks cost: message throughput with no hook, with an
-// `onMessagePublish` notification and with an `onClientPublishAuthorize`
-// decision (asked every time, and answered with `cacheMs`); connection rate with and without `onClientAuthenticate`.
+// What JavaScript hooks and native policy cost: message throughput with no
+// hook, with an `onMessagePublish` notification, with an
+// `onClientPublishAuthorize` decision (asked every time, and answered with
+// `cacheMs`) and with 100 native ACL rules; connection rate with no check,
+// with `onClientAuthenticate` and with a native password check
+// (docs/acl.md, docs/auth.md).
 // Variants run interleaved (A B C A B C ...), medians reported.
 //
 //   npm run bench:hooks [-- --rounds N] [--duration S] [--no-build | --addon FILE] [--out FILE]
@@ -57,16 +60,22 @@ const messageRuns = [
   { name: 'p2p, 16 pairs, QoS 0, 64 B', args: ['--mode', 'p2p', '--pairs', '16', '--qos', '0'] },
   { name: 'p2p, 16 pairs, QoS 1, 64 B', args: ['--mode', 'p2p', '--pairs', '16', '--qos', '1'] },
 ]
-const messageHooks = ['none', 'notify', 'authorize', 'authorize-cached']
-const connectHooks = ['none', 'authenticate']
+const messageHooks = ['none', 'notify', 'authorize', 'authorize-cached', 'acl100']
+const connectHooks = ['none', 'authenticate', 'passwd']
+// What the load generator sends for a variant.
+const clientArgs = { passwd: ['--credentials', 'bench:bench'] }
 
 async function once(hooks, args, pick) {
   const p = await peer(hooks).start()
   try {
-    const res = await runLoadgen(lg.bin, ['--host', HOST, '--port', String(p.port), ...args], {
-      nofile: 20000,
-      timeoutMs: 120_000,
-    })
+    const res = await runLoadgen(
+      lg.bin,
+      ['--host', HOST, '--port', String(p.port), ...args, ...(clientArgs[hooks] ?? [])],
+      {
+        nofile: 20000,
+        timeoutMs: 120_000,
+      },
+    )
     if (res.error) throw new Error(`${hooks}: ${res.error}`)
     return pick(res)
   } finally {
@@ -130,6 +139,8 @@ for (const r of results) {
       authorize: 'onClientPublishAuthorize',
       'authorize-cached': 'onClientPublishAuthorize, cacheMs',
       authenticate: 'onClientAuthenticate',
+      acl100: '100 native ACL rules',
+      passwd: 'native password ($7$, 101 iterations)',
     }[h]
     lines.push(
       `| ${label} | ${fmt(med)} | ${(med / base).toFixed(2)}× | ${xs.map(fmt).join(', ')} |${r.loss ? ` ${r.loss[h]} |` : ''}`,

@@ -24,6 +24,7 @@ use crate::hook_bridge::Attachment;
 use crate::limits;
 use crate::listener::{self, ListenerInfo};
 use crate::memory;
+use crate::policy::Policy;
 use crate::publish::Publisher;
 use crate::shared_subscription::RoundRobin;
 use crate::stats::Counters;
@@ -50,6 +51,7 @@ pub struct Broker {
   scx: ServerContext,
   listeners: Vec<ListenerInfo>,
   hooks: Arc<Attachment>,
+  policy: Arc<Policy>,
   publisher: Publisher,
   /// The largest `maxPacketSize` of the listeners.
   max_packet_size: u32,
@@ -62,6 +64,7 @@ pub struct BrokerHandle {
   pub runtime: Handle,
   pub scx: ServerContext,
   pub hooks: Arc<Attachment>,
+  pub policy: Arc<Policy>,
   pub publisher: Publisher,
   pub stats: Arc<Counters>,
 }
@@ -70,7 +73,14 @@ impl Broker {
   /// Builds the context, binds every listener, and starts serving. Resolves
   /// once all listeners are bound, or fails (naming the listener) with
   /// nothing left running.
-  pub async fn start(spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Broker, StartError> {
+  pub async fn start(mut spec: BrokerSpec, hooks: Arc<Attachment>) -> Result<Broker, StartError> {
+    let policy = Policy::new(
+      spec.acl.take(),
+      spec.acl_default,
+      spec.users.take(),
+      spec.jwt.take(),
+      hooks.clone(),
+    );
     let threads = spec.worker_threads;
     let max_packet_size = spec
       .listeners
@@ -91,8 +101,9 @@ impl Broker {
 
     let (ready_tx, ready_rx) = oneshot::channel();
     let attachment = hooks.clone();
+    let native = policy.clone();
     let serve = runtime.spawn(async move {
-      match setup(spec, attachment, reclaim).await {
+      match setup(spec, attachment, native, reclaim).await {
         Ok((server, scx, infos, stats)) => {
           let _ = ready_tx.send(Ok((scx, infos, stats)));
           if let Err(e) = server.run().await {
@@ -124,6 +135,7 @@ impl Broker {
           scx,
           listeners,
           hooks,
+          policy,
           max_packet_size,
           stats,
         })
@@ -153,6 +165,7 @@ impl Broker {
       runtime: self.runtime.handle().clone(),
       scx: self.scx.clone(),
       hooks: self.hooks.clone(),
+      policy: self.policy.clone(),
       publisher: self.publisher.clone(),
       stats: self.stats.clone(),
     }
@@ -279,6 +292,7 @@ type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>, Arc<Counters>);
 async fn setup(
   spec: BrokerSpec,
   hooks: Arc<Attachment>,
+  policy: Arc<Policy>,
   reclaim: memory::Reclaim,
 ) -> Result<Ready, StartError> {
   let mut builder = ServerContext::new()
@@ -300,6 +314,7 @@ async fn setup(
   conn_log::register(&scx).await;
   limits::register(&scx, &spec.listeners);
   hooks.sync(&scx).await;
+  policy.register(&scx).await;
   tokio::spawn(memory::release_after_disconnects(scx.clone(), reclaim));
 
   let mut server = RmqttServer::new(scx.clone());

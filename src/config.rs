@@ -44,6 +44,19 @@ pub struct ServerConfig {
   /// Publish the broker's stats under `$SYS/broker/...` (mosquitto's names),
   /// retained. Off when absent.
   pub sys_topics: Option<crate::sys_topics::SysTopicsConfig>,
+  /// Native ACL rules, checked in order, first match wins (docs/acl.md).
+  /// Replace them at runtime with `setAcl()`.
+  pub acl: Option<Vec<crate::acl::AclRule>>,
+  /// The answer when no ACL rule matches and no authorize hook is set,
+  /// for `acl` and for the rules of `setAcl()`. Default `'deny'`.
+  #[napi(ts_type = "'allow' | 'deny'")]
+  pub acl_default: Option<String>,
+  /// Users authenticated natively, before `onClientAuthenticate` (docs/auth.md).
+  pub users: Option<Vec<crate::passwd::UserConfig>>,
+  /// A password file as `mosquitto_passwd` writes it, read at `start()`.
+  pub password_file: Option<String>,
+  /// JSON Web Tokens as CONNECT passwords (docs/auth.md).
+  pub jwt: Option<crate::jwt::JwtConfig>,
 }
 
 /// One network endpoint of the broker.
@@ -224,6 +237,11 @@ pub fn basic(
     max_session_expiry_interval: None,
     session_expiry_interval: None,
     sys_topics: None,
+    acl: None,
+    acl_default: None,
+    users: None,
+    password_file: None,
+    jwt: None,
   })
 }
 
@@ -266,6 +284,11 @@ pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
     max_session_expiry_interval: None,
     session_expiry_interval: None,
     sys_topics: None,
+    acl: None,
+    acl_default: None,
+    users: None,
+    password_file: None,
+    jwt: None,
   })
 }
 
@@ -426,6 +449,11 @@ pub struct BrokerSpec {
   pub warnings: Vec<Warning>,
   /// How often `$SYS` topics are published; `None`: they are not.
   pub sys_topics: Option<Duration>,
+  pub acl: Option<crate::acl::Rules>,
+  /// `aclDefault`, for rules `setAcl()` installs later.
+  pub acl_default: bool,
+  pub users: Option<crate::passwd::Users>,
+  pub jwt: Option<crate::jwt::Jwt>,
 }
 
 /// `maxSessionExpiryInterval` when not given: rmqtt's own lifetime of an
@@ -484,6 +512,18 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     Some(n) => integer("workerThreads", n, 1, 256)? as usize,
     None => std::thread::available_parallelism().map_or(2, |n| n.get()),
   };
+  let acl_default = crate::acl::parse_default(config.acl_default.as_deref(), "aclDefault")?;
+  let acl = config
+    .acl
+    .as_deref()
+    .map(|rules| crate::acl::Rules::parse(rules, "acl"))
+    .transpose()?;
+  let users = crate::passwd::Users::load(config.users.as_deref(), config.password_file.as_deref())?;
+  let jwt = config
+    .jwt
+    .as_ref()
+    .map(crate::jwt::Jwt::parse)
+    .transpose()?;
   Ok(BrokerSpec {
     listeners,
     plugins_config_dir: config.plugins_config_dir,
@@ -494,6 +534,10 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
       .as_ref()
       .map(crate::sys_topics::interval)
       .transpose()?,
+    acl,
+    acl_default,
+    users,
+    jwt,
   })
 }
 

@@ -16,7 +16,8 @@ use napi::bindgen_prelude::*;
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
-use rmqtt::types::{AuthResult, Id, PublishAclResult, SubscribeAclResult};
+use rmqtt::session::Session as RSession;
+use rmqtt::types::{AuthResult, Id, Publish, PublishAclResult, SubscribeAclResult};
 use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
 use crate::decision::{self, Login, Verdict};
@@ -45,6 +46,9 @@ pub struct Attachment {
   /// One registration per hook type in use, so a type both the old and the
   /// new set use stays registered across `setHooks()`.
   registers: AsyncMutex<HashMap<Type, Box<dyn Register>>>,
+  /// Native ACL rules decide publishes (policy.rs): `onMessagePublish` then
+  /// waits for their allow, as it does for an authorize hook's.
+  native_acl: AtomicBool,
 }
 
 impl Attachment {
@@ -54,6 +58,7 @@ impl Attachment {
       live: Arc::new(AtomicBool::new(true)),
       closing: Notify::new(),
       registers: AsyncMutex::new(HashMap::new()),
+      native_acl: AtomicBool::new(false),
     })
   }
 
@@ -66,6 +71,28 @@ impl Attachment {
     for (_, register) in self.registers.lock().await.drain() {
       fork::remove_hooks(register.as_ref()).await;
     }
+  }
+
+  pub fn set_native_acl(&self) {
+    self.native_acl.store(true, Ordering::Release);
+  }
+
+  /// Reports a publish the native ACL allowed to `onMessagePublish`.
+  pub fn published(&self, s: &RSession, p: &Publish) {
+    if let Some((hooks, sets)) = self.current() {
+      for set in sets.iter().filter(|set| set.has(Kind::MessagePublish)) {
+        let from = rmqtt::types::From::from_custom(s.id.clone());
+        let event = Event::MessagePublish(Message(Some(s.id.clone()), from, true, Msg::of(p)), ());
+        set.queue.push(&self.live, &hooks, set.queue_limit, event);
+      }
+    }
+  }
+
+  /// Whether JavaScript would be asked this decision now.
+  pub fn has_decision(&self, kind: Kind) -> bool {
+    self
+      .current()
+      .is_some_and(|(_, sets)| sets.iter().any(|set| set.has(kind)))
   }
 
   fn current(&self) -> Option<(Arc<Hooks>, SetList)> {
@@ -365,6 +392,13 @@ impl Handler for Bridge {
         if !cx.has(Kind::ClientPublishAuthorize) {
           return (true, acc);
         }
+        // Only an ACL rule may allow these (policy.rs); the fork lets them
+        // reach the ACL hooks instead of refusing them up front.
+        if p.topic.starts_with('$') {
+          let reason = Some(crate::policy::RESERVED.into());
+          let result = PublishAclResult::rejected(false, reason);
+          return (false, Some(HookResult::PublishAclResult(result)));
+        }
         let verdict = cx
           .authorize(
             Kind::ClientPublishAuthorize,
@@ -389,11 +423,12 @@ impl Handler for Bridge {
         if !cx.has(Kind::MessagePublish) {
           return (true, acc);
         }
+        let acl = cx.has(Kind::ClientPublishAuthorize)
+          || self.attachment.native_acl.load(Ordering::Acquire);
         let after_acl = match s {
-          // Reported by the ACL branch above once allowed (superusers skip it).
-          Some(s) if cx.has(Kind::ClientPublishAuthorize) => {
-            !s.superuser().await.unwrap_or_default()
-          }
+          // Reported once allowed, by the ACL branch above or the native ACL
+          // (superusers skip the ACL, but not for `$` topics).
+          Some(s) if acl => p.topic.starts_with('$') || !s.superuser().await.unwrap_or_default(),
           _ => false,
         };
         if !after_acl {

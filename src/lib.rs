@@ -3,6 +3,7 @@
 //! JavaScript sees one class, [`server::MqttServer`]; everything else here is
 //! the machinery behind it, one concept per module.
 
+mod acl;
 mod backpressure;
 mod broker;
 mod client_cert;
@@ -22,6 +23,7 @@ mod hook_queue;
 mod hook_table;
 mod hooks;
 mod js_value;
+mod jwt;
 mod keepalive;
 mod limits;
 mod listener;
@@ -29,6 +31,8 @@ mod logging;
 mod memory;
 mod message_properties;
 mod metrics;
+mod passwd;
+mod policy;
 mod publish;
 mod reason_code;
 mod redact;

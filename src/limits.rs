@@ -1,6 +1,6 @@
 //! Connection limits of a listener: `maxConnections` (all its connections)
 //! and `maxConnectionsPerIp` (those from one address), enforced through the
-//! fork's admission gate (rmqtt 0033-admission-gate): a connection is counted
+//! fork's admission gate (rmqtt 0038-admission-gate): a connection is counted
 //! once its CONNECT is read, until it ends however it ends; one beyond a
 //! limit is refused with CONNACK 0x97 Quota exceeded (5.0) or 3 Server
 //! unavailable (3.1.1), before any session is touched.

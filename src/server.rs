@@ -319,6 +319,40 @@ impl MqttServer {
     })
   }
 
+  /// Replaces the ACL rules of the running broker, validated as `acl` of
+  /// `start()` (errors name the field: `acl[3].topics[0]`; invalid rules
+  /// throw and leave the old ones in force). The promise resolves once the
+  /// rules decide every later request; throws if the server is not running.
+  #[napi(ts_args_type = "rules: AclRule[]", ts_return_type = "Promise<void>")]
+  pub fn set_acl(&self, env: Env, rules: Unknown) -> Result<AsyncBlock<()>> {
+    let value = js_value::to_json(&rules, "acl")?;
+    let current =
+      (self.inner.current()).ok_or_else(|| failure("setAcl: the server is not running"))?;
+    let installed = crate::policy::set_acl(&current.handle, value)?;
+    AsyncBlockBuilder::new(async move {
+      installed.await;
+      Ok(())
+    })
+    .build(&env)
+  }
+
+  /// Replaces the native users (`users` and `passwordFile` as in `start()`,
+  /// the file read again): for a reload. Rejects on invalid input, naming
+  /// the field, and leaves the old users in force; rejects if not running.
+  #[napi(
+    ts_args_type = "users: { users?: UserConfig[]; passwordFile?: string }",
+    ts_return_type = "Promise<void>"
+  )]
+  pub fn set_users(&self, env: Env, users: Unknown) -> Result<AsyncBlock<()>> {
+    let value = js_value::to_json(&users, "users");
+    let current = self.inner.current();
+    AsyncBlockBuilder::new(async move {
+      let current = current.ok_or_else(|| failure("setUsers: the server is not running"))?;
+      crate::policy::set_users(current.handle, value?).await
+    })
+    .build(&env)
+  }
+
   /// Counters of hook trouble: dropped notifications, timeouts, failures.
   #[napi(getter)]
   pub fn hook_stats(&self) -> HookStats {

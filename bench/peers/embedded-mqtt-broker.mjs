@@ -3,7 +3,7 @@
 //
 //   node bench/peers/embedded-mqtt-broker.mjs --port 1883 [--host 127.0.0.1] [--busy]
 //        [--max-inflight N] [--max-mqueue-len N] [--max-packet-size N]
-//        [--hooks none|notify|authorize|authorize-cached|authenticate] [--poll-stats]
+//        [--hooks none|notify|authorize|authorize-cached|authenticate|acl100|passwd] [--poll-stats]
 //
 // Prints `READY <port>` once the listener accepts connections. `--busy` then
 // spins the Node main thread on a CPU-bound loop forever, to show whether
@@ -23,7 +23,8 @@ const { values: opt } = parseArgs({
     'max-mqueue-len': { type: 'string' },
     'max-packet-size': { type: 'string' },
     'worker-threads': { type: 'string' },
-    // none | notify | authorize | authorize-cached | authenticate: one cheap JS hook of that kind
+    // none | notify | authorize | authorize-cached | authenticate: one cheap JS hook of that kind;
+    // acl100 | passwd: native policy (100 ACL rules; one user, password "bench")
     hooks: { type: 'string', default: 'none' },
     // calls stats() and metrics() 10 times a second, as a dashboard would
     'poll-stats': { type: 'boolean', default: false },
@@ -31,7 +32,7 @@ const { values: opt } = parseArgs({
 })
 
 const require = createRequire(import.meta.url)
-const { MqttServer } = require('../../index.js')
+const { MqttServer, hashPassword } = require('../../index.js')
 
 const listener = { port: Number(opt.port), protocol: 'tcp', address: opt.host }
 // Unset limits keep the broker's defaults: the benchmark measures those.
@@ -53,11 +54,26 @@ const hookSets = {
   'authorize-cached': { onClientPublishAuthorize: () => ({ allow: true, cacheMs: 60_000 }) },
   authenticate: { onClientAuthenticate: () => ({ allow: true }) },
 }
-if (!(opt.hooks in hookSets)) throw new Error(`--hooks: one of ${Object.keys(hookSets).join(', ')}`)
+// Native policies. acl100: 99 rules that fail on the first topic level, then
+// the one that allows the load generator's topics (b/<run>/<i>), so every
+// request is checked against all 100. passwd: mosquitto_passwd's default
+// hash ($7$, 101 PBKDF2 iterations); loadgen sends --credentials bench:bench.
+const policies = {
+  acl100: () => ({
+    acl: [
+      ...Array.from({ length: 99 }, (_, i) => ({ permission: 'allow', action: 'all', topics: [`r${i}/+/#`] })),
+      { permission: 'allow', action: 'all', topics: ['b/#'] },
+    ],
+  }),
+  passwd: async () => ({ users: [{ username: 'bench', passwordHash: await hashPassword('bench') }] }),
+}
+if (!(opt.hooks in hookSets) && !(opt.hooks in policies)) {
+  throw new Error(`--hooks: one of ${[...Object.keys(hookSets), ...Object.keys(policies)].join(', ')}`)
+}
 if (hookSets[opt.hooks]) server.setHooks(hookSets[opt.hooks])
 // onClientAuthenticate only runs for anonymous clients when the listener requires auth.
-if (opt.hooks === 'authenticate') listener.allowAnonymous = false
-const config = { listeners: [listener] }
+if (opt.hooks === 'authenticate' || opt.hooks === 'passwd') listener.allowAnonymous = false
+const config = { listeners: [listener], ...(await policies[opt.hooks]?.()) }
 if (opt['worker-threads'] !== undefined) config.workerThreads = Number(opt['worker-threads'])
 const [bound] = await server.start(config)
 if (opt['poll-stats']) {

@@ -31,7 +31,8 @@ flags:
   --src-ips A,B,..     idle: spread clients over these source addresses
   --concurrency N      connections being set up at once (256)
   --hold SECS          idle: hold this long; 0 = until a line on stdin (0)
-  --keepalive SECS     MQTT keep-alive of every client (600)";
+  --keepalive SECS     MQTT keep-alive of every client (600)
+  --credentials U:P    idle: CONNECT with username U and password P (none)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -63,6 +64,7 @@ pub struct Args {
   pub concurrency: usize,
   pub hold: Duration,
   pub keepalive: u16,
+  pub credentials: Option<crate::codec::Credentials>,
 }
 
 fn secs(flag: &str, v: &str) -> Result<Duration, String> {
@@ -99,6 +101,7 @@ pub fn parse(argv: impl Iterator<Item = String>) -> Result<Args, String> {
     concurrency: 256,
     hold: Duration::ZERO,
     keepalive: 600,
+    credentials: None,
   };
   let (mut pairs, mut mode) = (None, None);
   let mut it = argv;
@@ -150,6 +153,12 @@ pub fn parse(argv: impl Iterator<Item = String>) -> Result<Args, String> {
       "--concurrency" => a.concurrency = num(f, &v)?,
       "--hold" => a.hold = secs(f, &v)?,
       "--keepalive" => a.keepalive = num(f, &v)?,
+      "--credentials" => {
+        let (u, p) = v
+          .split_once(':')
+          .ok_or_else(|| format!("{flag}: expected USER:PASSWORD"))?;
+        a.credentials = Some((u.to_string(), p.to_string()))
+      }
       _ => return Err(format!("unknown flag {flag}\n\n{USAGE}")),
     }
   }

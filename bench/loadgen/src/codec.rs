@@ -29,16 +29,25 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
   buf.extend_from_slice(s.as_bytes());
 }
 
-/// CONNECT with a clean session and no credentials.
-pub fn connect(buf: &mut Vec<u8>, client_id: &str, keepalive: u16) {
+/// CONNECT with a clean session and, if given, a username and password.
+pub fn connect(buf: &mut Vec<u8>, client_id: &str, keepalive: u16, creds: Option<&Credentials>) {
   buf.push(0x10);
-  put_len(buf, 10 + 2 + client_id.len());
+  let creds_len = creds.map_or(0, |(u, p)| 4 + u.len() + p.len());
+  put_len(buf, 10 + 2 + client_id.len() + creds_len);
   put_str(buf, "MQTT");
   buf.push(4); // protocol level 3.1.1
-  buf.push(0x02); // clean session
+               // clean session, plus the username and password flags
+  buf.push(if creds.is_some() { 0xC2 } else { 0x02 });
   buf.extend_from_slice(&keepalive.to_be_bytes());
   put_str(buf, client_id);
+  if let Some((u, p)) = creds {
+    put_str(buf, u);
+    put_str(buf, p);
+  }
 }
+
+/// A CONNECT's username and password.
+pub type Credentials = (String, String);
 
 pub fn subscribe(buf: &mut Vec<u8>, pid: u16, filter: &str, qos: u8) {
   buf.push(0x82);

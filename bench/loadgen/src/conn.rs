@@ -26,6 +26,7 @@ pub async fn open(
   src: Option<IpAddr>,
   client_id: &str,
   keepalive: u16,
+  creds: Option<&codec::Credentials>,
   reader: &mut Reader,
 ) -> io::Result<TcpStream> {
   let sock = if broker.is_ipv4() {
@@ -41,7 +42,7 @@ pub async fn open(
     .map_err(|_| err("TCP connect timed out".into()))??;
   s.set_nodelay(true)?;
   let mut buf = Vec::with_capacity(64);
-  codec::connect(&mut buf, client_id, keepalive);
+  codec::connect(&mut buf, client_id, keepalive, creds);
   s.write_all(&buf).await?;
   let rc = expect(&mut s, reader, codec::CONNACK, "CONNACK").await?;
   if rc != 0 {

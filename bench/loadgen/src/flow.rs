@@ -55,7 +55,7 @@ pub async fn run(a: Args) -> Json {
     let (id, filter) = (format!("{run}s{i}"), sub_filter(i));
     async move {
       let mut r = Reader::new(SUB_BUF);
-      let mut s = conn::open(broker, None, &id, ka, &mut r).await?;
+      let mut s = conn::open(broker, None, &id, ka, None, &mut r).await?;
       conn::subscribe(&mut s, &mut r, &filter, qos).await?;
       Ok((s, r))
     }
@@ -68,7 +68,7 @@ pub async fn run(a: Args) -> Json {
     let id = format!("{run}p{i}");
     async move {
       let mut r = Reader::new(0);
-      let s = conn::open(broker, None, &id, ka, &mut r).await?;
+      let s = conn::open(broker, None, &id, ka, None, &mut r).await?;
       Ok((s, r))
     }
   })

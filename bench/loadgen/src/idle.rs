@@ -29,13 +29,15 @@ pub async fn run(a: Args) -> Json {
     a.src_ips.iter().copied().map(Some).collect()
   };
   let ka = a.keepalive;
+  let creds = a.credentials.clone();
   let t = Instant::now();
   let (conns, errors) = open_all(a.conns, a.concurrency, |i| {
     let (id, src) = (format!("{run}c{i}"), ips[i % ips.len()]);
+    let creds = creds.clone();
     async move {
       // The handshake's buffer is dropped with the future: held connections
       // cost the load generator nothing but the socket.
-      conn::open(broker, src, &id, ka, &mut Reader::new(0)).await
+      conn::open(broker, src, &id, ka, creds.as_ref(), &mut Reader::new(0)).await
     }
   })
   .await;

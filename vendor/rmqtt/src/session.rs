@@ -1411,7 +1411,11 @@ impl SessionState {
         // server's (MQTT 4.7.2): a client's publish to one is refused as a
         // denied publish is, before any hook, so it is neither routed nor
         // retained. Checked after alias resolution, on the first byte.
-        if publish.topic.as_bytes().first() == Some(&b'$') {
+        // With an ACL handler the ACL decides instead (superusers included,
+        // see `message_publish_check_acl`), so a rule can allow one.
+        if publish.topic.as_bytes().first() == Some(&b'$')
+            && !self.hook.enabled(HookType::MessagePublishCheckAcl)
+        {
             let why = ByteString::from_static("topics starting with $ are reserved for the server");
             let pub_res = PublishResult::reason_code(PublishAckReason::NotAuthorized, Some(why), false);
             let reason = Reason::PublishResult(pub_res.clone());
