@@ -99,6 +99,19 @@ export declare class MqttServer {
    * first time). Throws as `setHooks()` does.
    */
   addHooks(hooks: HookCallbacks, options?: HookOptions): () => boolean
+  /**
+   * Replaces the ACL rules of the running broker, validated as `acl` of
+   * `start()` (errors name the field: `acl[3].topics[0]`; invalid rules
+   * throw and leave the old ones in force). The promise resolves once the
+   * rules decide every later request; throws if the server is not running.
+   */
+  setAcl(rules: AclRule[]): Promise<void>
+  /**
+   * Replaces the native users (`users` and `passwordFile` as in `start()`,
+   * the file read again): for a reload. Rejects on invalid input, naming
+   * the field, and leaves the old users in force; rejects if not running.
+   */
+  setUsers(users: { users?: UserConfig[]; passwordFile?: string }): Promise<void>
   /** Counters of hook trouble: dropped notifications, timeouts, failures. */
   get hookStats(): HookStats
   /** A config with one plain TCP listener (defaults: port 1883, address "0.0.0.0"). */
@@ -144,6 +157,25 @@ export declare class MqttServer {
   stats(): Promise<ServerStats>
   /** `stats()` in the Prometheus text exposition format (for `GET /metrics`). */
   metrics(): Promise<string>
+}
+
+/** One ACL rule of `acl` / `setAcl()`. */
+export interface AclRule {
+  /** What a matching rule decides. */
+  permission: 'allow' | 'deny'
+  /** Which requests the rule is about. */
+  action: 'publish' | 'subscribe' | 'all'
+  /** Topic filters (`+`, `#`, `%u` = username, `%c` = client id); at least one. */
+  topics: Array<string>
+  /** Only for clients connected with this username. */
+  username?: string
+  /** Only for the client with this client id. */
+  clientId?: string
+  /**
+   * Only for clients connecting from this address or CIDR block
+   * (`"10.0.0.0/8"`, `"::1"`).
+   */
+  ipAddress?: string
 }
 
 /** The CONNECT being authenticated. */
@@ -300,6 +332,22 @@ export interface EnhancedAuthResult {
 }
 
 /**
+ * A `$7$` (PBKDF2-HMAC-SHA512) hash of `password` for `users[].passwordHash`
+ * or a password file line (`username:hash`), as `mosquitto_passwd` makes.
+ * Computed off the event loop. Errors never contain the password.
+ */
+export declare function hashPassword(password: string, options?: HashPasswordOptions): Promise<string>
+
+/** Options of `hashPassword()`. */
+export interface HashPasswordOptions {
+  /**
+   * PBKDF2 iterations, 1 to 10000000. Default 101, as `mosquitto_passwd`:
+   * more makes a stolen file slower to crack and each CONNECT slower to check.
+   */
+  iterations?: number
+}
+
+/**
  * The hooks `setHooks()` and `addHooks()` accept, all optional. Decision
  * hooks return their answer or a Promise of it; a throw, a rejection, a
  * malformed answer or a timeout denies. Notification hooks are
@@ -381,6 +429,29 @@ export interface HookStats {
   failures: number
   /** Decisions cached now (`cacheMs`), over all hook sets. */
   cachedDecisions: number
+}
+
+/** `jwt` of `start()`. */
+export interface JwtConfig {
+  /** HS256 key (the shared secret's UTF-8 bytes). */
+  secret?: string
+  /**
+   * Path of a PEM public key (`-----BEGIN PUBLIC KEY-----`): RSA for
+   * RS256, P-256 for ES256.
+   */
+  publicKey?: string
+  /** The claim that must equal the CONNECT username. Default `"sub"`. */
+  usernameClaim?: string
+  /**
+   * A claim holding ACL rules (as `acl`) for this connection, checked
+   * before `acl`. Default: none.
+   */
+  aclClaim?: string
+  /**
+   * Close the connection when the token's `exp` passes. Default `false`
+   * (only checked at CONNECT).
+   */
+  disconnectOnExpiry?: boolean
 }
 
 /** One network endpoint of the broker. */
@@ -736,6 +807,22 @@ export interface ServerConfig {
    * retained. Off when absent.
    */
   sysTopics?: SysTopicsConfig
+  /**
+   * Native ACL rules, checked in order, first match wins (docs/acl.md).
+   * Replace them at runtime with `setAcl()`.
+   */
+  acl?: Array<AclRule>
+  /**
+   * The answer when no ACL rule matches and no authorize hook is set,
+   * for `acl` and for the rules of `setAcl()`. Default `'deny'`.
+   */
+  aclDefault?: 'allow' | 'deny'
+  /** Users authenticated natively, before `onClientAuthenticate` (docs/auth.md). */
+  users?: Array<UserConfig>
+  /** A password file as `mosquitto_passwd` writes it, read at `start()`. */
+  passwordFile?: string
+  /** JSON Web Tokens as CONNECT passwords (docs/auth.md). */
+  jwt?: JwtConfig
 }
 
 /** What `server.stats()` returns: counts since `start()`, exact. */
@@ -838,4 +925,19 @@ export interface SysTopicsConfig {
 
 export interface UnsubscriptionInfo {
   topicFilter: string
+}
+
+/** One user of `users`. */
+export interface UserConfig {
+  username: string
+  /**
+   * A hash as `mosquitto_passwd` or `hashPassword()` writes it
+   * (`$7$101$salt$hash`); never the password itself.
+   */
+  passwordHash: string
+  /**
+   * Skips ACL rules and authorize hooks, as a superuser from
+   * `onClientAuthenticate` does. Default `false`.
+   */
+  superuser?: boolean
 }
