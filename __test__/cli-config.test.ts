@@ -59,7 +59,7 @@ function cli(args: string[], env: Record<string, string> = {}, preloads: string[
 
 /** Waits for the first "listening" line and the signal handlers; its URL. */
 async function listening(run: ReturnType<typeof cli>): Promise<{ address: string; url: string }> {
-  const [, address, port] = await run.stdoutMatch(/listening: tcp (\S+):(\d+)\n/)
+  const [, address, port] = await run.stdoutMatch(/listening: mqtt:\/\/(\S+):(\d+)\n/)
   await run.stderrMatch(/\[cli-signal-probe\] handlers installed\n/)
   return { address, url: `mqtt://127.0.0.1:${port}` }
 }
@@ -213,7 +213,7 @@ describe('environment and default bind', () => {
     const { address } = await listening(run)
     expect(address).toBe('0.0.0.0')
     // Every interface and anonymous clients: said loudly.
-    await run.stderrMatch(/WARNING: tcp 0\.0\.0\.0:\d+ accepts clients without a username from any network/)
+    await run.stderrMatch(/WARNING: mqtt:\/\/0\.0\.0\.0:\d+ accepts clients without a username from any network/)
     await stop(run)
   })
 
@@ -233,7 +233,7 @@ describe('-v: one line per connect, disconnect and refused CONNECT', () => {
   ])('%s', async (_, flags, extra) => {
     const path = configFile({ listeners: [tcp(), tcp({ allowAnonymous: false })], ...extra })
     const run = cli(['-c', path, ...flags])
-    const [, port1, port2] = await run.stdoutMatch(/listening: tcp \S+:(\d+)\n.*listening: tcp \S+:(\d+)\n/)
+    const [, port1, port2] = await run.stdoutMatch(/listening: mqtt:\/\/\S+:(\d+)\n.*listening: mqtt:\/\/\S+:(\d+)\n/)
     await listening(run)
     const url = `mqtt://127.0.0.1:${port1}`
 

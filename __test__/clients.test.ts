@@ -259,6 +259,9 @@ describe('server.retained(filter) and server.deleteRetained(topic)', () => {
     const pub = await connect(urlFor(listeners[0]), MQTT_VERSIONS['3.1.1'])
     await pub.publishAsync('r/a', 'A', { qos: 1, retain: true })
     await pub.publishAsync('r/b/c', Buffer.from([0, 255]), { qos: 0, retain: true })
+    // QoS 0 has no acknowledgement: a QoS 1 publish after it on the same
+    // connection is acknowledged only once the broker has handled it.
+    await pub.publishAsync('r-sentinel', '', { qos: 1 })
     await server.publish('$SYS/x', 'sys', { retain: true })
     const all = await server.retained('#')
     expect(all.map((m) => [m.topic, m.payload.toString('hex'), m.qos]).sort()).toEqual([

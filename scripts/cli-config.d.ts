@@ -24,3 +24,11 @@ export interface CliConfig extends Omit<ServerConfig, 'listeners'> {
    */
   listeners?: ServerConfig['listeners']
 }
+
+// JSON has no bytes: where start() also takes a Buffer or Uint8Array (TLS
+// material), a config file gives a path or PEM text. The schema generator
+// loads no @types/node, so Buffer is declared here for it to recognise and
+// leave out (an undeclared Buffer would turn the whole union into `any`).
+declare global {
+  interface Buffer extends Uint8Array {}
+}

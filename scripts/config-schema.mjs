@@ -56,7 +56,11 @@ export function generate() {
     if (type.flags & ts.TypeFlags.Boolean) return { type: 'boolean' }
     if (type.isStringLiteral()) return { const: type.value }
     if (type.isUnion()) {
-      const types = type.types.filter((t) => !(t.flags & ts.TypeFlags.Undefined))
+      // Bytes (Buffer, Uint8Array) cannot be written in JSON: left out.
+      const types = type.types.filter(
+        (t) => !(t.flags & ts.TypeFlags.Undefined) && !['Buffer', 'Uint8Array'].includes(t.symbol?.name),
+      )
+      if (types.length === 1) return schemaOf(types[0], at)
       if (types.every((t) => t.isStringLiteral())) return { enum: types.map((t) => t.value) }
       if (types.every((t) => t.flags & ts.TypeFlags.BooleanLiteral)) return { type: 'boolean' }
       return { anyOf: types.map((t) => schemaOf(t, at)) }
