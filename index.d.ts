@@ -50,6 +50,27 @@ export declare class MqttServer {
    */
   publish(topic: string, payload: string | Buffer | Uint8Array, options?: PublishOptions): Promise<void>
   /**
+   * Subscribes in-process: `handler(message)` is called, on the JS thread
+   * and in order per publisher, for each message matching `filter`
+   * (wildcards and `$share/group/filter` as for a client; retained
+   * messages on subscribe). Resolves once the broker routes to it, with a
+   * `Subscription` (`unsubscribe()`). It is a real subscriber: while the
+   * handler (or the promise it returns) falls behind, publishers are held
+   * back, so QoS 1 and 2 are not dropped; QoS 0 beyond
+   * `options.maxQueued` waiting is dropped and counted. Throws on a bad
+   * argument; rejects if the server is not running. Ends at `stop()`.
+   */
+  subscribe(filter: string, handler: (message: MessageInfo) => void | Promise<void>, options?: SubscribeOptions): Promise<Subscription>
+  /**
+   * The messages matching `filter` as an async iterator, for
+   * `for await (const m of server.messages('sensors/#'))`; leaving the
+   * loop unsubscribes. A subscription (`subscribe()`) whose handler waits
+   * for the loop to take each message: a loop that falls behind holds the
+   * publishers back. `ready` resolves once it is subscribed; the loop ends
+   * when the server stops. Throws on a bad argument.
+   */
+  messages(filter: string, options?: SubscribeOptions): AsyncIterableIterator<MessageInfo> & { ready: Promise<void> }
+  /**
    * Installs the hooks, replacing any set before. May be called before or
    * while the server runs. Throws on an unknown hook name or a non-function.
    */
@@ -60,6 +81,29 @@ export declare class MqttServer {
   static createBasicConfig(port?: number, address?: string): ServerConfig
   /** A config with one listener per port given in `options` (at least one). */
   static createMultiProtocolConfig(options: MultiProtocolOptions): ServerConfig
+}
+
+/**
+ * A subscription from `server.subscribe()`. It ends with `unsubscribe()`
+ * or when the server stops.
+ */
+export declare class Subscription {
+  /** The topic filter, as given. */
+  get filter(): string
+  /** QoS 0 messages dropped because `maxQueued` were waiting for the handler. */
+  get dropped(): number
+  /**
+   * Whether messages are still delivered: false after `unsubscribe()` or
+   * once the server stopped.
+   */
+  get active(): boolean
+  /** Resolves once the subscription has ended (`unsubscribe()` or `stop()`). */
+  get closed(): Promise<void>
+  /**
+   * Stops delivery: no handler call starts after the promise resolves.
+   * Calling it again, or after `stop()`, does nothing.
+   */
+  unsubscribe(): Promise<void>
 }
 
 /** The CONNECT being authenticated. */
@@ -450,6 +494,34 @@ export interface SubscribeAuthorizeResult {
   /** Highest QoS to grant; the granted QoS is the lower of this and the request. */
   qos?: QoS
   reason?: string
+}
+
+/** Options of `server.subscribe()` and `server.messages()`. */
+export interface SubscribeOptions {
+  /**
+   * Highest QoS delivered (as a client's subscription QoS); a message
+   * published with a higher one is delivered at this one. Default
+   * `QoS.ExactlyOnce`: every message keeps its QoS.
+   */
+  qos?: QoS
+  /**
+   * `true`: messages published by this server (`server.publish()`) are
+   * not delivered to this subscription. Default `false`.
+   */
+  noLocal?: boolean
+  /**
+   * MQTT 5's Retain Handling: 0 (default) and 1 send the retained
+   * messages matching the filter on subscribe (each `subscribe()` is a new
+   * subscription), 2 sends none. None are sent to a `$share/` filter.
+   */
+  retainHandling?: number
+  /**
+   * QoS 0 messages that may wait for the handler (queued, or in the
+   * promise it returned) before further ones are dropped and counted.
+   * Default 1000. QoS 1 and 2 are never dropped this way: their
+   * publishers are held back instead.
+   */
+  maxQueued?: number
 }
 
 /**

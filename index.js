@@ -836,4 +836,5 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.MqttServer = nativeBinding.MqttServer
+module.exports.Subscription = nativeBinding.Subscription
 module.exports.QoS = nativeBinding.QoS

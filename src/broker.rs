@@ -16,7 +16,7 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::backpressure;
+use crate::backpressure::{self, FlowControl};
 use crate::config::BrokerSpec;
 use crate::fork;
 use crate::hook_bridge::Attachment;
@@ -49,6 +49,7 @@ pub struct Broker {
   publisher: Publisher,
   /// The largest `maxPacketSize` of the listeners.
   max_packet_size: u32,
+  flow: FlowControl,
 }
 
 /// What a caller needs to act on a running broker without holding it.
@@ -58,6 +59,8 @@ pub struct BrokerHandle {
   pub scx: ServerContext,
   pub hooks: Arc<Attachment>,
   pub publisher: Publisher,
+  /// The flow control in-process subscribers take part in.
+  pub flow: FlowControl,
 }
 
 impl Broker {
@@ -86,8 +89,8 @@ impl Broker {
     let attachment = hooks.clone();
     let serve = runtime.spawn(async move {
       match setup(spec, attachment, reclaim).await {
-        Ok((server, scx, infos)) => {
-          let _ = ready_tx.send(Ok((scx, infos)));
+        Ok((server, scx, infos, flow)) => {
+          let _ = ready_tx.send(Ok((scx, infos, flow)));
           if let Err(e) = server.run().await {
             log::error!("broker stopped with an error: {e}");
           }
@@ -99,7 +102,8 @@ impl Broker {
     });
 
     match ready_rx.await {
-      Ok(Ok((scx, listeners))) => Ok(Broker {
+      Ok(Ok((scx, listeners, flow))) => Ok(Broker {
+        flow,
         publisher: Publisher::spawn(runtime.handle(), scx.clone()),
         runtime,
         serve,
@@ -134,6 +138,7 @@ impl Broker {
       scx: self.scx.clone(),
       hooks: self.hooks.clone(),
       publisher: self.publisher.clone(),
+      flow: self.flow.clone(),
     }
   }
 
@@ -253,7 +258,7 @@ fn release_sessions(scx: &ServerContext) {
   rt.shutdown_background();
 }
 
-type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>);
+type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>, FlowControl);
 
 async fn setup(
   spec: BrokerSpec,
@@ -274,7 +279,7 @@ async fn setup(
     .await
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
-  backpressure::register(&scx).await;
+  let flow = backpressure::register(&scx).await;
   hooks.sync(&scx).await;
   tokio::spawn(memory::release_after_disconnects(scx.clone(), reclaim));
 
@@ -286,7 +291,7 @@ async fn setup(
     server = server.listener_by_id(bound, id as u16);
     infos.push(info);
   }
-  Ok((server.build(), scx, infos))
+  Ok((server.build(), scx, infos, flow))
 }
 
 #[cfg(test)]
