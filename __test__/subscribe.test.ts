@@ -344,12 +344,18 @@ it('messages(): the loop ends when the server stops', async () => {
   const { server } = await startServer()
   const it = server.messages('#')
   await it.ready
-  await server.publish('x', '1')
+  let first!: () => void
+  const got1 = new Promise<void>((r) => (first = r))
   const loop = (async () => {
     const got: string[] = []
-    for await (const m of it) got.push(m.topic)
+    for await (const m of it) {
+      got.push(m.topic)
+      first()
+    }
     return got
   })()
+  await server.publish('x', '1')
+  await withDeadline(got1, EVENT_TIMEOUT, () => 'x did not arrive')
   await server.stop()
   expect(await withDeadline(loop, EVENT_TIMEOUT, () => 'the loop did not end')).toEqual(['x'])
 })

@@ -397,9 +397,12 @@ async fn start(
       let _ = tx.unbounded_send(Message::Forward(r.from, r.publish));
     }
   }
+  // Made here, not in the task: a task dropped before it first ran (stop()
+  // right after subscribe()) still ends the subscription.
+  let end = End(delivery);
   handle
     .runtime
-    .spawn(read(scx, rx, id.clone(), settings, delivery));
+    .spawn(read(scx, rx, id.clone(), settings, end));
   Ok((id, tx))
 }
 
@@ -456,21 +459,8 @@ async fn session(scx: &ServerContext, id: &Id) -> rmqtt::Result<Session> {
 
 /// Reads the subscriber's session channel until it closes (unsubscribe,
 /// stop) and queues each message for JavaScript, in order.
-async fn read(
-  scx: ServerContext,
-  mut rx: rmqtt::types::Rx,
-  id: Id,
-  settings: Settings,
-  delivery: Arc<Delivery>,
-) {
-  // Dropped with the task, also when stop() shuts the runtime down.
-  struct End(Arc<Delivery>);
-  impl Drop for End {
-    fn drop(&mut self) {
-      self.0.end();
-    }
-  }
-  let _end = End(delivery.clone());
+async fn read(scx: ServerContext, mut rx: rmqtt::types::Rx, id: Id, settings: Settings, end: End) {
+  let delivery = &end.0;
   while let Some(message) = rx.recv().await {
     match message {
       Message::Forward(from, p) => {
@@ -495,6 +485,16 @@ async fn read(
       Message::Closed(_) | Message::Kick(..) => break,
       _ => {}
     }
+  }
+}
+
+/// Ends the subscription when dropped: with the reading task, also when
+/// `stop()` shuts the runtime down.
+struct End(Arc<Delivery>);
+
+impl Drop for End {
+  fn drop(&mut self) {
+    self.0.end();
   }
 }
 
