@@ -221,7 +221,8 @@ it('QoS 1 from a flood of 3.1.1 and 5.0 publishers into a slow async handler: ev
         if (++done === total) allDone()
       })
     },
-    { qos: 1 },
+    // Publishers held from 75 pending (¾ of maxQueued).
+    { qos: 1, maxQueued: 100 },
   )
   const clients = await Promise.all(
     Array.from({ length: publishers }, (_, i) => client(server, i % 2 ? '5.0' : '3.1.1')),

@@ -242,13 +242,12 @@ impl FlowControl {
   /// Counts an in-process subscriber like a connected client (it has no
   /// connection, so no ClientConnected event). `capacity` plays its queue
   /// limit: what a subscriber that stopped may have pending before its
-  /// messages are refused.
-  pub fn track(&self, id: &Id, capacity: usize) {
+  /// messages are refused; `high` its high-water mark.
+  pub fn track(&self, id: &Id, capacity: usize, high: usize) {
     let queue = Arc::new(MessageQueue::new(capacity));
-    if let Some(old) = self
-      .subscribers
-      .insert(id.client_id.clone(), Counters::new(id.clone(), queue))
-    {
+    let mut counters = Counters::new(id.clone(), queue);
+    counters.high = high.clamp(1, capacity);
+    if let Some(old) = self.subscribers.insert(id.client_id.clone(), counters) {
       self.forget(&old);
     }
   }
