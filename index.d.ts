@@ -518,8 +518,8 @@ export interface SubscribeOptions {
   /**
    * QoS 0 messages that may wait for the handler (queued, or in the
    * promise it returned) before further ones are dropped and counted.
-   * Default 4096. Client publishers are held from ¾ of it (at most 1024). QoS 1 and 2 are never dropped this way: their
-   * publishers are held back instead.
+   * Default 4096. Client publishers are held from ¾ of it (at most
+   * 1024); QoS 1 and 2 are never dropped this way.
    */
   maxQueued?: number
 }

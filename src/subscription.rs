@@ -76,8 +76,8 @@ pub struct SubscribeOptions {
   pub retain_handling: Option<f64>,
   /// QoS 0 messages that may wait for the handler (queued, or in the
   /// promise it returned) before further ones are dropped and counted.
-  /// Default 4096. Client publishers are held from ¾ of it (at most 1024). QoS 1 and 2 are never dropped this way: their
-  /// publishers are held back instead.
+  /// Default 4096. Client publishers are held from ¾ of it (at most
+  /// 1024); QoS 1 and 2 are never dropped this way.
   #[serde(default, deserialize_with = "crate::config::opt_number")]
   pub max_queued: Option<f64>,
 }
