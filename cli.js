@@ -16,6 +16,7 @@ Options:
       --tls-cert <file> PEM certificate for the TLS listeners
       --tls-key <file>  PEM private key for the TLS listeners
       --no-anonymous    refuse clients that send no username
+      --metrics-port <n> serve Prometheus metrics at http://<host>:<n>/metrics
   -h, --help            show this help
   -v, --version         print the version
 
@@ -47,6 +48,7 @@ function options(argv) {
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         'no-anonymous': { type: 'boolean' },
+        'metrics-port': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -76,6 +78,7 @@ async function main() {
     tlsKey: tls ? o['tls-key'] : undefined,
     allowAnonymous: !o['no-anonymous'],
   })
+  const metricsPort = port('metrics-port', o['metrics-port'])
 
   const server = new MqttServer()
   // Handlers first: a signal that arrives as soon as we report "listening"
@@ -85,12 +88,14 @@ async function main() {
     if (stopping) return
     stopping = true
     process.stdout.write(`embedded-mqtt-broker: ${signal}, stopping\n`)
+    metrics?.close()
     await server.close()
     process.stdout.write('embedded-mqtt-broker stopped\n')
   }
   process.on('SIGINT', shutdown)
   process.on('SIGTERM', shutdown)
 
+  let metrics
   let listeners
   try {
     listeners = await server.start(config)
@@ -102,6 +107,37 @@ async function main() {
   }
   for (const l of listeners)
     process.stdout.write(`embedded-mqtt-broker listening: ${l.protocol} ${l.address}:${l.port}\n`)
+  if (metricsPort !== undefined) metrics = await serveMetrics(server, o.host ?? '0.0.0.0', metricsPort)
+}
+
+// `GET /metrics`: server.metrics() for Prometheus to scrape.
+async function serveMetrics(server, host, port) {
+  const http = require('node:http')
+  const metrics = http.createServer(async (req, res) => {
+    if (req.method !== 'GET' || req.url !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try GET /metrics\n')
+      return
+    }
+    try {
+      const body = await server.metrics()
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body)
+    } catch (e) {
+      res.writeHead(503, { 'content-type': 'text/plain' }).end(`${e.message}\n`)
+    }
+  })
+  try {
+    await new Promise((resolve, reject) => {
+      metrics.once('error', reject)
+      metrics.listen(port, host, resolve)
+    })
+  } catch (e) {
+    process.stderr.write(`embedded-mqtt-broker: --metrics-port: ${e.message}\n`)
+    await server.close()
+    process.exit(1)
+  }
+  const a = metrics.address()
+  process.stdout.write(`embedded-mqtt-broker metrics: http://${a.address}:${a.port}/metrics\n`)
+  return metrics
 }
 
 // `listeners[1].tlsCert: cannot read ...` -> `--tls-cert: cannot read ...`

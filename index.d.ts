@@ -9,6 +9,30 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+declare global {
+  interface __NapiRsAsyncGenerator<TOwner, T, TReturn, TNext> {
+    next(...[value]: [] | [TNext]): globalThis.Promise<globalThis.IteratorResult<T, TReturn | undefined>>
+    return(...[value]: [] | [TReturn]): globalThis.Promise<globalThis.IteratorResult<T, TReturn | undefined>>
+    throw(exception?: unknown): globalThis.Promise<globalThis.IteratorResult<T, TReturn | undefined>>
+    [globalThis.Symbol.asyncIterator](): this
+  }
+}
+
+/**
+ * `server.clients()`: every session, a page at a time, read on the broker
+ * as iteration reaches it. Sessions that come or go meanwhile may or may
+ * not be seen; none is yielded twice.
+ *
+ * This type implements JavaScript's async iterable protocol.
+ * It can be used with `for await...of` loops.
+ *
+ * @see https://developer.mozilla.org/en-US/docs/Web/JavaScript/Reference/Iteration_protocols#the_async_iterator_and_async_iterable_protocols
+ */
+export declare class ClientIterator {
+
+  [globalThis.Symbol.asyncIterator](): globalThis.__NapiRsAsyncGenerator<ClientIterator, ClientInfo, void, undefined>
+}
+
 /** An embedded MQTT 3.1 / 3.1.1 / 5.0 broker. */
 export declare class MqttServer {
   constructor()
@@ -71,16 +95,65 @@ export declare class MqttServer {
    */
   messages(filter: string, options?: SubscribeOptions): AsyncIterableIterator<MessageInfo> & { ready: Promise<void> }
   /**
-   * Installs the hooks, replacing any set before. May be called before or
-   * while the server runs. Throws on an unknown hook name or a non-function.
+   * Installs the hooks, replacing the set a previous `setHooks()` installed
+   * (sets added with `addHooks()` stay). May be called before or while the
+   * server runs. Throws on an unknown hook name or a non-function.
    */
   setHooks(hooks: HookCallbacks, options?: HookOptions): void
+  /**
+   * Adds a hook set next to the others (an auth module and a metrics
+   * module can both attach): notifications go to every set; a decision
+   * needs every set that has the hook to allow, asked in order (the
+   * `setHooks()` set first, then the added ones as added), and the first
+   * denial wins. Returns the function that removes this set (true the
+   * first time). Throws as `setHooks()` does.
+   */
+  addHooks(hooks: HookCallbacks, options?: HookOptions): () => boolean
   /** Counters of hook trouble: dropped notifications, timeouts, failures. */
   get hookStats(): HookStats
   /** A config with one plain TCP listener (defaults: port 1883, address "0.0.0.0"). */
   static createBasicConfig(port?: number, address?: string): ServerConfig
   /** A config with one listener per port given in `options` (at least one). */
   static createMultiProtocolConfig(options: MultiProtocolOptions): ServerConfig
+  /** Clients connected now (0 when not running). Reads a counter. */
+  get connectedClients(): number
+  /**
+   * Every session (connected clients and persistent sessions of
+   * disconnected ones), read a page at a time as the iteration reaches it:
+   * `for await (const c of server.clients())`. Clients that come or go
+   * during the iteration may or may not be seen; none is seen twice.
+   * Throws if the server is not running.
+   */
+  clients(): AsyncIterable<ClientInfo>
+  /** The session of `clientId` (connected or persistent), or `null`. */
+  client(clientId: string): Promise<ClientInfo | null>
+  /** The subscriptions of `clientId`'s session, or of every session. */
+  subscriptions(clientId?: string): Promise<SubscriptionInfo[]>
+  /**
+   * Closes `clientId`'s connection. An MQTT 5 client is first sent a
+   * DISCONNECT with `reasonCode` (default 0x98 Administrative action) and
+   * `reason`. Its session then lives on as it asked (persistent sessions
+   * stay), unless `discardSession`. Resolves with whether there was such
+   * a session, once the connection is closed.
+   */
+  disconnect(clientId: string, options?: DisconnectOptions): Promise<boolean>
+  /**
+   * The retained messages whose topics match `filter` (`#` and `+` do not
+   * match topics starting with `$`; name `$SYS/#` to read those).
+   */
+  retained(filter: string): Promise<RetainedMessage[]>
+  /**
+   * Removes `topic`'s retained message, without publishing anything.
+   * Resolves with whether there was one.
+   */
+  deleteRetained(topic: string): Promise<boolean>
+  /**
+   * Counts since `start()`: connections, sessions, subscriptions, retained
+   * messages, and messages received / sent / dropped per QoS. Exact.
+   */
+  stats(): Promise<ServerStats>
+  /** `stats()` in the Prometheus text exposition format (for `GET /metrics`). */
+  metrics(): Promise<string>
 }
 
 /**
@@ -130,20 +203,124 @@ export interface AuthenticateResult {
   allow: boolean
   /** A superuser skips the subscribe and publish authorization hooks. */
   superuser?: boolean
-  /** Why the client was refused (logged; MQTT 3.1.1 cannot carry it). */
+  /**
+   * Why the client was refused: logged, and sent to MQTT 5.0 clients as the
+   * CONNACK's Reason String.
+   */
   reason?: string
   /**
-   * CONNACK code for a refusal. Default: `"badUsernameOrPassword"` when the
-   * client sent a username, `"notAuthorized"` otherwise.
+   * CONNACK reason code of a refusal (MQTT 5.0 value; 3.1.1 clients get the
+   * closest 3.1.1 code). Default: `'badUsernameOrPassword'` when the client
+   * sent a username, `'notAuthorized'` otherwise. A code not valid in a
+   * CONNACK is the hook's failure (refused, counted in `hookStats.failures`).
    */
-  code?: 'badUsernameOrPassword' | 'notAuthorized'
+  code?: ReasonCodeName | number
+  /**
+   * Redirect (MQTT 5.0): with `code: 'useAnotherServer'` or `'serverMoved'`,
+   * sent as the CONNACK's Server Reference (e.g. `"other.example:1883"`).
+   */
+  serverReference?: string
 }
 
 /**
- * The hooks `setHooks()` accepts, all optional. Decision hooks return their
- * answer or a Promise of it; a throw, a rejection, a malformed answer or a
- * timeout denies. Notification hooks are fire-and-forget: their return value
- * is ignored and they never delay the broker.
+ * A session of the broker: a connected client, or the persistent session a
+ * client left.
+ */
+export interface ClientInfo {
+  clientId: string
+  username?: string
+  /** `ip:port` of the client's connection. */
+  remoteAddr?: string
+  /** Name of the listener the client connected to. */
+  listener: string
+  /** 3 (MQTT 3.1), 4 (3.1.1) or 5 (5.0). */
+  protocolVersion: number
+  /** Whether the client is connected now (false: a persistent session). */
+  connected: boolean
+  /** When the client connected, in milliseconds since the epoch. */
+  connectedAt: number
+  /** Keep alive the client asked for, in seconds. */
+  keepAlive: number
+  /** Clean Start (MQTT 5) or Clean Session (3.1.1) of the CONNECT. */
+  cleanStart: boolean
+  /** How long the session outlives the connection, in seconds. */
+  sessionExpiryInterval: number
+  /** Subscriptions of the session. */
+  subscriptions: number
+  /** QoS 1/2 messages sent and not yet acknowledged. */
+  inflight: number
+  /** Messages waiting to be sent. */
+  queued: number
+}
+
+/** `disconnect()`'s options. */
+export interface DisconnectOptions {
+  /**
+   * Reason Code of the DISCONNECT an MQTT 5 client is sent: one a server
+   * may send (MQTT 5 3.14.2.1). Default 0x98 Administrative action.
+   */
+  reasonCode?: number
+  /** Reason String of that DISCONNECT (MQTT 5 clients only). */
+  reason?: string
+  /**
+   * Also end the session (subscriptions, queued messages) even if the
+   * client asked to keep it. Default `false`.
+   */
+  discardSession?: boolean
+}
+
+/** One step of an enhanced authentication exchange. */
+export interface EnhancedAuthRequest {
+  clientId: string
+  username: string | null
+  remoteAddr: string | null
+  /**
+   * The Authentication Method the client chose in its CONNECT (e.g.
+   * `"SCRAM-SHA-256"`); every step of the exchange has the same one.
+   */
+  method: string
+  /** The client's Authentication Data of this step, `null` if it sent none. */
+  data: Buffer | null
+  /** A re-authentication of a connected client (it sent AUTH 0x19). */
+  reauth: boolean
+  /**
+   * `false` on the packet that opens an exchange (the CONNECT, or AUTH
+   * 0x19), `true` on the client's answers to your challenges.
+   */
+  continued: boolean
+}
+
+/**
+ * Answer of `onClientEnhancedAuth`: exactly one of `continue: true` (send
+ * the client `data` as a challenge and wait for its answer), `allow: true`
+ * (done: the client is connected, or re-authenticated) or `allow: false`.
+ */
+export interface EnhancedAuthResult {
+  allow?: boolean
+  /** Challenge the client with `data` (AUTH 0x18) and ask again with its answer. */
+  continue?: boolean
+  /**
+   * Authentication Data to send: the challenge, or the server's final
+   * message in the CONNACK (or AUTH 0x00).
+   */
+  data?: Buffer | Uint8Array
+  /** A superuser skips the subscribe and publish authorization hooks. */
+  superuser?: boolean
+  /** Why the client was refused (logged). */
+  reason?: string
+  /**
+   * CONNACK code for a refusal at connect; a failed re-authentication is
+   * always DISCONNECT 0x87. Default `"notAuthorized"`.
+   */
+  code?: 'notAuthorized' | 'badAuthenticationMethod' | 'badUsernameOrPassword'
+}
+
+/**
+ * The hooks `setHooks()` and `addHooks()` accept, all optional. Decision
+ * hooks return their answer or a Promise of it; a throw, a rejection, a
+ * malformed answer or a timeout denies. Notification hooks are
+ * fire-and-forget: their return value is ignored and they never delay
+ * the broker.
  *
  * (Type declaration only: the object is read field by field in `HookSet::from_js`.)
  */
@@ -154,6 +331,13 @@ export interface HookCallbacks {
    * `allowAnonymous: true` listener are let in without asking.
    */
   onClientAuthenticate?: (request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>
+  /**
+   * One step of MQTT 5.0 enhanced authentication: a CONNECT with an
+   * Authentication Method, the client's AUTH answers, and re-authentication.
+   * Without it such a CONNECT is refused (0x8C). It replaces `onClientAuthenticate`
+   * for the clients that choose a method.
+   */
+  onClientEnhancedAuth?: (request: EnhancedAuthRequest) => EnhancedAuthResult | Promise<EnhancedAuthResult>
   /** Decides each topic filter of a SUBSCRIBE; a denial fails only that filter. */
   onClientSubscribeAuthorize?: (session: SessionInfo, subscription: SubscriptionInfo) => SubscribeAuthorizeResult | Promise<SubscribeAuthorizeResult>
   /** Decides each client PUBLISH; a denied message is not routed. */
@@ -195,6 +379,12 @@ export interface HookOptions {
    * dropped and counted in `hookStats.droppedNotifications`. Default 10000.
    */
   maxQueuedNotifications?: number
+  /**
+   * How many decisions returned with `cacheMs` this set keeps at most
+   * (each ~100 bytes plus its topic); beyond it the oldest expired, then
+   * arbitrary ones, are dropped. 0 disables caching. Default 10000.
+   */
+  maxCachedDecisions?: number
 }
 
 /** Counters of hook trouble since the server was created. */
@@ -205,6 +395,8 @@ export interface HookStats {
   timeouts: number
   /** Decision and notification hooks that threw, rejected or returned a bad value. */
   failures: number
+  /** Decisions cached now (`cacheMs`), over all hook sets. */
+  cachedDecisions: number
 }
 
 /** One network endpoint of the broker. */
@@ -387,8 +579,19 @@ export interface PublishAuthorizeResult {
   allow: boolean
   /** MQTT 5.0 clients get it as the PUBACK/PUBREC reason string. */
   reason?: string
+  /**
+   * PUBACK/PUBREC reason code of a denial (MQTT 5.0). Default
+   * `'notAuthorized'` (0x87). With `disconnect`, also the DISCONNECT's code.
+   */
+  code?: ReasonCodeName | number
   /** Also disconnect the client (default `false`). */
   disconnect?: boolean
+  /**
+   * Reuse this answer for the same client connection and topic for this
+   * many milliseconds, without calling the hook (payload, QoS and retain
+   * are not part of the key).
+   */
+  cacheMs?: number
 }
 
 /** Options for `MqttServer.publish()`. */
@@ -449,9 +652,31 @@ export declare enum QoS {
   ExactlyOnce = 2,
 }
 
+/** Messages per QoS level. */
+export interface QosCounts {
+  qos0: number
+  qos1: number
+  qos2: number
+}
+
+/**
+ * The name of an MQTT 5 refusal code, for a decision's `code` (a
+ * number is accepted too).
+ *
+ * (Type declaration only: `code` is read as a number or a string.)
+ */
+export type ReasonCodeName = 'unspecifiedError' | 'malformedPacket' | 'protocolError' | 'implementationSpecificError' | 'unsupportedProtocolVersion' | 'clientIdentifierNotValid' | 'badUsernameOrPassword' | 'notAuthorized' | 'serverUnavailable' | 'serverBusy' | 'banned' | 'badAuthenticationMethod' | 'topicFilterInvalid' | 'topicNameInvalid' | 'packetIdentifierInUse' | 'packetTooLarge' | 'quotaExceeded' | 'payloadFormatInvalid' | 'retainNotSupported' | 'qosNotSupported' | 'useAnotherServer' | 'serverMoved' | 'sharedSubscriptionsNotSupported' | 'connectionRateExceeded' | 'subscriptionIdentifiersNotSupported' | 'wildcardSubscriptionsNotSupported'
+
 /** Why a client disconnected, a session ended, or a message was dropped. */
 export interface ReasonInfo {
   reason: string
+}
+
+/** A retained message. */
+export interface RetainedMessage {
+  topic: string
+  payload: Buffer
+  qos: QoS
 }
 
 /** Broker configuration passed to `MqttServer.start()`. */
@@ -475,6 +700,48 @@ export interface ServerConfig {
    * clients cannot ask for a lifetime). Default: `maxSessionExpiryInterval`.
    */
   sessionExpiryInterval?: number
+  /**
+   * Publish the broker's stats under `$SYS/broker/...` (mosquitto's names),
+   * retained. Off when absent.
+   */
+  sysTopics?: SysTopicsConfig
+}
+
+/** What `server.stats()` returns: counts since `start()`, exact. */
+export interface ServerStats {
+  /** Clients connected now. */
+  connections: number
+  /** Most clients connected at once since `start()`. */
+  connectionsPeak: number
+  /**
+   * Sessions held: connected clients and persistent sessions of
+   * disconnected ones.
+   */
+  sessions: number
+  /**
+   * Subscriptions of all sessions (a filter subscribed by two clients
+   * counts twice).
+   */
+  subscriptions: number
+  /** Retained messages stored. */
+  retainedMessages: number
+  /** Payload bytes of the retained messages. */
+  retainedBytes: number
+  /**
+   * PUBLISH packets received from clients, and wills, by QoS (a PUBLISH
+   * to a `$` topic, refused at once, counts in `messagesDropped` only).
+   */
+  messagesReceived: QosCounts
+  /** Messages sent to subscribers (each subscriber counts), by QoS. */
+  messagesSent: QosCounts
+  /** Messages dropped (queue full, expired, refused), by QoS. */
+  messagesDropped: QosCounts
+  /** Payload bytes of `messages_received`. */
+  payloadBytesReceived: number
+  /** Payload bytes of `messages_sent`. */
+  payloadBytesSent: number
+  /** Seconds since `start()`. */
+  uptimeSeconds: number
 }
 
 /** A connected client, as hooks see it. */
@@ -493,7 +760,18 @@ export interface SubscribeAuthorizeResult {
   allow: boolean
   /** Highest QoS to grant; the granted QoS is the lower of this and the request. */
   qos?: QoS
+  /** MQTT 5.0 clients get it as the SUBACK's Reason String. */
   reason?: string
+  /**
+   * SUBACK reason code of a denial (MQTT 5.0; 3.1.1 clients get 0x80).
+   * Default `'notAuthorized'` (0x87).
+   */
+  code?: ReasonCodeName | number
+  /**
+   * Reuse this answer for the same client connection and topic filter for
+   * this many milliseconds, without calling the hook.
+   */
+  cacheMs?: number
 }
 
 /** Options of `server.subscribe()` and `server.messages()`. */
@@ -524,6 +802,19 @@ export interface SubscribeOptions {
   maxQueued?: number
 }
 
+/** One subscription of a session. */
+export interface SubscriptionInfo {
+  clientId: string
+  /** The filter as subscribed (`$share/group/...` included). */
+  topicFilter: string
+  qos: QoS
+  sharedGroup?: string
+  noLocal: boolean
+  retainAsPublished: boolean
+  /** MQTT 5 Retain Handling, 0-2 (0 for 3.1.1). */
+  retainHandling: number
+}
+
 /**
  * A subscription, as requested by the client (`onClientSubscribeAuthorize`)
  * or as granted (`onClientSubscribe`).
@@ -531,6 +822,15 @@ export interface SubscribeOptions {
 export interface SubscriptionInfo {
   topicFilter: string
   qos: QoS
+}
+
+/** `sysTopics` of `start()`'s config. */
+export interface SysTopicsConfig {
+  /**
+   * Seconds between two publications of the `$SYS` topics, 1-86400.
+   * Default 10 (mosquitto's `sys_interval`).
+   */
+  intervalSeconds?: number
 }
 
 export interface UnsubscriptionInfo {

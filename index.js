@@ -835,6 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.ClientIterator = nativeBinding.ClientIterator
 module.exports.MqttServer = nativeBinding.MqttServer
 module.exports.Subscription = nativeBinding.Subscription
 module.exports.QoS = nativeBinding.QoS
+module.exports.ReasonCodeName = nativeBinding.ReasonCodeName

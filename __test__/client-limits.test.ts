@@ -7,7 +7,20 @@
 import { afterEach, describe, expect, it } from 'vitest'
 
 import { cleanup, EVENT_TIMEOUT, listener, type ListenerInfo, startServer, withDeadline } from './helpers'
-import { CONNACK, destroyRaw, packet, props, rawConnect, type RawClient, str, SUBACK, u16, type Version } from './raw'
+import {
+  CONNACK,
+  destroyRaw,
+  packet,
+  propValue,
+  props,
+  rawConnect,
+  type RawClient,
+  readProperties,
+  str,
+  SUBACK,
+  u16,
+  type Version,
+} from './raw'
 
 afterEach(async () => {
   destroyRaw()
@@ -36,54 +49,6 @@ async function connectRaw(
   return { c, code: ack.body[1], sessionPresent: (ack.body[0] & 1) === 1, props: ack.body.subarray(2) }
 }
 
-/** The Server Keep Alive property (0x13) of a 5.0 CONNACK's property block, if any. */
-function serverKeepAlive(block: Buffer): number | undefined {
-  let len = 0
-  let mult = 1
-  let i = 0
-  for (;;) {
-    const b = block[i++]
-    len += (b & 0x7f) * mult
-    mult *= 128
-    if ((b & 0x80) === 0) break
-  }
-  const end = i + len
-  // Every property a CONNACK may carry, by identifier: its value's size (-1:
-  // a length-prefixed string or binary, -2: a string pair, -3: a varint).
-  const sizes: Record<number, number> = {
-    0x11: 4,
-    0x12: -1,
-    0x13: 2,
-    0x15: -1,
-    0x16: -1,
-    0x1a: -1,
-    0x1c: -1,
-    0x1f: -1,
-    0x21: 2,
-    0x22: 2,
-    0x24: 1,
-    0x25: 1,
-    0x26: -2,
-    0x27: 4,
-    0x28: 1,
-    0x29: 1,
-    0x2a: 1,
-  }
-  while (i < end) {
-    const id = block[i++]
-    if (id === 0x13) return block.readUInt16BE(i)
-    const size = sizes[id]
-    if (size === undefined) throw new Error(`unexpected CONNACK property 0x${id.toString(16)}`)
-    if (size > 0) i += size
-    else if (size === -1) i += 2 + block.readUInt16BE(i)
-    else {
-      i += 2 + block.readUInt16BE(i)
-      i += 2 + block.readUInt16BE(i)
-    }
-  }
-  return undefined
-}
-
 async function pingOk(c: RawClient): Promise<void> {
   await c.write(packet(0xc0))
   await c.next(13)
@@ -96,7 +61,7 @@ describe('maxKeepAlive', () => {
     for (const keepAlive of [120, 0, 10, 30]) {
       const { c, code, props: p } = await connectRaw(listeners[0], 5, `ka5-${keepAlive}`, keepAlive)
       expect(code).toBe(0)
-      asked.push([keepAlive, serverKeepAlive(p) ?? keepAlive])
+      asked.push([keepAlive, propValue<number>(readProperties(p).props, 0x13) ?? keepAlive])
       await pingOk(c)
     }
     expect(asked).toEqual([

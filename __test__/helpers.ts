@@ -28,6 +28,7 @@ export type MqttServer = Addon.MqttServer
 export type ListenerConfig = Addon.ListenerConfig
 export type ListenerInfo = Addon.ListenerInfo
 export type ServerConfig = Addon.ServerConfig
+export type HookCallbacks = Addon.HookCallbacks
 export type Protocol = ListenerConfig['protocol']
 
 /** How long any single awaited event may take before the test fails. */

@@ -111,6 +111,10 @@ describe('hook arguments', () => {
     await pub.publishAsync('keys/denied', 'z', { qos: 1 }).catch(() => {})
     await sub.unsubscribeAsync('keys/#')
     await endClient(sub)
+    // An Authentication Method: onClientEnhancedAuth decides it (answered `{ allow: true }`).
+    await endClient(
+      await connect(url, { protocolVersion: 5, clientId: 'keys-auth', properties: { authenticationMethod: 'TEST' } }),
+    )
     await withDeadline(
       everyHookCalled,
       10_000,

@@ -21,7 +21,20 @@ import {
   urlFor,
   withDeadline,
 } from './helpers'
-import { destroyRaw, PUBLISH, packet, props, publishPacket, rawSession, str, u16 } from './raw'
+import {
+  decodePublish,
+  destroyRaw,
+  type Packet,
+  PUBLISH,
+  packet,
+  prop,
+  propValues,
+  props,
+  publishPacket,
+  rawSession,
+  str,
+  u16,
+} from './raw'
 
 afterEach(async () => {
   destroyRaw()
@@ -39,41 +52,11 @@ function firstCall<A extends unknown[]>(match: (...args: A) => boolean) {
 }
 
 /** A raw MQTT 5 user property (0x26). */
-const userProp = (k: string, v: string) => Buffer.concat([Buffer.from([0x26]), str(k), str(v)])
+const userProp = prop.userProperty
 
 /** The user properties of a raw MQTT 5 PUBLISH, in wire order. */
-function wireUserProperties(body: Buffer, qos: number): Array<[string, string]> {
-  let i = 2 + body.readUInt16BE(0) + (qos > 0 ? 2 : 0)
-  let len = 0
-  let mult = 1
-  for (;;) {
-    const b = body[i++]
-    len += (b & 0x7f) * mult
-    mult *= 128
-    if ((b & 0x80) === 0) break
-  }
-  const end = i + len
-  const readStr = () => {
-    const n = body.readUInt16BE(i)
-    const s = body.subarray(i + 2, i + 2 + n).toString('utf8')
-    i += 2 + n
-    return s
-  }
-  const out: Array<[string, string]> = []
-  while (i < end) {
-    const id = body[i++]
-    if (id === 0x26) out.push([readStr(), readStr()])
-    else if (id === 0x01) i += 1
-    else if (id === 0x02) i += 4
-    else if (id === 0x03 || id === 0x08 || id === 0x09) i += 2 + body.readUInt16BE(i)
-    else if (id === 0x0b) while (body[i++] & 0x80);
-    else if (id === 0x23) i += 2
-    else throw new Error(`unexpected property 0x${id.toString(16)}`)
-  }
-  return out
-}
+const wireUserProperties = (p: Packet) => propValues<[string, string]>(decodePublish(p).props, 0x26)
 
-/** A raw MQTT 5 subscriber of `filter` (QoS 0), past its SUBACK. */
 async function rawSubscriber(info: Addon.ListenerInfo, filter: string) {
   const c = await rawSession(info, 5)
   await c.write(packet(0x82, u16(1), props(), str(filter), Buffer.from([0])))
@@ -161,7 +144,7 @@ describe('user properties', () => {
     const [, request] = await authorized.called('onClientPublishAuthorize')
     expect(request.properties?.userProperties).toEqual(ORDERED)
     const delivered = await sub.next(PUBLISH)
-    expect(wireUserProperties(delivered.body, 0)).toEqual(ORDERED)
+    expect(wireUserProperties(delivered)).toEqual(ORDERED)
   })
 
   it('sent by publish() reach a 5.0 subscriber in the given order, duplicates kept; a 3.1.1 subscriber gets the message without them [MQTT-3.3.2-18]', async () => {
@@ -172,7 +155,7 @@ describe('user properties', () => {
     const box = inbox(v4)
 
     await server.publish('sp/order', 'x', { properties: { userProperties: ORDERED } })
-    expect(wireUserProperties((await v5.next(PUBLISH)).body, 0)).toEqual(ORDERED)
+    expect(wireUserProperties(await v5.next(PUBLISH))).toEqual(ORDERED)
     const m = await box.next()
     expect(m.payload.toString()).toBe('x')
     expect(m.packet.properties).toBeUndefined()

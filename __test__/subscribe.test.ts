@@ -388,3 +388,15 @@ it('refuses bad arguments with a typed error naming the field', async () => {
     }
   }
 })
+
+it('clients(), client() and subscriptions() list network clients only, not in-process subscriptions', async () => {
+  const { server } = await startServer()
+  await server.subscribe('in/#', () => {})
+  const c = await client(server)
+  await subscribe(c, 'net/#')
+  const ids: string[] = []
+  for await (const info of server.clients()) ids.push(info.clientId)
+  expect(ids).toEqual([c.options.clientId])
+  expect(await server.client('\0subscription/0')).toBeNull()
+  expect((await server.subscriptions()).map((s) => s.topicFilter)).toEqual(['net/#'])
+})

@@ -1,6 +1,6 @@
 // What JavaScript hooks cost: message throughput with no hook, with an
 // `onMessagePublish` notification and with an `onClientPublishAuthorize`
-// decision; connection rate with and without `onClientAuthenticate`.
+// decision (asked every time, and answered with `cacheMs`); connection rate with and without `onClientAuthenticate`.
 // Variants run interleaved (A B C A B C ...), medians reported.
 //
 //   npm run bench:hooks [-- --rounds N] [--duration S] [--no-build | --addon FILE] [--out FILE]
@@ -57,7 +57,7 @@ const messageRuns = [
   { name: 'p2p, 16 pairs, QoS 0, 64 B', args: ['--mode', 'p2p', '--pairs', '16', '--qos', '0'] },
   { name: 'p2p, 16 pairs, QoS 1, 64 B', args: ['--mode', 'p2p', '--pairs', '16', '--qos', '1'] },
 ]
-const messageHooks = ['none', 'notify', 'authorize']
+const messageHooks = ['none', 'notify', 'authorize', 'authorize-cached']
 const connectHooks = ['none', 'authenticate']
 
 async function once(hooks, args, pick) {
@@ -128,6 +128,7 @@ for (const r of results) {
       none: 'none',
       notify: 'onMessagePublish',
       authorize: 'onClientPublishAuthorize',
+      'authorize-cached': 'onClientPublishAuthorize, cacheMs',
       authenticate: 'onClientAuthenticate',
     }[h]
     lines.push(

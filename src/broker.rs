@@ -24,6 +24,7 @@ use crate::listener::{self, ListenerInfo};
 use crate::memory;
 use crate::publish::Publisher;
 use crate::shared_subscription::RoundRobin;
+use crate::stats::Counters;
 use crate::warning::Warning;
 
 /// Name under which the retained-message plugin is registered.
@@ -49,6 +50,7 @@ pub struct Broker {
   publisher: Publisher,
   /// The largest `maxPacketSize` of the listeners.
   max_packet_size: u32,
+  stats: Arc<Counters>,
   flow: FlowControl,
 }
 
@@ -59,6 +61,7 @@ pub struct BrokerHandle {
   pub scx: ServerContext,
   pub hooks: Arc<Attachment>,
   pub publisher: Publisher,
+  pub stats: Arc<Counters>,
   /// The flow control in-process subscribers take part in.
   pub flow: FlowControl,
 }
@@ -75,6 +78,7 @@ impl Broker {
       .map(listener::max_packet_size)
       .max()
       .unwrap_or(listener::DEFAULT_MAX_PACKET_SIZE);
+    let sys_topics = spec.sys_topics;
     let reclaim = memory::Reclaim::default();
     let on_park = reclaim.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -89,8 +93,8 @@ impl Broker {
     let attachment = hooks.clone();
     let serve = runtime.spawn(async move {
       match setup(spec, attachment, reclaim).await {
-        Ok((server, scx, infos, flow)) => {
-          let _ = ready_tx.send(Ok((scx, infos, flow)));
+        Ok((server, scx, infos, stats, flow)) => {
+          let _ = ready_tx.send(Ok((scx, infos, stats, flow)));
           if let Err(e) = server.run().await {
             log::error!("broker stopped with an error: {e}");
           }
@@ -102,16 +106,29 @@ impl Broker {
     });
 
     match ready_rx.await {
-      Ok(Ok((scx, listeners, flow))) => Ok(Broker {
-        flow,
-        publisher: Publisher::spawn(runtime.handle(), scx.clone()),
-        runtime,
-        serve,
-        scx,
-        listeners,
-        hooks,
-        max_packet_size,
-      }),
+      Ok(Ok((scx, listeners, stats, flow))) => {
+        let publisher = Publisher::spawn(runtime.handle(), scx.clone());
+        if let Some(every) = sys_topics {
+          crate::sys_topics::spawn(
+            runtime.handle(),
+            scx.clone(),
+            stats.clone(),
+            publisher.clone(),
+            every,
+          );
+        }
+        Ok(Broker {
+          publisher,
+          runtime,
+          serve,
+          scx,
+          listeners,
+          hooks,
+          max_packet_size,
+          stats,
+          flow,
+        })
+      }
       Ok(Err(e)) => {
         runtime.shutdown_background();
         Err(e)
@@ -138,6 +155,7 @@ impl Broker {
       scx: self.scx.clone(),
       hooks: self.hooks.clone(),
       publisher: self.publisher.clone(),
+      stats: self.stats.clone(),
       flow: self.flow.clone(),
     }
   }
@@ -258,7 +276,13 @@ fn release_sessions(scx: &ServerContext) {
   rt.shutdown_background();
 }
 
-type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>, FlowControl);
+type Ready = (
+  RmqttServer,
+  ServerContext,
+  Vec<ListenerInfo>,
+  Arc<Counters>,
+  FlowControl,
+);
 
 async fn setup(
   spec: BrokerSpec,
@@ -280,6 +304,7 @@ async fn setup(
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   let flow = backpressure::register(&scx).await;
+  let stats = crate::stats::register(&scx).await;
   hooks.sync(&scx).await;
   tokio::spawn(memory::release_after_disconnects(scx.clone(), reclaim));
 
@@ -291,7 +316,7 @@ async fn setup(
     server = server.listener_by_id(bound, id as u16);
     infos.push(info);
   }
-  Ok((server.build(), scx, infos, flow))
+  Ok((server.build(), scx, infos, stats, flow))
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub struct ServerConfig {
   /// clients cannot ask for a lifetime). Default: `maxSessionExpiryInterval`.
   #[serde(default, deserialize_with = "opt_number")]
   pub session_expiry_interval: Option<f64>,
+  /// Publish the broker's stats under `$SYS/broker/...` (mosquitto's names),
+  /// retained. Off when absent.
+  pub sys_topics: Option<crate::sys_topics::SysTopicsConfig>,
 }
 
 /// One network endpoint of the broker.
@@ -178,6 +181,7 @@ pub fn basic(
     worker_threads: None,
     max_session_expiry_interval: None,
     session_expiry_interval: None,
+    sys_topics: None,
   })
 }
 
@@ -219,6 +223,7 @@ pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
     worker_threads: None,
     max_session_expiry_interval: None,
     session_expiry_interval: None,
+    sys_topics: None,
   })
 }
 
@@ -368,6 +373,8 @@ pub struct BrokerSpec {
   pub worker_threads: usize,
   /// What `start()` reports without failing (a certificate out of date).
   pub warnings: Vec<Warning>,
+  /// How often `$SYS` topics are published; `None`: they are not.
+  pub sys_topics: Option<Duration>,
 }
 
 /// `maxSessionExpiryInterval` when not given: rmqtt's own lifetime of an
@@ -432,6 +439,11 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     plugins_config_dir: config.plugins_config_dir,
     worker_threads,
     warnings,
+    sys_topics: config
+      .sys_topics
+      .as_ref()
+      .map(crate::sys_topics::interval)
+      .transpose()?,
   })
 }
 
@@ -515,7 +527,7 @@ async fn listener_spec(
   })
 }
 
-fn integer(field: &str, v: f64, min: u64, max: u64) -> Result<u64> {
+pub fn integer(field: &str, v: f64, min: u64, max: u64) -> Result<u64> {
   if !v.is_finite() || v.fract() != 0.0 || v < min as f64 || v > max as f64 {
     return Err(invalid_arg(format!(
       "{field}: must be an integer from {min} to {max}, got {v}"

@@ -36,6 +36,20 @@ pub fn server_shutting_down() -> Reason {
   Reason::from_static(rmqtt::session::SERVER_SHUTTING_DOWN)
 }
 
+/// Counts the messages clients send and are sent, on the data path
+/// (rmqtt 0034-traffic-counter).
+pub use rmqtt::shared::TrafficCounter;
+
+/// Installs a broker's traffic counter; false when it has one already
+/// (rmqtt 0034-traffic-counter).
+pub fn set_traffic_counter(scx: &ServerContext, counter: Arc<dyn TrafficCounter>) -> bool {
+  scx.extends.traffic_counter.set(counter).is_ok()
+}
+
+/// The reason to close a session with for `server.disconnect()`: an MQTT 5
+/// client is sent this DISCONNECT (rmqtt 0033-admin-disconnect).
+pub use rmqtt::session::admin_disconnect;
+
 /// The broker's clock, milliseconds since the epoch, up to a tick behind:
 /// what rmqtt stamps a message's create time with and measures its expiry
 /// by (rmqtt 0005-coarse-clock).
@@ -64,4 +78,28 @@ pub fn take_router(scx: &ServerContext) -> Arc<Box<dyn Router>> {
     .extends
     .router
     .replace(Box::new(DefaultRouter::new(None)))
+}
+
+/// MQTT 5.0 enhanced authentication: a step of an AUTH exchange as the
+/// `ClientEnhancedAuth` hook gets it (the `Type`, `Parameter` and
+/// `HookResult` variants of that name are the fork's too), and the answer
+/// it gives (rmqtt 0032-enhanced-auth).
+pub use rmqtt::enhanced_auth::{EnhancedAuthRequest as AuthStepRequest, EnhancedAuthStep};
+/// A hook's refusal of a CONNECT with its own CONNACK code, Reason String
+/// and Server Reference (rmqtt 0035-decision-refusals).
+pub use rmqtt::types::AuthRefusal;
+
+/// The authentication result that carries an [`AuthRefusal`] (rmqtt
+/// 0035-decision-refusals).
+pub fn refused(refusal: AuthRefusal) -> rmqtt::types::AuthResult {
+  rmqtt::types::AuthResult::Refused(Box::new(refusal))
+}
+
+/// A subscribe ACL refusal with a Reason String for the SUBACK (rmqtt
+/// 0035-decision-refusals).
+pub fn subscribe_refusal(
+  code: rmqtt::codec::v5::SubscribeAckReason,
+  reason: Option<bytestring::ByteString>,
+) -> rmqtt::types::SubscribeAclResult {
+  rmqtt::types::SubscribeAclResult::new_refusal(code, reason)
 }

@@ -29,6 +29,8 @@ const answer = (r) =>
   r.allow === true &&
   r.reason === undefined &&
   r.qos === undefined &&
+  r.code === undefined &&
+  r.cacheMs === undefined &&
   r.disconnect === undefined
     ? ALLOW
     : r

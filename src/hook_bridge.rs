@@ -1,21 +1,27 @@
 //! The rmqtt side of hooks: a handler registered in a broker's hook manager
 //! that turns rmqtt events into calls of the server's JavaScript hooks.
 //!
-//! Only the hook types the current set uses are registered, so an absent hook
-//! costs nothing; `setHooks()` on a running server registers the types the
-//! new set adds and removes those it drops.
+//! Only the hook types the current sets use are registered, so an absent hook
+//! costs nothing; `setHooks()`/`addHooks()` on a running server register the
+//! types the new sets add and remove those they drop. Several sets: every
+//! set that has a notification gets it; decisions combine (`decision.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
+use bytestring::ByteString;
 use napi::bindgen_prelude::*;
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
-use rmqtt::types::{AuthResult, PublishAclResult, QoS as RQoS, SubscribeAclResult};
+use rmqtt::types::{AuthResult, Id, PublishAclResult, SubscribeAclResult};
 use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
+use crate::decision::{self, Login, Verdict};
+use crate::decision_cache::Action;
+use crate::enhanced_auth::{self, EnhancedAuth};
 use crate::fork;
 use crate::hook_data;
 use crate::hook_js::{
@@ -24,7 +30,7 @@ use crate::hook_js::{
 };
 use crate::hook_queue::{Live, Reply};
 use crate::hook_table::{Event, Kind};
-use crate::hooks::{HookSet, Hooks};
+use crate::hooks::{HookSet, Hooks, SetList};
 
 /// The hooks as one running broker sees them. Closed at stop, so a broker
 /// being torn down (or leaked by rmqtt) never calls into JavaScript again.
@@ -62,13 +68,16 @@ impl Attachment {
     }
   }
 
-  fn current(&self) -> Option<(Arc<Hooks>, Arc<HookSet>)> {
+  fn current(&self) -> Option<(Arc<Hooks>, SetList)> {
     if !self.live.load(Ordering::Acquire) {
       return None;
     }
     let hooks = self.hooks.upgrade()?;
-    let set = hooks.current()?;
-    Some((hooks, set))
+    let sets = hooks.current();
+    if sets.is_empty() {
+      return None;
+    }
+    Some((hooks, sets))
   }
 
   /// Registers a handler for exactly the hook types the current set uses.
@@ -84,7 +93,7 @@ impl Attachment {
     let mut registers = self.registers.lock().await;
     let wanted = self
       .current()
-      .map(|(_, set)| types_of(&set))
+      .map(|(_, sets)| types_of(&sets))
       .unwrap_or_default();
     let gone: Vec<Type> = registers
       .keys()
@@ -115,45 +124,55 @@ impl Attachment {
   }
 }
 
-fn types_of(s: &HookSet) -> Vec<Type> {
-  Kind::ALL
+fn types_of(sets: &[Arc<HookSet>]) -> Vec<Type> {
+  let has = |k: Kind| sets.iter().any(|s| s.has(k));
+  let mut types: Vec<Type> = Kind::ALL
     .into_iter()
-    .filter(|k| s.has(*k))
+    .filter(|k| has(*k))
     .map(Kind::rmqtt_type)
-    .collect()
+    .collect();
+  // A disconnect forgets the client's cached decisions (in Rust only).
+  let caches = has(Kind::ClientSubscribeAuthorize) || has(Kind::ClientPublishAuthorize);
+  if caches && !types.contains(&Type::ClientDisconnected) {
+    types.push(Type::ClientDisconnected);
+  }
+  types
 }
 
 struct Bridge {
   attachment: Arc<Attachment>,
 }
 
-/// What one handler call works with: the hooks of the server and the set
+/// What one handler call works with: the hooks of the server and the sets
 /// current when the event happened.
 struct Ctx<'a> {
   live: &'a Live,
   closing: &'a Notify,
   hooks: Arc<Hooks>,
-  set: Arc<HookSet>,
+  sets: SetList,
 }
 
 impl Ctx<'_> {
   fn has(&self, kind: Kind) -> bool {
-    self.set.has(kind)
+    self.sets.iter().any(|s| s.has(kind))
   }
 
-  fn notify(&self, event: Event) {
-    self
-      .set
-      .queue
-      .push(self.live, &self.hooks, self.set.queue_limit, event);
+  /// Queues the notification `event()` makes for every set that has `kind`.
+  fn notify(&self, kind: Kind, event: impl Fn() -> Event) {
+    for set in self.sets.iter().filter(|s| s.has(kind)) {
+      set
+        .queue
+        .push(self.live, &self.hooks, set.queue_limit, event());
+    }
   }
 
-  /// Asks a decision hook and waits for its answer, or its Promise's,
-  /// within the set's timeout. `None` (deny) on timeout, throw, rejection
-  /// or a value of the wrong shape, each with a warning, and at once when
-  /// the broker stops.
+  /// Asks one set's decision hook and waits for its answer, or its
+  /// Promise's, within the set's timeout. `None` (deny) on timeout, throw,
+  /// rejection or a value of the wrong shape, each with a warning, and at
+  /// once when the broker stops.
   async fn decide<R: FromNapiValue + Send + 'static>(
     &self,
+    set: &HookSet,
     kind: Kind,
     event: impl FnOnce(Reply<R>) -> Event,
   ) -> Option<R> {
@@ -165,7 +184,7 @@ impl Ctx<'_> {
       return None;
     }
     let (tx, rx) = oneshot::channel();
-    self.set.queue.push_decision(self.live, event(tx)).await;
+    set.queue.push_decision(self.live, event(tx)).await;
     let answer = async {
       match rx.await {
         Ok(Ok(Either::A(r))) => Ok(r),
@@ -178,7 +197,7 @@ impl Ctx<'_> {
     };
     let name = kind.name();
     let answer = tokio::select! {
-      answer = tokio::time::timeout(self.set.timeout, answer) => answer,
+      answer = tokio::time::timeout(set.timeout, answer) => answer,
       _ = closing => {
         tracing::debug!("{name}: the server is stopping, denying");
         return None;
@@ -195,18 +214,56 @@ impl Ctx<'_> {
         self.hooks.count_timeout();
         tracing::warn!(
           "{name} did not answer within {} ms, denying",
-          self.set.timeout.as_millis()
+          set.timeout.as_millis()
         );
         None
       }
     }
+  }
+
+  /// Asks every set that has the authorize hook `kind`, in order, each from
+  /// its cache when it holds this question: the first denial ends it,
+  /// allows combine their QoS caps.
+  async fn authorize<R: FromNapiValue + Send + 'static>(
+    &self,
+    kind: Kind,
+    key: (&Id, Action, &ByteString),
+    event: impl Fn(Reply<R>) -> Event,
+    read: impl Fn(R) -> std::result::Result<(Verdict, Option<Duration>), String>,
+  ) -> Verdict {
+    let (id, action, topic) = key;
+    let mut cap = None;
+    for set in self.sets.iter().filter(|s| s.has(kind)) {
+      let verdict = match set.cache.get(id, action, topic) {
+        Some(v) => v,
+        None => match self.decide(set, kind, &event).await.map(&read) {
+          None => Verdict::DENY,
+          Some(Ok((v, ttl))) => {
+            if let Some(ttl) = ttl {
+              set.cache.put(id, action, topic, ttl, v.clone());
+            }
+            v
+          }
+          Some(Err(e)) => {
+            self.hooks.count_failure();
+            tracing::warn!("{}: {e}; denying", kind.name());
+            Verdict::DENY
+          }
+        },
+      };
+      match verdict {
+        Verdict::Allow(c) => cap = decision::and(cap, c),
+        deny => return deny,
+      }
+    }
+    Verdict::Allow(cap)
   }
 }
 
 #[async_trait::async_trait]
 impl Handler for Bridge {
   async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
-    let Some((hooks, set)) = self.attachment.current() else {
+    let Some((hooks, sets)) = self.attachment.current() else {
       // Stopping or closing: a decision still denies, as one pending would;
       // passing it on would let rmqtt's default allow it.
       return match denial(param) {
@@ -218,7 +275,7 @@ impl Handler for Bridge {
       live: &self.attachment.live,
       closing: &self.attachment.closing,
       hooks,
-      set,
+      sets,
     };
     match param {
       Parameter::ClientAuthenticate(ci) => {
@@ -226,97 +283,112 @@ impl Handler for Bridge {
           return (true, acc);
         }
         let has_username = ci.username().is_some();
-        let request = hook_data::authenticate_request(ci);
+        let v5 = ci.proto_ver() == rmqtt::codec::types::MQTT_LEVEL_5;
+        let mut superuser = true;
+        for set in cx.sets.iter().filter(|s| s.has(Kind::ClientAuthenticate)) {
+          let request = hook_data::authenticate_request(ci);
+          let answer = cx
+            .decide(set, Kind::ClientAuthenticate, |r| {
+              Event::ClientAuthenticate(Authenticate(request), r)
+            })
+            .await;
+          let refused = match answer.map(|r| decision::authenticate(r, v5, has_username)) {
+            Some(Ok(Login::Allow { superuser: s })) => {
+              superuser &= s;
+              continue;
+            }
+            Some(Ok(refusal)) => decision::login_result(refusal),
+            Some(Err(e)) => {
+              cx.hooks.count_failure();
+              tracing::warn!("onClientAuthenticate: {e}; refusing as notAuthorized");
+              AuthResult::NotAuthorized
+            }
+            None => AuthResult::NotAuthorized,
+          };
+          tracing::debug!(
+            "onClientAuthenticate refused {}: {refused:?}",
+            ci.client_id()
+          );
+          return (false, Some(HookResult::AuthResult(refused)));
+        }
+        (
+          false,
+          Some(HookResult::AuthResult(AuthResult::Allow(superuser, None))),
+        )
+      }
+      Parameter::ClientEnhancedAuth(step) => {
+        // An exchange has several steps: the first set that has the hook
+        // answers them all (sets cannot share one challenge-response).
+        let Some(set) = cx.sets.iter().find(|s| s.has(Kind::ClientEnhancedAuth)) else {
+          return (true, acc);
+        };
+        let request = enhanced_auth::request(step);
         let answer = cx
-          .decide(Kind::ClientAuthenticate, |r| {
-            Event::ClientAuthenticate(Authenticate(request), r)
+          .decide(set, Kind::ClientEnhancedAuth, |r| {
+            Event::ClientEnhancedAuth(EnhancedAuth(request), r)
           })
           .await;
-        let result = match answer {
-          Some(r) if r.allow => AuthResult::Allow(r.superuser.unwrap_or(false), None),
-          Some(r) => {
-            tracing::debug!(
-              "onClientAuthenticate refused {}: {:?}",
-              ci.client_id(),
-              r.reason
-            );
-            match r.code.as_deref() {
-              Some("notAuthorized") => AuthResult::NotAuthorized,
-              Some("badUsernameOrPassword") => AuthResult::BadUsernameOrPassword,
-              None if has_username => AuthResult::BadUsernameOrPassword,
-              None => AuthResult::NotAuthorized,
-              Some(other) => {
-                cx.hooks.count_failure();
-                tracing::warn!(
-                  "onClientAuthenticate: unknown code {other:?} (expected \"badUsernameOrPassword\" or \"notAuthorized\"); refusing as notAuthorized"
-                );
-                AuthResult::NotAuthorized
-              }
-            }
+        let step = match answer.map(enhanced_auth::step) {
+          Some(Ok(step)) => step,
+          Some(Err(why)) => {
+            cx.hooks.count_failure();
+            tracing::warn!("onClientEnhancedAuth: {why}; refusing");
+            enhanced_auth::denied()
           }
-          None => AuthResult::NotAuthorized,
+          None => enhanced_auth::denied(),
         };
-        (false, Some(HookResult::AuthResult(result)))
+        (false, Some(HookResult::EnhancedAuth(step)))
       }
       Parameter::ClientSubscribeCheckAcl(s, sub) => {
         if !cx.has(Kind::ClientSubscribeAuthorize) {
           return (true, acc);
         }
         let requested = sub.opts.qos();
-        let filter = sub.topic_filter.to_string();
-        let answer = cx
-          .decide(Kind::ClientSubscribeAuthorize, |r| {
-            Event::ClientSubscribeAuthorize(SessionSubscription(s.id.clone(), filter, requested), r)
-          })
+        let filter: &ByteString = &sub.topic_filter;
+        let verdict = cx
+          .authorize(
+            Kind::ClientSubscribeAuthorize,
+            (&s.id, Action::Subscribe, filter),
+            |r| {
+              Event::ClientSubscribeAuthorize(
+                SessionSubscription(s.id.clone(), filter.to_string(), requested),
+                r,
+              )
+            },
+            decision::subscribe,
+          )
           .await;
-        let result = match answer {
-          Some(r) if r.allow => match r.qos.map(qos_from) {
-            None => SubscribeAclResult::new_success(requested, None),
-            Some(Some(cap)) => SubscribeAclResult::new_success(requested.min(cap), None),
-            Some(None) => {
-              cx.hooks.count_failure();
-              tracing::warn!(
-                "onClientSubscribeAuthorize: qos must be 0, 1 or 2, got {:?}; denying",
-                r.qos
-              );
-              SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
-            }
-          },
-          _ => SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized),
-        };
+        let result = decision::subscribe_result(verdict, requested);
         (false, Some(HookResult::SubscribeAclResult(result)))
       }
       Parameter::MessagePublishCheckAcl(s, p) => {
         if !cx.has(Kind::ClientPublishAuthorize) {
           return (true, acc);
         }
-        let answer = cx
-          .decide(Kind::ClientPublishAuthorize, |r| {
-            Event::ClientPublishAuthorize(SessionPublishRequest(s.id.clone(), Msg::of(p)), r)
-          })
+        let verdict = cx
+          .authorize(
+            Kind::ClientPublishAuthorize,
+            (&s.id, Action::Publish, &p.topic),
+            |r| Event::ClientPublishAuthorize(SessionPublishRequest(s.id.clone(), Msg::of(p)), r),
+            decision::publish,
+          )
           .await;
-        let result = match answer {
-          Some(r) if r.allow => {
-            // rmqtt fires `message_publish` before the ACL check; with an
-            // authorize hook the notification waits for the allow, so
-            // `onMessagePublish` never reports a message that was denied.
-            if cx.has(Kind::MessagePublish) {
-              let from = rmqtt::types::From::from_custom(s.id.clone());
-              cx.notify(Event::MessagePublish(
-                Message(Some(s.id.clone()), from, true, Msg::of(p)),
-                (),
-              ));
-            }
-            PublishAclResult::allow()
-          }
-          Some(r) => {
-            PublishAclResult::rejected(r.disconnect.unwrap_or(false), r.reason.map(Into::into))
-          }
-          None => PublishAclResult::rejected(false, None),
-        };
+        if let Verdict::Allow(_) = verdict {
+          // rmqtt fires `message_publish` before the ACL check; with an
+          // authorize hook the notification waits for the allow, so
+          // `onMessagePublish` never reports a message that was denied.
+          cx.notify(Kind::MessagePublish, || {
+            let from = rmqtt::types::From::from_custom(s.id.clone());
+            Event::MessagePublish(Message(Some(s.id.clone()), from, true, Msg::of(p)), ())
+          });
+        }
+        let result = decision::publish_result(verdict);
         (false, Some(HookResult::PublishAclResult(result)))
       }
       Parameter::MessagePublish(s, from, p) => {
+        if !cx.has(Kind::MessagePublish) {
+          return (true, acc);
+        }
         let after_acl = match s {
           // Reported by the ACL branch above once allowed (superusers skip it).
           Some(s) if cx.has(Kind::ClientPublishAuthorize) => {
@@ -324,92 +396,91 @@ impl Handler for Bridge {
           }
           _ => false,
         };
-        if cx.has(Kind::MessagePublish) && !after_acl {
-          cx.notify(Event::MessagePublish(
-            Message(
-              s.map(|s| s.id.clone()),
-              (*from).clone(),
-              s.is_some(),
-              Msg::of(p),
-            ),
-            (),
-          ));
+        if !after_acl {
+          cx.notify(Kind::MessagePublish, || {
+            Event::MessagePublish(
+              Message(
+                s.map(|s| s.id.clone()),
+                (*from).clone(),
+                s.is_some(),
+                Msg::of(p),
+              ),
+              (),
+            )
+          });
         }
         (true, acc)
       }
       Parameter::SessionSubscribed(s, sub) => {
-        if cx.has(Kind::ClientSubscribe) {
-          cx.notify(Event::ClientSubscribe(
+        cx.notify(Kind::ClientSubscribe, || {
+          Event::ClientSubscribe(
             SessionSubscription(s.id.clone(), sub.topic_filter.to_string(), sub.opts.qos()),
             (),
-          ));
-        }
+          )
+        });
         (true, acc)
       }
       Parameter::SessionUnsubscribed(s, unsub) => {
-        if cx.has(Kind::ClientUnsubscribe) {
-          cx.notify(Event::ClientUnsubscribe(
+        cx.notify(Kind::ClientUnsubscribe, || {
+          Event::ClientUnsubscribe(
             SessionUnsubscription(s.id.clone(), unsub.topic_filter.to_string()),
             (),
-          ));
-        }
+          )
+        });
         (true, acc)
       }
       Parameter::ClientConnected(s) => {
-        if cx.has(Kind::ClientConnected) {
-          cx.notify(Event::ClientConnected(Session(s.id.clone()), ()));
-        }
+        cx.notify(Kind::ClientConnected, || {
+          Event::ClientConnected(Session(s.id.clone()), ())
+        });
         (true, acc)
       }
       Parameter::ClientDisconnected(s, reason) => {
-        if cx.has(Kind::ClientDisconnected) {
-          cx.notify(Event::ClientDisconnected(
-            SessionReason(s.id.clone(), reason.to_string()),
-            (),
-          ));
+        for set in cx.sets.iter() {
+          set.cache.forget(&s.id.client_id);
         }
+        cx.notify(Kind::ClientDisconnected, || {
+          Event::ClientDisconnected(SessionReason(s.id.clone(), reason.to_string()), ())
+        });
         (true, acc)
       }
       Parameter::MessageDelivered(s, from, p) => {
-        if cx.has(Kind::MessageDelivered) {
-          cx.notify(Event::MessageDelivered(
+        cx.notify(Kind::MessageDelivered, || {
+          Event::MessageDelivered(
             Message(Some(s.id.clone()), (*from).clone(), false, Msg::of(p)),
             (),
-          ));
-        }
+          )
+        });
         (true, acc)
       }
       Parameter::MessageAcked(s, from, p) => {
-        if cx.has(Kind::MessageAcked) {
-          cx.notify(Event::MessageAcked(
+        cx.notify(Kind::MessageAcked, || {
+          Event::MessageAcked(
             Message(Some(s.id.clone()), (*from).clone(), false, Msg::of(p)),
             (),
-          ));
-        }
+          )
+        });
         (true, acc)
       }
       Parameter::MessageDropped(to, from, p, reason) => {
-        if cx.has(Kind::MessageDropped) {
-          cx.notify(Event::MessageDropped(
+        cx.notify(Kind::MessageDropped, || {
+          Event::MessageDropped(
             DroppedMessage(to.clone(), (*from).clone(), Msg::of(p), reason.to_string()),
             (),
-          ));
-        }
+          )
+        });
         (true, acc)
       }
       Parameter::SessionCreated(s) => {
-        if cx.has(Kind::SessionCreated) {
-          cx.notify(Event::SessionCreated(Session(s.id.clone()), ()));
-        }
+        cx.notify(Kind::SessionCreated, || {
+          Event::SessionCreated(Session(s.id.clone()), ())
+        });
         (true, acc)
       }
       Parameter::SessionTerminated(s, reason) => {
-        if cx.has(Kind::SessionTerminated) {
-          cx.notify(Event::SessionTerminated(
-            SessionReason(s.id.clone(), reason.to_string()),
-            (),
-          ));
-        }
+        cx.notify(Kind::SessionTerminated, || {
+          Event::SessionTerminated(SessionReason(s.id.clone(), reason.to_string()), ())
+        });
         (true, acc)
       }
       _ => (true, acc),
@@ -421,21 +492,13 @@ impl Handler for Bridge {
 fn denial(param: &Parameter) -> Option<HookResult> {
   match param {
     Parameter::ClientAuthenticate(_) => Some(HookResult::AuthResult(AuthResult::NotAuthorized)),
+    Parameter::ClientEnhancedAuth(_) => Some(HookResult::EnhancedAuth(enhanced_auth::denied())),
     Parameter::ClientSubscribeCheckAcl(..) => Some(HookResult::SubscribeAclResult(
       SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized),
     )),
     Parameter::MessagePublishCheckAcl(..) => Some(HookResult::PublishAclResult(
       PublishAclResult::rejected(false, None),
     )),
-    _ => None,
-  }
-}
-
-fn qos_from(q: u32) -> Option<RQoS> {
-  match q {
-    0 => Some(RQoS::AtMostOnce),
-    1 => Some(RQoS::AtLeastOnce),
-    2 => Some(RQoS::ExactlyOnce),
     _ => None,
   }
 }

@@ -12,7 +12,7 @@ use crate::message_properties::MessageProperties;
 /// A value or JavaScript `null` (an `Option` would become `undefined`).
 pub type Nullable<T> = Either<T, Null>;
 
-fn nullable<T>(v: Option<T>) -> Nullable<T> {
+pub fn nullable<T>(v: Option<T>) -> Nullable<T> {
   v.map_or(Either::B(Null), Either::A)
 }
 
@@ -124,41 +124,66 @@ pub struct PublishRequest {
   pub properties: Option<MessageProperties>,
 }
 
+/// A refusal's reason code: a `ReasonCodeName` or its number.
+pub type Code = Either<f64, String>;
+
 /// Answer of `onClientAuthenticate`.
 #[napi(object)]
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AuthenticateResult {
   pub allow: bool,
   /// A superuser skips the subscribe and publish authorization hooks.
   pub superuser: Option<bool>,
-  /// Why the client was refused (logged; MQTT 3.1.1 cannot carry it).
+  /// Why the client was refused: logged, and sent to MQTT 5.0 clients as the
+  /// CONNACK's Reason String.
   pub reason: Option<String>,
-  /// CONNACK code for a refusal. Default: `"badUsernameOrPassword"` when the
-  /// client sent a username, `"notAuthorized"` otherwise.
-  #[napi(ts_type = "'badUsernameOrPassword' | 'notAuthorized'")]
-  pub code: Option<String>,
+  /// CONNACK reason code of a refusal (MQTT 5.0 value; 3.1.1 clients get the
+  /// closest 3.1.1 code). Default: `'badUsernameOrPassword'` when the client
+  /// sent a username, `'notAuthorized'` otherwise. A code not valid in a
+  /// CONNACK is the hook's failure (refused, counted in `hookStats.failures`).
+  #[napi(ts_type = "ReasonCodeName | number")]
+  pub code: Option<Code>,
+  /// Redirect (MQTT 5.0): with `code: 'useAnotherServer'` or `'serverMoved'`,
+  /// sent as the CONNACK's Server Reference (e.g. `"other.example:1883"`).
+  pub server_reference: Option<String>,
 }
 
 /// Answer of `onClientSubscribeAuthorize`.
 #[napi(object)]
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SubscribeAuthorizeResult {
   pub allow: bool,
   /// Highest QoS to grant; the granted QoS is the lower of this and the request.
   #[napi(ts_type = "QoS")]
   pub qos: Option<u32>,
+  /// MQTT 5.0 clients get it as the SUBACK's Reason String.
   pub reason: Option<String>,
+  /// SUBACK reason code of a denial (MQTT 5.0; 3.1.1 clients get 0x80).
+  /// Default `'notAuthorized'` (0x87).
+  #[napi(ts_type = "ReasonCodeName | number")]
+  pub code: Option<Code>,
+  /// Reuse this answer for the same client connection and topic filter for
+  /// this many milliseconds, without calling the hook.
+  pub cache_ms: Option<f64>,
 }
 
 /// Answer of `onClientPublishAuthorize`.
 #[napi(object)]
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PublishAuthorizeResult {
   pub allow: bool,
   /// MQTT 5.0 clients get it as the PUBACK/PUBREC reason string.
   pub reason: Option<String>,
+  /// PUBACK/PUBREC reason code of a denial (MQTT 5.0). Default
+  /// `'notAuthorized'` (0x87). With `disconnect`, also the DISCONNECT's code.
+  #[napi(ts_type = "ReasonCodeName | number")]
+  pub code: Option<Code>,
   /// Also disconnect the client (default `false`).
   pub disconnect: Option<bool>,
+  /// Reuse this answer for the same client connection and topic for this
+  /// many milliseconds, without calling the hook (payload, QoS and retain
+  /// are not part of the key).
+  pub cache_ms: Option<f64>,
 }
 
 pub fn authenticate_request(c: &ConnectInfo) -> AuthenticateRequest {
@@ -187,6 +212,7 @@ impl AllowAll for AuthenticateResult {
       superuser: None,
       reason: None,
       code: None,
+      server_reference: None,
     }
   }
 }
@@ -197,6 +223,8 @@ impl AllowAll for SubscribeAuthorizeResult {
       allow: true,
       qos: None,
       reason: None,
+      code: None,
+      cache_ms: None,
     }
   }
 }
@@ -206,7 +234,9 @@ impl AllowAll for PublishAuthorizeResult {
     PublishAuthorizeResult {
       allow: true,
       reason: None,
+      code: None,
       disconnect: None,
+      cache_ms: None,
     }
   }
 }

@@ -1,4 +1,4 @@
-//! Every hook `setHooks()` accepts, declared once.
+//! Every hook `setHooks()` and `addHooks()` accept, declared once.
 //!
 //! One row per hook: its kind, its name in the callbacks object, the rmqtt
 //! hook type it is registered for, whether it decides (and what it answers)
@@ -14,6 +14,7 @@
 use napi_derive::napi;
 use rmqtt::hook::Type;
 
+use crate::enhanced_auth::{EnhancedAuth, EnhancedAuthResult};
 use crate::hook_data::{AuthenticateResult, PublishAuthorizeResult, SubscribeAuthorizeResult};
 use crate::hook_js::{
   Authenticate, DroppedMessage, HookArgs, Message, Session, SessionPublishRequest, SessionReason,
@@ -32,7 +33,7 @@ macro_rules! hook_table {
     $(#[doc = $doc:tt])*
     $kind:ident: $name:tt, $rmqtt:ident, $mode:ident $(($answer:ty))?, $args:ident, $ts:tt;
   )*) => {
-    /// Every hook `setHooks()` accepts, in row order.
+    /// Every hook `setHooks()` and `addHooks()` accept, in row order.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Kind {
       $($kind,)*
@@ -103,10 +104,11 @@ macro_rules! hook_table {
     mod callbacks {
       use super::*;
 
-      /// The hooks `setHooks()` accepts, all optional. Decision hooks return their
-      /// answer or a Promise of it; a throw, a rejection, a malformed answer or a
-      /// timeout denies. Notification hooks are fire-and-forget: their return value
-      /// is ignored and they never delay the broker.
+      /// The hooks `setHooks()` and `addHooks()` accept, all optional. Decision
+      /// hooks return their answer or a Promise of it; a throw, a rejection, a
+      /// malformed answer or a timeout denies. Notification hooks are
+      /// fire-and-forget: their return value is ignored and they never delay
+      /// the broker.
       ///
       /// (Type declaration only: the object is read field by field in `HookSet::from_js`.)
       #[napi(object, object_to_js = false)]
@@ -136,6 +138,13 @@ hook_table! {
   ClientAuthenticate: "onClientAuthenticate", ClientAuthenticate,
     decision(AuthenticateResult), Authenticate,
     "(request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>";
+  #[doc = "One step of MQTT 5.0 enhanced authentication: a CONNECT with an"]
+  #[doc = "Authentication Method, the client's AUTH answers, and re-authentication."]
+  #[doc = "Without it such a CONNECT is refused (0x8C). It replaces `onClientAuthenticate`"]
+  #[doc = "for the clients that choose a method."]
+  ClientEnhancedAuth: "onClientEnhancedAuth", ClientEnhancedAuth,
+    decision(EnhancedAuthResult), EnhancedAuth,
+    "(request: EnhancedAuthRequest) => EnhancedAuthResult | Promise<EnhancedAuthResult>";
   #[doc = "Decides each topic filter of a SUBSCRIBE; a denial fails only that filter."]
   ClientSubscribeAuthorize: "onClientSubscribeAuthorize", ClientSubscribeCheckAcl,
     decision(SubscribeAuthorizeResult), SessionSubscription,

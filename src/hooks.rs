@@ -1,5 +1,6 @@
-//! The JavaScript hook set of one `MqttServer`: reading the callbacks object
-//! given to `setHooks()`, and the per-server slot that holds the set.
+//! The JavaScript hook sets of one `MqttServer`: reading a callbacks object
+//! given to `setHooks()` or `addHooks()`, and the per-server list of sets
+//! (the `setHooks()` set first, then the added ones in the order added).
 //!
 //! The functions are held as references and only ever called on the JS
 //! thread, by the set's queue (`hook_queue.rs`). Notifications are bounded
@@ -13,6 +14,8 @@ use napi::bindgen_prelude::*;
 use napi::ValueType;
 use napi_derive::napi;
 
+use crate::decision::Verdict;
+use crate::decision_cache::DecisionCache;
 use crate::error::invalid_arg;
 use crate::hook_queue::Queue;
 use crate::hook_table::Kind;
@@ -22,6 +25,8 @@ use crate::hook_table::Kind;
 const DEFAULT_QUEUE_LIMIT: usize = 10_000;
 /// Default time a decision hook may take before the broker denies.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound of a set's cached decisions (`cacheMs`).
+const DEFAULT_CACHE_LIMIT: usize = 10_000;
 
 /// Options for `setHooks()`.
 #[napi(object)]
@@ -33,6 +38,10 @@ pub struct HookOptions {
   /// How many notifications may wait for JavaScript before new ones are
   /// dropped and counted in `hookStats.droppedNotifications`. Default 10000.
   pub max_queued_notifications: Option<f64>,
+  /// How many decisions returned with `cacheMs` this set keeps at most
+  /// (each ~100 bytes plus its topic); beyond it the oldest expired, then
+  /// arbitrary ones, are dropped. 0 disables caching. Default 10000.
+  pub max_cached_decisions: Option<f64>,
 }
 
 /// Counters of hook trouble since the server was created.
@@ -45,16 +54,20 @@ pub struct HookStats {
   pub timeouts: f64,
   /// Decision and notification hooks that threw, rejected or returned a bad value.
   pub failures: f64,
+  /// Decisions cached now (`cacheMs`), over all hook sets.
+  pub cached_decisions: f64,
 }
 
 /// A hook function, referenced from the broker's threads, called on the JS thread only.
 pub type HookFn = FunctionRef<(), Unknown<'static>>;
 
-/// One complete set of hooks, as given to one `setHooks()` call.
+/// One complete set of hooks, as given to one `setHooks()` or `addHooks()` call.
 pub struct HookSet {
   pub timeout: Duration,
   pub queue_limit: usize,
   pub queue: Queue,
+  /// Its decisions returned with `cacheMs`.
+  pub cache: DecisionCache<Verdict>,
 }
 
 impl HookSet {
@@ -97,6 +110,17 @@ impl HookSet {
         )))
       }
     };
+    let cache_limit = match options.max_cached_decisions {
+      None => DEFAULT_CACHE_LIMIT,
+      Some(n) if n.is_finite() && n.fract() == 0.0 && (0.0..=10_000_000.0).contains(&n) => {
+        n as usize
+      }
+      Some(n) => {
+        return Err(invalid_arg(format!(
+          "options.maxCachedDecisions: must be an integer from 0 to 10000000, got {n}"
+        )))
+      }
+    };
     let fns = Kind::ALL
       .iter()
       .map(|k| function(callbacks, k.name()))
@@ -105,6 +129,7 @@ impl HookSet {
       timeout,
       queue_limit,
       queue: Queue::new(env, fns, hooks)?,
+      cache: DecisionCache::new(cache_limit),
     })
   }
 
@@ -127,10 +152,42 @@ fn function(obj: &Object, name: &str) -> Result<Option<HookFn>> {
   }
 }
 
+/// The hook sets in the order they are asked.
+pub type SetList = Arc<Vec<Arc<HookSet>>>;
+
+#[derive(Default)]
+struct Sets {
+  /// The `setHooks()` set.
+  default: Option<Arc<HookSet>>,
+  /// The `addHooks()` sets with their ids, in the order added.
+  added: Vec<(u64, Arc<HookSet>)>,
+  next_id: u64,
+  /// All of them, in order: what the broker reads.
+  all: SetList,
+}
+
+impl Sets {
+  /// Rebuilds `all` and clears every cached decision: a change of hooks
+  /// may change the answers.
+  fn changed(&mut self) {
+    for set in self.all.iter() {
+      set.cache.clear();
+    }
+    self.all = Arc::new(
+      self
+        .default
+        .iter()
+        .chain(self.added.iter().map(|(_, s)| s))
+        .cloned()
+        .collect(),
+    );
+  }
+}
+
 /// The hooks of one `MqttServer`, shared with its running broker.
 #[derive(Default)]
 pub struct Hooks {
-  set: RwLock<Option<Arc<HookSet>>>,
+  sets: RwLock<Sets>,
   /// Notifications queued for JavaScript and not yet run.
   pending: AtomicUsize,
   dropped: AtomicU64,
@@ -139,15 +196,52 @@ pub struct Hooks {
 }
 
 impl Hooks {
-  /// The current hook set; the lock is held only for the `Arc` clone, never
-  /// while JavaScript runs.
-  pub fn current(&self) -> Option<Arc<HookSet>> {
-    self.set.read().ok().and_then(|s| s.clone())
+  /// The current hook sets; the lock is held only for the `Arc` clone,
+  /// never while JavaScript runs.
+  pub fn current(&self) -> SetList {
+    self.sets.read().map(|s| s.all.clone()).unwrap_or_default()
   }
 
+  /// Replaces the `setHooks()` set (`None` removes it).
   pub fn replace(&self, set: Option<HookSet>) {
-    if let Ok(mut slot) = self.set.write() {
-      *slot = set.map(Arc::new);
+    if let Ok(mut sets) = self.sets.write() {
+      sets.default = set.map(Arc::new);
+      sets.changed();
+    }
+  }
+
+  /// Adds a set after the others; returns its id for `remove`.
+  pub fn add(&self, set: HookSet) -> u64 {
+    let Ok(mut sets) = self.sets.write() else {
+      return 0;
+    };
+    sets.next_id += 1;
+    let id = sets.next_id;
+    sets.added.push((id, Arc::new(set)));
+    sets.changed();
+    id
+  }
+
+  /// Removes an added set; false if it was removed before.
+  pub fn remove(&self, id: u64) -> bool {
+    let Ok(mut sets) = self.sets.write() else {
+      return false;
+    };
+    let before = sets.added.len();
+    sets.added.retain(|(i, _)| *i != id);
+    let removed = sets.added.len() != before;
+    if removed {
+      sets.changed();
+    }
+    removed
+  }
+
+  /// Removes every set (the server is closed).
+  pub fn clear(&self) {
+    if let Ok(mut sets) = self.sets.write() {
+      sets.default = None;
+      sets.added.clear();
+      sets.changed();
     }
   }
 
@@ -156,6 +250,7 @@ impl Hooks {
       dropped_notifications: self.dropped.load(Ordering::Relaxed) as f64,
       timeouts: self.timeouts.load(Ordering::Relaxed) as f64,
       failures: self.failures.load(Ordering::Relaxed) as f64,
+      cached_decisions: self.current().iter().map(|s| s.cache.len()).sum::<usize>() as f64,
     }
   }
 

@@ -5,7 +5,11 @@
 
 mod backpressure;
 mod broker;
+mod clients;
 mod config;
+mod decision;
+mod decision_cache;
+mod enhanced_auth;
 mod error;
 mod fork;
 mod hook_bridge;
@@ -21,10 +25,16 @@ mod logging;
 mod memory;
 mod message_properties;
 mod messages;
+mod metrics;
 mod publish;
+mod reason_code;
+mod retained;
 mod server;
+mod server_admin;
 mod shared_subscription;
+mod stats;
 mod subscription;
 mod subscription_queue;
+mod sys_topics;
 mod tls;
 mod warning;

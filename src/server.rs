@@ -52,9 +52,9 @@ struct Inner {
 }
 
 #[derive(Clone)]
-struct Current {
-  handle: BrokerHandle,
-  listeners: Vec<ListenerInfo>,
+pub(crate) struct Current {
+  pub handle: BrokerHandle,
+  pub listeners: Vec<ListenerInfo>,
   /// The largest `maxPacketSize` of the listeners: `publish()`'s limit.
   max_packet_size: u32,
 }
@@ -70,12 +70,22 @@ impl Inner {
     }
   }
 
+  /// Registers with a running broker the hook types the sets now use.
+  fn sync_hooks(&self) {
+    if let Some(current) = self.current() {
+      let handle = current.handle;
+      handle
+        .runtime
+        .spawn(async move { handle.hooks.sync(&handle.scx).await });
+    }
+  }
+
   /// Stops the broker if it runs; `close` additionally seals the server.
   /// Returns what went wrong on the way (a broker that would not shut down).
   async fn stop(&self, close: bool, stop: u64) -> Vec<Warning> {
     if close {
       // Releases the JavaScript functions: a closed server calls nothing.
-      self.hooks.replace(None);
+      self.hooks.clear();
     }
     let mut state = self.lifecycle.lock().await;
     if let State::Running { stops_at_start, .. } = &*state {
@@ -321,19 +331,44 @@ impl MqttServer {
     crate::messages::iterator(env, this, filter, options)
   }
 
-  /// Installs the hooks, replacing any set before. May be called before or
-  /// while the server runs. Throws on an unknown hook name or a non-function.
+  /// Installs the hooks, replacing the set a previous `setHooks()` installed
+  /// (sets added with `addHooks()` stay). May be called before or while the
+  /// server runs. Throws on an unknown hook name or a non-function.
   #[napi(ts_args_type = "hooks: HookCallbacks, options?: HookOptions")]
   pub fn set_hooks(&self, env: Env, hooks: Object, options: Option<HookOptions>) -> Result<()> {
     let set = HookSet::from_js(&env, &hooks, options, &self.inner.hooks)?;
     self.inner.hooks.replace(Some(set));
-    if let Some(current) = self.inner.current() {
-      let handle = current.handle;
-      handle
-        .runtime
-        .spawn(async move { handle.hooks.sync(&handle.scx).await });
-    }
+    self.inner.sync_hooks();
     Ok(())
+  }
+
+  /// Adds a hook set next to the others (an auth module and a metrics
+  /// module can both attach): notifications go to every set; a decision
+  /// needs every set that has the hook to allow, asked in order (the
+  /// `setHooks()` set first, then the added ones as added), and the first
+  /// denial wins. Returns the function that removes this set (true the
+  /// first time). Throws as `setHooks()` does.
+  #[napi(
+    ts_args_type = "hooks: HookCallbacks, options?: HookOptions",
+    ts_return_type = "() => boolean"
+  )]
+  pub fn add_hooks<'env>(
+    &self,
+    env: &'env Env,
+    hooks: Object,
+    options: Option<HookOptions>,
+  ) -> Result<Function<'env, (), bool>> {
+    let set = HookSet::from_js(env, &hooks, options, &self.inner.hooks)?;
+    let id = self.inner.hooks.add(set);
+    self.inner.sync_hooks();
+    let inner = self.inner.clone();
+    env.create_function_from_closure("removeHooks", move |_| {
+      let removed = inner.hooks.remove(id);
+      if removed {
+        inner.sync_hooks();
+      }
+      Ok(removed)
+    })
   }
 
   /// Counters of hook trouble: dropped notifications, timeouts, failures.
@@ -361,6 +396,13 @@ impl MqttServer {
   #[napi(ts_args_type = "options: MultiProtocolOptions")]
   pub fn create_multi_protocol_config(options: Unknown) -> Result<ServerConfig> {
     config::multi_protocol(js_value::to_json(&options, "options")?)
+  }
+}
+
+impl MqttServer {
+  /// The running broker's handle and listeners, if it runs.
+  pub(crate) fn current(&self) -> Option<Current> {
+    self.inner.current()
   }
 }
 

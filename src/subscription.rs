@@ -52,6 +52,9 @@ const STOPPED_BOUND: usize = 100_000;
 /// and the throughput, small (a 1 s smoke run, 16 QoS 1 publishers, on a
 /// loaded 2-core machine: 58,000 msgs/s at 64).
 const HIGH_WATER: usize = 1024;
+/// The client id of an in-process subscription, before its number: a NUL
+/// makes it one no CONNECT can carry.
+const INTERNAL_PREFIX: &str = "\0subscription/";
 /// Longest topic filter the MQTT wire format can carry.
 const MAX_FILTER_BYTES: usize = 65_535;
 
@@ -311,8 +314,7 @@ pub fn subscribe(
     })
     .build(env);
   };
-  // A NUL makes the id one no CONNECT can carry.
-  let client_id = ClientId::from(format!("\0subscription/{number}"));
+  let client_id = ClientId::from(format!("{INTERNAL_PREFIX}{number}"));
   let delivery = Delivery::new(env, handler, hooks, handle.flow.clone(), client_id.clone())?;
   let start = handle.runtime.spawn(start(
     handle.clone(),
@@ -495,6 +497,12 @@ async fn read(scx: ServerContext, mut rx: rmqtt::types::Rx, id: Id, settings: Se
       _ => {}
     }
   }
+}
+
+/// Whether a session is an in-process subscription's (`clients()` and
+/// `subscriptions()` list network clients only).
+pub fn is_internal(client_id: &str) -> bool {
+  client_id.starts_with(INTERNAL_PREFIX)
 }
 
 /// Ends the subscription when dropped: with the reading task, also when

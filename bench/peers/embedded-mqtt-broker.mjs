@@ -3,7 +3,8 @@
 //
 //   node bench/peers/embedded-mqtt-broker.mjs --port 1883 [--host 127.0.0.1] [--busy]
 //        [--max-inflight N] [--max-mqueue-len N] [--max-packet-size N]
-//        [--hooks none|notify|authorize|authenticate] [--sink subscribe|notify]
+//        [--hooks none|notify|authorize|authorize-cached|authenticate] [--poll-stats]
+//        [--sink subscribe|notify]
 //
 // Prints `READY <port>` once the listener accepts connections. `--busy` then
 // spins the Node main thread on a CPU-bound loop forever, to show whether
@@ -23,8 +24,10 @@ const { values: opt } = parseArgs({
     'max-mqueue-len': { type: 'string' },
     'max-packet-size': { type: 'string' },
     'worker-threads': { type: 'string' },
-    // none | notify | authorize | authenticate: one cheap JS hook of that kind
+    // none | notify | authorize | authorize-cached | authenticate: one cheap JS hook of that kind
     hooks: { type: 'string', default: 'none' },
+    // calls stats() and metrics() 10 times a second, as a dashboard would
+    'poll-stats': { type: 'boolean', default: false },
     // subscribe | notify: count every message in `server.subscribe('#')`'s
     // handler or in an onMessagePublish hook; the count is printed as a
     // `SINK {json}` line at SIGTERM (bench/subscribe.mjs)
@@ -51,6 +54,8 @@ const hookSets = {
   none: null,
   notify: { onMessagePublish: () => {} },
   authorize: { onClientPublishAuthorize: () => ({ allow: true }) },
+  // Answered once per client and topic, then from the broker's cache.
+  'authorize-cached': { onClientPublishAuthorize: () => ({ allow: true, cacheMs: 60_000 }) },
   authenticate: { onClientAuthenticate: () => ({ allow: true }) },
 }
 if (!(opt.hooks in hookSets)) throw new Error(`--hooks: one of ${Object.keys(hookSets).join(', ')}`)
@@ -60,6 +65,12 @@ if (opt.hooks === 'authenticate') listener.allowAnonymous = false
 const config = { listeners: [listener] }
 if (opt['worker-threads'] !== undefined) config.workerThreads = Number(opt['worker-threads'])
 const [bound] = await server.start(config)
+if (opt['poll-stats']) {
+  setInterval(() => {
+    server.stats().catch(() => {})
+    server.metrics().catch(() => {})
+  }, 100).unref()
+}
 const sink = { count: 0, firstMs: 0, lastMs: 0 }
 const count = () => {
   if (sink.count++ === 0) sink.firstMs = performance.now()

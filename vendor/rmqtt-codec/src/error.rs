@@ -125,7 +125,10 @@ impl ToReasonCode for DecodeError {
             DecodeError::InvalidConnectFlags => DisconnectReasonCode::ProtocolError,
             DecodeError::ConnAckReservedFlagSet => DisconnectReasonCode::ProtocolError,
             DecodeError::InvalidClientId => DisconnectReasonCode::NotAuthorized,
-            DecodeError::UnsupportedPacketType => DisconnectReasonCode::ImplementationSpecificError,
+            // fork patch: a reserved packet type or fixed-header flags
+            // other than the listed ones make a Malformed Packet [MQTT-2.1.3-1];
+            // it was 0x83 Implementation specific error.
+            DecodeError::UnsupportedPacketType => DisconnectReasonCode::MalformedPacket,
             DecodeError::PacketIdRequired => DisconnectReasonCode::ProtocolError,
             DecodeError::MaxSizeExceeded { .. } => DisconnectReasonCode::PacketTooLarge,
             DecodeError::InvalidTopicFilter => DisconnectReasonCode::TopicFilterInvalid,

@@ -76,7 +76,9 @@ impl Decoder for VersionCodec {
                     match src[consumed + 2 + protocol_len as usize] {
                         MQTT_LEVEL_31 | MQTT_LEVEL_311 => Ok(Some(ProtocolVersion::MQTT3)),
                         MQTT_LEVEL_5 => Ok(Some(ProtocolVersion::MQTT5)),
-                        _ => Err(DecodeError::InvalidProtocol),
+                        // fork patch: told apart from a wrong protocol name,
+                        // which gets no CONNACK (see rmqtt-net's probe_version).
+                        _ => Err(DecodeError::UnsupportedProtocolLevel),
                     }
                 } else {
                     Err(DecodeError::UnsupportedPacketType)
@@ -110,7 +112,8 @@ mod tests {
         let mut buf = BytesMut::from(
             b"\x10\x7f\x7f\x00\x04MQTT\x06\xC0\x00\x3C\x00\x0512345\x00\x04user\x00\x04pass".as_ref(),
         );
-        assert!(matches!(VersionCodec.decode(&mut buf), Err(DecodeError::InvalidProtocol)));
+        // fork patch: level 6 is an unsupported level, not a bad name.
+        assert!(matches!(VersionCodec.decode(&mut buf), Err(DecodeError::UnsupportedProtocolLevel)));
     }
 
     /// Test valid MQTT 3.1.1 protocol detection

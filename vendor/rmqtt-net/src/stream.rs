@@ -99,6 +99,15 @@ where
         // timeout: a connection that sent nothing was kept for ever).
         let first = tokio::time::timeout_at(self.handshake_deadline, self.io.next()).await;
         let first = first.map_err(|_| MqttError::ReadTimeout)?;
+        // fork patch: an unsupported protocol level is answered by CONNACK
+        // 0x01 (unacceptable protocol version) before the close [MQTT-3.1.2-2];
+        // the connection was closed without one. The 3.1.1 form: a client of
+        // an unknown level reads it, and 5.0's 0x84 is optional.
+        if let Some(Err(DecodeError::UnsupportedProtocolLevel)) = &first {
+            use tokio::io::AsyncWriteExt;
+            let _ = self.io.get_mut().write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+            let _ = self.io.get_mut().flush().await;
+        }
         let Some(Ok((MqttPacket::Version(ver), _))) = first else {
             return Err(anyhow!(DecodeError::InvalidProtocol));
         };

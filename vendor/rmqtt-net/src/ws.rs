@@ -63,25 +63,38 @@ where
             return Poll::Ready(Ok(()));
         }
 
-        match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
-            Some(Ok(msg)) => {
-                let data = msg.into_data();
-                let remaining = buf.remaining();
-                if data.len() <= remaining {
-                    buf.put_slice(data.as_ref());
-                } else {
-                    let cached_buf = &data[0..remaining];
-                    buf.put_slice(cached_buf);
-                    self.idx = cached_buf.len();
-                    self.cached_data = Some(data)
+        loop {
+            match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
+                Some(Ok(Message::Binary(data))) => {
+                    let remaining = buf.remaining();
+                    if data.len() <= remaining {
+                        buf.put_slice(data.as_ref());
+                    } else {
+                        let cached_buf = &data[0..remaining];
+                        buf.put_slice(cached_buf);
+                        self.idx = cached_buf.len();
+                        self.cached_data = Some(data)
+                    }
+                    return Poll::Ready(Ok(()));
                 }
-                Poll::Ready(Ok(()))
+                // fork patch: MQTT travels in binary messages only; a text
+                // message closes the connection [MQTT-6.0.0-1]. Control
+                // frames are the WebSocket layer's; every message's bytes,
+                // a ping's or a close's included, were fed to the MQTT decoder.
+                Some(Ok(Message::Text(_))) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        ErrorKind::InvalidData,
+                        "a text WebSocket message",
+                    )));
+                }
+                Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(())),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    log::warn!("{e}");
+                    return Poll::Ready(Err(to_error(e)));
+                }
+                None => return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))),
             }
-            Some(Err(e)) => {
-                log::warn!("{e}");
-                Poll::Ready(Err(to_error(e)))
-            }
-            None => Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))),
         }
     }
 }

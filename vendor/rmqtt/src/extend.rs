@@ -96,6 +96,9 @@ pub struct Manager {
     pub auto_subscription: Component<dyn AutoSubscription>,
     /// fork patch: flow control at routing (see `shared::ForwardGate`).
     pub forward_gate: std::sync::OnceLock<std::sync::Arc<dyn ForwardGate>>,
+    /// fork patch: counts the messages clients send and are sent (see
+    /// `shared::TrafficCounter`).
+    pub traffic_counter: std::sync::OnceLock<std::sync::Arc<dyn crate::shared::TrafficCounter>>,
 }
 
 impl Manager {
@@ -119,6 +122,7 @@ impl Manager {
             #[cfg(feature = "auto-subscription")]
             auto_subscription: Component::new(Box::new(DefaultAutoSubscription)),
             forward_gate: std::sync::OnceLock::new(),
+            traffic_counter: std::sync::OnceLock::new(),
         }
     }
 

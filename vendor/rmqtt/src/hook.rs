@@ -61,14 +61,15 @@ use crate::acl::AuthInfo;
 use crate::codec::types::{MQTT_LEVEL_31, MQTT_LEVEL_311, MQTT_LEVEL_5};
 use crate::codec::v5::UserProperties;
 use crate::codec::{v3, v5};
+use crate::enhanced_auth::{EnhancedAuthRequest, EnhancedAuthStep};
 #[cfg(feature = "grpc")]
 use crate::grpc;
 use crate::inflight::OutInflightMessage;
 use crate::session::Session;
 use crate::types::{
-    AuthResult, ConnectAckReason, ConnectInfo, DashMap, DashSet, From, IsPing, MessageExpiryCheckResult,
-    Publish, PublishAclResult, Reason, Subscribe, SubscribeAclResult, Superuser, To, TopicFilter,
-    Unsubscribe,
+    AuthRefusal, AuthResult, ConnectAckReason, ConnectInfo, DashMap, DashSet, From, IsPing,
+    MessageExpiryCheckResult, Publish, PublishAclResult, Reason, Subscribe, SubscribeAclResult, Superuser,
+    To, TopicFilter, Unsubscribe,
 };
 // fork patch: the coarse clock (`clock`): the expiry check runs per
 // delivery, and compares with a create time taken from it.
@@ -148,11 +149,16 @@ pub trait HookManager: Sync + Send {
     /// superuser status, optional authentication info).
     /// If `allow_anonymous` is true and no username is provided,
     /// authentication is automatically granted.
+    /// fork patch: and a fourth, the refusal's CONNACK properties.
     async fn client_authenticate(
         &self,
         connect_info: &ConnectInfo,
         allow_anonymous: bool,
-    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>);
+    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>, Option<Box<AuthRefusal>>);
+
+    /// fork patch: one step of MQTT 5.0 enhanced authentication; `None`
+    /// when no handler answers.
+    async fn client_enhanced_auth(&self, req: &EnhancedAuthRequest) -> Option<EnhancedAuthStep>;
 
     /// Triggered when a CONNACK is about to be sent to the client.
     ///
@@ -405,6 +411,8 @@ pub enum Type {
     ClientSubscribeCheckAcl,
     /// Client keepalive timeout or ping received.
     ClientKeepalive,
+    /// fork patch: one step of MQTT 5.0 enhanced authentication (`enhanced_auth`).
+    ClientEnhancedAuth,
 
     /// Check ACL permissions for a publish request.
     MessagePublishCheckAcl,
@@ -449,6 +457,7 @@ impl std::convert::From<&str> for Type {
             "client_unsubscribe" => Type::ClientUnsubscribe,
             "client_subscribe_check_acl" => Type::ClientSubscribeCheckAcl,
             "client_keepalive" => Type::ClientKeepalive,
+            "client_enhanced_auth" => Type::ClientEnhancedAuth,
 
             "message_publish_check_acl" => Type::MessagePublishCheckAcl,
             "message_publish" => Type::MessagePublish,
@@ -511,6 +520,8 @@ pub enum Parameter<'a> {
     ClientSubscribeCheckAcl(&'a Session, &'a Subscribe),
     /// Keepalive timer event.
     ClientKeepalive(&'a Session, IsPing),
+    /// fork patch: one step of MQTT 5.0 enhanced authentication.
+    ClientEnhancedAuth(&'a EnhancedAuthRequest),
 
     /// ACL check for a publish request.
     MessagePublishCheckAcl(&'a Session, &'a Publish),
@@ -555,6 +566,7 @@ impl Parameter<'_> {
             Parameter::ClientUnsubscribe(_, _) => Type::ClientUnsubscribe,
             Parameter::ClientSubscribeCheckAcl(_, _) => Type::ClientSubscribeCheckAcl,
             Parameter::ClientKeepalive(_, _) => Type::ClientKeepalive,
+            Parameter::ClientEnhancedAuth(_) => Type::ClientEnhancedAuth,
 
             Parameter::MessagePublishCheckAcl(_, _) => Type::MessagePublishCheckAcl,
             Parameter::MessagePublish(_, _, _) => Type::MessagePublish,
@@ -602,6 +614,8 @@ pub enum HookResult {
     Publish(Publish),
     /// Indicates the message has expired.
     MessageExpiry,
+    /// fork patch: the answer to a `ClientEnhancedAuth` step.
+    EnhancedAuth(EnhancedAuthStep),
     /// Reply to a gRPC cluster message.
     #[cfg(feature = "grpc")]
     GrpcMessageReply(Result<grpc::MessageReply>),
@@ -760,7 +774,7 @@ impl HookManager for DefaultHookManager {
         &self,
         connect_info: &ConnectInfo,
         allow_anonymous: bool,
-    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>) {
+    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>, Option<Box<AuthRefusal>>) {
         let proto_ver = connect_info.proto_ver();
         let ok = || match proto_ver {
             MQTT_LEVEL_31 => ConnectAckReason::V3(v3::ConnectAckReason::ConnectionAccepted),
@@ -771,7 +785,7 @@ impl HookManager for DefaultHookManager {
 
         log::debug!("{:?} username: {:?}", connect_info.id(), connect_info.username());
         if connect_info.username().is_none() && allow_anonymous {
-            return (ok(), false, None);
+            return (ok(), false, None, None);
         }
 
         let result = self.exec(Type::ClientAuthenticate, Parameter::ClientAuthenticate(connect_info)).await;
@@ -780,12 +794,15 @@ impl HookManager for DefaultHookManager {
             Some(HookResult::AuthResult(AuthResult::BadUsernameOrPassword)) => (true, false),
             Some(HookResult::AuthResult(AuthResult::NotAuthorized)) => (false, true),
             Some(HookResult::AuthResult(AuthResult::Allow(superuser, auth_info))) => {
-                return (ok(), superuser, auth_info)
+                return (ok(), superuser, auth_info, None)
+            }
+            Some(HookResult::AuthResult(AuthResult::Refused(refusal))) => {
+                return (refusal.code, false, None, Some(refusal))
             }
             _ => {
                 //or AuthResult::NotFound
                 if allow_anonymous {
-                    return (ok(), false, None);
+                    return (ok(), false, None, None);
                 } else {
                     (false, true)
                 }
@@ -802,6 +819,7 @@ impl HookManager for DefaultHookManager {
                 },
                 false,
                 None,
+                None,
             );
         }
 
@@ -815,10 +833,19 @@ impl HookManager for DefaultHookManager {
                 },
                 false,
                 None,
+                None,
             );
         }
 
-        (ok(), false, None)
+        (ok(), false, None, None)
+    }
+
+    #[inline]
+    async fn client_enhanced_auth(&self, req: &EnhancedAuthRequest) -> Option<EnhancedAuthStep> {
+        match self.exec(Type::ClientEnhancedAuth, Parameter::ClientEnhancedAuth(req)).await {
+            Some(HookResult::EnhancedAuth(step)) => Some(step),
+            _ => None,
+        }
     }
 
     ///When sending mqtt:: connectack message
@@ -1152,10 +1179,9 @@ impl Hook for DefaultHook {
 /// `message_expiry_check` does when no handler expires the message).
 #[inline]
 pub fn message_expiry(s: &Session, publish: &Publish) -> MessageExpiryCheckResult {
-    let expiry_interval = publish
-        .properties
-        .as_ref()
-        .and_then(|p| p.message_expiry_interval.map(|i| i.get() as i64 * 1000))
+    let own = publish.properties.as_ref().and_then(|p| p.message_expiry_interval);
+    let expiry_interval = own
+        .map(|i| i.get() as i64 * 1000)
         .unwrap_or_else(|| s.listen_cfg().message_expiry_interval.as_millis() as i64);
 
     log::debug!("{:?} expiry_interval: {:?}", s.id, expiry_interval);
@@ -1164,6 +1190,12 @@ pub fn message_expiry(s: &Session, publish: &Publish) -> MessageExpiryCheckResul
     }
     let remaining = timestamp_millis() - publish.create_time.unwrap_or_else(timestamp_millis);
     if remaining < expiry_interval {
+        // fork patch: the broker's default lifetime for a message without a
+        // Message Expiry Interval is not sent as one; the subscriber got an
+        // interval the publisher never set [MQTT-3.3.2-6].
+        if own.is_none() {
+            return MessageExpiryCheckResult::Remaining(None);
+        }
         return MessageExpiryCheckResult::Remaining(NonZeroU32::new(
             ((expiry_interval - remaining) / 1000) as u32,
         ));

@@ -107,6 +107,17 @@ use crate::Result;
 /// down.
 pub const SERVER_SHUTTING_DOWN: &str = "server shutting down";
 
+/// fork patch: the reason to close a session with when the embedding
+/// application disconnects it (`Message::Closed`): an MQTT 5 client is sent
+/// a DISCONNECT with `disconnect`'s code and reason string; the session then
+/// ends or goes offline as after any server-side close.
+pub fn admin_disconnect(disconnect: v5::Disconnect) -> Reason {
+    Reason::Reasons(vec![
+        Reason::ConnectKicked(true),
+        Reason::ConnectDisconnect(Some(Disconnect::V5(disconnect))),
+    ])
+}
+
 /// fork patch: messages the online loop takes off its channel in a row.
 const MESSAGE_BATCH: usize = 64;
 
@@ -137,7 +148,15 @@ fn server_disconnect(reason: &Reason) -> Option<v5::Disconnect> {
             | MqttError::FlushTimeout
             | MqttError::CloseTimeout,
         ) => return None,
-        Reason::Reasons(rs) => return rs.first().and_then(server_disconnect),
+        // The application's own DISCONNECT (`admin_disconnect`).
+        Reason::Reasons(rs) => {
+            if let [Reason::ConnectKicked(true), Reason::ConnectDisconnect(Some(Disconnect::V5(d)))] =
+                rs.as_slice()
+            {
+                return Some(d.clone());
+            }
+            return rs.first().and_then(server_disconnect);
+        }
         // Upstream maps a takeover to 0x87 (not authorized).
         Reason::ConnectKicked(false) => (v5::DisconnectReasonCode::SessionTakenOver, reason.to_string()),
         // A publish denied with "disconnect": its own code and reason, not 0x83.
@@ -324,7 +343,13 @@ impl SessionState {
             );
 
             //Last will message
-            let will_delay_interval = if self.last_will_enable(flags, clean_session) {
+            // fork patch: DISCONNECT 0x04 (Disconnect with Will Message) asks
+            // for the will; only 0x00 discards it [MQTT-3.1.2-8, MQTT-3.1.2-10].
+            let will_asked = disconnect
+                .as_ref()
+                .and_then(|d| d.reason_code())
+                .is_some_and(|c| c == v5::DisconnectReasonCode::DisconnectWithWillMessage);
+            let will_delay_interval = if self.last_will_enable(flags, clean_session) || will_asked {
                 let will_delay_interval = self.will_delay_interval().await;
                 if clean_session || will_delay_interval.is_none() {
                     if let Err(e) = self.process_last_will().await {
@@ -1100,6 +1125,13 @@ impl SessionState {
                 sink.v3_mut().send_subscribe_ack(packet_id, status).await?;
             }
             Packet::V5(v5::Packet::Subscribe(subs)) => {
+                // fork patch: No Local on a shared subscription is a Protocol
+                // Error [MQTT-3.8.3-4]; it was granted.
+                if subs.topic_filters.iter().any(|(tf, opts)| opts.no_local && tf.starts_with("$share/")) {
+                    return Err(Reason::ProtocolError(ByteString::from_static(
+                        "No Local set on a shared subscription",
+                    )));
+                }
                 let ack = match self.subscribes_v5(subs).await {
                     Err(e) => {
                         log::warn!("{} Subscribe Refused, reason: {e}", self.id);
@@ -1139,14 +1171,21 @@ impl SessionState {
                 // return Err(Reason::ConnectDisconnect(Some(Disconnect::V5(d))));
                 return Ok(false);
             }
-            Packet::V5(v5::Packet::Auth(_)) => {
-                // rmqtt does not support MQTT 5.0 enhanced authentication, so no
-                // authentication method can ever have been negotiated in the
-                // CONNACK. [MQTT-4.12.0] Receiving an AUTH packet in that state
-                // is a Protocol Error -> DISCONNECT 0x82 and close.
-                return Err(Reason::ProtocolError(ByteString::from_static(
-                    "received an AUTH packet but enhanced authentication is not supported",
-                )));
+            Packet::V5(v5::Packet::Auth(auth)) => {
+                // fork patch: re-authentication (`enhanced_auth`).
+                let mut reauthenticating = flags.contains(StateFlags::ReAuth);
+                let conn = self.connect_info().await.ok();
+                let method = conn.as_deref().and_then(|c| c.auth_method());
+                let reply =
+                    crate::enhanced_auth::reauth(&self.scx, &self.id, method, auth, &mut reauthenticating)
+                        .await?;
+                flags.set(StateFlags::ReAuth, reauthenticating);
+                sink.v5_mut().send_auth(reply).await?;
+            }
+            // fork patch: a second CONNECT is a Protocol Error (DISCONNECT
+            // 0x82) [MQTT-3.1.0-2]; it was 0x80 Unspecified error.
+            Packet::V5(v5::Packet::Connect(_)) => {
+                return Err(Reason::ProtocolError(ByteString::from_static("a second CONNECT")));
             }
             _ => {
                 return Err(format!("Received an unimplemented message, {pkt:?}").into());
@@ -1176,6 +1215,9 @@ impl SessionState {
                 // topic is refused to it as to a PUBLISH (see `_publish`).
                 if p.topic.as_bytes().first() == Some(&b'$') {
                     return Ok(());
+                }
+                if let Some(counter) = self.scx.extends.traffic_counter.get() {
+                    counter.received(&p);
                 }
                 let from = From::from_lastwill(self.id.clone());
                 //hook, message_publish
@@ -1272,8 +1314,16 @@ impl SessionState {
                     );
                     #[cfg(feature = "metrics")]
                     self.scx.metrics.client_publish_duplicate_inc();
-                    let pub_res =
-                        PublishResult::reason_code(PublishAckReason::PacketIdentifierInUse, None, false);
+                    // fork patch: a resend (DUP 1) of the exchange under way
+                    // is acknowledged as such, 0x00; it got 0x91 (Packet
+                    // Identifier in use), which ends the exchange in failure
+                    // for the client. A new message on a used id keeps 0x91.
+                    let code = if publish.dup {
+                        PublishAckReason::Success
+                    } else {
+                        PublishAckReason::PacketIdentifierInUse
+                    };
+                    let pub_res = PublishResult::reason_code(code, None, false);
                     sink.send_publish_received(packet_id, pub_res).await?;
                     return Ok(());
                 }
@@ -1363,6 +1413,11 @@ impl SessionState {
         #[cfg(feature = "delayed")]
         if self.scx.extends.delayed_sender().await.enable() {
             publish = self.scx.extends.delayed_sender().await.parse(publish)?;
+        }
+
+        // fork patch: counted once its topic is known to be a client's.
+        if let Some(counter) = self.scx.extends.traffic_counter.get() {
+            counter.received(&publish);
         }
 
         // fork patch: hooks nobody registered are not called (see
@@ -1520,6 +1575,8 @@ impl SessionState {
         let sub_id = subs.id;
 
         let mut status: Vec<SubscribeAckReason> = Vec::new();
+        // fork patch: the Reason Strings of refused filters, for the SUBACK.
+        let mut reasons: Vec<ByteString> = Vec::new();
 
         for (topic_filter, opts) in &subs.topic_filters {
             // Parse errors (e.g. malformed shared subscription filters) are per-filter
@@ -1536,7 +1593,8 @@ impl SessionState {
                     }
                 };
             match self.subscribe(s).await {
-                Ok(sub_ret) => {
+                Ok(mut sub_ret) => {
+                    reasons.extend(sub_ret.reason_string.take());
                     status.push(sub_ret.into_inner());
                 }
                 Err(e) => {
@@ -1549,7 +1607,7 @@ impl SessionState {
             status,
             packet_id: subs.packet_id,
             properties: v5::UserProperties::default(),
-            reason_string: None,
+            reason_string: (!reasons.is_empty()).then(|| reasons.join("; ").into()),
         })
     }
 
@@ -1585,13 +1643,17 @@ impl SessionState {
             }
         };
         let limit_subscription = self.listen_cfg().limit_subscription;
+        // fork patch: 0x11 (No subscription existed) for a filter that
+        // matched no subscription [MQTT-3.11.3-2]; every filter got Success.
+        let mut status = Vec::with_capacity(unsubs.topic_filters.len());
         for topic_filter in &unsubs.topic_filters {
             let unsub = Unsubscribe::from(topic_filter, shared_subscription, limit_subscription)?;
-            self.unsubscribe(unsub).await?;
+            status.push(if self.unsubscribe_existed(unsub).await? {
+                v5::UnsubscribeAckReason::Success
+            } else {
+                v5::UnsubscribeAckReason::NoSubscriptionExisted
+            });
         }
-
-        let mut status = Vec::with_capacity(unsubs.topic_filters.len());
-        (0..unsubs.topic_filters.len()).for_each(|_| status.push(v5::UnsubscribeAckReason::Success));
 
         let ack = v5::UnsubscribeAck {
             status,
@@ -1603,7 +1665,13 @@ impl SessionState {
     }
 
     #[inline]
-    async fn unsubscribe(&self, mut unsub: Unsubscribe) -> Result<()> {
+    async fn unsubscribe(&self, unsub: Unsubscribe) -> Result<()> {
+        self.unsubscribe_existed(unsub).await.map(|_| ())
+    }
+
+    /// fork patch: `unsubscribe`, telling whether the subscription existed.
+    #[inline]
+    async fn unsubscribe_existed(&self, mut unsub: Unsubscribe) -> Result<bool> {
         log::debug!("{:?} unsubscribe: {:?}", self.id, unsub);
         //hook, client_unsubscribe
         let topic_filter = self.hook.client_unsubscribe(&unsub).await;
@@ -1616,7 +1684,7 @@ impl SessionState {
             //hook, session_unsubscribed
             self.hook.session_unsubscribed(unsub).await;
         }
-        Ok(())
+        Ok(ok)
     }
 
     #[inline]
@@ -1827,7 +1895,9 @@ impl SessionState {
         //[MQTT-4.4.0-1] Reforward every inflight message regardless of status:
         //`reforward` resends the PUBLISH for UnAck/UnReceived and the owed
         //PUBREL (via SendRerelease) for UnComplete.
-        while let Some(msg) = offline_info.inflight_messages.pop() {
+        // fork patch: in the order they were first sent [MQTT-4.6.0-5,
+        // MQTT-4.6.0-6]; `pop()` resent them last first.
+        for msg in offline_info.inflight_messages.drain(..) {
             if let Err(e) = self.reforward(msg).await {
                 log::warn!("transfer_session_state, reforward error, {e}");
             }
@@ -1961,6 +2031,9 @@ impl SessionState {
         // fork patch: the forward gate counts the delivery itself.
         if let Some(gate) = self.scx.extends.forward_gate.get() {
             gate.delivered(&self.id.client_id);
+        }
+        if let Some(counter) = self.scx.extends.traffic_counter.get() {
+            counter.sent(&publish);
         }
         //hook, message_delivered
         let publish = if self.hook.enabled(HookType::MessageDelivered) {

@@ -112,6 +112,17 @@ pub trait ForwardGate: Sync + Send {
     fn delivered(&self, client_id: &ClientId);
 }
 
+/// fork patch: told of every message a client publishes (a PUBLISH that
+/// passed the topic checks, or its will) and of every message written to a
+/// client, called directly on the data path: counting through hooks boxed a
+/// future per message and per delivery.
+pub trait TrafficCounter: Sync + Send {
+    /// A client's message, before the publish hooks and ACL.
+    fn received(&self, publish: &Publish);
+    /// A message about to be written to a client's connection.
+    fn sent(&self, publish: &Publish);
+}
+
 tokio::task_local! {
     /// fork patch: set in a client's session task (`Session::run`). A
     /// hold of the forward gate is left here for the session loop, which stops

@@ -439,7 +439,32 @@ pub enum AuthResult {
     NotFound,
     BadUsernameOrPassword,
     NotAuthorized,
+    /// fork patch: a refusal with its own CONNACK code (already the one of
+    /// the client's protocol version) and, for MQTT 5, Reason String and
+    /// Server Reference.
+    Refused(Box<AuthRefusal>),
 }
+
+/// fork patch: see `AuthResult::Refused`. Travels as the handshake's error,
+/// so the CONNACK that refuses can carry its properties.
+#[derive(Debug, Clone)]
+pub struct AuthRefusal {
+    pub code: ConnectAckReason,
+    pub reason_string: Option<ByteString>,
+    pub server_reference: Option<ByteString>,
+}
+
+impl fmt::Display for AuthRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Authentication failed")?;
+        if let Some(r) = &self.reason_string {
+            write!(f, ": {r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AuthRefusal {}
 
 /// Result of checking whether a publish message has expired.
 ///
@@ -543,13 +568,20 @@ impl SubscriptioRelationsCollector {
             //MQTT V5: Subscription Identifiers
             self.v5_rels
                 .entry(client_id)
-                .and_modify(|(_, _, sub_ids, _)| {
+                .and_modify(|(filter, old, sub_ids, _)| {
                     if let Some(sub_id) = opts.subscription_identifier() {
                         if let Some(sub_ids) = sub_ids {
                             sub_ids.push(sub_id)
                         } else {
                             *sub_ids = Some(vec![sub_id]);
                         }
+                    }
+                    // fork patch: the one copy sent for overlapping
+                    // subscriptions goes at the highest QoS among them
+                    // [MQTT-3.3.4-2]; it went at the first one's.
+                    if opts.qos() > old.qos() {
+                        *filter = topic_filter.clone();
+                        *old = opts.clone();
                     }
                 })
                 .or_insert_with(|| {
@@ -998,6 +1030,8 @@ impl Subscribe {
 pub struct SubscribeReturn {
     pub ack_reason: SubscribeAckReason,
     pub prev_opts: Option<SubscriptionOptions>,
+    /// fork patch: sent as the SUBACK's Reason String (MQTT 5).
+    pub reason_string: Option<ByteString>,
 }
 
 impl SubscribeReturn {
@@ -1008,12 +1042,18 @@ impl SubscribeReturn {
             QoS::AtLeastOnce => SubscribeAckReason::GrantedQos1,
             QoS::ExactlyOnce => SubscribeAckReason::GrantedQos2,
         };
-        Self { ack_reason, prev_opts }
+        Self { ack_reason, prev_opts, reason_string: None }
     }
 
     #[inline]
     pub fn new_failure(ack_reason: SubscribeAckReason) -> Self {
-        Self { ack_reason, prev_opts: None }
+        Self { ack_reason, prev_opts: None, reason_string: None }
+    }
+
+    /// fork patch: a failure with a Reason String for the SUBACK.
+    #[inline]
+    pub fn new_refusal(ack_reason: SubscribeAckReason, reason_string: Option<ByteString>) -> Self {
+        Self { ack_reason, prev_opts: None, reason_string }
     }
 
     #[inline]
@@ -2462,6 +2502,8 @@ bitflags! {
         const DisconnectReceived = 0b00000100;
         const CleanStart = 0b00001000;
         const Ping = 0b00010000;
+        // fork patch: between AUTH 0x19 and the end of that exchange (`enhanced_auth`).
+        const ReAuth = 0b00100000;
     }
 }
 

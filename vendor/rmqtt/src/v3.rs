@@ -283,7 +283,7 @@ async fn _handshake(
     }
 
     //hook, client authenticate
-    let (ack, superuser, auth_info) =
+    let (ack, superuser, auth_info, _) =
         scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await;
     if !ack.success() {
         return Err((ack, anyhow!("Authentication failed")));

@@ -61,8 +61,8 @@ use crate::context::ServerContext;
 use crate::net::v5;
 use crate::session::{Session, SessionState};
 use crate::types::{
-    ClientId, ConnectAckReason, ConnectInfo, Id, ListenerConfig, ListenerId, Message, OfflineSession,
-    SessionSubs, Sink,
+    AuthRefusal, ClientId, ConnectAckReason, ConnectInfo, Id, ListenerConfig, ListenerId, Message,
+    OfflineSession, SessionSubs, Sink,
 };
 use crate::utils::timestamp_millis;
 use crate::v3::{decode_error, NoConnack};
@@ -100,7 +100,7 @@ where
             Err((ack_code, e)) => {
                 // fork patch: see `NoConnack`.
                 if e.downcast_ref::<NoConnack>().is_none() {
-                    refused_ack(&scx, &mut sink, None, ack_code, e.to_string()).await?;
+                    refused_ack(&scx, &mut sink, None, ack_code, e.to_string(), e.downcast_ref()).await?;
                 }
                 if let Err(e) = sink.close().await {
                     log::info!("{lid} close io error, {e}");
@@ -200,9 +200,15 @@ where
         c.username.clone(),
     );
 
+    // fork patch: the AUTH exchange of enhanced authentication (`enhanced_auth`).
+    let enhanced = match c.auth_method.clone() {
+        Some(method) => crate::enhanced_auth::handshake(scx, sink, &id, method, c.auth_data.clone()).await?,
+        None => None,
+    };
+
     let now = std::time::Instant::now();
     let exec = scx.handshake_exec.get(sink.cfg.laddr.port(), &sink.cfg);
-    match _handshake(scx.clone(), id.clone(), c, sink.cfg.clone(), assigned_client_id, now)
+    match _handshake(scx.clone(), id.clone(), c, sink.cfg.clone(), assigned_client_id, now, enhanced)
         .spawn(&exec)
         .result()
         .await
@@ -235,6 +241,7 @@ async fn _handshake(
     listen_cfg: ListenerConfig,
     is_assigned_client_id: bool,
     hdshk_start: std::time::Instant,
+    enhanced: Option<crate::enhanced_auth::Authenticated>,
 ) -> std::result::Result<(SessionState, ConnectAck, u16), (ConnectAckReason, Error)> {
     let connect_info = ConnectInfo::V5(id.clone(), connect);
 
@@ -257,7 +264,7 @@ async fn _handshake(
     }
 
     //Extended Auth is not supported
-    if connect_info.auth_method().is_some() {
+    if connect_info.auth_method().is_some() && enhanced.is_none() {
         return Err((
             ConnectAckReason::V5(ConnectAckReasonV5::BadAuthenticationMethod),
             anyhow!("extended Auth is not supported"),
@@ -297,10 +304,14 @@ async fn _handshake(
     }
 
     //hook, client authenticate
-    let (ack, superuser, auth_info) =
-        scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await;
+    let (ack, superuser, auth_info, refusal) = match &enhanced {
+        // fork patch: decided by the enhanced authentication exchange.
+        Some(a) => (ConnectAckReason::V5(ConnectAckReasonV5::Success), a.superuser, None, None),
+        None => scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await,
+    };
     if !ack.success() {
-        return Err((ack, anyhow!("Authentication failed")));
+        // fork patch: a refusal's properties reach `refused_ack` in the error.
+        return Err((ack, refusal.map_or_else(|| anyhow!("Authentication failed"), |r| Error::new(*r))));
     }
 
     let mut entry = match { scx.extends.shared().await.entry(id.clone()) }.try_lock().await {
@@ -466,6 +477,9 @@ async fn _handshake(
         wildcard_subscription_available: true,
         subscription_identifiers_available: true,
         shared_subscription_available,
+        // fork patch: [MQTT-4.12.0-6] only when the CONNECT had one.
+        auth_method: enhanced.as_ref().and(connect_info.auth_method().cloned()),
+        auth_data: enhanced.and_then(|a| a.data),
         ..Default::default()
     };
 
@@ -478,6 +492,7 @@ async fn refused_ack<Io>(
     connect_info: Option<&ConnectInfo>,
     ack_code: ConnectAckReason,
     reason: String,
+    refusal: Option<&AuthRefusal>,
 ) -> Result<()>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -499,5 +514,9 @@ where
     } else {
         ConnectAckReasonV5::ServerUnavailable
     };
-    sink.send_connect_ack(ConnectAck { reason_code, ..Default::default() }).await
+    // fork patch: the Reason String and Server Reference of a hook's refusal.
+    let (reason_string, server_reference) =
+        refusal.map(|r| (r.reason_string.clone(), r.server_reference.clone())).unwrap_or_default();
+    sink.send_connect_ack(ConnectAck { reason_code, reason_string, server_reference, ..Default::default() })
+        .await
 }

@@ -103,6 +103,9 @@ fn decode_connect_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
     };
     let username = if flags.contains(ConnectFlags::USERNAME) { Some(ByteString::decode(src)?) } else { None };
     let password = if flags.contains(ConnectFlags::PASSWORD) { Some(Bytes::decode(src)?) } else { None };
+    // fork patch: bytes no flag announced make the packet malformed
+    // [MQTT-3.1.2-18, MQTT-3.1.2-20]; they were ignored.
+    ensure!(!src.has_remaining(), DecodeError::InvalidLength);
     Ok(Connect {
         protocol: Protocol(level),
         clean_session: flags.contains(ConnectFlags::CLEAN_START),
@@ -160,7 +163,11 @@ fn decode_subscribe_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
         // MQTT-4.7.3-1: topic filters MUST be at least one character long
         ensure!(!topic.is_empty(), DecodeError::InvalidTopicFilter);
         ensure!(src.remaining() >= 1, DecodeError::InvalidLength);
-        let qos = (src.get_u8() & 0b0000_0011).try_into()?;
+        // fork patch: the reserved bits of the requested QoS byte must be 0
+        // [MQTT-3.8.3-4]; they were masked off.
+        let requested = src.get_u8();
+        ensure!(requested & 0b1111_1100 == 0, DecodeError::MalformedPacket);
+        let qos = requested.try_into()?;
         topic_filters.push((topic, qos));
     }
     // MQTT-3.8.3-1: the payload of a SUBSCRIBE packet MUST contain at least

@@ -165,6 +165,9 @@ impl Connect {
         let username =
             if flags.contains(ConnectFlags::USERNAME) { Some(ByteString::decode(src)?) } else { None };
         let password = if flags.contains(ConnectFlags::PASSWORD) { Some(Bytes::decode(src)?) } else { None };
+        // fork patch: bytes no flag announced make the packet malformed
+        // [MQTT-3.1.2-16, MQTT-3.1.2-18]; they were ignored.
+        ensure!(!src.has_remaining(), DecodeError::InvalidLength);
 
         Ok(Connect {
             clean_start: flags.contains(ConnectFlags::CLEAN_START),

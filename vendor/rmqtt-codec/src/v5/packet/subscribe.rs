@@ -189,7 +189,11 @@ impl Subscribe {
         }
         // [MQTT-3.8.3-3] The SUBSCRIBE payload MUST contain at least one
         // Topic Filter; an empty payload is a Protocol Error (parity with v3).
-        ensure!(!topic_filters.is_empty(), DecodeError::InvalidTopicFilter);
+        // fork patch: said as one (0x82), not 0x8F Topic Filter invalid.
+        ensure!(
+            !topic_filters.is_empty(),
+            DecodeError::ProtocolViolation(ByteString::from_static("no Topic Filter"))
+        );
 
         Ok(Self { packet_id, id: sub_id, user_properties, topic_filters })
     }
@@ -227,7 +231,11 @@ impl Unsubscribe {
         }
         // [MQTT-3.10.3-2] The UNSUBSCRIBE payload MUST contain at least one
         // Topic Filter; an empty payload is a Protocol Error (parity with v3).
-        ensure!(!topic_filters.is_empty(), DecodeError::InvalidTopicFilter);
+        // fork patch: said as one (0x82), not 0x8F Topic Filter invalid.
+        ensure!(
+            !topic_filters.is_empty(),
+            DecodeError::ProtocolViolation(ByteString::from_static("no Topic Filter"))
+        );
 
         Ok(Self { packet_id, user_properties, topic_filters })
     }

@@ -1,0 +1,205 @@
+//! `server.stats()`: exact counts of one broker's traffic and state.
+//!
+//! Message counts are atomic counters of each broker's own, so two servers
+//! in one process never share a count. The state (connections, sessions,
+//! subscriptions, retained messages) is read from rmqtt when asked.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use napi_derive::napi;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, Priority, ReturnType, Type};
+use rmqtt::types::{Publish, QoS};
+
+use crate::fork::{self, TrafficCounter};
+
+/// Counted before the other handlers, which may stop the chain.
+const PRIORITY: Priority = Priority::MAX;
+/// Retained messages read at a time when their bytes are summed.
+const RETAINED_PAGE: usize = 1024;
+
+/// One count per QoS level.
+#[derive(Default)]
+struct PerQos([AtomicU64; 3]);
+
+impl PerQos {
+  fn add(&self, publish: &Publish) {
+    self.0[qos_index(publish.qos)].fetch_add(1, Ordering::Relaxed);
+  }
+
+  fn get(&self) -> [f64; 3] {
+    [0, 1, 2].map(|i| self.0[i].load(Ordering::Relaxed) as f64)
+  }
+}
+
+fn qos_index(qos: QoS) -> usize {
+  match qos {
+    QoS::AtMostOnce => 0,
+    QoS::AtLeastOnce => 1,
+    QoS::ExactlyOnce => 2,
+  }
+}
+
+/// The counters one broker's hooks add to.
+pub struct Counters {
+  started: Instant,
+  received: PerQos,
+  sent: PerQos,
+  dropped: PerQos,
+  payload_received: AtomicU64,
+  payload_sent: AtomicU64,
+}
+
+impl Counters {
+  fn new() -> Self {
+    Counters {
+      started: Instant::now(),
+      received: PerQos::default(),
+      sent: PerQos::default(),
+      dropped: PerQos::default(),
+      payload_received: AtomicU64::new(0),
+      payload_sent: AtomicU64::new(0),
+    }
+  }
+}
+
+/// Starts counting a broker's traffic: messages received and sent are
+/// counted where rmqtt handles them (rmqtt 0034-traffic-counter), drops
+/// (rare) through the `message_dropped` hook.
+pub async fn register(scx: &ServerContext) -> Arc<Counters> {
+  let counters = Arc::new(Counters::new());
+  if !fork::set_traffic_counter(scx, counters.clone()) {
+    log::warn!("a traffic counter is already installed on this broker");
+  }
+  let r = scx.extends.hook_mgr().register();
+  r.add_priority(
+    Type::MessageDropped,
+    PRIORITY,
+    Box::new(Drops(counters.clone())),
+  )
+  .await;
+  r.start().await;
+  counters
+}
+
+impl TrafficCounter for Counters {
+  fn received(&self, p: &Publish) {
+    self.received.add(p);
+    self
+      .payload_received
+      .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+  }
+
+  fn sent(&self, p: &Publish) {
+    self.sent.add(p);
+    self
+      .payload_sent
+      .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+  }
+}
+
+struct Drops(Arc<Counters>);
+
+#[async_trait::async_trait]
+impl Handler for Drops {
+  async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+    if let Parameter::MessageDropped(_, _, p, _) = param {
+      self.0.dropped.add(p);
+    }
+    (true, acc)
+  }
+}
+
+/// Messages per QoS level.
+#[napi(object)]
+#[derive(Clone, Debug, Default)]
+pub struct QosCounts {
+  pub qos0: f64,
+  pub qos1: f64,
+  pub qos2: f64,
+}
+
+impl From<[f64; 3]> for QosCounts {
+  fn from([qos0, qos1, qos2]: [f64; 3]) -> Self {
+    QosCounts { qos0, qos1, qos2 }
+  }
+}
+
+impl QosCounts {
+  pub fn total(&self) -> f64 {
+    self.qos0 + self.qos1 + self.qos2
+  }
+
+  pub fn each(&self) -> [(u8, f64); 3] {
+    [(0, self.qos0), (1, self.qos1), (2, self.qos2)]
+  }
+}
+
+/// What `server.stats()` returns: counts since `start()`, exact.
+#[napi(object)]
+#[derive(Clone, Debug, Default)]
+pub struct ServerStats {
+  /// Clients connected now.
+  pub connections: f64,
+  /// Most clients connected at once since `start()`.
+  pub connections_peak: f64,
+  /// Sessions held: connected clients and persistent sessions of
+  /// disconnected ones.
+  pub sessions: f64,
+  /// Subscriptions of all sessions (a filter subscribed by two clients
+  /// counts twice).
+  pub subscriptions: f64,
+  /// Retained messages stored.
+  pub retained_messages: f64,
+  /// Payload bytes of the retained messages.
+  pub retained_bytes: f64,
+  /// PUBLISH packets received from clients, and wills, by QoS (a PUBLISH
+  /// to a `$` topic, refused at once, counts in `messagesDropped` only).
+  pub messages_received: QosCounts,
+  /// Messages sent to subscribers (each subscriber counts), by QoS.
+  pub messages_sent: QosCounts,
+  /// Messages dropped (queue full, expired, refused), by QoS.
+  pub messages_dropped: QosCounts,
+  /// Payload bytes of `messages_received`.
+  pub payload_bytes_received: f64,
+  /// Payload bytes of `messages_sent`.
+  pub payload_bytes_sent: f64,
+  /// Seconds since `start()`.
+  pub uptime_seconds: f64,
+}
+
+/// Reads the counts and the broker's state. Costs a walk over the retained
+/// messages (for their bytes); everything else is a counter read.
+pub async fn snapshot(scx: &ServerContext, c: &Counters) -> ServerStats {
+  let retain = scx.extends.retain().await;
+  let retained_messages = retain.count().await.max(0) as f64;
+  let mut retained_bytes = 0u64;
+  let mut offset = 0;
+  while let Ok((page, more)) = retain.get_all_paginated(offset, RETAINED_PAGE).await {
+    offset += page.len();
+    retained_bytes += page
+      .iter()
+      .map(|(_, r, _)| r.publish.payload.len() as u64)
+      .sum::<u64>();
+    if !more || page.is_empty() {
+      break;
+    }
+  }
+  let routes = scx.extends.router().await.routes().count();
+  ServerStats {
+    connections: scx.connections.count().max(0) as f64,
+    connections_peak: scx.connections.max().max(0) as f64,
+    sessions: scx.sessions.count().max(0) as f64,
+    subscriptions: routes.max(0) as f64,
+    retained_messages,
+    retained_bytes: retained_bytes as f64,
+    messages_received: c.received.get().into(),
+    messages_sent: c.sent.get().into(),
+    messages_dropped: c.dropped.get().into(),
+    payload_bytes_received: c.payload_received.load(Ordering::Relaxed) as f64,
+    payload_bytes_sent: c.payload_sent.load(Ordering::Relaxed) as f64,
+    uptime_seconds: c.started.elapsed().as_secs_f64().floor(),
+  }
+}
