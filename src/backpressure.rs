@@ -52,7 +52,9 @@ use std::time::Duration;
 
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Priority, ReturnType, Type};
-use rmqtt::types::{ClientId, DashMap, From, Id, MessageQueueType, Publish, QoS, SubRelations};
+use rmqtt::types::{
+  ClientId, DashMap, From, Id, MessageQueue, MessageQueueType, Publish, QoS, SubRelations,
+};
 use tokio::sync::Notify;
 
 use crate::fork::{self, ForwardGate};
@@ -81,12 +83,13 @@ const STALL_ANY: Duration = Duration::from_secs(1);
 /// Runs before any other handler of the same events.
 const PRIORITY: Priority = Priority::MAX;
 
-/// Installs the flow control on a broker.
-pub async fn register(scx: &ServerContext) {
+/// Installs the flow control on a broker; the handle lets in-process
+/// subscribers (`subscription.rs`) take part in it.
+pub async fn register(scx: &ServerContext) -> FlowControl {
   let flow = FlowControl::default();
   if !fork::set_forward_gate(scx, Arc::new(flow.clone())) {
     log::warn!("flow control is already installed on this broker");
-    return;
+    return flow;
   }
   let r = scx.extends.hook_mgr().register();
   for typ in [
@@ -97,13 +100,14 @@ pub async fn register(scx: &ServerContext) {
     r.add_priority(typ, PRIORITY, Box::new(flow.clone())).await;
   }
   r.start().await;
+  flow
 }
 
 /// Messages routed to each connected subscriber and not yet sent. Holds no
 /// context or session (only the session's queue), so it adds no reference
 /// cycle to the broker.
 #[derive(Clone, Default)]
-struct FlowControl {
+pub struct FlowControl {
   /// Keyed with rmqtt's hasher (ahash): each delivery looks its subscriber
   /// up two or three times, and SipHash showed in a fan-out profile.
   subscribers: Arc<DashMap<ClientId, Counters>>,
@@ -235,6 +239,40 @@ impl ForwardGate for FlowControl {
 }
 
 impl FlowControl {
+  /// Counts an in-process subscriber like a connected client (it has no
+  /// connection, so no ClientConnected event). `capacity` plays its queue
+  /// limit: what a subscriber that stopped may have pending before its
+  /// messages are refused; `high` its high-water mark.
+  pub fn track(&self, id: &Id, capacity: usize, high: usize) {
+    let queue = Arc::new(MessageQueue::new(capacity));
+    let mut counters = Counters::new(id.clone(), queue);
+    counters.high = high.clamp(1, capacity);
+    if let Some(old) = self.subscribers.insert(id.client_id.clone(), counters) {
+      self.forget(&old);
+    }
+  }
+
+  /// The in-process subscriber `id` is gone.
+  pub fn untrack(&self, id: &Id) {
+    if let Some((_, old)) = self
+      .subscribers
+      .remove_if(&id.client_id, |_, c| c.connection == *id)
+    {
+      self.forget(&old);
+    }
+  }
+
+  /// One message to `client_id` is counted in (`ForwardGate::admit` for a
+  /// message that did not come through routing, e.g. a retained one).
+  pub fn count_in(&self, client_id: &ClientId, qos: QoS) {
+    ForwardGate::admit(self, client_id, qos);
+  }
+
+  /// One message to `client_id` has been handled.
+  pub fn count_out(&self, client_id: &ClientId) {
+    self.count_gone(client_id, true);
+  }
+
   fn count_gone(&self, client_id: &ClientId, sent: bool) {
     if let Some(c) = self.subscribers.get(client_id) {
       // Saturating: retained and offline messages are sent without having

@@ -16,7 +16,7 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::backpressure;
+use crate::backpressure::{self, FlowControl};
 use crate::config::BrokerSpec;
 use crate::conn_log;
 use crate::fork;
@@ -56,6 +56,7 @@ pub struct Broker {
   /// The largest `maxPacketSize` of the listeners.
   max_packet_size: u32,
   stats: Arc<Counters>,
+  flow: FlowControl,
 }
 
 /// What a caller needs to act on a running broker without holding it.
@@ -67,6 +68,8 @@ pub struct BrokerHandle {
   pub policy: Arc<Policy>,
   pub publisher: Publisher,
   pub stats: Arc<Counters>,
+  /// The flow control in-process subscribers take part in.
+  pub flow: FlowControl,
 }
 
 impl Broker {
@@ -104,8 +107,8 @@ impl Broker {
     let native = policy.clone();
     let serve = runtime.spawn(async move {
       match setup(spec, attachment, native, reclaim).await {
-        Ok((server, scx, infos, stats)) => {
-          let _ = ready_tx.send(Ok((scx, infos, stats)));
+        Ok((server, scx, infos, stats, flow)) => {
+          let _ = ready_tx.send(Ok((scx, infos, stats, flow)));
           if let Err(e) = server.run().await {
             log::error!("broker stopped with an error: {e}");
           }
@@ -117,7 +120,7 @@ impl Broker {
     });
 
     match ready_rx.await {
-      Ok(Ok((scx, listeners, stats))) => {
+      Ok(Ok((scx, listeners, stats, flow))) => {
         let publisher = Publisher::spawn(runtime.handle(), scx.clone());
         if let Some(every) = sys_topics {
           crate::sys_topics::spawn(
@@ -138,6 +141,7 @@ impl Broker {
           policy,
           max_packet_size,
           stats,
+          flow,
         })
       }
       Ok(Err(e)) => {
@@ -168,6 +172,7 @@ impl Broker {
       policy: self.policy.clone(),
       publisher: self.publisher.clone(),
       stats: self.stats.clone(),
+      flow: self.flow.clone(),
     }
   }
 
@@ -287,7 +292,13 @@ fn release_sessions(scx: &ServerContext) {
   rt.shutdown_background();
 }
 
-type Ready = (RmqttServer, ServerContext, Vec<ListenerInfo>, Arc<Counters>);
+type Ready = (
+  RmqttServer,
+  ServerContext,
+  Vec<ListenerInfo>,
+  Arc<Counters>,
+  FlowControl,
+);
 
 async fn setup(
   spec: BrokerSpec,
@@ -309,7 +320,7 @@ async fn setup(
     .await
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
-  backpressure::register(&scx).await;
+  let flow = backpressure::register(&scx).await;
   let stats = crate::stats::register(&scx).await;
   conn_log::register(&scx).await;
   limits::register(&scx, &spec.listeners);
@@ -325,7 +336,7 @@ async fn setup(
     server = server.listener_by_id(bound, id as u16);
     infos.push(info);
   }
-  Ok((server.build(), scx, infos, stats))
+  Ok((server.build(), scx, infos, stats, flow))
 }
 
 #[cfg(test)]

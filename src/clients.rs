@@ -139,7 +139,18 @@ pub fn disconnect_request(o: Option<DisconnectOptions>) -> napi::Result<(Disconn
 /// The session of `client_id`, connected or not.
 pub fn find(scx: &ServerContext, client_id: &str) -> Option<Session> {
   let id = Id::from(scx.node.id(), ClientId::from(client_id));
-  scx.extends.shared.get().entry(id).session()
+  scx
+    .extends
+    .shared
+    .get()
+    .entry(id)
+    .session()
+    .filter(|s| !crate::subscription::is_internal(&s.id.client_id))
+}
+
+/// A network client's session; not an in-process subscription's.
+fn client(s: Option<Session>) -> Option<Session> {
+  s.filter(|s| !crate::subscription::is_internal(&s.id.client_id))
 }
 
 /// What `client()` and `clients()` report of a session.
@@ -183,7 +194,7 @@ pub async fn subscriptions(
     Some(id) => find(scx, &id).into_iter().collect(),
     None => {
       let shared = scx.extends.shared.get();
-      shared.iter().filter_map(|e| e.session()).collect()
+      shared.iter().filter_map(|e| client(e.session())).collect()
     }
   };
   let mut out = Vec::new();
@@ -292,7 +303,7 @@ async fn page(
     let shared = scx.extends.shared.get();
     let page: Vec<_> = shared.iter().skip(offset).take(PAGE).collect();
     (
-      page.iter().filter_map(|e| e.session()).collect(),
+      page.iter().filter_map(|e| client(e.session())).collect(),
       page.len(),
     )
   };

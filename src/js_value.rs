@@ -88,6 +88,26 @@ pub fn fields_to_json(
   Ok(map)
 }
 
+/// An optional options object: `None` for absent, `undefined` or `null`;
+/// anything but a plain object is an error naming `path`.
+pub fn options_object<'a>(o: Option<Unknown<'a>>, path: &str) -> Result<Option<Object<'a>>> {
+  let Some(o) = o else {
+    return Ok(None);
+  };
+  match o.get_type()? {
+    ValueType::Undefined | ValueType::Null => Ok(None),
+    ValueType::Object if !o.is_array()? => Ok(Some(unsafe { o.cast()? })),
+    other => Err(invalid_arg(format!(
+      "{path}: expected an object, got {}",
+      if other == ValueType::Object {
+        "an array"
+      } else {
+        type_name(other)
+      }
+    ))),
+  }
+}
+
 /// "a string", "a bigint"... for messages.
 pub fn type_name(t: ValueType) -> &'static str {
   match t {

@@ -51,7 +51,7 @@ pub struct PublishOptions {
 }
 
 /// Client id reported as the origin of server-side publishes.
-const SERVER_CLIENT_ID: &str = "$server";
+pub const SERVER_CLIENT_ID: &str = "$server";
 /// Longest topic the MQTT wire format can carry.
 const MAX_TOPIC_BYTES: usize = 65_535;
 

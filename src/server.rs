@@ -18,6 +18,7 @@ use crate::js_value::{self, type_name};
 use crate::keepalive::KeepAlive;
 use crate::listener::ListenerInfo;
 use crate::publish::{Message, PublishOptions};
+use crate::subscription::Subscription;
 use crate::system_error::StartError;
 use crate::warning::{self, Warning};
 use rmqtt::codec::v5::PublishProperties;
@@ -47,6 +48,8 @@ struct Inner {
   current: RwLock<Option<Current>>,
   /// The JavaScript hooks; outlive start/stop cycles.
   hooks: Arc<Hooks>,
+  /// Numbers the in-process subscriptions (their internal client ids).
+  subscriptions: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -142,6 +145,7 @@ impl MqttServer {
         stops: AtomicU64::new(0),
         current: RwLock::new(None),
         hooks: Arc::new(Hooks::default()),
+        subscriptions: AtomicU64::new(0),
       }),
     }
   }
@@ -277,6 +281,52 @@ impl MqttServer {
       Ok(current.handle.publisher.publish(message))
     });
     AsyncBlockBuilder::new(async move { routed?.await.map_err(failure) }).build(&env)
+  }
+
+  /// Subscribes in-process: `handler(message)` is called, on the JS thread
+  /// and in order per publisher, for each message matching `filter`
+  /// (wildcards and `$share/group/filter` as for a client; retained
+  /// messages on subscribe). Resolves once the broker routes to it, with a
+  /// `Subscription` (`unsubscribe()`). It is a real subscriber: while the
+  /// handler (or the promise it returns) falls behind, publishers are held
+  /// back, so QoS 1 and 2 are not dropped; QoS 0 beyond
+  /// `options.maxQueued` waiting is dropped and counted. Throws on a bad
+  /// argument; rejects if the server is not running. Ends at `stop()`.
+  #[napi(
+    ts_args_type = "filter: string, handler: (message: MessageInfo) => void | Promise<void>, options?: SubscribeOptions",
+    ts_return_type = "Promise<Subscription>"
+  )]
+  pub fn subscribe(
+    &self,
+    env: Env,
+    filter: Unknown,
+    handler: Unknown,
+    options: Option<Unknown>,
+  ) -> Result<AsyncBlock<Subscription>> {
+    let number = self.inner.subscriptions.fetch_add(1, Ordering::Relaxed);
+    let handle = self.inner.current().map(|c| c.handle);
+    let hooks = &self.inner.hooks;
+    crate::subscription::subscribe(&env, handle, hooks, number, filter, handler, options)
+  }
+
+  /// The messages matching `filter` as an async iterator, for
+  /// `for await (const m of server.messages('sensors/#'))`; leaving the
+  /// loop unsubscribes. A subscription (`subscribe()`) whose handler waits
+  /// for the loop to take each message: a loop that falls behind holds the
+  /// publishers back. `ready` resolves once it is subscribed; the loop ends
+  /// when the server stops. Throws on a bad argument.
+  #[napi(
+    ts_args_type = "filter: string, options?: SubscribeOptions",
+    ts_return_type = "AsyncIterableIterator<MessageInfo> & { ready: Promise<void> }"
+  )]
+  pub fn messages<'a>(
+    &self,
+    env: &'a Env,
+    this: This<'a>,
+    filter: Unknown<'a>,
+    options: Option<Unknown<'a>>,
+  ) -> Result<Unknown<'a>> {
+    crate::messages::iterator(env, this, filter, options)
   }
 
   /// Installs the hooks, replacing the set a previous `setHooks()` installed
@@ -451,22 +501,8 @@ fn read_message(
 fn read_options(
   options: Option<Unknown>,
 ) -> Result<(Option<PublishOptions>, Option<PublishProperties>)> {
-  let Some(o) = options else {
+  let Some(object) = js_value::options_object(options, "options")? else {
     return Ok((None, None));
-  };
-  let object: Object = match o.get_type()? {
-    ValueType::Undefined | ValueType::Null => return Ok((None, None)),
-    ValueType::Object if !o.is_array()? => unsafe { o.cast()? },
-    other => {
-      return Err(invalid_arg(format!(
-        "options: expected an object, got {}",
-        if other == ValueType::Object {
-          "an array"
-        } else {
-          type_name(other)
-        }
-      )))
-    }
   };
   let fields = js_value::fields_to_json(&object, "options", |k| k != "properties")?;
   let parsed =

@@ -4,6 +4,7 @@
 //   node bench/peers/embedded-mqtt-broker.mjs --port 1883 [--host 127.0.0.1] [--busy]
 //        [--max-inflight N] [--max-mqueue-len N] [--max-packet-size N]
 //        [--hooks none|notify|authorize|authorize-cached|authenticate|acl100|passwd] [--poll-stats]
+//        [--sink subscribe|notify]
 //
 // Prints `READY <port>` once the listener accepts connections. `--busy` then
 // spins the Node main thread on a CPU-bound loop forever, to show whether
@@ -28,6 +29,10 @@ const { values: opt } = parseArgs({
     hooks: { type: 'string', default: 'none' },
     // calls stats() and metrics() 10 times a second, as a dashboard would
     'poll-stats': { type: 'boolean', default: false },
+    // subscribe | notify: count every message in `server.subscribe('#')`'s
+    // handler or in an onMessagePublish hook; the count is printed as a
+    // `SINK {json}` line at SIGTERM (bench/subscribe.mjs)
+    sink: { type: 'string' },
   },
 })
 
@@ -82,6 +87,14 @@ if (opt['poll-stats']) {
     server.metrics().catch(() => {})
   }, 100).unref()
 }
+const sink = { count: 0, firstMs: 0, lastMs: 0 }
+const count = () => {
+  if (sink.count++ === 0) sink.firstMs = performance.now()
+  sink.lastMs = performance.now()
+}
+if (opt.sink === 'subscribe') await server.subscribe('#', count)
+else if (opt.sink === 'notify') server.setHooks({ onMessagePublish: count })
+else if (opt.sink !== undefined) throw new Error('--sink: subscribe or notify')
 // Synchronous write: with --busy the event loop never runs again.
 writeSync(1, `READY ${bound.port}\n`)
 
@@ -92,5 +105,8 @@ if (opt.busy) {
 }
 
 for (const sig of ['SIGTERM', 'SIGINT']) {
-  process.on(sig, () => server.close().then(() => process.exit(0)))
+  process.on(sig, () => {
+    if (opt.sink) writeSync(1, `SINK ${JSON.stringify(sink)}\n`)
+    server.close().then(() => process.exit(0))
+  })
 }

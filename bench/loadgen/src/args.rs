@@ -11,6 +11,8 @@ Runs one MQTT 3.1.1 scenario against a broker and prints one JSON line
 
 modes:
   fanin    --publishers N (default 16) -> 1 subscriber on a `+` wildcard
+           (--subscriber none: no subscriber connects; the broker's own,
+           in-process one takes the messages, see bench/subscribe.mjs)
   p2p      --pairs N (default 64): publisher i -> subscriber i, own topic
   fanout   1 publisher -> --subscribers N (default 1000), one topic
   idle     --conns N idle connections; connect rate, then hold
@@ -65,6 +67,8 @@ pub struct Args {
   pub hold: Duration,
   pub keepalive: u16,
   pub credentials: Option<crate::codec::Credentials>,
+  /// fanin without a network subscriber (`--subscriber none`).
+  pub no_subscriber: bool,
 }
 
 fn secs(flag: &str, v: &str) -> Result<Duration, String> {
@@ -102,6 +106,7 @@ pub fn parse(argv: impl Iterator<Item = String>) -> Result<Args, String> {
     hold: Duration::ZERO,
     keepalive: 600,
     credentials: None,
+    no_subscriber: false,
   };
   let (mut pairs, mut mode) = (None, None);
   let mut it = argv;
@@ -159,6 +164,17 @@ pub fn parse(argv: impl Iterator<Item = String>) -> Result<Args, String> {
           .ok_or_else(|| format!("{flag}: expected USER:PASSWORD"))?;
         a.credentials = Some((u.to_string(), p.to_string()))
       }
+      "--subscriber" => {
+        a.no_subscriber = match v.as_str() {
+          "none" => true,
+          "network" => false,
+          _ => {
+            return Err(format!(
+              "--subscriber: expected none or network, got \"{v}\""
+            ))
+          }
+        }
+      }
       _ => return Err(format!("unknown flag {flag}\n\n{USAGE}")),
     }
   }
@@ -178,7 +194,9 @@ pub fn parse(argv: impl Iterator<Item = String>) -> Result<Args, String> {
   }
   let or = |v: usize, d: usize| if v == 0 { d } else { v };
   match a.mode {
-    Mode::FanIn => (a.publishers, a.subscribers) = (or(a.publishers, 16), 1),
+    Mode::FanIn => {
+      (a.publishers, a.subscribers) = (or(a.publishers, 16), usize::from(!a.no_subscriber))
+    }
     Mode::P2p => {
       let n = pairs.unwrap_or(or(a.publishers, 64));
       (a.publishers, a.subscribers) = (n, n)
@@ -186,7 +204,7 @@ pub fn parse(argv: impl Iterator<Item = String>) -> Result<Args, String> {
     Mode::FanOut => (a.publishers, a.subscribers) = (1, or(a.subscribers, 1000)),
     Mode::Idle => {}
   }
-  if a.mode != Mode::Idle && (a.publishers == 0 || a.subscribers == 0) {
+  if a.mode != Mode::Idle && (a.publishers == 0 || (a.subscribers == 0 && !a.no_subscriber)) {
     return Err("at least one publisher and one subscriber are needed".into());
   }
   Ok(a)

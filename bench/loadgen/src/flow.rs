@@ -148,7 +148,9 @@ pub async fn run(a: Args) -> Json {
   } else {
     1
   };
-  let expected = sent * fanout;
+  // Without a network subscriber nothing is expected here: the broker
+  // counts what its in-process subscriber got.
+  let expected = if a.subscribers == 0 { 0 } else { sent * fanout };
 
   // Wait until everything arrived, or arrivals stopped, or the drain limit.
   let pubs_done_ns = now_ns();

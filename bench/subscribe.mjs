@@ -1,0 +1,136 @@
+// The in-process subscriber: 16 publishers (bench/loadgen, fan-in, no
+// network subscriber) flood one `server.subscribe('#')`, next to an
+// `onMessagePublish` hook on the same broker and to aedes'
+// `broker.subscribe('#')`. Each handler only counts; the broker process
+// prints its count at the end (`SINK` line of its log), and the rate is that
+// count over the time from its first to its last message. Variants run
+// interleaved (A B C A B C ...), medians reported.
+//
+//   npm run bench:subscribe [-- --rounds N] [--duration S] [--no-build | --addon FILE] [--out FILE]
+//
+// Writes bench/results/subscribe.md.
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+
+import { buildLoadgen, ensureAddon } from './lib/build.mjs'
+import { runLoadgen } from './lib/loadgen.mjs'
+import { machineInfo } from './lib/machine.mjs'
+import { HOST, Peer } from './lib/peers.mjs'
+import { portable } from './lib/report.mjs'
+import { median } from './lib/stats.mjs'
+
+const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..')
+const { values: opt } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '5' },
+    duration: { type: 'string', default: '3' },
+    'no-build': { type: 'boolean', default: false },
+    addon: { type: 'string' },
+    out: { type: 'string' },
+  },
+})
+const rounds = Number(opt.rounds)
+
+const lg = buildLoadgen(root)
+const addon = ensureAddon(root, { addon: opt.addon, build: !opt['no-build'] })
+const logDir = join(root, 'bench/.cache/logs')
+const node = process.execPath
+const variants = {
+  subscribe: {
+    label: "server.subscribe('#')",
+    script: 'bench/peers/embedded-mqtt-broker.mjs',
+    args: ['--sink', 'subscribe'],
+  },
+  notify: { label: 'onMessagePublish', script: 'bench/peers/embedded-mqtt-broker.mjs', args: ['--sink', 'notify'] },
+  aedes: { label: "aedes broker.subscribe('#')", script: 'bench/peers/aedes.mjs', args: ['--sink', 'subscribe'] },
+}
+const peer = (v) =>
+  new Peer(
+    `subscribe-${v}`,
+    (port) => ({
+      cmd: node,
+      args: [join(root, variants[v].script), '--port', String(port), '--host', HOST, ...variants[v].args],
+      env: { NAPI_RS_NATIVE_LIBRARY_PATH: addon.path },
+    }),
+    { nofile: 20000, logDir },
+  )
+
+const runs = [
+  { name: '16 publishers -> in-process subscriber, QoS 0, 64 B', qos: '0' },
+  { name: '16 publishers -> in-process subscriber, QoS 1, 64 B', qos: '1' },
+]
+
+/** One run: the rate the broker's handler saw, and what loadgen sent. */
+async function once(v, qos) {
+  const p = await peer(v).start()
+  let res
+  try {
+    res = await runLoadgen(
+      lg.bin,
+      [
+        '--host',
+        HOST,
+        '--port',
+        String(p.port),
+        '--mode',
+        'fanin',
+        '--subscriber',
+        'none',
+        '--qos',
+        qos,
+        '--duration',
+        opt.duration,
+      ],
+      { nofile: 20000, timeoutMs: 120_000 },
+    )
+  } finally {
+    await p.stop()
+  }
+  if (res.error) throw new Error(`${v}: ${res.error}`)
+  const line = readFileSync(p.logPath, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('SINK '))
+  if (!line) throw new Error(`${v}: no SINK line in ${p.logPath}`)
+  const sink = JSON.parse(line.slice(5))
+  const seconds = (sink.lastMs - sink.firstMs) / 1000
+  return { rate: seconds > 0 ? sink.count / seconds : 0, count: sink.count, sent: res.sent }
+}
+
+const results = []
+for (const run of runs) {
+  const figures = Object.fromEntries(Object.keys(variants).map((v) => [v, []]))
+  for (let r = 0; r < rounds; r++) {
+    for (const v of Object.keys(variants)) {
+      const x = await once(v, run.qos)
+      figures[v].push(x.rate)
+      console.log(`${run.name} ${v} round ${r + 1}: ${Math.round(x.rate)} msgs/s (${x.count} of ${x.sent} sent)`)
+    }
+  }
+  results.push({ ...run, figures })
+}
+
+const m = machineInfo(root)
+const fmt = (x) => Math.round(x).toLocaleString('en-US')
+const lines = [
+  '# In-process subscriber',
+  '',
+  `Run ${new Date().toISOString()} by \`npm run bench:subscribe\`: ${rounds} rounds of ${opt.duration} s, variants interleaved, medians. ` +
+    `Machine: ${m.cpuModel}, ${m.nproc} cores. Release addon (${portable(addon.how)}); 16 publishers from bench/loadgen ` +
+    '(fan-in, no network subscriber) over loopback TCP, MQTT 3.1.1. Each handler only counts; msgs/s is its count over the time from its first message to its last.',
+  '',
+]
+for (const r of results) {
+  lines.push(`## ${r.name}`, '', '| subscriber | msgs/s | × aedes | each round |', '|---|--:|--:|---|')
+  const aedes = median(r.figures.aedes)
+  for (const [v, xs] of Object.entries(r.figures)) {
+    const med = median(xs)
+    lines.push(`| ${variants[v].label} | ${fmt(med)} | ${(med / aedes).toFixed(2)}× | ${xs.map(fmt).join(', ')} |`)
+  }
+  lines.push('')
+}
+const out = opt.out ?? join(root, 'bench/results/subscribe.md')
+writeFileSync(out, `${lines.join('\n')}\n`)
+console.log(lines.join('\n'))
+console.log(`written to ${out}`)

@@ -1,0 +1,327 @@
+//! The queue between an in-process subscription's reading task and its
+//! JavaScript handler.
+//!
+//! As for hooks (`hook_queue.rs`), one weak threadsafe function wakes the JS
+//! thread and each wake-up runs every message queued by then, in order: under
+//! a flood that is one wake-up per batch. While a wake-up is on its way,
+//! further messages only join the batch. The message objects are made the
+//! way hook arguments are (`hook_js::Args`, `message()` of hook_args.js).
+//!
+//! A message stays counted (`pending`, and in the flow control) until its
+//! handler has returned, or the promise it returned has settled: that is what
+//! holds publishers back while JavaScript falls behind.
+
+use std::ptr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi::threadsafe_function::{
+  ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
+};
+use rmqtt::types::ClientId;
+use tokio::sync::watch;
+
+use crate::backpressure::FlowControl;
+use crate::hook_js::{Args, Msg};
+use crate::hooks::Hooks;
+
+/// Messages run per handle scope: bounds what a large batch keeps reachable.
+const PER_SCOPE: usize = 64;
+
+type Wake = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
+type JsFn = FunctionRef<(), Unknown<'static>>;
+
+#[derive(Default)]
+struct State {
+  messages: Vec<Msg>,
+  /// A wake-up is queued and has not taken the messages yet.
+  woken: bool,
+}
+
+/// The handler and the function that calls it (see `subscription.js`).
+struct Js {
+  handler: JsFn,
+  deliver: JsFn,
+}
+
+pub struct Delivery {
+  state: Mutex<State>,
+  /// Set on the JS thread at creation, taken there once the subscription
+  /// ended, so the handler can be collected.
+  js: Mutex<Option<Js>>,
+  /// Queued for JavaScript or in a handler's promise.
+  pending: AtomicUsize,
+  dropped: AtomicU64,
+  ended: watch::Sender<bool>,
+  flow: FlowControl,
+  client_id: ClientId,
+  hooks: Weak<Hooks>,
+  wake: Mutex<Option<Wake>>,
+}
+
+/// The threadsafe function's own JS function: all the work happens in its
+/// Rust callback.
+unsafe extern "C" fn noop(_env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
+  ptr::null_mut()
+}
+
+impl Delivery {
+  /// Runs on the JS thread.
+  pub fn new(
+    env: &Env,
+    handler: Function<(), Unknown<'static>>,
+    hooks: &Arc<Hooks>,
+    flow: FlowControl,
+    client_id: ClientId,
+  ) -> Result<Arc<Self>> {
+    let delivery = Arc::new(Delivery {
+      state: Mutex::new(State::default()),
+      js: Mutex::new(None),
+      pending: AtomicUsize::new(0),
+      dropped: AtomicU64::new(0),
+      ended: watch::Sender::new(false),
+      flow,
+      client_id,
+      hooks: Arc::downgrade(hooks),
+      wake: Mutex::new(None),
+    });
+    let weak = Arc::downgrade(&delivery);
+    let done = env.create_function_from_closure::<(), (), _>("done", move |ctx| {
+      if let Some(d) = weak.upgrade() {
+        if ctx.length() > 0 && ctx.get::<bool>(0).unwrap_or(false) {
+          let reason = ctx
+            .get::<Unknown>(1)
+            .and_then(|e| e.coerce_to_string()?.into_utf8()?.into_owned())
+            .unwrap_or_default();
+          d.failed(&format!("rejected: {reason}"));
+        }
+        d.complete();
+      }
+      Ok(())
+    })?;
+    let source = format!(
+      "(function () {{\n'use strict'\n{}\n{}\nreturn deliverer\n}})()",
+      include_str!("hook_args.js"),
+      include_str!("subscription.js")
+    );
+    let factory: Function<Function<(), ()>, Function<(), Unknown<'static>>> =
+      env.run_script(source)?;
+    let deliver = factory.call(done)?;
+    *delivery.js.lock().map_err(|_| poisoned())? = Some(Js {
+      handler: handler.create_ref()?,
+      deliver: deliver.create_ref()?,
+    });
+    let runner = Arc::downgrade(&delivery);
+    let wake = env
+      .create_function::<(), Unknown<'static>>("mqttServerSubscription", noop)?
+      .build_threadsafe_function::<()>()
+      .callee_handled::<false>()
+      .weak::<true>()
+      .build_callback(move |ctx: ThreadsafeCallContext<()>| {
+        if let Some(d) = runner.upgrade() {
+          d.run_batch(&ctx.env);
+        }
+        Ok(())
+      })?;
+    *delivery.wake.lock().map_err(|_| poisoned())? = Some(wake);
+    Ok(delivery)
+  }
+
+  pub fn flow(&self) -> &FlowControl {
+    &self.flow
+  }
+
+  pub fn pending(&self) -> usize {
+    self.pending.load(Ordering::Relaxed)
+  }
+
+  pub fn dropped(&self) -> u64 {
+    self.dropped.load(Ordering::Relaxed)
+  }
+
+  pub fn count_drop(&self) {
+    self.dropped.fetch_add(1, Ordering::Relaxed);
+  }
+
+  pub fn ended(&self) -> bool {
+    *self.ended.borrow()
+  }
+
+  pub fn ended_signal(&self) -> watch::Receiver<bool> {
+    self.ended.subscribe()
+  }
+
+  /// No message reaches the handler from now on; what is queued is
+  /// discarded, and the handler released, on the JS thread.
+  pub fn end(&self) {
+    self.ended.send_replace(true);
+    self.wake();
+  }
+
+  /// Queues a message for the handler.
+  pub fn push(&self, m: Msg) {
+    self.pending.fetch_add(1, Ordering::Relaxed);
+    let fire = match self.state.lock() {
+      Ok(mut st) => {
+        st.messages.push(m);
+        !std::mem::replace(&mut st.woken, true)
+      }
+      Err(_) => false,
+    };
+    if fire {
+      self.call_js();
+    }
+  }
+
+  fn wake(&self) {
+    let fire = match self.state.lock() {
+      Ok(mut st) => !std::mem::replace(&mut st.woken, true),
+      Err(_) => false,
+    };
+    if fire {
+      self.call_js();
+    }
+  }
+
+  fn call_js(&self) {
+    let status = match self.wake.lock() {
+      Ok(w) => w
+        .as_ref()
+        .map(|w| w.call((), ThreadsafeFunctionCallMode::NonBlocking)),
+      Err(_) => None,
+    };
+    if status.is_some_and(|s| s != Status::Ok) {
+      // Node is going away: nothing queued will run.
+      let dropped = self
+        .state
+        .lock()
+        .map(|mut st| std::mem::take(&mut st.messages))
+        .unwrap_or_default();
+      for _ in dropped {
+        self.complete();
+      }
+    }
+  }
+
+  /// One message has been handled (or will never be).
+  fn complete(&self) {
+    let _ = self
+      .pending
+      .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    self.flow.count_out(&self.client_id);
+  }
+
+  fn failed(&self, what: &str) {
+    if let Some(hooks) = self.hooks.upgrade() {
+      hooks.count_failure();
+    }
+    tracing::warn!("subscribe handler {what}");
+  }
+
+  /// Runs every queued message; on the JS thread.
+  fn run_batch(&self, env: &Env) {
+    let batch = match self.state.lock() {
+      Ok(mut st) => {
+        st.woken = false;
+        std::mem::take(&mut st.messages)
+      }
+      Err(_) => return,
+    };
+    if self.ended() {
+      for _ in &batch {
+        self.complete();
+      }
+      // The handler and its closures can be collected now.
+      let js = self.js.lock().ok().and_then(|mut js| js.take());
+      drop(js);
+      return;
+    }
+    let mut rest = batch.into_iter();
+    if let Err(e) = self.run_messages(env, &mut rest) {
+      tracing::warn!("subscribe: {}", e.reason);
+    }
+    // Whatever an error left unrun is not coming.
+    for _ in rest {
+      self.complete();
+    }
+  }
+
+  fn run_messages(&self, env: &Env, batch: &mut std::vec::IntoIter<Msg>) -> Result<()> {
+    let guard = self.js.lock().map_err(|_| poisoned())?;
+    let Some(js) = guard.as_ref() else {
+      return Ok(());
+    };
+    let handler = js.handler.borrow_back(env)?.raw();
+    let deliver = js.deliver.borrow_back(env)?.raw();
+    let raw = env.raw();
+    let mut args = unsafe { Args::new(raw)? };
+    let mut argv = Vec::with_capacity(12);
+    while !batch.as_slice().is_empty() {
+      let mut scope = ptr::null_mut();
+      let opened = unsafe { sys::napi_open_handle_scope(raw, &mut scope) } == sys::Status::napi_ok;
+      let next = &batch.as_slice()[..PER_SCOPE.min(batch.as_slice().len())];
+      let reserved = args.reserve(next.iter().map(Msg::slab_bytes).sum());
+      if reserved.is_ok() {
+        for m in batch.by_ref().take(PER_SCOPE) {
+          // unsubscribe() during this batch: the rest is not delivered.
+          if self.ended() {
+            self.complete();
+            continue;
+          }
+          argv.clear();
+          argv.push(handler);
+          let called = args
+            .message(&mut argv, &m)
+            .and_then(|()| call(raw, deliver, &argv));
+          match called {
+            // The handler returned a promise: `done` completes it.
+            Ok(true) => {}
+            Ok(false) => self.complete(),
+            Err(e) => {
+              self.failed(&format!("threw: {}", e.reason));
+              self.complete();
+            }
+          }
+        }
+      }
+      args.forget();
+      if opened {
+        unsafe { sys::napi_close_handle_scope(raw, scope) };
+      }
+      reserved?;
+    }
+    Ok(())
+  }
+}
+
+/// Calls `deliver` (the handler through `subscription.js`): whether the
+/// handler returned a promise. A throw comes back as the error, cleared.
+fn call(env: sys::napi_env, f: sys::napi_value, argv: &[sys::napi_value]) -> Result<bool> {
+  let mut undefined = ptr::null_mut();
+  let mut ret = ptr::null_mut();
+  unsafe {
+    sys::napi_get_undefined(env, &mut undefined);
+    match sys::napi_call_function(env, undefined, f, argv.len(), argv.as_ptr(), &mut ret) {
+      sys::Status::napi_ok => {
+        let mut yes = false;
+        sys::napi_get_value_bool(env, ret, &mut yes);
+        Ok(yes)
+      }
+      sys::Status::napi_pending_exception => {
+        let mut error = ptr::null_mut();
+        sys::napi_get_and_clear_last_exception(env, &mut error);
+        Err(Error::from(Unknown::from_raw_unchecked(env, error)))
+      }
+      status => Err(Error::new(
+        Status::from(status),
+        "calling the handler failed",
+      )),
+    }
+  }
+}
+
+fn poisoned() -> Error {
+  Error::from_reason("subscription: a lock was poisoned")
+}
