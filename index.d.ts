@@ -22,20 +22,24 @@ export declare class MqttServer {
    */
   start(config: ServerConfig): Promise<ListenerInfo[]>
   /**
-   * Stops the broker: closes every listener and disconnects every client.
+   * Stops the broker: closes every listener, lets connected clients
+   * receive what was routed to them before the call (at most
+   * `options.drainTimeoutMs`, default 3000), then disconnects every client.
    * Resolves when all is released; `start()` may be called again. Does
    * nothing if the server is not running. A `start()` still pending ends
-   * stopped too (it rejects). Decision hooks still pending deny at once.
-   * Resolves within a few seconds even if the broker were stuck: what did
-   * not shut down in time is abandoned and reported with
-   * `process.emitWarning` (code `MQTT_SERVER_STOP_ABANDONED`).
+   * stopped too (it rejects). Decision hooks still pending when the clients
+   * are disconnected deny at once. Resolves within a few seconds of the
+   * drain even if the broker were stuck: what did not shut down in time is
+   * abandoned and reported with `process.emitWarning` (code
+   * `MQTT_SERVER_STOP_ABANDONED`). Bad options reject and stop nothing.
    */
-  stop(): Promise<void>
+  stop(options?: StopOptions): Promise<void>
   /**
-   * Stops the broker if it runs and releases the server for good; a closed
-   * server cannot be started again. Bounded like `stop()`.
+   * Stops the broker if it runs (draining like `stop()`) and releases the
+   * server for good; a closed server cannot be started again. Bounded like
+   * `stop()`.
    */
-  close(): Promise<void>
+  close(options?: StopOptions): Promise<void>
   /** Whether the broker is running (between a resolved `start()` and `stop()`). */
   get running(): boolean
   /** The bound listeners while running (empty otherwise), with real ports. */
@@ -442,6 +446,17 @@ export interface SessionInfo {
   clientId: string
   /** Username from CONNECT; `null` for anonymous clients. */
   username: string | null
+}
+
+/** Options for `stop()` and `close()`. */
+export interface StopOptions {
+  /**
+   * How long, in milliseconds, connected clients get to receive (and
+   * acknowledge, for QoS 1 and 2) the messages routed to them before the
+   * stop, once no new connection is accepted; then every client is
+   * disconnected. 0 disconnects at once. Default 3000.
+   */
+  drainTimeoutMs?: number
 }
 
 /** Answer of `onClientSubscribeAuthorize`. */

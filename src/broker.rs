@@ -35,7 +35,7 @@ const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const GRACEFUL_BOUND: Duration = Duration::from_secs(3);
 /// How long the runtime gets to drop its tasks once told to shut down.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
-/// Longest `stop()` takes in all: what has not finished by then (a broker
+/// Longest `stop()` takes in all, besides its drain: what has not finished by then (a broker
 /// stuck in a deadlock) is abandoned and reported instead of waited for.
 const STOP_BOUND: Duration = Duration::from_secs(6);
 
@@ -138,10 +138,12 @@ impl Broker {
   }
 
   /// Closes every listener and client connection and frees the broker.
-  /// Takes at most `STOP_BOUND`: a step that does not finish in time (a
-  /// deadlock inside rmqtt) is abandoned, with its threads and whatever
-  /// they hold, and reported in the returned warning.
-  pub async fn shutdown(self) -> Option<Warning> {
+  /// Connected clients first get what was routed to them before the call,
+  /// for at most `drain`. Takes at most `drain` + `STOP_BOUND`: a step that
+  /// does not finish in time (a deadlock inside rmqtt) is abandoned, with
+  /// its threads and whatever they hold, and reported in the returned
+  /// warning.
+  pub async fn shutdown(self, drain: Duration) -> Option<Warning> {
     let Broker {
       runtime,
       serve,
@@ -149,23 +151,41 @@ impl Broker {
       hooks,
       ..
     } = self;
-    let start = tokio::time::Instant::now();
-    let graceful_end = start + GRACEFUL_BOUND;
+    let began = tokio::time::Instant::now();
+    let graceful_end = began + drain + GRACEFUL_BOUND;
     let mut stuck = Vec::new();
     let mut step = |what: &'static str, done: bool| {
       if !done {
         stuck.push(what);
       }
     };
-    // First, so no event of a broker going down reaches JavaScript and no
-    // client waits on a decision hook.
-    let closed = tokio::time::timeout_at(graceful_end, hooks.close()).await;
-    step("hook removal", closed.is_ok());
-    // No new connections; then every client is closed the MQTT way (5.0
-    // clients get DISCONNECT "server shutting down") rather than reset.
+    // No new connections, then the connected clients drain (hooks still
+    // see their deliveries); the drain's own deadline bounds it.
     serve.abort();
     let aborted = tokio::time::timeout_at(graceful_end, serve).await;
     step("accept loops", aborted.is_ok());
+    if !drain.is_zero() {
+      let deadline = began + drain;
+      let draining = runtime.spawn({
+        let scx = scx.clone();
+        async move { crate::drain::drain(&scx, deadline).await }
+      });
+      match tokio::time::timeout_at(graceful_end, draining).await {
+        Ok(Ok(outcome)) if outcome.left > 0 => log::warn!(
+          "stop: {} message(s) not delivered or not acknowledged within drainTimeoutMs ({} ms)",
+          outcome.left,
+          drain.as_millis()
+        ),
+        Ok(Ok(_)) => {}
+        _ => step("drain", false),
+      }
+    }
+    // Before the clients go, so no event of a broker going down reaches
+    // JavaScript and no client waits on a decision hook.
+    let closed = tokio::time::timeout_at(graceful_end, hooks.close()).await;
+    step("hook removal", closed.is_ok());
+    // Every client is closed the MQTT way (5.0 clients get DISCONNECT
+    // "server shutting down") rather than reset.
     let graceful = runtime.spawn(disconnect_all(scx.clone()));
     let disconnected = tokio::time::timeout_at(graceful_end, graceful).await;
     step("client disconnects", disconnected.is_ok());
@@ -194,7 +214,7 @@ impl Broker {
       });
     let torn_down = match teardown {
       Ok(_) => matches!(
-        tokio::time::timeout_at(start + STOP_BOUND, done_rx).await,
+        tokio::time::timeout_at(began + drain + STOP_BOUND, done_rx).await,
         Ok(Ok(()))
       ),
       Err(e) => {
@@ -210,7 +230,7 @@ impl Broker {
       "stop: the broker did not shut down in time (stuck: {}); it was abandoned after {:.1} s: \
        its threads and memory stay until the process exits, and its ports may stay bound",
       stuck.join(", "),
-      start.elapsed().as_secs_f64()
+      began.elapsed().as_secs_f64()
     );
     log::warn!("{message}");
     Some(Warning::new("MQTT_SERVER_STOP_ABANDONED", message))
@@ -308,7 +328,7 @@ mod tests {
 
   #[tokio::test]
   async fn a_broker_that_is_not_stuck_stops_without_a_warning() {
-    let warning = broker().await.shutdown().await;
+    let warning = broker().await.shutdown(Duration::ZERO).await;
     assert!(warning.is_none(), "{warning:?}");
   }
 
@@ -328,7 +348,10 @@ mod tests {
     blocked_rx.await.expect("the worker took the blocking task");
 
     let began = Instant::now();
-    let warning = broker.shutdown().await.expect("a stuck broker is reported");
+    let warning = broker
+      .shutdown(Duration::ZERO)
+      .await
+      .expect("a stuck broker is reported");
     let took = began.elapsed();
     let _ = release_tx.send(());
 

@@ -515,7 +515,7 @@ async fn listener_spec(
   })
 }
 
-fn integer(field: &str, v: f64, min: u64, max: u64) -> Result<u64> {
+pub fn integer(field: &str, v: f64, min: u64, max: u64) -> Result<u64> {
   if !v.is_finite() || v.fract() != 0.0 || v < min as f64 || v > max as f64 {
     return Err(invalid_arg(format!(
       "{field}: must be an integer from {min} to {max}, got {v}"

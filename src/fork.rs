@@ -65,3 +65,13 @@ pub fn take_router(scx: &ServerContext) -> Arc<Box<dyn Router>> {
     .router
     .replace(Box::new(DefaultRouter::new(None)))
 }
+
+/// Sends a session a barrier; the receiver resolves once the session has
+/// taken every earlier message off its channel, and fails if it is offline
+/// or gone (rmqtt 0032-session-barrier).
+pub fn barrier(tx: &rmqtt::types::Tx) -> Option<tokio::sync::oneshot::Receiver<()>> {
+  let (done, passed) = tokio::sync::oneshot::channel();
+  tx.unbounded_send(rmqtt::types::Message::Barrier(done))
+    .ok()
+    .map(|_| passed)
+}

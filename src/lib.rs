@@ -6,6 +6,7 @@
 mod backpressure;
 mod broker;
 mod config;
+mod drain;
 mod error;
 mod fork;
 mod hook_bridge;
@@ -23,5 +24,6 @@ mod message_properties;
 mod publish;
 mod server;
 mod shared_subscription;
+mod stop_options;
 mod tls;
 mod warning;
