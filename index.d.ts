@@ -435,6 +435,8 @@ export interface ServerConfig {
    * clients cannot ask for a lifetime). Default: `maxSessionExpiryInterval`.
    */
   sessionExpiryInterval?: number
+  /** Keep retained messages on disk, in `storage.path`. Default: in memory. */
+  storage?: StorageConfig
 }
 
 /** A connected client, as hooks see it. */
@@ -457,6 +459,16 @@ export interface StopOptions {
    * disconnected. 0 disconnects at once. Default 3000.
    */
   drainTimeoutMs?: number
+}
+
+/** Where the broker keeps what must survive a restart. */
+export interface StorageConfig {
+  /**
+   * Directory of the store; created if missing (its parent must exist).
+   * One running broker at a time may use it: another `start()` on it is
+   * refused.
+   */
+  path: string
 }
 
 /** Answer of `onClientSubscribeAuthorize`. */

@@ -49,6 +49,8 @@ pub struct Broker {
   publisher: Publisher,
   /// The largest `maxPacketSize` of the listeners.
   max_packet_size: u32,
+  /// The store held for this broker (`storage`), released once it is down.
+  store_lock: Option<crate::storage::Lock>,
 }
 
 /// What a caller needs to act on a running broker without holding it.
@@ -72,6 +74,7 @@ impl Broker {
       .map(listener::max_packet_size)
       .max()
       .unwrap_or(listener::DEFAULT_MAX_PACKET_SIZE);
+    let store_lock = spec.storage.as_ref().map(|s| s.lock()).transpose()?;
     let reclaim = memory::Reclaim::default();
     let on_park = reclaim.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -107,6 +110,7 @@ impl Broker {
         listeners,
         hooks,
         max_packet_size,
+        store_lock,
       }),
       Ok(Err(e)) => {
         runtime.shutdown_background();
@@ -149,6 +153,7 @@ impl Broker {
       serve,
       scx,
       hooks,
+      store_lock,
       ..
     } = self;
     let began = tokio::time::Instant::now();
@@ -193,6 +198,12 @@ impl Broker {
     // message): replacing its registration by a never-started stub drops it.
     let plugins = scx.clone();
     let unplug = runtime.spawn(async move {
+      // Writes still queued for a store on disk are written out first
+      // (rmqtt-retainer 0001-batch-order-and-flush).
+      let _ = plugins.plugins.stop(RETAINER).await;
+      // Its store too: one on disk is closed before the runtime shuts down,
+      // which otherwise waits for the store's blocking thread.
+      drop(fork::take_retain(&plugins));
       let stub =
         || -> DynPluginResult { Box::pin(async { Err(anyhow::anyhow!("broker stopped")) }) };
       let _ = plugins.plugins.register(RETAINER, false, false, stub).await;
@@ -209,6 +220,8 @@ impl Broker {
         runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
         release_sessions(&scx);
         drop(scx);
+        // Only now: the stores are closed, another broker may open them.
+        drop(store_lock);
         memory::trim();
         let _ = done_tx.send(());
       });
@@ -269,6 +282,7 @@ fn release_sessions(scx: &ServerContext) {
     let _in_runtime = rt.enter();
     drop(fork::take_shared(scx));
     drop(fork::take_router(scx));
+    drop(fork::take_retain(scx));
   }
   rt.shutdown_background();
 }
@@ -287,6 +301,9 @@ async fn setup(
     .busy_check_enable(false);
   if let Some(dir) = &spec.plugins_config_dir {
     builder = builder.plugins_config_dir(dir.clone());
+  }
+  if let Some(store) = &spec.storage {
+    builder = builder.plugins_config_map(store.plugin_configs(RETAINER));
   }
   let scx = builder.build().await;
 

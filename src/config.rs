@@ -41,6 +41,8 @@ pub struct ServerConfig {
   /// clients cannot ask for a lifetime). Default: `maxSessionExpiryInterval`.
   #[serde(default, deserialize_with = "opt_number")]
   pub session_expiry_interval: Option<f64>,
+  /// Keep retained messages on disk, in `storage.path`. Default: in memory.
+  pub storage: Option<crate::storage::StorageConfig>,
 }
 
 /// One network endpoint of the broker.
@@ -178,6 +180,7 @@ pub fn basic(
     worker_threads: None,
     max_session_expiry_interval: None,
     session_expiry_interval: None,
+    storage: None,
   })
 }
 
@@ -219,6 +222,7 @@ pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
     worker_threads: None,
     max_session_expiry_interval: None,
     session_expiry_interval: None,
+    storage: None,
   })
 }
 
@@ -366,6 +370,7 @@ pub struct BrokerSpec {
   pub listeners: Vec<ListenerSpec>,
   pub plugins_config_dir: Option<String>,
   pub worker_threads: usize,
+  pub storage: Option<crate::storage::Store>,
   /// What `start()` reports without failing (a certificate out of date).
   pub warnings: Vec<Warning>,
 }
@@ -427,10 +432,16 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     Some(n) => integer("workerThreads", n, 1, 256)? as usize,
     None => std::thread::available_parallelism().map_or(2, |n| n.get()),
   };
+  let storage = config
+    .storage
+    .as_ref()
+    .map(crate::storage::check)
+    .transpose()?;
   Ok(BrokerSpec {
     listeners,
     plugins_config_dir: config.plugins_config_dir,
     worker_threads,
+    storage,
     warnings,
   })
 }

@@ -75,3 +75,13 @@ pub fn barrier(tx: &rmqtt::types::Tx) -> Option<tokio::sync::oneshot::Receiver<(
     .ok()
     .map(|_| passed)
 }
+
+/// The retained store's counterpart of [`take_shared`]: a store on disk is
+/// closed (and its lock released) once the old one is dropped (rmqtt
+/// 0001-component-snapshots).
+pub fn take_retain(scx: &ServerContext) -> Arc<Box<dyn rmqtt::retain::RetainStorage>> {
+  scx
+    .extends
+    .retain
+    .replace(Box::new(rmqtt::retain::DefaultRetainStorage::new()))
+}

@@ -25,5 +25,6 @@ mod publish;
 mod server;
 mod shared_subscription;
 mod stop_options;
+mod storage;
 mod tls;
 mod warning;
