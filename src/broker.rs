@@ -164,8 +164,13 @@ impl Broker {
         stuck.push(what);
       }
     };
-    // No new connections, then the connected clients drain (hooks still
-    // see their deliveries); the drain's own deadline bounds it.
+    // First, so no event of a broker going down reaches JavaScript and no
+    // session waits on a decision hook: one waiting would hold the drain
+    // (its session answers the drain's barrier only after the decision).
+    let closed = tokio::time::timeout_at(graceful_end, hooks.close()).await;
+    step("hook removal", closed.is_ok());
+    // No new connections, then the connected clients drain; the drain's
+    // own deadline bounds it.
     serve.abort();
     let aborted = tokio::time::timeout_at(graceful_end, serve).await;
     step("accept loops", aborted.is_ok());
@@ -185,10 +190,6 @@ impl Broker {
         _ => step("drain", false),
       }
     }
-    // Before the clients go, so no event of a broker going down reaches
-    // JavaScript and no client waits on a decision hook.
-    let closed = tokio::time::timeout_at(graceful_end, hooks.close()).await;
-    step("hook removal", closed.is_ok());
     // Every client is closed the MQTT way (5.0 clients get DISCONNECT
     // "server shutting down") rather than reset.
     let graceful = runtime.spawn(disconnect_all(scx.clone()));

@@ -229,8 +229,8 @@ impl MqttServer {
   /// `options.drainTimeoutMs`, default 3000), then disconnects every client.
   /// Resolves when all is released; `start()` may be called again. Does
   /// nothing if the server is not running. A `start()` still pending ends
-  /// stopped too (it rejects). Decision hooks still pending when the clients
-  /// are disconnected deny at once. Resolves within a few seconds of the
+  /// stopped too (it rejects). No hook is called once it begins; decision
+  /// hooks still pending deny at once. Resolves within a few seconds of the
   /// drain even if the broker were stuck: what did not shut down in time is
   /// abandoned and reported with `process.emitWarning` (code
   /// `MQTT_SERVER_STOP_ABANDONED`). Bad options reject and stop nothing.
