@@ -198,10 +198,14 @@ impl Broker {
     // The retainer plugin holds the context too (and every retained
     // message): replacing its registration by a never-started stub drops it.
     let plugins = scx.clone();
+    let on_disk = store_lock.is_some();
     let unplug = runtime.spawn(async move {
       // Writes still queued for a store on disk are written out first
-      // (rmqtt-retainer 0001-batch-order-and-flush).
-      let _ = plugins.plugins.stop(RETAINER).await;
+      // (rmqtt-retainer 0001-batch-order-and-flush); the in-memory one only
+      // logs that it cannot be stopped.
+      if on_disk {
+        let _ = plugins.plugins.stop(RETAINER).await;
+      }
       // Its store too: one on disk is closed before the runtime shuts down,
       // which otherwise waits for the store's blocking thread.
       drop(fork::take_retain(&plugins));
