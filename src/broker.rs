@@ -40,7 +40,7 @@ const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const GRACEFUL_BOUND: Duration = Duration::from_secs(3);
 /// How long the runtime gets to drop its tasks once told to shut down.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
-/// Longest `stop()` takes in all: what has not finished by then (a broker
+/// Longest `stop()` takes in all, besides its drain: what has not finished by then (a broker
 /// stuck in a deadlock) is abandoned and reported instead of waited for.
 const STOP_BOUND: Duration = Duration::from_secs(6);
 
@@ -57,6 +57,8 @@ pub struct Broker {
   max_packet_size: u32,
   stats: Arc<Counters>,
   flow: FlowControl,
+  /// The store held for this broker (`storage`), released once it is down.
+  store_lock: Option<crate::storage::Lock>,
 }
 
 /// What a caller needs to act on a running broker without holding it.
@@ -92,6 +94,7 @@ impl Broker {
       .max()
       .unwrap_or(listener::DEFAULT_MAX_PACKET_SIZE);
     let sys_topics = spec.sys_topics;
+    let store_lock = spec.storage.as_ref().map(|s| s.lock()).transpose()?;
     let reclaim = memory::Reclaim::default();
     let on_park = reclaim.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -142,6 +145,7 @@ impl Broker {
           max_packet_size,
           stats,
           flow,
+          store_lock,
         })
       }
       Ok(Err(e)) => {
@@ -177,19 +181,22 @@ impl Broker {
   }
 
   /// Closes every listener and client connection and frees the broker.
-  /// Takes at most `STOP_BOUND`: a step that does not finish in time (a
-  /// deadlock inside rmqtt) is abandoned, with its threads and whatever
-  /// they hold, and reported in the returned warning.
-  pub async fn shutdown(self) -> Option<Warning> {
+  /// Connected clients first get what was routed to them before the call,
+  /// for at most `drain`. Takes at most `drain` + `STOP_BOUND`: a step that
+  /// does not finish in time (a deadlock inside rmqtt) is abandoned, with
+  /// its threads and whatever they hold, and reported in the returned
+  /// warning.
+  pub async fn shutdown(self, drain: Duration) -> Option<Warning> {
     let Broker {
       runtime,
       serve,
       scx,
       hooks,
+      store_lock,
       ..
     } = self;
-    let start = tokio::time::Instant::now();
-    let graceful_end = start + GRACEFUL_BOUND;
+    let began = tokio::time::Instant::now();
+    let graceful_end = began + drain + GRACEFUL_BOUND;
     let mut stuck = Vec::new();
     let mut step = |what: &'static str, done: bool| {
       if !done {
@@ -197,21 +204,50 @@ impl Broker {
       }
     };
     // First, so no event of a broker going down reaches JavaScript and no
-    // client waits on a decision hook.
+    // session waits on a decision hook: one waiting would hold the drain
+    // (its session answers the drain's barrier only after the decision).
     let closed = tokio::time::timeout_at(graceful_end, hooks.close()).await;
     step("hook removal", closed.is_ok());
-    // No new connections; then every client is closed the MQTT way (5.0
-    // clients get DISCONNECT "server shutting down") rather than reset.
+    // No new connections, then the connected clients drain; the drain's
+    // own deadline bounds it.
     serve.abort();
     let aborted = tokio::time::timeout_at(graceful_end, serve).await;
     step("accept loops", aborted.is_ok());
+    if !drain.is_zero() {
+      let deadline = began + drain;
+      let draining = runtime.spawn({
+        let scx = scx.clone();
+        async move { crate::drain::drain(&scx, deadline).await }
+      });
+      match tokio::time::timeout_at(graceful_end, draining).await {
+        Ok(Ok(outcome)) if outcome.left > 0 => log::warn!(
+          "stop: {} message(s) not delivered or not acknowledged within drainTimeoutMs ({} ms)",
+          outcome.left,
+          drain.as_millis()
+        ),
+        Ok(Ok(_)) => {}
+        _ => step("drain", false),
+      }
+    }
+    // Every client is closed the MQTT way (5.0 clients get DISCONNECT
+    // "server shutting down") rather than reset.
     let graceful = runtime.spawn(disconnect_all(scx.clone()));
     let disconnected = tokio::time::timeout_at(graceful_end, graceful).await;
     step("client disconnects", disconnected.is_ok());
     // The retainer plugin holds the context too (and every retained
     // message): replacing its registration by a never-started stub drops it.
     let plugins = scx.clone();
+    let on_disk = store_lock.is_some();
     let unplug = runtime.spawn(async move {
+      // Writes still queued for a store on disk are written out first
+      // (rmqtt-retainer 0001-batch-order-and-flush); the in-memory one only
+      // logs that it cannot be stopped.
+      if on_disk {
+        let _ = plugins.plugins.stop(RETAINER).await;
+      }
+      // Its store too: one on disk is closed before the runtime shuts down,
+      // which otherwise waits for the store's blocking thread.
+      drop(fork::take_retain(&plugins));
       let stub =
         || -> DynPluginResult { Box::pin(async { Err(anyhow::anyhow!("broker stopped")) }) };
       let _ = plugins.plugins.register(RETAINER, false, false, stub).await;
@@ -228,12 +264,14 @@ impl Broker {
         runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
         release_sessions(&scx);
         drop(scx);
+        // Only now: the stores are closed, another broker may open them.
+        drop(store_lock);
         memory::trim();
         let _ = done_tx.send(());
       });
     let torn_down = match teardown {
       Ok(_) => matches!(
-        tokio::time::timeout_at(start + STOP_BOUND, done_rx).await,
+        tokio::time::timeout_at(began + drain + STOP_BOUND, done_rx).await,
         Ok(Ok(()))
       ),
       Err(e) => {
@@ -249,7 +287,7 @@ impl Broker {
       "stop: the broker did not shut down in time (stuck: {}); it was abandoned after {:.1} s: \
        its threads and memory stay until the process exits, and its ports may stay bound",
       stuck.join(", "),
-      start.elapsed().as_secs_f64()
+      began.elapsed().as_secs_f64()
     );
     log::warn!("{message}");
     Some(Warning::new("MQTT_SERVER_STOP_ABANDONED", message))
@@ -288,6 +326,7 @@ fn release_sessions(scx: &ServerContext) {
     let _in_runtime = rt.enter();
     drop(fork::take_shared(scx));
     drop(fork::take_router(scx));
+    drop(fork::take_retain(scx));
   }
   rt.shutdown_background();
 }
@@ -313,6 +352,9 @@ async fn setup(
     .busy_check_enable(false);
   if let Some(dir) = &spec.plugins_config_dir {
     builder = builder.plugins_config_dir(dir.clone());
+  }
+  if let Some(store) = &spec.storage {
+    builder = builder.plugins_config_map(store.plugin_configs(RETAINER));
   }
   let scx = builder.build().await;
 
@@ -358,7 +400,7 @@ mod tests {
 
   #[tokio::test]
   async fn a_broker_that_is_not_stuck_stops_without_a_warning() {
-    let warning = broker().await.shutdown().await;
+    let warning = broker().await.shutdown(Duration::ZERO).await;
     assert!(warning.is_none(), "{warning:?}");
   }
 
@@ -378,7 +420,10 @@ mod tests {
     blocked_rx.await.expect("the worker took the blocking task");
 
     let began = Instant::now();
-    let warning = broker.shutdown().await.expect("a stuck broker is reported");
+    let warning = broker
+      .shutdown(Duration::ZERO)
+      .await
+      .expect("a stuck broker is reported");
     let took = began.elapsed();
     let _ = release_tx.send(());
 

@@ -57,6 +57,8 @@ pub struct ServerConfig {
   pub password_file: Option<String>,
   /// JSON Web Tokens as CONNECT passwords (docs/auth.md).
   pub jwt: Option<crate::jwt::JwtConfig>,
+  /// Keep retained messages on disk, in `storage.path`. Default: in memory.
+  pub storage: Option<crate::storage::StorageConfig>,
 }
 
 /// One network endpoint of the broker.
@@ -242,6 +244,7 @@ pub fn basic(
     users: None,
     password_file: None,
     jwt: None,
+    storage: None,
   })
 }
 
@@ -289,6 +292,7 @@ pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
     users: None,
     password_file: None,
     jwt: None,
+    storage: None,
   })
 }
 
@@ -445,6 +449,7 @@ pub struct BrokerSpec {
   pub listeners: Vec<ListenerSpec>,
   pub plugins_config_dir: Option<String>,
   pub worker_threads: usize,
+  pub storage: Option<crate::storage::Store>,
   /// What `start()` reports without failing (a certificate out of date).
   pub warnings: Vec<Warning>,
   /// How often `$SYS` topics are published; `None`: they are not.
@@ -524,6 +529,11 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     .as_ref()
     .map(crate::jwt::Jwt::parse)
     .transpose()?;
+  let storage = config
+    .storage
+    .as_ref()
+    .map(crate::storage::check)
+    .transpose()?;
   Ok(BrokerSpec {
     listeners,
     plugins_config_dir: config.plugins_config_dir,
@@ -538,6 +548,7 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     acl_default,
     users,
     jwt,
+    storage,
   })
 }
 

@@ -118,3 +118,23 @@ pub fn tls_pem(b: rmqtt::net::Builder, pem: TlsPem, optional: bool) -> rmqtt::ne
     .tls_cross_certificate(verify)
     .tls_client_cert_optional(optional)
 }
+
+/// Sends a session a barrier; the receiver resolves once the session has
+/// taken every earlier message off its channel, and fails if it is offline
+/// or gone (rmqtt 0041-session-barrier).
+pub fn barrier(tx: &rmqtt::types::Tx) -> Option<tokio::sync::oneshot::Receiver<()>> {
+  let (done, passed) = tokio::sync::oneshot::channel();
+  tx.unbounded_send(rmqtt::types::Message::Barrier(done))
+    .ok()
+    .map(|_| passed)
+}
+
+/// The retained store's counterpart of [`take_shared`]: a store on disk is
+/// closed (and its lock released) once the old one is dropped (rmqtt
+/// 0001-component-snapshots).
+pub fn take_retain(scx: &ServerContext) -> Arc<Box<dyn rmqtt::retain::RetainStorage>> {
+  scx
+    .extends
+    .retain
+    .replace(Box::new(rmqtt::retain::DefaultRetainStorage::new()))
+}

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use napi::bindgen_prelude::*;
@@ -83,7 +84,7 @@ impl Inner {
 
   /// Stops the broker if it runs; `close` additionally seals the server.
   /// Returns what went wrong on the way (a broker that would not shut down).
-  async fn stop(&self, close: bool, stop: u64) -> Vec<Warning> {
+  async fn stop(&self, close: bool, stop: u64, drain: Duration) -> Vec<Warning> {
     if close {
       // Releases the JavaScript functions: a closed server calls nothing.
       self.hooks.clear();
@@ -109,7 +110,7 @@ impl Inner {
       broker, _keepalive, ..
     } = previous
     {
-      warnings.extend(broker.shutdown().await);
+      warnings.extend(broker.shutdown(drain).await);
       // Released only now, so the process stays alive until the broker is down.
       drop(_keepalive);
     }
@@ -117,12 +118,26 @@ impl Inner {
   }
 
   /// Records a `stop()`/`close()` call and returns the promise of it.
-  fn stop_promise(self: &Arc<Self>, env: &Env, close: bool) -> Result<AsyncBlock<()>> {
+  /// Bad `options` reject the promise and stop nothing.
+  fn stop_promise(
+    self: &Arc<Self>,
+    env: &Env,
+    close: bool,
+    options: Option<Unknown>,
+  ) -> Result<AsyncBlock<()>> {
+    let drain = match crate::stop_options::read(options) {
+      Ok(drain) => drain,
+      Err(e) => {
+        let method = if close { "close" } else { "stop" };
+        let e = invalid_arg(format!("{method}: {}", e.reason));
+        return AsyncBlockBuilder::build_with_map(env, async move { Err(e) }, |_, ()| Ok(()));
+      }
+    };
     let stop = self.stops.fetch_add(1, Ordering::SeqCst) + 1;
     let inner = self.clone();
     AsyncBlockBuilder::build_with_map(
       env,
-      async move { Ok(inner.stop(close, stop).await) },
+      async move { Ok(inner.stop(close, stop, drain).await) },
       |env, warnings| warning::emit(&env, &warnings),
     )
   }
@@ -198,7 +213,7 @@ impl MqttServer {
       if stopped(&inner) {
         // The stop() waiting behind this start would stop it; doing it here
         // means `running` is never true meanwhile.
-        let _ = broker.shutdown().await;
+        let _ = broker.shutdown(std::time::Duration::ZERO).await;
         return Err(cancelled());
       }
       let listeners = broker.listeners().to_vec();
@@ -221,23 +236,33 @@ impl MqttServer {
     })
   }
 
-  /// Stops the broker: closes every listener and disconnects every client.
+  /// Stops the broker: closes every listener, lets connected clients
+  /// receive what was routed to them before the call (at most
+  /// `options.drainTimeoutMs`, default 3000), then disconnects every client.
   /// Resolves when all is released; `start()` may be called again. Does
   /// nothing if the server is not running. A `start()` still pending ends
-  /// stopped too (it rejects). Decision hooks still pending deny at once.
-  /// Resolves within a few seconds even if the broker were stuck: what did
-  /// not shut down in time is abandoned and reported with
-  /// `process.emitWarning` (code `MQTT_SERVER_STOP_ABANDONED`).
-  #[napi(ts_return_type = "Promise<void>")]
-  pub fn stop(&self, env: Env) -> Result<AsyncBlock<()>> {
-    self.inner.stop_promise(&env, false)
+  /// stopped too (it rejects). No hook is called once it begins; decision
+  /// hooks still pending deny at once. Resolves within a few seconds of the
+  /// drain even if the broker were stuck: what did not shut down in time is
+  /// abandoned and reported with `process.emitWarning` (code
+  /// `MQTT_SERVER_STOP_ABANDONED`). Bad options reject and stop nothing.
+  #[napi(
+    ts_args_type = "options?: StopOptions",
+    ts_return_type = "Promise<void>"
+  )]
+  pub fn stop(&self, env: Env, options: Option<Unknown>) -> Result<AsyncBlock<()>> {
+    self.inner.stop_promise(&env, false, options)
   }
 
-  /// Stops the broker if it runs and releases the server for good; a closed
-  /// server cannot be started again. Bounded like `stop()`.
-  #[napi(ts_return_type = "Promise<void>")]
-  pub fn close(&self, env: Env) -> Result<AsyncBlock<()>> {
-    self.inner.stop_promise(&env, true)
+  /// Stops the broker if it runs (draining like `stop()`) and releases the
+  /// server for good; a closed server cannot be started again. Bounded like
+  /// `stop()`.
+  #[napi(
+    ts_args_type = "options?: StopOptions",
+    ts_return_type = "Promise<void>"
+  )]
+  pub fn close(&self, env: Env, options: Option<Unknown>) -> Result<AsyncBlock<()>> {
+    self.inner.stop_promise(&env, true, options)
   }
 
   /// Whether the broker is running (between a resolved `start()` and `stop()`).

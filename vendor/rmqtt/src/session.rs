@@ -974,6 +974,10 @@ impl SessionState {
             Message::Closed(r) => {
                 return Err(r);
             }
+            // fork patch: see `Message::Barrier`; `stop()`'s drain.
+            Message::Barrier(done) => {
+                let _ = done.send(());
+            }
             // Not sent here by `process_message`; delivered if it were.
             Message::Forward(from, p) => self.deliver(sink, from, p).await?,
         }

@@ -2145,6 +2145,10 @@ pub enum Message {
     Subscribes(Vec<Subscribe>, Option<oneshot::Sender<Vec<Result<SubscribeReturn>>>>),
     Unsubscribe(Unsubscribe, oneshot::Sender<Result<()>>),
     SessionStateTransfer(OfflineInfo, CleanStart),
+    /// fork patch: answered by an online session once it has taken every
+    /// message sent before this one off its channel (into its in-flight
+    /// window or deliver queue); an offline session drops it unanswered.
+    Barrier(oneshot::Sender<()>),
 }
 
 /// Status information for an MQTT session.
