@@ -156,6 +156,10 @@ describe.each(['3.1.1', '5.0'] as const)('MQTT %s session', (version) => {
       c.on('message', (topic, payload) => box.push({ topic, payload: payload.toString() }))
     })
     expect(present).toBe(true)
+    // The queued message first: a message published right after the CONNACK
+    // can overtake it today (rmqtt moves the offline queue over after the
+    // CONNACK; see the session note), which this test is not about.
+    if (box.length === 0) await waitFor(again, 'message')
     const live = inbox(again)
     await pub.publishAsync('sess/b', 'live', { qos: 1 })
     await live.next()
