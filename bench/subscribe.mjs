@@ -10,32 +10,16 @@
 //
 // Writes bench/results/subscribe.md.
 import { readFileSync, writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
+import { join } from 'node:path'
 
-import { buildLoadgen, ensureAddon } from './lib/build.mjs'
 import { runLoadgen } from './lib/loadgen.mjs'
 import { machineInfo } from './lib/machine.mjs'
 import { HOST, Peer } from './lib/peers.mjs'
 import { portable } from './lib/report.mjs'
+import { benchSetup, root } from './lib/setup.mjs'
 import { median } from './lib/stats.mjs'
 
-const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..')
-const { values: opt } = parseArgs({
-  options: {
-    rounds: { type: 'string', default: '5' },
-    duration: { type: 'string', default: '3' },
-    'no-build': { type: 'boolean', default: false },
-    addon: { type: 'string' },
-    out: { type: 'string' },
-  },
-})
-const rounds = Number(opt.rounds)
-
-const lg = buildLoadgen(root)
-const addon = ensureAddon(root, { addon: opt.addon, build: !opt['no-build'] })
-const logDir = join(root, 'bench/.cache/logs')
+const { opt, rounds, lg, addon, logDir } = benchSetup()
 const node = process.execPath
 const variants = {
   subscribe: {

@@ -75,26 +75,7 @@ export function variants(t, only) {
               pace === 'even'
                 ? `latency: ${LATENCY.pairs} pairs at ${LATENCY.rate.toLocaleString('en-US')} msgs/s, evenly paced, QoS ${qos}, ${sizeName(size)}`
                 : `latency in bursts: ${LATENCY.pairs} pairs publishing together every ${(1000 * LATENCY.pairs) / LATENCY.rate} ms (${LATENCY.rate.toLocaleString('en-US')} msgs/s), QoS ${qos}, ${sizeName(size)}`,
-            args: [
-              '--mode',
-              'p2p',
-              '--pairs',
-              String(LATENCY.pairs),
-              '--rate',
-              String(LATENCY.rate),
-              '--pace',
-              pace,
-              '--qos',
-              String(qos),
-              '--size',
-              String(size),
-              '--duration',
-              String(t.latencyDuration),
-              '--drain-max',
-              String(t.drainMax),
-              '--drain-idle',
-              String(t.drainIdle),
-            ],
+            args: [...latencyArgs(t, qos, size), '--pace', pace],
             peers: THROUGHPUT_PEERS,
           })
   if (want('busy')) {
@@ -110,27 +91,20 @@ export function variants(t, only) {
       section: 'busy',
       id: 'busy-latency-q1-64',
       title: `embedding cost: latency, ${LATENCY.pairs} pairs at ${LATENCY.rate.toLocaleString('en-US')} msgs/s, QoS 1, 64 B`,
-      args: [
-        '--mode',
-        'p2p',
-        '--pairs',
-        String(LATENCY.pairs),
-        '--rate',
-        String(LATENCY.rate),
-        '--qos',
-        '1',
-        '--size',
-        '64',
-        '--duration',
-        String(t.latencyDuration),
-        '--drain-max',
-        String(t.drainMax),
-        '--drain-idle',
-        String(t.drainIdle),
-      ],
+      args: latencyArgs(t, 1, 64),
       peers: BUSY_PEERS,
       exclusive: true,
     })
   }
   return out
+}
+
+// The load generator's arguments for a latency run: p2p pairs at a fixed
+// rate, then a bounded drain.
+function latencyArgs(t, qos, size) {
+  return [
+    ...['--mode', 'p2p', '--pairs', String(LATENCY.pairs), '--rate', String(LATENCY.rate)],
+    ...['--qos', String(qos), '--size', String(size), '--duration', String(t.latencyDuration)],
+    ...['--drain-max', String(t.drainMax), '--drain-idle', String(t.drainIdle)],
+  ]
 }
