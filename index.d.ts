@@ -57,20 +57,24 @@ export declare class MqttServer {
    */
   start(config: ServerConfig): Promise<ListenerInfo[]>
   /**
-   * Stops the broker: closes every listener and disconnects every client.
+   * Stops the broker: closes every listener, lets connected clients
+   * receive what was routed to them before the call (at most
+   * `options.drainTimeoutMs`, default 3000), then disconnects every client.
    * Resolves when all is released; `start()` may be called again. Does
    * nothing if the server is not running. A `start()` still pending ends
-   * stopped too (it rejects). Decision hooks still pending deny at once.
-   * Resolves within a few seconds even if the broker were stuck: what did
-   * not shut down in time is abandoned and reported with
-   * `process.emitWarning` (code `MQTT_SERVER_STOP_ABANDONED`).
+   * stopped too (it rejects). No hook is called once it begins; decision
+   * hooks still pending deny at once. Resolves within a few seconds of the
+   * drain even if the broker were stuck: what did not shut down in time is
+   * abandoned and reported with `process.emitWarning` (code
+   * `MQTT_SERVER_STOP_ABANDONED`). Bad options reject and stop nothing.
    */
-  stop(): Promise<void>
+  stop(options?: StopOptions): Promise<void>
   /**
-   * Stops the broker if it runs and releases the server for good; a closed
-   * server cannot be started again. Bounded like `stop()`.
+   * Stops the broker if it runs (draining like `stop()`) and releases the
+   * server for good; a closed server cannot be started again. Bounded like
+   * `stop()`.
    */
-  close(): Promise<void>
+  close(options?: StopOptions): Promise<void>
   /** Whether the broker is running (between a resolved `start()` and `stop()`). */
   get running(): boolean
   /** The bound listeners while running (empty otherwise), with real ports. */
@@ -84,6 +88,27 @@ export declare class MqttServer {
    * may be published here, though clients may not publish to them.
    */
   publish(topic: string, payload: string | Buffer | Uint8Array, options?: PublishOptions): Promise<void>
+  /**
+   * Subscribes in-process: `handler(message)` is called, on the JS thread
+   * and in order per publisher, for each message matching `filter`
+   * (wildcards and `$share/group/filter` as for a client; retained
+   * messages on subscribe). Resolves once the broker routes to it, with a
+   * `Subscription` (`unsubscribe()`). It is a real subscriber: while the
+   * handler (or the promise it returns) falls behind, publishers are held
+   * back, so QoS 1 and 2 are not dropped; QoS 0 beyond
+   * `options.maxQueued` waiting is dropped and counted. Throws on a bad
+   * argument; rejects if the server is not running. Ends at `stop()`.
+   */
+  subscribe(filter: string, handler: (message: MessageInfo) => void | Promise<void>, options?: SubscribeOptions): Promise<Subscription>
+  /**
+   * The messages matching `filter` as an async iterator, for
+   * `for await (const m of server.messages('sensors/#'))`; leaving the
+   * loop unsubscribes. A subscription (`subscribe()`) whose handler waits
+   * for the loop to take each message: a loop that falls behind holds the
+   * publishers back. `ready` resolves once it is subscribed; the loop ends
+   * when the server stops. Throws on a bad argument.
+   */
+  messages(filter: string, options?: SubscribeOptions): AsyncIterableIterator<MessageInfo> & { ready: Promise<void> }
   /**
    * Installs the hooks, replacing the set a previous `setHooks()` installed
    * (sets added with `addHooks()` stay). May be called before or while the
@@ -157,6 +182,29 @@ export declare class MqttServer {
   stats(): Promise<ServerStats>
   /** `stats()` in the Prometheus text exposition format (for `GET /metrics`). */
   metrics(): Promise<string>
+}
+
+/**
+ * A subscription from `server.subscribe()`. It ends with `unsubscribe()`
+ * or when the server stops.
+ */
+export declare class Subscription {
+  /** The topic filter, as given. */
+  get filter(): string
+  /** QoS 0 messages dropped because `maxQueued` were waiting for the handler. */
+  get dropped(): number
+  /**
+   * Whether messages are still delivered: false after `unsubscribe()` or
+   * once the server stopped.
+   */
+  get active(): boolean
+  /** Resolves once the subscription has ended (`unsubscribe()` or `stop()`). */
+  get closed(): Promise<void>
+  /**
+   * Stops delivery: no handler call starts after the promise resolves.
+   * Calling it again, or after `stop()`, does nothing.
+   */
+  unsubscribe(): Promise<void>
 }
 
 /** One ACL rule of `acl` / `setAcl()`. */
@@ -823,6 +871,8 @@ export interface ServerConfig {
   passwordFile?: string
   /** JSON Web Tokens as CONNECT passwords (docs/auth.md). */
   jwt?: JwtConfig
+  /** Keep retained messages on disk, in `storage.path`. Default: in memory. */
+  storage?: StorageConfig
 }
 
 /** What `server.stats()` returns: counts since `start()`, exact. */
@@ -873,6 +923,27 @@ export interface SessionInfo {
   username: string | null
 }
 
+/** Options for `stop()` and `close()`. */
+export interface StopOptions {
+  /**
+   * How long, in milliseconds, connected clients get to receive (and
+   * acknowledge, for QoS 1 and 2) the messages routed to them before the
+   * stop, once no new connection is accepted; then every client is
+   * disconnected. 0 disconnects at once. Default 3000.
+   */
+  drainTimeoutMs?: number
+}
+
+/** Where the broker keeps what must survive a restart. */
+export interface StorageConfig {
+  /**
+   * Directory of the store; created if missing (its parent must exist).
+   * One running broker at a time may use it: another `start()` on it is
+   * refused.
+   */
+  path: string
+}
+
 /** Answer of `onClientSubscribeAuthorize`. */
 export interface SubscribeAuthorizeResult {
   allow: boolean
@@ -890,6 +961,34 @@ export interface SubscribeAuthorizeResult {
    * this many milliseconds, without calling the hook.
    */
   cacheMs?: number
+}
+
+/** Options of `server.subscribe()` and `server.messages()`. */
+export interface SubscribeOptions {
+  /**
+   * Highest QoS delivered (as a client's subscription QoS); a message
+   * published with a higher one is delivered at this one. Default
+   * `QoS.ExactlyOnce`: every message keeps its QoS.
+   */
+  qos?: QoS
+  /**
+   * `true`: messages published by this server (`server.publish()`) are
+   * not delivered to this subscription. Default `false`.
+   */
+  noLocal?: boolean
+  /**
+   * MQTT 5's Retain Handling: 0 (default) and 1 send the retained
+   * messages matching the filter on subscribe (each `subscribe()` is a new
+   * subscription), 2 sends none. None are sent to a `$share/` filter.
+   */
+  retainHandling?: number
+  /**
+   * QoS 0 messages that may wait for the handler (queued, or in the
+   * promise it returned) before further ones are dropped and counted.
+   * Default 4096. Client publishers are held from ¾ of it (at most
+   * 1024); QoS 1 and 2 are never dropped this way.
+   */
+  maxQueued?: number
 }
 
 /** One subscription of a session. */

@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.ClientIterator = nativeBinding.ClientIterator
 module.exports.MqttServer = nativeBinding.MqttServer
+module.exports.Subscription = nativeBinding.Subscription
 module.exports.hashPassword = nativeBinding.hashPassword
 module.exports.QoS = nativeBinding.QoS
 module.exports.ReasonCodeName = nativeBinding.ReasonCodeName
