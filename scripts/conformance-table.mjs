@@ -50,10 +50,10 @@ function collectTests() {
     maxBuffer: 64 << 20,
     stdio: ['ignore', 'pipe', 'pipe'],
   })
-  return JSON.parse(out.slice(out.indexOf('['))).map((t) => ({
-    name: t.name,
-    file: relative(ROOT, t.file).replaceAll('\\', '/'),
-  }))
+  // Sorted: vitest lists files in the order it schedules them, which varies.
+  return JSON.parse(out.slice(out.indexOf('[')))
+    .map((t) => ({ name: t.name, file: relative(ROOT, t.file).replaceAll('\\', '/') }))
+    .sort((a, b) => a.file.localeCompare(b.file) || a.name.localeCompare(b.name))
 }
 
 /** The versions a test name speaks of: one if it names only that one, else both. */

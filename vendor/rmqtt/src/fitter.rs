@@ -66,7 +66,10 @@ pub trait FitterManager: Sync + Send {
 #[async_trait]
 pub trait Fitter: Sync + Send {
     ///keep_alive - is client input value, unit: seconds
-    fn keep_alive(&self, keep_alive: &mut u16) -> Result<u16>;
+    /// fork patch: returns the keep-alive timeout itself, not whole
+    /// seconds, so it can be exactly 1.5 x the Keep Alive (MQTT-3.1.2-24,
+    /// MQTT-3.1.2-22). `Duration::ZERO` is no keep-alive.
+    fn keep_alive(&self, keep_alive: &mut u16) -> Result<Duration>;
 
     ///Maximum length of message queue, default value: 1000
     fn max_mqueue_len(&self) -> usize;
@@ -124,11 +127,11 @@ impl DefaultFitter {
 #[async_trait]
 impl Fitter for DefaultFitter {
     #[inline]
-    fn keep_alive(&self, keep_alive: &mut u16) -> Result<u16> {
+    fn keep_alive(&self, keep_alive: &mut u16) -> Result<Duration> {
         if self.conn_info.proto_ver() == MQTT_LEVEL_5 {
             if *keep_alive == 0 {
                 if self.listen_cfg.allow_zero_keepalive {
-                    return Ok(0);
+                    return Ok(Duration::ZERO);
                 }
                 // fork patch: a client asking for no keep-alive where the
                 // listener needs one gets the longest allowed, told in
@@ -142,7 +145,7 @@ impl Fitter for DefaultFitter {
             }
         } else if *keep_alive == 0 {
             return if self.listen_cfg.allow_zero_keepalive {
-                Ok(0)
+                Ok(Duration::ZERO)
             } else {
                 Err(anyhow!("Keepalive must be greater than 0"))
             };
@@ -158,11 +161,12 @@ impl Fitter for DefaultFitter {
             )));
         }
 
-        if *keep_alive < 6 {
-            Ok(*keep_alive + 3)
-        } else {
-            Ok(((*keep_alive as f32 * self.listen_cfg.keepalive_backoff) * 2.0) as u16)
-        }
+        // fork patch: ka x backoff x 2 (1.5 x with the default 0.75) to the
+        // millisecond. Upstream gave whole seconds and `ka + 3` under 6 s, so
+        // a 1 s Keep Alive timed out after 4 s and 7 s after 10 s, not 10.5 s.
+        let ms = f64::from(*keep_alive) * f64::from(self.listen_cfg.keepalive_backoff) * 2000.0;
+        // At least 1 ms: zero would mean no keep-alive at all.
+        Ok(Duration::from_millis((ms.round() as u64).max(1)))
     }
 
     #[inline]

@@ -264,7 +264,7 @@ impl SessionState {
     }
 
     #[inline]
-    pub(crate) async fn run<Io>(mut self, mut sink: Sink<Io>, keep_alive: u16)
+    pub(crate) async fn run<Io>(mut self, mut sink: Sink<Io>, keep_alive: Duration)
     where
         Io: AsyncRead + AsyncWrite + Unpin,
     {
@@ -421,7 +421,7 @@ impl SessionState {
     async fn run_loop<Io>(
         &mut self,
         sink: &mut Sink<Io>,
-        keep_alive: u16,
+        keep_alive: Duration,
         flags: &mut StateFlags,
         deliver_queue_tx: &queue::Sender<(From, Publish)>,
         deliver_queue_rx: &mut queue::Receiver<'_, (From, Publish)>,
@@ -432,11 +432,10 @@ impl SessionState {
         log::debug!("{:?} start online event loop", self.id);
         let state = self;
 
-        let keep_alive_interval = if keep_alive == 0 {
-            Duration::from_secs(u32::MAX as u64)
-        } else {
-            Duration::from_secs(keep_alive as u64)
-        };
+        // fork patch: `keep_alive` is the timeout itself (see
+        // `Fitter::keep_alive`), zero for none.
+        let keep_alive_interval =
+            if keep_alive.is_zero() { Duration::from_secs(u32::MAX as u64) } else { keep_alive };
         log::debug!("{:?} keep_alive_interval is {:?}", state.id, keep_alive_interval);
         let keep_alive_delay = tokio::time::sleep(keep_alive_interval);
 

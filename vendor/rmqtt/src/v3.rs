@@ -31,6 +31,7 @@
 //! [MQTT v3.1.1 Spec Compliance](https://docs.oasis-open.org/mqtt/mqtt/v3.1.1/os/mqtt-v3.1.1-os.html)
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use rust_box::task_exec_queue::SpawnExt;
@@ -144,7 +145,7 @@ async fn handshake<Io>(
     sink: &mut v3::MqttStream<Io>,
     lid: ListenerId,
     admission: &mut Option<AdmissionPermit>,
-) -> std::result::Result<(SessionState, u16), (ConnectAckReason, Error)>
+) -> std::result::Result<(SessionState, Duration), (ConnectAckReason, Error)>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
@@ -253,7 +254,7 @@ async fn _handshake(
     connect: Box<ConnectV3>,
     listen_cfg: ListenerConfig,
     hdshk_start: std::time::Instant,
-) -> std::result::Result<(SessionState, u16), (ConnectAckReason, Error)> {
+) -> std::result::Result<(SessionState, Duration), (ConnectAckReason, Error)> {
     let connect_info = ConnectInfo::V3(id.clone(), connect);
 
     //hook, client connect

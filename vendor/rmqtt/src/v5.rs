@@ -46,6 +46,7 @@
 //! - Resource limit triggers
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use rmqtt_codec::MqttCodec;
@@ -151,7 +152,7 @@ async fn handshake<Io>(
     sink: &mut v5::MqttStream<Io>,
     lid: ListenerId,
     admission: &mut Option<AdmissionPermit>,
-) -> std::result::Result<(SessionState, u16), (ConnectAckReason, Error)>
+) -> std::result::Result<(SessionState, Duration), (ConnectAckReason, Error)>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
@@ -259,7 +260,7 @@ async fn _handshake(
     is_assigned_client_id: bool,
     hdshk_start: std::time::Instant,
     enhanced: Option<crate::enhanced_auth::Authenticated>,
-) -> std::result::Result<(SessionState, ConnectAck, u16), (ConnectAckReason, Error)> {
+) -> std::result::Result<(SessionState, ConnectAck, Duration), (ConnectAckReason, Error)> {
     let connect_info = ConnectInfo::V5(id.clone(), connect);
 
     //hook, client connect
@@ -451,7 +452,7 @@ async fn _handshake(
     }
 
     log::debug!(
-        "{:?} keep_alive: {}, server_keepalive_sec: {}",
+        "{:?} keep_alive: {:?}, server_keepalive_sec: {}",
         state.id,
         keep_alive,
         connect_info.keep_alive()
