@@ -165,6 +165,39 @@ describe('Maximum Packet Size', () => {
   })
 })
 
+describe('Request Problem Information 0', () => {
+  it.each([1, 2] as const)(
+    'MQTT-3.1.2-29: no Reason String on SUBACK or a QoS %s acknowledgement; the codes still come, and a client that asks gets them',
+    async (qos) => {
+      const { url } = await serverWithHooks({
+        onClientAuthenticate: () => ({ allow: true }),
+        onClientSubscribeAuthorize: () => ({ allow: false, code: 'quotaExceeded', reason: 'no subscriptions' }),
+        onClientPublishAuthorize: () => ({ allow: false, code: 'quotaExceeded', reason: 'no publishing' }),
+      })
+      const ackCmd = qos === 1 ? 'puback' : 'pubrec'
+      const quiet = await connect(url, {
+        protocolVersion: 5,
+        username: 'u',
+        password: 'p',
+        properties: { requestProblemInformation: false },
+      })
+      const sub = await suback(quiet, { t: { qos: 0 } })
+      expect(sub.granted).toEqual([0x97])
+      expect(sub.properties?.reasonString).toBeUndefined()
+      const ack = nextPacket(quiet, ackCmd)
+      await expect(quiet.publishAsync('t', 'x', { qos })).rejects.toMatchObject({ code: 0x97 })
+      expect((await ack).properties?.reasonString).toBeUndefined()
+
+      // Control: the default (1) gets both Reason Strings.
+      const asks = await connect(url, { protocolVersion: 5, username: 'u', password: 'p' })
+      expect((await suback(asks, { t: { qos: 0 } })).properties?.reasonString).toBe('no subscriptions')
+      const ack2 = nextPacket(asks, ackCmd)
+      await expect(asks.publishAsync('t', 'x', { qos })).rejects.toMatchObject({ code: 0x97 })
+      expect((await ack2).properties?.reasonString).toBe('no publishing')
+    },
+  )
+})
+
 describe('PUBACK / PUBREC / DISCONNECT', () => {
   it.each([1, 2] as const)('denies a QoS %s PUBLISH with its code and reason', async (qos) => {
     const { url } = await serverWithHooks({

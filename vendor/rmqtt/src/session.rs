@@ -1299,6 +1299,7 @@ impl SessionState {
                     }
                 })?;
 
+                let pubres = self.problem_info(pubres).await;
                 let ack_res = sink.send_publish_ack(packet_id, pubres).await;
                 if inflight_res {
                     self.in_inflight.remove(&packet_id);
@@ -1333,6 +1334,7 @@ impl SessionState {
                 let pub_res = self.publish(publish).await?;
                 let inflight_res =
                     if pub_res.is_success() { self.in_inflight.add(packet_id, qos)? } else { false };
+                let pub_res = self.problem_info(pub_res).await;
                 let rec_res = sink.send_publish_received(packet_id, pub_res).await;
                 if inflight_res && rec_res.is_err() {
                     self.in_inflight.remove(&packet_id);
@@ -1371,6 +1373,24 @@ impl SessionState {
                 }
             }
         }
+    }
+
+    /// fork patch: [MQTT-3.1.2-29] a 5.0 client whose CONNECT set Request
+    /// Problem Information to 0 gets no Reason String but on PUBLISH, CONNACK
+    /// and DISCONNECT. Asked only when there is one (denials), so the common
+    /// acknowledgement costs nothing more.
+    async fn no_problem_info(&self) -> bool {
+        self.connect_info()
+            .await
+            .is_ok_and(|c| matches!(&*c, ConnectInfo::V5(_, c) if !c.request_problem_info))
+    }
+
+    /// fork patch: see `no_problem_info`.
+    async fn problem_info(&self, mut res: PublishResult) -> PublishResult {
+        if res.reason_string.is_some() && self.no_problem_info().await {
+            res.reason_string = None;
+        }
+        res
     }
 
     #[inline]
@@ -1623,7 +1643,11 @@ impl SessionState {
             status,
             packet_id: subs.packet_id,
             properties: v5::UserProperties::default(),
-            reason_string: (!reasons.is_empty()).then(|| reasons.join("; ").into()),
+            reason_string: if reasons.is_empty() || self.no_problem_info().await {
+                None
+            } else {
+                Some(reasons.join("; ").into())
+            },
         })
     }
 
