@@ -112,9 +112,12 @@ export declare class MqttServer {
   /**
    * Installs the hooks, replacing the set a previous `setHooks()` installed
    * (sets added with `addHooks()` stay). May be called before or while the
-   * server runs. Throws on an unknown hook name or a non-function.
+   * server runs. Throws on an unknown hook name or a non-function. On a
+   * running server a hook type no set had before is attached on the
+   * broker's threads: the promise resolves once it decides every later
+   * event (await it before relying on a new authentication hook).
    */
-  setHooks(hooks: HookCallbacks, options?: HookOptions): void
+  setHooks(hooks: HookCallbacks, options?: HookOptions): Promise<void>
   /**
    * Adds a hook set next to the others (an auth module and a metrics
    * module can both attach): notifications go to every set; a decision

@@ -96,6 +96,40 @@ async function serverWithHooks(
   return { server, url: urlFor(info) }
 }
 
+describe('setHooks() on a running server', () => {
+  it('resolves once the new hooks decide, even while a replaced hook still has a decision pending', async () => {
+    let pending!: () => void
+    const called = new Promise<void>((resolve) => (pending = resolve))
+    const server = track(new MqttServer())
+    // A decision that never answers (denied after timeoutMs): while it runs,
+    // rmqtt will not let its hook type be unregistered, and replacing the
+    // set has to wait for it before the new hooks are attached.
+    server.setHooks(
+      {
+        onClientPublishAuthorize: () => {
+          pending()
+          return new Promise<never>(() => {})
+        },
+      },
+      { timeoutMs: 1000 },
+    )
+    const [info] = await server.start({ listeners: [listener('tcp')] })
+    const url = urlFor(info)
+    const pub = await connect(url)
+    pub.publish('t', 'x', { qos: 1 })
+    await called
+    await server.setHooks({ onClientAuthenticate: () => ({ allow: false }) })
+    // Without waiting, this CONNECT was let in: no handler decided it yet.
+    const refused = await connectRefused(url, { username: 'u', password: 'p' })
+    expect(refused.code).toBe(REFUSED[4].badCredentials)
+  })
+
+  it('resolves at once on a server that is not running', async () => {
+    const server = track(new MqttServer())
+    await expect(server.setHooks({ onClientConnected: () => {} })).resolves.toBeUndefined()
+  })
+})
+
 describe('setHooks input', () => {
   it('rejects an unknown hook name, naming it', () => {
     const server = track(new MqttServer())

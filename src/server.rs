@@ -73,13 +73,12 @@ impl Inner {
   }
 
   /// Registers with a running broker the hook types the sets now use.
-  fn sync_hooks(&self) {
-    if let Some(current) = self.current() {
-      let handle = current.handle;
-      handle
-        .runtime
-        .spawn(async move { handle.hooks.sync(&handle.scx).await });
-    }
+  /// Registers what the current hook sets need with the running broker
+  /// (on its runtime); the handle ends once they decide every later event.
+  fn sync_hooks(&self) -> Option<tokio::task::JoinHandle<()>> {
+    let handle = self.current()?.handle;
+    let runtime = handle.runtime.clone();
+    Some(runtime.spawn(async move { handle.hooks.sync(&handle.scx).await }))
   }
 
   /// Stops the broker if it runs; `close` additionally seals the server.
@@ -356,13 +355,31 @@ impl MqttServer {
 
   /// Installs the hooks, replacing the set a previous `setHooks()` installed
   /// (sets added with `addHooks()` stay). May be called before or while the
-  /// server runs. Throws on an unknown hook name or a non-function.
-  #[napi(ts_args_type = "hooks: HookCallbacks, options?: HookOptions")]
-  pub fn set_hooks(&self, env: Env, hooks: Object, options: Option<HookOptions>) -> Result<()> {
+  /// server runs. Throws on an unknown hook name or a non-function. On a
+  /// running server a hook type no set had before is attached on the
+  /// broker's threads: the promise resolves once it decides every later
+  /// event (await it before relying on a new authentication hook).
+  #[napi(
+    ts_args_type = "hooks: HookCallbacks, options?: HookOptions",
+    ts_return_type = "Promise<void>"
+  )]
+  pub fn set_hooks(
+    &self,
+    env: Env,
+    hooks: Object,
+    options: Option<HookOptions>,
+  ) -> Result<AsyncBlock<()>> {
     let set = HookSet::from_js(&env, &hooks, options, &self.inner.hooks)?;
     self.inner.hooks.replace(Some(set));
-    self.inner.sync_hooks();
-    Ok(())
+    let attached = self.inner.sync_hooks();
+    AsyncBlockBuilder::new(async move {
+      // Cancelled only when the broker stops: nothing is left to attach to.
+      if let Some(attached) = attached {
+        let _ = attached.await;
+      }
+      Ok(())
+    })
+    .build(&env)
   }
 
   /// Adds a hook set next to the others (an auth module and a metrics
@@ -383,12 +400,13 @@ impl MqttServer {
   ) -> Result<Function<'env, (), bool>> {
     let set = HookSet::from_js(env, &hooks, options, &self.inner.hooks)?;
     let id = self.inner.hooks.add(set);
-    self.inner.sync_hooks();
+    // Not awaited: the remover is what this returns (see `setHooks()`).
+    let _ = self.inner.sync_hooks();
     let inner = self.inner.clone();
     env.create_function_from_closure("removeHooks", move |_| {
       let removed = inner.hooks.remove(id);
       if removed {
-        inner.sync_hooks();
+        let _ = inner.sync_hooks();
       }
       Ok(removed)
     })
