@@ -366,7 +366,7 @@ async fn setup(
   let stats = crate::stats::register(&scx).await;
   conn_log::register(&scx).await;
   limits::register(&scx, &spec.listeners);
-  hooks.sync(&scx).await;
+  hooks.sync(&scx, None).await;
   policy.register(&scx).await;
   tokio::spawn(memory::release_after_disconnects(scx.clone(), reclaim));
 

@@ -116,12 +116,36 @@ impl Attachment {
   /// is reported twice). Types no longer used are removed, not only stopped:
   /// rmqtt keeps a stopped handler in its map for the life of the broker, so
   /// each `setHooks()` would have left some behind.
-  pub async fn sync(self: &Arc<Self>, scx: &ServerContext) {
+  /// `attached` is told once the new types are registered, before the
+  /// removals, which may wait.
+  pub async fn sync(self: &Arc<Self>, scx: &ServerContext, attached: Option<oneshot::Sender<()>>) {
     let mut registers = self.registers.lock().await;
     let wanted = self
       .current()
       .map(|(_, sets)| types_of(&sets))
       .unwrap_or_default();
+    // New types first: removing a type waits for its decisions still
+    // pending (up to the set's timeout), and a new authentication hook must
+    // not wait behind that while clients connect unasked.
+    for typ in &wanted {
+      if registers.contains_key(typ) {
+        continue;
+      }
+      let register = scx.extends.hook_mgr().register();
+      register
+        .add(
+          *typ,
+          Box::new(Bridge {
+            attachment: self.clone(),
+          }),
+        )
+        .await;
+      register.start().await;
+      registers.insert(*typ, register);
+    }
+    if let Some(attached) = attached {
+      let _ = attached.send(());
+    }
     let gone: Vec<Type> = registers
       .keys()
       .filter(|t| !wanted.contains(t))
@@ -131,22 +155,6 @@ impl Attachment {
       if let Some(register) = registers.remove(&typ) {
         fork::remove_hooks(register.as_ref()).await;
       }
-    }
-    for typ in wanted {
-      if registers.contains_key(&typ) {
-        continue;
-      }
-      let register = scx.extends.hook_mgr().register();
-      register
-        .add(
-          typ,
-          Box::new(Bridge {
-            attachment: self.clone(),
-          }),
-        )
-        .await;
-      register.start().await;
-      registers.insert(typ, register);
     }
   }
 }

@@ -74,11 +74,14 @@ impl Inner {
 
   /// Registers with a running broker the hook types the sets now use.
   /// Registers what the current hook sets need with the running broker
-  /// (on its runtime); the handle ends once they decide every later event.
-  fn sync_hooks(&self) -> Option<tokio::task::JoinHandle<()>> {
+  /// (on its runtime); the receiver is told once they decide every later
+  /// event (it fails if the broker stops first: nothing left to attach to).
+  fn sync_hooks(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
     let handle = self.current()?.handle;
+    let (attached, done) = tokio::sync::oneshot::channel();
     let runtime = handle.runtime.clone();
-    Some(runtime.spawn(async move { handle.hooks.sync(&handle.scx).await }))
+    runtime.spawn(async move { handle.hooks.sync(&handle.scx, Some(attached)).await });
+    Some(done)
   }
 
   /// Stops the broker if it runs; `close` additionally seals the server.
@@ -373,7 +376,6 @@ impl MqttServer {
     self.inner.hooks.replace(Some(set));
     let attached = self.inner.sync_hooks();
     AsyncBlockBuilder::new(async move {
-      // Cancelled only when the broker stops: nothing is left to attach to.
       if let Some(attached) = attached {
         let _ = attached.await;
       }
