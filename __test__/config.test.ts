@@ -13,29 +13,12 @@ import {
   MqttServer,
   startServer,
   subscribe,
-  track,
+  startError,
   urlFor,
   waitFor,
 } from './helpers'
 
 afterEach(cleanup)
-
-/** Starts a fresh server with `config`, expects a rejection, returns it. */
-async function startError(config: unknown): Promise<Error & { code?: string }> {
-  const server = track(new MqttServer())
-  let err: (Error & { code?: string }) | undefined
-  try {
-    await server.start(config as never)
-  } catch (e) {
-    err = e as Error & { code?: string }
-  }
-  if (!err) throw new Error(`start(${JSON.stringify(config)}) resolved; expected a rejection`)
-  expect(err).toBeInstanceOf(Error)
-  // A rejected start never leaves anything running.
-  expect(server.running).toBe(false)
-  expect(server.listeners).toEqual([])
-  return err
-}
 
 const tcp = (extra: Record<string, unknown> = {}) => ({ address: '127.0.0.1', port: 0, protocol: 'tcp', ...extra })
 

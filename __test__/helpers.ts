@@ -41,6 +41,35 @@ export const EVENT_TIMEOUT = 5000
 const servers = new Set<MqttServer>()
 const clients = new Set<MqttClient>()
 
+/** A rejected start(): its message, and Node's fields when it is a system error. */
+export interface StartError extends Error {
+  code?: string
+  errno?: number
+  syscall?: string
+  address?: string
+  port?: number
+  path?: string
+}
+
+/**
+ * Starts a fresh tracked server with `config`, expects a rejection and
+ * returns it; a rejected start never leaves anything running.
+ */
+export async function startError(config: unknown): Promise<StartError> {
+  const server = track(new MqttServer())
+  let err: StartError | undefined
+  try {
+    await server.start(config as never)
+  } catch (e) {
+    err = e as StartError
+  }
+  if (!err) throw new Error(`start(${JSON.stringify(config)}) resolved; expected a rejection`)
+  if (!(err instanceof Error)) throw new Error(`start() rejected with a non-Error: ${String(err)}`)
+  if (server.running) throw new Error('a rejected start() left the server running')
+  if (server.listeners.length !== 0) throw new Error('a rejected start() left listeners')
+  return err
+}
+
 /** Tracks a server so `cleanup()` closes it. */
 export function track(server: MqttServer): MqttServer {
   servers.add(server)

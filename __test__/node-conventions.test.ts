@@ -12,30 +12,9 @@ import { getSystemErrorName, promisify } from 'node:util'
 
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { MqttServer, ROOT, certs, cleanup, connect, listener, track, urlFor, waitFor } from './helpers'
+import { MqttServer, ROOT, certs, cleanup, connect, listener, track, urlFor, waitFor, startError } from './helpers'
 
 afterEach(cleanup)
-
-interface SystemError extends Error {
-  code?: string
-  errno?: number
-  syscall?: string
-  address?: string
-  port?: number
-  path?: string
-}
-
-async function startError(config: Parameters<MqttServer['start']>[0]): Promise<SystemError> {
-  const server = track(new MqttServer())
-  const err = await server.start(config).then(
-    () => {
-      throw new Error('start() resolved; expected it to reject')
-    },
-    (e) => e,
-  )
-  expect(server.running).toBe(false)
-  return err
-}
 
 describe('Symbol.asyncDispose', () => {
   it('await using closes the server at the end of the scope', async () => {
@@ -72,7 +51,9 @@ describe("system errors carry Node's code, errno and syscall", () => {
     try {
       const port = (blocker.address() as { port: number }).port
       const err = await startError({ listeners: [listener('tcp', { port })] })
-      const node = await new Promise<SystemError>((res) => createServer().listen(port, '127.0.0.1').on('error', res))
+      const node = await new Promise<NodeJS.ErrnoException>((res) =>
+        createServer().listen(port, '127.0.0.1').on('error', res),
+      )
       expect(err).toBeInstanceOf(Error)
       expect(err.code).toBe('EADDRINUSE')
       expect(err.errno).toBe(node.errno)
@@ -91,7 +72,9 @@ describe("system errors carry Node's code, errno and syscall", () => {
   it('an address not on this host: EADDRNOTAVAIL', async () => {
     // 192.0.2.1 is TEST-NET-1 (RFC 5737): never a local address.
     const err = await startError({ listeners: [listener('tcp', { address: '192.0.2.1' })] })
-    const node = await new Promise<SystemError>((res) => createServer().listen(0, '192.0.2.1').on('error', res))
+    const node = await new Promise<NodeJS.ErrnoException>((res) =>
+      createServer().listen(0, '192.0.2.1').on('error', res),
+    )
     expect(err.code).toBe('EADDRNOTAVAIL')
     expect(err.errno).toBe(node.errno)
     expect(err.syscall).toBe('listen')

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 
 import { afterEach, describe, expect, it } from 'vitest'
 
-import { MqttServer, certs, cleanup, connect, listener, track, urlFor } from './helpers'
+import { MqttServer, certs, cleanup, connect, listener, track, urlFor, startError } from './helpers'
 
 afterEach(cleanup)
 
@@ -97,18 +97,6 @@ async function warningsDuring<T>(run: () => Promise<T>): Promise<{ value: T; war
   } finally {
     process.off('warning', onWarning)
   }
-}
-
-async function startError(config: Parameters<MqttServer['start']>[0]): Promise<Error & { code?: string }> {
-  const server = track(new MqttServer())
-  const err = await server.start(config).then(
-    () => {
-      throw new Error('start() resolved; expected it to reject')
-    },
-    (e) => e,
-  )
-  expect(server.running).toBe(false)
-  return err
 }
 
 describe('a certificate outside its validity period starts with a warning', () => {
