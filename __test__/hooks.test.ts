@@ -83,8 +83,7 @@ function recorder() {
   }
 }
 
-/** Subscribes and resolves with the raw SUBACK codes (mqtt.js's callback
- * reports the requested QoS, not what the broker granted). */
+/** A server with these hooks from its start, one tcp listener. */
 async function serverWithHooks(
   hooks: Addon.HookCallbacks,
   options?: Addon.HookOptions,
