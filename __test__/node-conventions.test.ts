@@ -4,10 +4,19 @@
  * listener's URL.
  */
 import { execFile } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { getSystemErrorName, promisify } from 'node:util'
 
 import { afterEach, describe, expect, it } from 'vitest'
@@ -85,14 +94,20 @@ describe("system errors carry Node's code, errno and syscall", () => {
     'without the privilege: EACCES for a privileged port and for an unreadable tlsCert',
     async () => {
       // Run by a user without privileges: as root nothing is refused, so the
-      // check then runs as `nobody`. The file is in the world-readable tmpdir.
-      const unreadable = join(mkdtempSync(join(tmpdir(), 'eacces-')), 'cert.pem')
+      // check then runs as `nobody`. The file is in the world-readable tmpdir,
+      // and so is a copy of the loader and the addon: the checkout may sit in
+      // a directory `nobody` cannot enter (a `mktemp -d` clone is 0700).
+      const dir = mkdtempSync(join(tmpdir(), 'eacces-'))
+      chmodSync(dir, 0o755)
+      const unreadable = join(dir, 'cert.pem')
       writeFileSync(unreadable, readFileSync(certs().cert), { mode: 0o000 })
-      chmodSync(dirname(unreadable), 0o755)
+      for (const f of readdirSync(ROOT).filter((f) => f === 'index.js' || f.endsWith('.node'))) {
+        copyFileSync(join(ROOT, f), join(dir, f))
+      }
       const unprivileged = '/proc/sys/net/ipv4/ip_unprivileged_port_start'
       const firstFree = existsSync(unprivileged) ? Number(readFileSync(unprivileged, 'utf8')) : 1024
       const script = `
-        const { MqttServer } = require(${JSON.stringify(join(ROOT, 'index.js'))});
+        const { MqttServer } = require(${JSON.stringify(join(dir, 'index.js'))});
         const pick = (e) => ({ code: e.code, errno: e.errno, syscall: e.syscall, port: e.port, path: e.path });
         const tryStart = (l) => new MqttServer().start({ listeners: [{ address: '127.0.0.1', ...l }] }).then(() => null, pick);
         (async () => {
@@ -106,7 +121,7 @@ describe("system errors carry Node's code, errno and syscall", () => {
       const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], {
         ...asNobody,
         timeout: 20_000,
-      }).finally(() => rmSync(dirname(unreadable), { recursive: true, force: true }))
+      }).finally(() => rmSync(dir, { recursive: true, force: true }))
       const { port, file } = JSON.parse(stdout)
       if (firstFree > 1) {
         expect(port).toEqual({ code: 'EACCES', errno: expect.any(Number), syscall: 'listen', port: 1 })
