@@ -17,7 +17,7 @@ import {
   subackCodes,
   subscribe,
   track,
-  urlFor,
+  startServer,
 } from './helpers'
 
 afterEach(cleanup)
@@ -29,10 +29,7 @@ type Version = (typeof VERSIONS)[number]
 const refusedSub = (v: Version) => (v === 5 ? 0x87 : 0x80)
 
 async function aclServer(config: Partial<Addon.ServerConfig>, hooks?: Addon.HookCallbacks) {
-  const server = track(new MqttServer())
-  if (hooks) server.setHooks(hooks)
-  const [info] = await server.start({ listeners: [listener('tcp')], ...config })
-  return { server, url: urlFor(info) }
+  return startServer({ listeners: [listener('tcp')], ...config }, { hooks })
 }
 
 /**

@@ -24,7 +24,7 @@ import {
   listener,
   spawnTracked,
   track,
-  urlFor,
+  startServer,
 } from './helpers'
 
 afterEach(async () => {
@@ -73,10 +73,7 @@ async function freePort(): Promise<number> {
 }
 
 async function authServer(config: Partial<Addon.ServerConfig>, hooks?: Addon.HookCallbacks, extra = {}) {
-  const server = track(new MqttServer())
-  if (hooks) server.setHooks(hooks)
-  const [info] = await server.start({ listeners: [listener('tcp', extra)], ...config })
-  return { server, url: urlFor(info) }
+  return startServer({ listeners: [listener('tcp', extra)], ...config }, { hooks })
 }
 
 describe.each(VERSIONS)('password file on MQTT %s', (protocolVersion) => {

@@ -9,15 +9,12 @@ import type { IClientOptions, MqttClient } from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
 
 import type * as Addon from '../index'
-import { MqttServer, cleanup, connect, drain, inbox, listener, subscribe, track, urlFor, waitFor } from './helpers'
+import { cleanup, connect, drain, inbox, listener, subscribe, waitFor, startServer } from './helpers'
 
 afterEach(cleanup)
 
 async function serverWithHooks(hooks: Addon.HookCallbacks) {
-  const server = track(new MqttServer())
-  server.setHooks(hooks)
-  const [info] = await server.start({ listeners: [listener('tcp', { allowAnonymous: false })] })
-  return { server, url: urlFor(info) }
+  return startServer([listener('tcp', { allowAnonymous: false })], { hooks })
 }
 
 /** The first packet of type `cmd` the client receives. */

@@ -26,11 +26,11 @@ import {
   type ListenerConfig,
   type ListenerInfo,
   listener,
-  MqttServer,
+  type MqttServer,
   subscribe,
-  track,
   urlFor,
   withDeadline,
+  startServer,
 } from './helpers'
 import {
   AUTH,
@@ -100,12 +100,9 @@ async function scramServer(): Promise<{ server: MqttServer; info: ListenerInfo; 
   return { server, info: listeners[0], steps }
 }
 
-/** A server with these hooks from its start (hooks set on a running server attach asynchronously). */
-async function startWithHooks(hooks: HookCallbacks, config: ListenerConfig[] = [listener('tcp')]) {
-  const server = track(new MqttServer())
-  server.setHooks(hooks)
-  const listeners = await server.start({ listeners: config })
-  return { server, listeners }
+/** A server with these hooks from its start. */
+function startWithHooks(hooks: HookCallbacks, config: ListenerConfig[] = [listener('tcp')]) {
+  return startServer(config, { hooks })
 }
 
 const authProps = (data: Buffer, method = SCRAM_SHA_256) =>

@@ -98,15 +98,19 @@ export function listener(protocol: Protocol = 'tcp', extra: Partial<ListenerConf
 
 /**
  * Starts a new tracked server. Accepts a full config, or a list of listeners,
- * or nothing (one tcp listener on 127.0.0.1:0).
+ * or nothing (one tcp listener on 127.0.0.1:0). `hooks` are set before
+ * `start()`, so they decide from the first client on (hooks set on a running
+ * server attach asynchronously). `url` is the first listener's.
  */
 export async function startServer(
   config: ServerConfig | ListenerConfig[] = [listener('tcp')],
-): Promise<{ server: MqttServer; listeners: ListenerInfo[] }> {
+  { hooks, hookOptions }: { hooks?: HookCallbacks; hookOptions?: Addon.HookOptions } = {},
+): Promise<{ server: MqttServer; listeners: ListenerInfo[]; url: string }> {
   const server = track(new MqttServer())
+  if (hooks) server.setHooks(hooks, hookOptions)
   const cfg = Array.isArray(config) ? { listeners: config } : config
   const listeners = await server.start(cfg)
-  return { server, listeners }
+  return { server, listeners, url: urlFor(listeners[0]) }
 }
 
 /** The URL mqtt.js needs to reach a bound listener. */

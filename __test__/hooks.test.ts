@@ -26,6 +26,7 @@ import {
   track,
   urlFor,
   waitFor,
+  startServer,
 } from './helpers'
 
 afterEach(async () => {
@@ -89,10 +90,7 @@ async function serverWithHooks(
   options?: Addon.HookOptions,
   extra: Partial<Addon.ListenerConfig> = {},
 ) {
-  const server = track(new MqttServer())
-  server.setHooks(hooks, options)
-  const [info] = await server.start({ listeners: [listener('tcp', extra)] })
-  return { server, url: urlFor(info) }
+  return startServer([listener('tcp', extra)], { hooks, hookOptions: options })
 }
 
 describe('setHooks() on a running server', () => {

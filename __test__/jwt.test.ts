@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 
 import type * as Addon from '../index'
-import { MqttServer, cleanup, connect, connectRefused, listener, track, urlFor, waitFor } from './helpers'
+import { MqttServer, cleanup, connect, connectRefused, listener, track, waitFor, startServer } from './helpers'
 
 afterEach(cleanup)
 
@@ -47,10 +47,7 @@ function token(alg: 'HS256' | 'RS256' | 'ES256' | 'none', claims: object, key?: 
 }
 
 async function jwtServer(jwt: Addon.JwtConfig, extra: Partial<Addon.ServerConfig> = {}, hooks?: Addon.HookCallbacks) {
-  const server = track(new MqttServer())
-  if (hooks) server.setHooks(hooks)
-  const [info] = await server.start({ listeners: [listener('tcp')], jwt, ...extra })
-  return { server, url: urlFor(info) }
+  return startServer({ listeners: [listener('tcp')], jwt, ...extra }, { hooks })
 }
 
 const BAD = { 4: 4, 5: 0x86 } as const
