@@ -10,27 +10,15 @@ import { join } from 'node:path'
 import Ajv from 'ajv'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 
-import {
-  cleanup,
-  connect,
-  connectRefused,
-  inbox,
-  killChildren,
-  MqttServer,
-  ROOT,
-  spawnTracked,
-  subscribe,
-} from './helpers'
+import { cleanup, connect, connectRefused, inbox, killChildren, MqttServer, ROOT, subscribe } from './helpers'
+import { type CliRun, EXIT_DEADLINE, listening as listenersOf, runCli } from './cli-run'
 
 afterEach(async () => {
   killChildren()
   await cleanup()
 })
 
-const CLI = join(ROOT, 'cli.js')
-const PROBE = join(ROOT, '__test__', 'fixtures', 'cli-signal-probe.cjs')
 const STUCK = join(ROOT, '__test__', 'fixtures', 'cli-stuck-close.cjs')
-const EXIT_DEADLINE = 10000
 const DIR = mkdtempSync(join(tmpdir(), 'embedded-mqtt-broker-cli-'))
 afterAll(() => rmSync(DIR, { recursive: true, force: true }))
 
@@ -53,18 +41,16 @@ function environment(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 /** Runs the CLI with the signal probe (and more preloads), in `env`. */
 function cli(args: string[], env: Record<string, string> = {}, preloads: string[] = []) {
-  const pre = [PROBE, ...preloads].flatMap((p) => ['-r', p])
-  return spawnTracked(process.execPath, [...pre, CLI, ...args], { env: environment(env) })
+  return runCli(args, { signals: true, env: environment(env), preloads })
 }
 
 /** Waits for the first "listening" line and the signal handlers; its URL. */
-async function listening(run: ReturnType<typeof cli>): Promise<{ address: string; url: string }> {
-  const [, address, port] = await run.stdoutMatch(/listening: mqtt:\/\/(\S+):(\d+)\n/)
-  await run.stderrMatch(/\[cli-signal-probe\] handlers installed\n/)
+async function listening(run: CliRun): Promise<{ address: string; url: string }> {
+  const [{ address, port }] = await listenersOf(run)
   return { address, url: `mqtt://127.0.0.1:${port}` }
 }
 
-async function stop(run: ReturnType<typeof cli>) {
+async function stop(run: CliRun) {
   run.child.kill('SIGTERM')
   const exit = await run.exit(EXIT_DEADLINE)
   expect(exit.code).toBe(0)
@@ -183,7 +169,7 @@ describe('-c FILE', () => {
     ],
   ]
   it.each(bad)('%s: exit 2, the message names the file and field', async (_, args, message) => {
-    const exit = await spawnTracked(process.execPath, [CLI, ...args()], { env: environment() }).exit(EXIT_DEADLINE)
+    const exit = await runCli(args(), { env: environment() }).exit(EXIT_DEADLINE)
     expect(exit.code).toBe(2)
     expect(exit.stdout).toBe('')
     expect(exit.stderr).toMatch(/^embedded-mqtt-broker: /)
@@ -218,9 +204,7 @@ describe('environment and default bind', () => {
   })
 
   it('a bad EMBEDDED_MQTT_BROKER_PORT is named in the error', async () => {
-    const exit = await spawnTracked(process.execPath, [CLI], {
-      env: environment({ EMBEDDED_MQTT_BROKER_PORT: 'x' }),
-    }).exit(EXIT_DEADLINE)
+    const exit = await runCli([], { env: environment({ EMBEDDED_MQTT_BROKER_PORT: 'x' }) }).exit(EXIT_DEADLINE)
     expect(exit.code).toBe(2)
     expect(exit.stderr).toMatch(/EMBEDDED_MQTT_BROKER_PORT must be a port number from 0 to 65535, got "x"/)
   })

@@ -7,67 +7,18 @@ import { join } from 'node:path'
 
 import { afterEach, describe, expect, it } from 'vitest'
 
-import {
-  certs,
-  cleanup,
-  connect,
-  connectRefused,
-  inbox,
-  killChildren,
-  ROOT,
-  spawnTracked,
-  subscribe,
-  waitFor,
-} from './helpers'
+import { certs, cleanup, connect, connectRefused, inbox, killChildren, ROOT, subscribe, waitFor } from './helpers'
+import { CLI, EXIT_DEADLINE, listening, realStderr, runCli } from './cli-run'
 
 afterEach(async () => {
   killChildren()
   await cleanup()
 })
 
-const CLI = join(ROOT, 'cli.js')
-const PROBE = join(ROOT, '__test__', 'fixtures', 'cli-signal-probe.cjs')
-const PROBE_LINE = '[cli-signal-probe] handlers installed\n'
-const EXIT_DEADLINE = 10000
-// The URL a client connects to, as the example prints it (ListenerInfo.url).
-const LINE = /^embedded-mqtt-broker listening: (mqtt|mqtts|ws|wss):\/\/(\S+):(\d+)(?:\/mqtt)?$/
-const PROTOCOL: Record<string, string> = { mqtt: 'tcp', mqtts: 'tls', ws: 'ws', wss: 'wss' }
-
 /** Runs the CLI exactly as the bin would (no preload). */
-function cli(...args: string[]) {
-  return spawnTracked(process.execPath, [CLI, ...args])
-}
-
-/**
- * Runs the CLI with a preload that reports when its signal handlers are in
- * place. cli.js prints its "listening" lines just before it installs its
- * SIGINT/SIGTERM handlers (reported), so a signal sent as soon as a line
- * appears can, on a busy machine, kill it before it can stop cleanly.
- */
-function cliForSignals(...args: string[]) {
-  return spawnTracked(process.execPath, ['-r', PROBE, CLI, ...args])
-}
-
-/** The CLI's stderr without the probe's marker. */
-const realStderr = (stderr: string) => stderr.replace(PROBE_LINE, '')
-
-/**
- * Waits until the CLI has printed `count` listener lines (and, when run with
- * the probe, installed its signal handlers); returns the listeners parsed.
- */
-async function listening(run: ReturnType<typeof cli>, count: number) {
-  const re = new RegExp(`^(?:embedded-mqtt-broker listening: .*\\n){${count}}`)
-  const [block] = await run.stdoutMatch(re)
-  if (run.child.spawnargs.includes(PROBE)) await run.stderrMatch(/\[cli-signal-probe\] handlers installed\n/)
-  return block
-    .trim()
-    .split('\n')
-    .map((line) => {
-      const m = line.match(LINE)
-      if (!m) throw new Error(`unexpected line: ${line}`)
-      return { protocol: PROTOCOL[m[1]], address: m[2], port: Number(m[3]) }
-    })
-}
+const cli = (...args: string[]) => runCli(args)
+/** Runs the CLI with the signal probe (see runCli). */
+const cliForSignals = (...args: string[]) => runCli(args, { signals: true })
 
 it('cli.js exists and is the package bin', () => {
   expect(existsSync(CLI)).toBe(true)
