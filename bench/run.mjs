@@ -4,13 +4,15 @@
 //   node bench/run.mjs [--quick] [--rounds N] [--scenario fanin,p2p,fanout,latency,busy,scale]
 //                      [--peers embedded-mqtt-broker,aedes,mosquitto] [--duration S] [--threads N]
 //                      [--embedded-mqtt-broker-args="--max-inflight 64 --max-mqueue-len 10000"]
-//                      [--window N] [--addon PATH | --no-build] [--out FILE]
+//                      [--window N] [--addon PATH | --no-build] [--baseline PATH] [--out FILE]
 //
 // Prints the tables and writes them to bench/results/latest.md (a full run),
 // bench/results/quick.md (--quick) or bench/results/partial.md (a subset);
-// every run's raw figures go to bench/results/<date>.json.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { dirname, join, relative } from 'node:path'
+// every run's raw figures go to bench/results/<date>.json. --baseline runs a
+// second build of the addon (e.g. one built at an earlier commit) as a peer
+// of its own next to ours, interleaved like the others: an A/B in one run.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
@@ -18,7 +20,7 @@ import { parseArgs } from 'node:util'
 import { buildLoadgen, ensureAddon, ensureAedes } from './lib/build.mjs'
 import { runLoadgen } from './lib/loadgen.mjs'
 import { addonDefaults, loadNow, machineInfo } from './lib/machine.mjs'
-import { HOST, Peer, peerKinds } from './lib/peers.mjs'
+import { BASELINE, HOST, OURS, Peer, peerKinds } from './lib/peers.mjs'
 import { cpuSeconds, nofileLimit, rssSampler, stolenSeconds } from './lib/proc.mjs'
 import { renderMarkdown } from './lib/report.mjs'
 import { measureIdle } from './lib/scale.mjs'
@@ -39,6 +41,7 @@ const { values: opt } = parseArgs({
     window: { type: 'string', default: '64' },
     'embedded-mqtt-broker-args': { type: 'string', default: '' },
     addon: { type: 'string' },
+    baseline: { type: 'string' },
     'no-build': { type: 'boolean', default: false },
     out: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -81,9 +84,14 @@ const nofile = nofileLimit()
 console.log(`open-files limit for brokers and load generator: ${nofile}`)
 
 const logDir = join(root, 'bench/.cache/logs')
-const kinds = peerKinds({ root, addon: addon.path, mosquittoBin, mqttServerArgs, logDir })
+const baseline = opt.baseline && resolve(opt.baseline)
+if (baseline && !existsSync(baseline)) throw new Error(`--baseline: no such addon: ${baseline}`)
+const kinds = peerKinds({ root, addon: addon.path, baseline, mosquittoBin, mqttServerArgs, logDir })
 const makePeer = (name) => new Peer(name, kinds[name], { nofile, logDir })
-const usePeers = (names) => names.filter((p) => !peerFilter || peerFilter.some((f) => p.startsWith(f)))
+// A baseline addon runs next to ours wherever ours runs, as its own peer.
+const withBaseline = (names) => (baseline ? names.flatMap((n) => (n === OURS ? [n, BASELINE] : [n])) : names)
+const usePeers = (names) =>
+  withBaseline(names).filter((p) => !peerFilter || p === BASELINE || peerFilter.some((f) => p.startsWith(f)))
 
 const plan = variants(t, only)
 const scaleSteps = !only || only.includes('scale') ? t.scaleConns : []
@@ -217,6 +225,7 @@ results.settings = {
   window: Number(opt.window),
   nofile,
   addon: addon.how,
+  baseline: baseline ?? null,
   aedes: aedesVersion,
   mosquitto: mosquittoVersion(mosquittoBin),
   version: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version,

@@ -10,28 +10,34 @@ import { mosquittoCommand } from '../peers/mosquitto.mjs'
 import { spawnWithNofile } from './proc.mjs'
 
 export const HOST = '127.0.0.1'
+export const OURS = 'embedded-mqtt-broker'
+/** Our broker with another build of the addon (`--baseline PATH`), for A/B runs. */
+export const BASELINE = 'baseline'
 
 /**
  * How to launch each peer. `extra` adds a sidecar process that only burns
  * CPU, to tell CPU contention apart from an effect of embedding.
  */
-export function peerKinds({ root, addon, mosquittoBin, mqttServerArgs, logDir }) {
+export function peerKinds({ root, addon, baseline, mosquittoBin, mqttServerArgs, logDir }) {
   const node = process.execPath
-  const ms = (extra) => (port) => ({
-    cmd: node,
-    args: [
-      join(root, 'bench/peers/embedded-mqtt-broker.mjs'),
-      '--port',
-      String(port),
-      '--host',
-      HOST,
-      ...mqttServerArgs,
-      ...extra,
-    ],
-    env: { NAPI_RS_NATIVE_LIBRARY_PATH: addon },
-  })
+  const ms =
+    (extra, lib = addon) =>
+    (port) => ({
+      cmd: node,
+      args: [
+        join(root, 'bench/peers/embedded-mqtt-broker.mjs'),
+        '--port',
+        String(port),
+        '--host',
+        HOST,
+        ...mqttServerArgs,
+        ...extra,
+      ],
+      env: { NAPI_RS_NATIVE_LIBRARY_PATH: lib },
+    })
   return {
-    'embedded-mqtt-broker': ms([]),
+    [OURS]: ms([]),
+    ...(baseline ? { [BASELINE]: ms([], baseline) } : {}),
     'embedded-mqtt-broker, busy main thread': ms(['--busy']),
     'embedded-mqtt-broker + busy process': (port) => ({
       ...ms([])(port),

@@ -1,5 +1,6 @@
 // The Markdown report: the targets first, then one table per scenario.
 import { max, median } from './stats.mjs'
+import { BASELINE, OURS } from './peers.mjs'
 import { LATENCY } from './scenarios.mjs'
 
 const REF = 'mosquitto'
@@ -11,7 +12,6 @@ const REF = 'mosquitto'
 export function portable(text) {
   return String(text).replace(/(^|[\s('"`])(?:[A-Za-z]:)?[\\/](?:[^\s()'"`\\/]+[\\/])*([^\s()'"`\\/]+)/g, '$1$2')
 }
-const OURS = 'embedded-mqtt-broker'
 
 const int = (x) => (x == null ? '–' : Math.round(x).toLocaleString('en-US'))
 const ratio = (x) => (x == null || !Number.isFinite(x) ? '–' : `${x.toFixed(2)}×`)
@@ -71,16 +71,17 @@ function errorNotes(name, s, v) {
 function throughputTable(v) {
   const S = Object.fromEntries(v.peers.map((p) => [p, summarize(v.runs[p])]))
   const ref = S[REF]?.rate
+  const base = S[BASELINE]?.rate
   const lines = [
     `### ${v.title}`,
     '',
-    '| peer | msgs/s | × mosquitto | loss (worst round) | p50 | p99 | peak RSS | broker CPU | load generator CPU | msgs/s each round |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|--:|---|',
+    `| peer | msgs/s | × mosquitto |${base ? ' × baseline |' : ''} loss (worst round) | p50 | p99 | peak RSS | broker CPU | load generator CPU | msgs/s each round |`,
+    `|---|--:|--:|${base ? '--:|' : ''}--:|--:|--:|--:|--:|--:|---|`,
   ]
   for (const p of v.peers) {
     const s = S[p]
     lines.push(
-      `| ${p} | ${int(s.rate)} | ${ratio(s.rate / ref)} | ${lossCell(s)} | ${ms(s.p50)} | ${ms(s.p99)} | ${mib(s.rss)} | ${int(s.cpu)}% | ${int(s.lgCpu)}% | ${s.rates.map(int).join(', ')} |`,
+      `| ${p} | ${int(s.rate)} | ${ratio(s.rate / ref)} |${base ? ` ${ratio(s.rate / base)} |` : ''} ${lossCell(s)} | ${ms(s.p50)} | ${ms(s.p99)} | ${mib(s.rss)} | ${int(s.cpu)}% | ${int(s.lgCpu)}% | ${s.rates.map(int).join(', ')} |`,
     )
   }
   lines.push('', ...v.peers.flatMap((p) => errorNotes(p, S[p], v)))
@@ -246,16 +247,18 @@ function targets(res, T, L, B, C) {
 
 function summaryTable(T) {
   if (!T.length) return ''
+  const ab = T.some((t) => t.S[BASELINE])
   const lines = [
     '## Throughput summary (delivered msgs/s, medians)',
     '',
-    '| scenario | embedded-mqtt-broker | aedes | mosquitto | × mosquitto | × aedes | embedded-mqtt-broker loss |',
-    '|---|--:|--:|--:|--:|--:|--:|',
+    `| scenario | embedded-mqtt-broker | aedes | mosquitto | × mosquitto | × aedes |${ab ? ' baseline | × baseline |' : ''} embedded-mqtt-broker loss |`,
+    `|---|--:|--:|--:|--:|--:|${ab ? '--:|--:|' : ''}--:|`,
   ]
   for (const t of T) {
     const o = t.S[OURS]
+    const b = t.S[BASELINE]?.rate
     lines.push(
-      `| ${t.v.id} | ${int(o?.rate)} | ${int(t.S.aedes?.rate)} | ${int(t.S[REF]?.rate)} | ${ratio(o?.rate / t.S[REF]?.rate)} | ${ratio(o?.rate / t.S.aedes?.rate)} | ${o ? lossCell(o) : '–'} |`,
+      `| ${t.v.id} | ${int(o?.rate)} | ${int(t.S.aedes?.rate)} | ${int(t.S[REF]?.rate)} | ${ratio(o?.rate / t.S[REF]?.rate)} | ${ratio(o?.rate / t.S.aedes?.rate)} |${ab ? ` ${int(b)} | ${ratio(o?.rate / b)} |` : ''} ${o ? lossCell(o) : '–'} |`,
     )
   }
   return lines.join('\n')
@@ -275,7 +278,7 @@ function header(res) {
     `Run ${m.date} (${s.quick ? 'quick' : 'full'} run, ${s.rounds} round${s.rounds > 1 ? 's' : ''}, ${s.minutes} min), by \`npm run bench${s.argv.length ? ' -- ' + s.argv.join(' ') : ''}\`.`,
     '',
     `- Machine: ${m.cpuModel}, ${m.nproc} cores, ${m.memGiB} GiB, Linux ${m.kernel}; load average ${m.loadavgStart.join(' / ')} at start, ${res.loadavgEnd.join(' / ')} at end (the broker, the load generator and anything else running share these cores).`,
-    `- Peers: **embedded-mqtt-broker** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${portable(s.addon)}), Node ${m.node}, default limits${defaults(s)}${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
+    `- Peers: **embedded-mqtt-broker** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${portable(s.addon)})${s.baseline ? `, next to a baseline addon (${portable(s.baseline)})` : ''}, Node ${m.node}, default limits${defaults(s)}${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
     `- Load: bench/loadgen (Rust, tokio, ${s.threads} thread${s.threads > 1 ? 's' : ''}), MQTT 3.1.1 over loopback TCP; publishers publish for ${s.duration} s (latency runs ${s.latencyDuration} s), QoS 1 publishers keep ≤ ${s.window} messages unacknowledged; peak load-generator CPU in any run: ${s.peakLoadgenCpu == null ? '–' : `${s.peakLoadgenCpu.toFixed(0)}%`} of its ${s.threads} thread${s.threads > 1 ? 's' : ''}.`,
     ...(res.notes ?? []).map((n) => `- ${n}`),
     "- msgs/s: messages delivered to subscribers while publishers were publishing, divided by that time (fan-out counts each copy). Loss: messages published (written, at QoS 1 also acknowledged) that never reached a subscriber, worst round; `*`: still arriving when the drain limit cut the run, so partly late rather than lost. p50/p99: end-to-end latency (a flood measures queueing). Peak RSS and CPU: the broker process (100% = one core; embedded-mqtt-broker's includes Node). Load generator CPU: its highest of the rounds (100% = one core), so a run where it, not the broker, was the limit shows.",
