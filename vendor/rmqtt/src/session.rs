@@ -1227,6 +1227,19 @@ impl SessionState {
                 let p = self.hook.message_publish(from.clone(), &p).await.unwrap_or(p);
                 log::debug!("process_last_will, publish: {p:?}");
 
+                // fork patch: a will is a publish of its client, authorized
+                // as one when it is published (as mosquitto does): it went
+                // round the ACL, so a client could publish where it may not.
+                if self.hook.enabled(HookType::MessagePublishCheckAcl) {
+                    let acl_result = self.hook.message_publish_check_acl(&p).await;
+                    if !acl_result.is_allow() {
+                        log::debug!("{:?} will refused by the ACL, topic: {:?}", self.id, p.topic);
+                        let reason = Reason::PublishResult(acl_result.pub_res());
+                        self.scx.extends.hook_mgr().message_dropped(None, from, p, reason).await;
+                        return Ok(());
+                    }
+                }
+
                 let message_storage_available = {
                     #[cfg(feature = "msgstore")]
                     {
