@@ -9,7 +9,18 @@ import type { MqttClient } from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
 
 import type * as Addon from '../index'
-import { cleanup, connect, inbox, listener, MqttServer, subscribe, track, urlFor, withDeadline, EVENT_TIMEOUT } from './helpers'
+import {
+  cleanup,
+  connect,
+  inbox,
+  listener,
+  MqttServer,
+  subscribe,
+  track,
+  urlFor,
+  withDeadline,
+  EVENT_TIMEOUT,
+} from './helpers'
 
 afterEach(cleanup)
 
