@@ -611,7 +611,9 @@ export interface ListenerConfig {
    * Most connections this listener holds at once (1-4294967295), counted
    * from their CONNECT to their close. One more is refused: CONNACK 0x97
    * *Quota exceeded* (MQTT 5), 3 *Server unavailable* (3.1.1). Default:
-   * no limit but the process's open-file limit.
+   * the process's open-file limit less an eighth (at least 64) kept for
+   * the application, one bound shared by the listeners without
+   * `maxConnections` (none on Windows).
    */
   maxConnections?: number
   /**
@@ -627,6 +629,22 @@ export interface ListenerConfig {
    * SUBACK (0x8F; 3.1.1: 0x80). Default 65535: MQTT's own bound.
    */
   maxTopicLength?: number
+  /**
+   * How fast each connection may publish: `messages` and/or `bytes`
+   * (topic and payload) per second, with bursts of up to one second's
+   * worth. A client past it is throttled: the broker reads nothing more
+   * from it until it is back within the rate, and TCP holds it back. It
+   * is not disconnected. Default: no limit.
+   */
+  maxPublishRate?: PublishRateConfig
+  /**
+   * Most topic and payload bytes queued for a client whose session is
+   * offline (1-9007199254740991). A message that does not fit is dropped,
+   * whatever its QoS, and reported through `onMessageDropped`, as one past
+   * `maxMqueueLen`. (A connected client's queue is bounded by flow
+   * control, which holds publishers back.) Default 67108864 (64 MiB).
+   */
+  maxQueuedBytes?: number
 }
 
 /** A listener as it is actually bound. */
@@ -785,6 +803,14 @@ export interface PublishProperties {
   messageExpiryInterval?: number
 }
 
+/** Inbound publish rate of each connection of a listener; give one or both. */
+export interface PublishRateConfig {
+  /** PUBLISH packets per second, 1-4294967295. */
+  messages?: number
+  /** Topic and payload bytes per second, 1-9007199254740991. */
+  bytes?: number
+}
+
 /** A client PUBLISH being authorized. */
 export interface PublishRequest {
   topic: string
@@ -876,6 +902,20 @@ export interface ServerConfig {
   jwt?: JwtConfig
   /** Keep retained messages on disk, in `storage.path`. Default: in memory. */
   storage?: StorageConfig
+  /**
+   * Most retained messages kept in all (1-4294967295). Beyond it a
+   * retained message for a new topic is refused (MQTT 5 QoS 1/2: 0x97
+   * *Quota exceeded*; reported to `onMessageDropped`); replacing or
+   * clearing one still works. Default: no limit (`maxRetainedBytes` bounds them).
+   */
+  maxRetainedMessages?: number
+  /**
+   * Most bytes (topics and payloads) of all retained messages together
+   * (1-9007199254740991), refused beyond it as past
+   * `maxRetainedMessages`; a replacement is refused only if it is larger
+   * and takes the total over. Default 268435456 (256 MiB).
+   */
+  maxRetainedBytes?: number
 }
 
 /** What `server.stats()` returns: counts since `start()`, exact. */

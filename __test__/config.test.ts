@@ -44,7 +44,7 @@ describe('invalid config rejects with InvalidArg naming the field', () => {
     [
       'unknown top-level field',
       { listeners: [tcp()], foo: 1 },
-      /^foo: unknown field `foo`, expected one of `listeners`, `pluginsConfigDir`, `workerThreads`, `maxSessionExpiryInterval`, `sessionExpiryInterval`, `sysTopics`, `acl`, `aclDefault`, `users`, `passwordFile`, `jwt`, `storage`$/,
+      /^foo: unknown field `foo`, expected one of `listeners`, `pluginsConfigDir`, `workerThreads`, `maxSessionExpiryInterval`, `sessionExpiryInterval`, `sysTopics`, `acl`, `aclDefault`, `users`, `passwordFile`, `jwt`, `storage`, `maxRetainedMessages`, `maxRetainedBytes`$/,
     ],
     [
       'unknown listener field',

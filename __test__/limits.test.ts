@@ -17,10 +17,13 @@ import {
   connectRefused,
   EVENT_TIMEOUT,
   inbox,
+  killChildren,
   type ListenerInfo,
   listener,
   MQTT_VERSIONS,
   type Protocol,
+  ROOT,
+  spawnTracked,
   startServer,
   subscribe,
   urlFor,
@@ -31,6 +34,7 @@ const raws = new Set<RawClient>()
 afterEach(async () => {
   for (const r of raws) r.socket.destroy()
   raws.clear()
+  killChildren()
   await cleanup()
 })
 
@@ -92,6 +96,36 @@ describe('maxConnections', () => {
     await connect(urlFor(listeners[0]))
     expect((await connectRefused(urlFor(listeners[0]))).code).toBe(SERVER_UNAVAILABLE)
     expect((await connect(urlFor(listeners[1]))).connected).toBe(true)
+  })
+})
+
+describe('maxConnections by default', () => {
+  it('is the open-file limit less a reserve: under `prlimit --nofile=160` the 97th connection is refused (0x97 / 3), the 96 keep working', async () => {
+    // A broker in a child process whose open-file limit is 160: the default
+    // keeps max(160 / 8, 64) = 64 for the rest of the process, so 96.
+    const script = `
+      const { MqttServer } = require(${JSON.stringify(`${ROOT}/index.js`)})
+      new MqttServer()
+        .start({ listeners: [{ protocol: 'tcp', port: 0, address: '127.0.0.1' }] })
+        .then(([l]) => console.log('port', l.port))`
+    const broker = spawnTracked('prlimit', ['--nofile=160:160', process.execPath, '-e', script])
+    const port = Number((await broker.stdoutMatch(/port (\d+)/))[1])
+    const connack = async (version: 4 | 5, clientId: string) => {
+      const c = new RawClient(netConnect({ port, host: '127.0.0.1' }))
+      raws.add(c)
+      await once(c.socket, 'connect')
+      await c.write(connectPacket({ version, clientId }))
+      return { c, code: (await c.next(CONNACK)).body[1] }
+    }
+    const admitted = []
+    for (let i = 0; i < 96; i++) admitted.push(await connack(i % 2 ? 5 : 4, `c${i}`))
+    expect(admitted.map((a) => a.code)).toEqual(Array(96).fill(0))
+    expect((await connack(5, 'over5')).code).toBe(QUOTA_EXCEEDED)
+    expect((await connack(4, 'over4')).code).toBe(SERVER_UNAVAILABLE)
+    // The admitted ones are still served.
+    const first = admitted[0].c
+    await first.write(Buffer.from([0xc0, 0]))
+    await first.next(13)
   })
 })
 

@@ -361,6 +361,7 @@ async fn setup(
   rmqtt_retainer::register_named(&scx, RETAINER, true, false)
     .await
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
+  crate::retained_quota::register(&scx, spec.retained_limits).await;
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   let flow = backpressure::register(&scx).await;
   let stats = crate::stats::register(&scx).await;

@@ -59,6 +59,18 @@ pub struct ServerConfig {
   pub jwt: Option<crate::jwt::JwtConfig>,
   /// Keep retained messages on disk, in `storage.path`. Default: in memory.
   pub storage: Option<crate::storage::StorageConfig>,
+  /// Most retained messages kept in all (1-4294967295). Beyond it a
+  /// retained message for a new topic is refused (MQTT 5 QoS 1/2: 0x97
+  /// *Quota exceeded*; reported to `onMessageDropped`); replacing or
+  /// clearing one still works. Default: no limit (`maxRetainedBytes` bounds them).
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_retained_messages: Option<f64>,
+  /// Most bytes (topics and payloads) of all retained messages together
+  /// (1-9007199254740991), refused beyond it as past
+  /// `maxRetainedMessages`; a replacement is refused only if it is larger
+  /// and takes the total over. Default 268435456 (256 MiB).
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_retained_bytes: Option<f64>,
 }
 
 /// One network endpoint of the broker.
@@ -163,7 +175,9 @@ pub struct ListenerConfig {
   /// Most connections this listener holds at once (1-4294967295), counted
   /// from their CONNECT to their close. One more is refused: CONNACK 0x97
   /// *Quota exceeded* (MQTT 5), 3 *Server unavailable* (3.1.1). Default:
-  /// no limit but the process's open-file limit.
+  /// the process's open-file limit less an eighth (at least 64) kept for
+  /// the application, one bound shared by the listeners without
+  /// `maxConnections` (none on Windows).
   #[serde(default, deserialize_with = "opt_number")]
   pub max_connections: Option<f64>,
   /// Most connections to this listener from one IP address (1-4294967295),
@@ -177,6 +191,19 @@ pub struct ListenerConfig {
   /// SUBACK (0x8F; 3.1.1: 0x80). Default 65535: MQTT's own bound.
   #[serde(default, deserialize_with = "opt_number")]
   pub max_topic_length: Option<f64>,
+  /// How fast each connection may publish: `messages` and/or `bytes`
+  /// (topic and payload) per second, with bursts of up to one second's
+  /// worth. A client past it is throttled: the broker reads nothing more
+  /// from it until it is back within the rate, and TCP holds it back. It
+  /// is not disconnected. Default: no limit.
+  pub max_publish_rate: Option<crate::publish_rate::PublishRateConfig>,
+  /// Most topic and payload bytes queued for a client whose session is
+  /// offline (1-9007199254740991). A message that does not fit is dropped,
+  /// whatever its QoS, and reported through `onMessageDropped`, as one past
+  /// `maxMqueueLen`. (A connected client's queue is bounded by flow
+  /// control, which holds publishers back.) Default 67108864 (64 MiB).
+  #[serde(default, deserialize_with = "opt_number")]
+  pub max_queued_bytes: Option<f64>,
 }
 
 /// Options for `MqttServer.createMultiProtocolConfig()`. Each port given opens
@@ -245,6 +272,8 @@ pub fn basic(
     password_file: None,
     jwt: None,
     storage: None,
+    max_retained_messages: None,
+    max_retained_bytes: None,
   })
 }
 
@@ -293,6 +322,8 @@ pub fn multi_protocol(options: serde_json::Value) -> Result<ServerConfig> {
     password_file: None,
     jwt: None,
     storage: None,
+    max_retained_messages: None,
+    max_retained_bytes: None,
   })
 }
 
@@ -327,6 +358,8 @@ fn listener_config(
     max_connections: None,
     max_connections_per_ip: None,
     max_topic_length: None,
+    max_publish_rate: None,
+    max_queued_bytes: None,
   }
 }
 
@@ -424,6 +457,9 @@ pub struct Limits {
   pub max_connections: Option<usize>,
   pub max_connections_per_ip: Option<usize>,
   pub max_topic_length: Option<usize>,
+  /// Messages and bytes per second (0: no limit).
+  pub max_publish_rate: Option<(u32, u64)>,
+  pub max_queued_bytes: Option<usize>,
 }
 
 /// A listener whose every field has been checked; binding it can only fail
@@ -459,6 +495,8 @@ pub struct BrokerSpec {
   pub acl_default: bool,
   pub users: Option<crate::passwd::Users>,
   pub jwt: Option<crate::jwt::Jwt>,
+  /// `maxRetainedMessages`, `maxRetainedBytes` (with its default).
+  pub retained_limits: crate::retained_quota::Limits,
 }
 
 /// `maxSessionExpiryInterval` when not given: rmqtt's own lifetime of an
@@ -549,6 +587,17 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     users,
     jwt,
     storage,
+    retained_limits: crate::retained_quota::Limits {
+      max_messages: config
+        .max_retained_messages
+        .map(|v| integer("maxRetainedMessages", v, 1, u32::MAX as u64))
+        .transpose()?
+        .map(|v| v as usize),
+      max_bytes: Some(match config.max_retained_bytes {
+        Some(v) => integer("maxRetainedBytes", v, 1, (1 << 53) - 1)? as usize,
+        None => crate::retained_quota::DEFAULT_MAX_BYTES,
+      }),
+    },
   })
 }
 
@@ -630,6 +679,13 @@ async fn listener_spec(
       u32::MAX as u64,
     )?
     .map(|v| v as usize),
+    max_publish_rate: l
+      .max_publish_rate
+      .as_ref()
+      .map(|r| crate::publish_rate::parse(&field("maxPublishRate"), r))
+      .transpose()?,
+    max_queued_bytes: opt("maxQueuedBytes", l.max_queued_bytes, 1, (1 << 53) - 1)?
+      .map(|v| v as usize),
   };
 
   Ok(ListenerSpec {

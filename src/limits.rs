@@ -7,6 +7,11 @@
 //!
 //! A connection still in its handshake (TCP open, no CONNECT) is not counted:
 //! `handshakeTimeout` bounds those.
+//!
+//! The listeners without `maxConnections` share a default: the process's
+//! open-file limit, less a reserve for the application and the broker's own
+//! files. Past it a client gets the same refusal, rather than the broker
+//! running the process out of file descriptors (the application's too).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,8 +24,8 @@ use rmqtt::types::ListenerId;
 
 use crate::config::ListenerSpec;
 
-/// Installs the gate when a listener has a connection limit; a broker
-/// without one pays nothing.
+/// Installs the gate: every broker has at least the default limit (one
+/// atomic count per connection).
 pub fn register(scx: &ServerContext, listeners: &[ListenerSpec]) {
   let limits: Vec<Limit> = listeners
     .iter()
@@ -30,14 +35,20 @@ pub fn register(scx: &ServerContext, listeners: &[ListenerSpec]) {
       count: AtomicUsize::new(0),
     })
     .collect();
-  if limits
-    .iter()
-    .all(|l| l.max.is_none() && l.max_per_ip.is_none())
+  let shared = default_max_connections();
+  if shared.is_none()
+    && limits
+      .iter()
+      .all(|l| l.max.is_none() && l.max_per_ip.is_none())
   {
     return;
   }
   let gate = Gate(Arc::new(Counts {
     limits,
+    shared: shared.map(|max| Shared {
+      max,
+      count: AtomicUsize::new(0),
+    }),
     per_ip: Mutex::new(HashMap::new()),
   }));
   if scx.extends.admission_gate.set(Arc::new(gate)).is_err() {
@@ -51,9 +62,46 @@ struct Limit {
   count: AtomicUsize,
 }
 
+/// The default of the listeners without `maxConnections`, counted over them all.
+struct Shared {
+  max: usize,
+  count: AtomicUsize,
+}
+
+/// File descriptors kept out of the default for everything but client
+/// connections: an eighth of the limit, at least this many.
+const FD_RESERVE: usize = 64;
+
+/// The default `maxConnections`: the open-file limit when `start()` runs
+/// (Node raises it to the hard limit at startup), less the reserve. `None`
+/// when unlimited or unknown.
+fn default_max_connections() -> Option<usize> {
+  #[cfg(unix)]
+  {
+    let mut lim = libc::rlimit {
+      rlim_cur: 0,
+      rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+      || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+      return None;
+    }
+    let n = usize::try_from(lim.rlim_cur).ok()?;
+    Some(n.saturating_sub((n / 8).max(FD_RESERVE)).max(1))
+  }
+  #[cfg(not(unix))]
+  {
+    None
+  }
+}
+
 struct Counts {
   /// By listener id (its position in `listeners`).
   limits: Vec<Limit>,
+  /// For the listeners without `maxConnections`.
+  shared: Option<Shared>,
   /// Connections by listener and address, for listeners with a per-IP
   /// limit; an address leaves the map with its last connection.
   per_ip: Mutex<HashMap<(ListenerId, IpAddr), usize>>,
@@ -94,30 +142,44 @@ impl Gate {
     let mut permit = Permit {
       counts: self.0.clone(),
       listener: None,
+      shared: false,
       per_ip,
     };
     if let Some(max) = limit.max {
-      let admitted = limit
-        .count
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-          (n < max).then_some(n + 1)
-        })
-        .is_ok();
-      if !admitted {
+      if !take(&limit.count, max) {
         return Err(format!(
           "the listener has {max} connections (maxConnections)"
         ));
       }
       permit.listener = Some(lid);
+    } else if let Some(shared) = &self.0.shared {
+      if !take(&shared.count, shared.max) {
+        return Err(format!(
+          "the broker has {} connections, the default limit (the open-file limit less a reserve; set maxConnections)",
+          shared.max
+        ));
+      }
+      permit.shared = true;
     }
     Ok(Box::new(permit))
   }
+}
+
+/// Counts one more, unless `max` are counted already.
+fn take(count: &AtomicUsize, max: usize) -> bool {
+  count
+    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+      (n < max).then_some(n + 1)
+    })
+    .is_ok()
 }
 
 /// Held by an admitted connection; gives its place back when dropped.
 struct Permit {
   counts: Arc<Counts>,
   listener: Option<ListenerId>,
+  /// Counted in `Counts::shared`.
+  shared: bool,
   per_ip: Option<(ListenerId, IpAddr)>,
 }
 
@@ -127,6 +189,11 @@ impl Drop for Permit {
       self.counts.limits[lid as usize]
         .count
         .fetch_sub(1, Ordering::AcqRel);
+    }
+    if self.shared {
+      if let Some(shared) = &self.counts.shared {
+        shared.count.fetch_sub(1, Ordering::AcqRel);
+      }
     }
     if let Some(key) = self.per_ip {
       let mut map = self.counts.per_ip.lock().unwrap_or_else(|e| e.into_inner());

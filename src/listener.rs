@@ -27,6 +27,10 @@ pub fn max_packet_size(spec: &ListenerSpec) -> u32 {
 /// default is no limit.
 const DEFAULT_MAX_TOPIC_LEVELS: usize = 128;
 
+/// Bounds what one session can hold queued (1000 messages of up to 1 MiB
+/// by default: 1 GiB) to a size a broker can afford for many.
+const DEFAULT_MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+
 /// A listener as it is actually bound.
 #[napi(object)]
 #[derive(Clone, Debug)]
@@ -117,6 +121,15 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), StartError>
   if let Some(v) = spec.limits.max_subscriptions {
     b = b.max_subscriptions(v);
   }
+  if let Some((messages, bytes)) = spec.limits.max_publish_rate {
+    b = b.max_publish_rate(messages, bytes);
+  }
+  b = b.max_mqueue_bytes(
+    spec
+      .limits
+      .max_queued_bytes
+      .unwrap_or(DEFAULT_MAX_QUEUED_BYTES),
+  );
   if let Some(tls) = &spec.tls {
     let pem = tls
       .pem

@@ -98,6 +98,7 @@ pub async fn delete(scx: &ServerContext, topic: String) -> Result<bool, String> 
       .set(&topic, retain_msg, None)
       .await
       .map_err(|e| format!("deleteRetained: {e}"))?;
+    crate::retained_quota::cleared(scx, &topic);
   }
   Ok(existed)
 }

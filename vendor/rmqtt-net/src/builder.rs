@@ -134,6 +134,12 @@ pub struct Builder {
     pub max_topic_levels: usize,
     /// fork patch: longest topic name or filter, in bytes (0 = unlimited)
     pub max_topic_length: usize,
+    /// fork patch: most PUBLISH packets a connection may send per second (0 = unlimited)
+    pub max_publish_rate_messages: u32,
+    /// fork patch: most topic and payload bytes a connection may publish per second (0 = unlimited)
+    pub max_publish_rate_bytes: u64,
+    /// fork patch: most topic and payload bytes queued for one session (0 = unlimited)
+    pub max_mqueue_bytes: usize,
     /// Duration before inactive sessions expire
     pub session_expiry_interval: Duration,
     /// The upper limit for how long a session can remain valid before it must expire,
@@ -241,6 +247,9 @@ impl Builder {
             max_qos_allowed: QoS::ExactlyOnce,
             max_topic_levels: 0,
             max_topic_length: 0,
+            max_publish_rate_messages: 0,
+            max_publish_rate_bytes: 0,
+            max_mqueue_bytes: 0,
             session_expiry_interval: Duration::from_secs(2 * 60 * 60),
             max_session_expiry_interval: Duration::ZERO,
             message_retry_interval: Duration::from_secs(20),
@@ -412,6 +421,20 @@ impl Builder {
     /// fork patch: sets the longest topic name or filter, in bytes
     pub fn max_topic_length(mut self, max_topic_length: usize) -> Self {
         self.max_topic_length = max_topic_length;
+        self
+    }
+
+    /// fork patch: sets the inbound publish rate of each connection
+    /// (messages and bytes per second, 0 = unlimited)
+    pub fn max_publish_rate(mut self, messages: u32, bytes: u64) -> Self {
+        self.max_publish_rate_messages = messages;
+        self.max_publish_rate_bytes = bytes;
+        self
+    }
+
+    /// fork patch: sets the most topic and payload bytes queued per session
+    pub fn max_mqueue_bytes(mut self, max_mqueue_bytes: usize) -> Self {
+        self.max_mqueue_bytes = max_mqueue_bytes;
         self
     }
 

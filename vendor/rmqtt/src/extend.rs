@@ -101,6 +101,18 @@ pub struct Manager {
     pub traffic_counter: std::sync::OnceLock<std::sync::Arc<dyn crate::shared::TrafficCounter>>,
     /// fork patch: connection limits (see `AdmissionGate`).
     pub admission_gate: std::sync::OnceLock<std::sync::Arc<dyn AdmissionGate>>,
+    /// fork patch: limits on the retained messages (see `RetainQuota`).
+    pub retain_quota: std::sync::OnceLock<std::sync::Arc<dyn RetainQuota>>,
+}
+
+/// fork patch: whether a retained message may be stored (limits on all
+/// retained messages together). Asked for each one, a deletion (empty
+/// payload) included, before it is stored or routed; admitted, it counts as
+/// stored. A refused message is dropped: not stored, not routed, reported
+/// through `message_dropped`, and a client's QoS 1/2 PUBLISH is answered
+/// 0x97 Quota exceeded.
+pub trait RetainQuota: Send + Sync {
+    fn admit(&self, topic: &str, payload_len: usize, expiry: Option<std::time::Duration>) -> bool;
 }
 
 /// fork patch: what a connection holds while it lives once admitted; dropped
@@ -142,6 +154,7 @@ impl Manager {
             forward_gate: std::sync::OnceLock::new(),
             traffic_counter: std::sync::OnceLock::new(),
             admission_gate: std::sync::OnceLock::new(),
+            retain_quota: std::sync::OnceLock::new(),
         }
     }
 

@@ -82,6 +82,7 @@ pub mod hook; // Event hook system
 pub mod inflight; // In-flight message tracking
 pub mod inflight_queue; // fork patch: the in-flight window's storage
 pub mod node; // Cluster node management
+pub(crate) mod publish_rate; // fork patch: inbound publish rate
 pub mod queue; // Message queue implementation
 pub mod router; // Message routing core
 pub mod server; // Server lifecycle management

@@ -38,6 +38,7 @@
 use std::collections::vec_deque::VecDeque;
 use std::num::NonZeroU32;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -168,6 +169,12 @@ impl<T> Sender<T> {
     pub fn pop(&self) -> Option<T> {
         self.queue.pop()
     }
+
+    /// fork patch: whether `v` fits the queue's byte bound (see `Queue::max_bytes`).
+    #[inline]
+    pub fn fits_bytes(&self, v: &T) -> bool {
+        self.queue.fits_bytes(v)
+    }
 }
 
 /// Stream adapter that polls the underlying MPSC receiver and
@@ -240,6 +247,11 @@ impl Limiter {
 pub struct Queue<T> {
     cap: usize,
     inner: Mutex<VecDeque<T>>,
+    /// fork patch: the bound in bytes (0: none), as `weigh` counts them,
+    /// and what the queue holds (changed under `inner`'s lock).
+    max_bytes: usize,
+    weigh: Option<fn(&T) -> usize>,
+    bytes: AtomicUsize,
     on_push_fn: Option<Arc<dyn OnEventFn>>,
     on_pop_fn: Option<Arc<dyn OnEventFn>>,
 }
@@ -254,7 +266,35 @@ impl<T> Drop for Queue<T> {
 impl<T> Queue<T> {
     #[inline]
     pub fn new(cap: usize) -> Self {
-        Self { cap, inner: Mutex::new(VecDeque::new()), on_push_fn: None, on_pop_fn: None }
+        Self {
+            cap,
+            inner: Mutex::new(VecDeque::new()),
+            max_bytes: 0,
+            weigh: None,
+            bytes: AtomicUsize::new(0),
+            on_push_fn: None,
+            on_pop_fn: None,
+        }
+    }
+
+    /// fork patch: counts the queue's bytes, as `weigh` counts them, for
+    /// `fits_bytes` to compare with `max_bytes`: the caller decides where the
+    /// bound applies (`push` does not refuse by bytes).
+    #[inline]
+    pub fn max_bytes(&mut self, max_bytes: usize, weigh: fn(&T) -> usize) {
+        self.max_bytes = max_bytes;
+        self.weigh = Some(weigh);
+    }
+
+    #[inline]
+    fn weight(&self, v: &T) -> usize {
+        self.weigh.map_or(0, |w| w(v))
+    }
+
+    /// fork patch: whether `v` fits the byte bound beside what is queued.
+    #[inline]
+    pub fn fits_bytes(&self, v: &T) -> bool {
+        self.max_bytes == 0 || self.bytes.load(Ordering::Relaxed) + self.weight(v) <= self.max_bytes
     }
 
     #[inline]
@@ -282,6 +322,9 @@ impl<T> Queue<T> {
         if let Some(f) = self.on_push_fn.as_ref() {
             f();
         }
+        if self.max_bytes > 0 {
+            self.bytes.fetch_add(self.weight(&v), Ordering::Relaxed);
+        }
         inner.push_back(v);
         Ok(())
     }
@@ -292,6 +335,9 @@ impl<T> Queue<T> {
         if let Some(v) = inner.pop_front() {
             if let Some(f) = self.on_pop_fn.as_ref() {
                 f();
+            }
+            if self.max_bytes > 0 {
+                self.bytes.fetch_sub(self.weight(&v), Ordering::Relaxed);
             }
             Some(v)
         } else {

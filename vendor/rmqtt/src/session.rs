@@ -196,6 +196,8 @@ pub struct SessionState {
     pub server_topic_aliases: Option<Arc<ServerTopicAliases>>,
     pub client_topic_aliases: Option<Arc<ClientTopicAliases>>,
     in_inflight: InInflight,
+    /// fork patch: this connection's inbound publish rate, if limited.
+    publish_rate: Option<crate::publish_rate::PublishRate>,
 }
 
 impl fmt::Debug for SessionState {
@@ -241,6 +243,10 @@ impl SessionState {
         );
         let scx = session.scx.clone();
         let max_inflight = session.listen_cfg().max_inflight;
+        let publish_rate = crate::publish_rate::PublishRate::new(
+            session.listen_cfg().max_publish_rate_messages,
+            session.listen_cfg().max_publish_rate_bytes,
+        );
         Self {
             inner: session,
             tx,
@@ -250,6 +256,7 @@ impl SessionState {
             server_topic_aliases,
             client_topic_aliases,
             in_inflight: InInflight::new(scx, max_inflight.get()),
+            publish_rate,
         }
     }
 
@@ -675,7 +682,7 @@ impl SessionState {
                                 //hook, offline_message
                                 self.hook.offline_message(from.clone(), &p).await;
 
-                                if let Err((from, p)) = deliver_queue_tx.send((from, p)).await {
+                                if let Err((from, p)) = Self::queue_offline(deliver_queue_tx, (from, p)).await {
                                     log::debug!("{:?} offline deliver_dropped, from: {:?}, {:?}", self.id, from, p);
                                     //hook, message_dropped
                                    self.scx.extends.hook_mgr().message_dropped(Some(self.id.clone()), from, p, Reason::MessageQueueFull).await;
@@ -699,7 +706,7 @@ impl SessionState {
                                         // rule, sys-topic offline counters, audit plugins) do not
                                         // miss the messages drained on kick.
                                         self.hook.offline_message(from.clone(), &p).await;
-                                        if let Err((from, p)) = deliver_queue_tx.send((from, p)).await {
+                                        if let Err((from, p)) = Self::queue_offline(deliver_queue_tx, (from, p)).await {
                                             log::debug!("{:?} offline deliver_dropped, from: {:?}, {:?}", self.id, from, p);
                                             self.scx
                                                 .extends
@@ -1016,6 +1023,45 @@ impl SessionState {
         }
     }
 
+    /// fork patch: queues a message for the session while it is offline:
+    /// past the listener's `max_mqueue_bytes` it is refused (the caller drops
+    /// and reports it, as past `max_mqueue_len`), whatever its QoS, since
+    /// dropping the oldest might not make room. A connected session's queue
+    /// is bounded by the forward gate's flow control instead, which holds
+    /// its publishers rather than dropping.
+    async fn queue_offline(
+        deliver_queue_tx: &MessageSender,
+        msg: (From, Publish),
+    ) -> std::result::Result<(), (From, Publish)> {
+        if !deliver_queue_tx.fits_bytes(&msg) {
+            return Err(msg);
+        }
+        deliver_queue_tx.send(msg).await
+    }
+
+    /// fork patch: counts a PUBLISH of `len` bytes against the
+    /// connection's rate (`max_publish_rate`). Past it the session loop
+    /// reads nothing more from the client (but the acks of deliveries to it)
+    /// until the debt is paid: a hold left in `READ_GATE`, after any the
+    /// forward gate left. The client is throttled, not disconnected.
+    fn charge_publish_rate(&mut self, len: usize) {
+        let Some(wait) = self.publish_rate.as_mut().and_then(|r| r.charge(len)) else {
+            return;
+        };
+        // The deadline is set now, not when the hold is first polled.
+        let hold: futures::future::BoxFuture<'static, ()> = Box::pin(tokio::time::sleep(wait));
+        let _ = crate::shared::READ_GATE.try_with(|slot| {
+            let mut slot = slot.borrow_mut();
+            *slot = Some(match slot.take() {
+                Some(first) => Box::pin(async move {
+                    first.await;
+                    hold.await
+                }),
+                None => hold,
+            });
+        });
+    }
+
     #[inline]
     async fn process_mqtt_message<Io>(
         &mut self,
@@ -1030,12 +1076,16 @@ impl SessionState {
             Packet::V3(v3::Packet::Publish(publish)) => {
                 log::debug!("{} publish: {:?}", self.id, publish);
                 let p: Publish = publish.into();
+                let len = p.topic.len() + p.payload.len();
                 self.process_publish(sink, p.create_time(crate::clock::timestamp_millis())).await?;
+                self.charge_publish_rate(len);
             }
             Packet::V5(v5::Packet::Publish(publish)) => {
                 log::debug!("{} publish: {:?}", self.id, publish);
                 let p: Publish = publish.into();
+                let len = p.topic.len() + p.payload.len();
                 self.process_publish(sink, p.create_time(crate::clock::timestamp_millis())).await?;
+                self.charge_publish_rate(len);
             }
 
             Packet::V3(v3::Packet::PublishRelease { packet_id }) => {
@@ -1226,6 +1276,19 @@ impl SessionState {
                 //hook, message_publish
                 let p = self.hook.message_publish(from.clone(), &p).await.unwrap_or(p);
                 log::debug!("process_last_will, publish: {p:?}");
+
+                // fork patch: a will is a publish of its client, authorized
+                // as one when it is published (as mosquitto does): it went
+                // round the ACL, so a client could publish where it may not.
+                if self.hook.enabled(HookType::MessagePublishCheckAcl) {
+                    let acl_result = self.hook.message_publish_check_acl(&p).await;
+                    if !acl_result.is_allow() {
+                        log::debug!("{:?} will refused by the ACL, topic: {:?}", self.id, p.topic);
+                        let reason = Reason::PublishResult(acl_result.pub_res());
+                        self.scx.extends.hook_mgr().message_dropped(None, from, p, reason).await;
+                        return Ok(());
+                    }
+                }
 
                 let message_storage_available = {
                     #[cfg(feature = "msgstore")]
@@ -1520,7 +1583,26 @@ impl SessionState {
             None
         };
 
-        Self::forwards(&self.scx, from, publish, message_storage_available, message_expiry_interval).await?;
+        // fork patch: a retained publish the quota refuses (`RetainQuota`)
+        // is dropped and the client told, not disconnected. Only a retained
+        // publish is copied for the report.
+        let refused = publish.retain.then(|| (from.clone(), publish.clone()));
+        if let Err(e) =
+            Self::forwards(&self.scx, from, publish, message_storage_available, message_expiry_interval).await
+        {
+            if let (
+                Some((from, publish)),
+                Some(MqttError::PublishAckReason(PublishAckReason::QuotaExceeded, why)),
+            ) = (refused, e.downcast_ref::<MqttError>())
+            {
+                let pub_res =
+                    PublishResult::reason_code(PublishAckReason::QuotaExceeded, Some(why.clone()), false);
+                let reason = Reason::PublishResult(pub_res.clone());
+                self.scx.extends.hook_mgr().message_dropped(None, from, publish, reason).await;
+                return Ok(pub_res);
+            }
+            return Err(e);
+        }
 
         Ok(PublishResult::success())
     }
@@ -2330,6 +2412,17 @@ impl SessionState {
     ) -> Result<()> {
         let retain = scx.extends.retain().await;
         if retain.enable() {
+            // fork patch: the retained-message quota, before the message
+            // is stored or routed (see `RetainQuota`).
+            if let Some(quota) = scx.extends.retain_quota.get() {
+                if !quota.admit(&publish.topic, publish.payload.len(), message_expiry_interval) {
+                    return Err(MqttError::PublishAckReason(
+                        PublishAckReason::QuotaExceeded,
+                        ByteString::from_static("retained message quota exceeded"),
+                    )
+                    .into());
+                }
+            }
             let retain_msg = Retain { msg_id, from: from.clone(), publish: publish.clone() };
             retain.set(&publish.topic, retain_msg.clone(), message_expiry_interval).await?;
             let _ = scx
@@ -2767,6 +2860,11 @@ impl Session {
         };
         #[allow(unused_mut)]
         let mut deliver_queue = MessageQueue::new(max_mqueue_len);
+        // fork patch: `max_mqueue_bytes` bounds what the queue holds in
+        // topic and payload bytes while the session is offline (`queue_offline`).
+        if listen_cfg.max_mqueue_bytes > 0 {
+            deliver_queue.max_bytes(listen_cfg.max_mqueue_bytes, |(_, p)| p.topic.len() + p.payload.len());
+        }
 
         #[cfg(feature = "stats")]
         {

@@ -1,0 +1,178 @@
+//! `maxRetainedMessages` and `maxRetainedBytes`: bounds on all retained
+//! messages together, enforced through the fork's `RetainQuota` (rmqtt
+//! 0045-limits). Beyond them a retained message for a new topic is
+//! refused: not stored, not routed, reported through `onMessageDropped`;
+//! a client's QoS 1/2 PUBLISH gets 0x97 *Quota exceeded* (MQTT 5). Clearing
+//! a retained message always works, and so does replacing one, unless the
+//! replacement is larger and takes the total over `maxRetainedBytes`.
+//!
+//! rmqtt-retainer's own `max_retained_messages` is not used: past it, it
+//! drops silently, replacements and deletions included.
+//!
+//! The retained store is the retainer's; this keeps its own account (topic,
+//! bytes, expiry) of what was admitted, seeded at start from a store on
+//! disk. Bytes are the topic's plus the payload's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmqtt::context::ServerContext;
+use rmqtt::extend::RetainQuota;
+
+/// `maxRetainedBytes` when not given: a bound on the memory clients can
+/// fill with retained messages (without one, any number of topics of up to
+/// `maxPacketSize` each).
+pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
+
+/// Read from a store on disk at start, this many at a time.
+const SEED_PAGE: usize = 1000;
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+  pub max_messages: Option<usize>,
+  pub max_bytes: Option<usize>,
+}
+
+struct Quota {
+  limits: Limits,
+  state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+  topics: HashMap<String, Entry>,
+  /// The sum of the entries' bytes, expired ones included until purged.
+  bytes: usize,
+}
+
+struct Entry {
+  bytes: usize,
+  expires: Option<Instant>,
+}
+
+impl State {
+  /// The live entry's bytes, if the topic has one.
+  fn live(&self, topic: &str, now: Instant) -> Option<usize> {
+    self
+      .topics
+      .get(topic)
+      .filter(|e| e.expires.is_none_or(|at| at > now))
+      .map(|e| e.bytes)
+  }
+
+  /// Counts `topic`'s message of `size` bytes, replacing any it had.
+  fn insert(&mut self, topic: &str, size: usize, expiry: Option<Duration>, now: Instant) {
+    self.remove(topic);
+    self.bytes += size;
+    // As the retainer: no interval, or 0, is no expiry.
+    let expires = expiry.filter(|d| !d.is_zero()).map(|d| now + d);
+    let entry = Entry {
+      bytes: size,
+      expires,
+    };
+    self.topics.insert(topic.to_string(), entry);
+  }
+
+  fn remove(&mut self, topic: &str) {
+    if let Some(e) = self.topics.remove(topic) {
+      self.bytes -= e.bytes;
+    }
+  }
+
+  fn purge_expired(&mut self, now: Instant) {
+    let before = self.topics.len();
+    let mut freed = 0;
+    self.topics.retain(|_, e| {
+      let keep = e.expires.is_none_or(|at| at > now);
+      if !keep {
+        freed += e.bytes;
+      }
+      keep
+    });
+    self.bytes -= freed;
+    if self.topics.len() != before {
+      log::debug!("retained quota: {} expired", before - self.topics.len());
+    }
+  }
+}
+
+impl Quota {
+  fn fits(&self, state: &State, old: Option<usize>, size: usize) -> bool {
+    let count_ok = old.is_some()
+      || self
+        .limits
+        .max_messages
+        .is_none_or(|max| state.topics.len() < max);
+    let bytes_ok = self.limits.max_bytes.is_none_or(|max| {
+      // A replacement that does not grow always fits.
+      old.is_some_and(|old| size <= old) || state.bytes - old.unwrap_or(0) + size <= max
+    });
+    count_ok && bytes_ok
+  }
+}
+
+impl RetainQuota for Quota {
+  fn admit(&self, topic: &str, payload_len: usize, expiry: Option<Duration>) -> bool {
+    let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    if payload_len == 0 {
+      state.remove(topic);
+      return true;
+    }
+    let now = Instant::now();
+    let size = topic.len() + payload_len;
+    let mut old = state.live(topic, now);
+    if !self.fits(&state, old, size) {
+      // Expired entries are only looked for when they could make room.
+      state.purge_expired(now);
+      old = state.live(topic, now);
+      if !self.fits(&state, old, size) {
+        return false;
+      }
+    }
+    state.insert(topic, size, expiry, now);
+    true
+  }
+}
+
+/// Installs the quota, with what the store already holds.
+pub async fn register(scx: &ServerContext, limits: Limits) {
+  if limits.max_messages.is_none() && limits.max_bytes.is_none() {
+    return;
+  }
+  let mut state = State::default();
+  let retain = scx.extends.retain().await;
+  let now = Instant::now();
+  let mut offset = 0;
+  loop {
+    let (page, more) = match retain.get_all_paginated(offset, SEED_PAGE).await {
+      Ok(page) => page,
+      Err(e) => {
+        log::warn!("retained quota: cannot read the retained store, counting from empty: {e}");
+        break;
+      }
+    };
+    offset += page.len();
+    for (topic, r, expiry) in page {
+      state.insert(&topic, topic.len() + r.publish.payload.len(), expiry, now);
+    }
+    if !more {
+      break;
+    }
+  }
+  let quota = Quota {
+    limits,
+    state: Mutex::new(state),
+  };
+  if scx.extends.retain_quota.set(Arc::new(quota)).is_err() {
+    log::warn!("the retained quota is already installed on this broker");
+  }
+}
+
+/// Tells the quota a retained message was cleared without a publish
+/// (`deleteRetained()`).
+pub fn cleared(scx: &ServerContext, topic: &str) {
+  if let Some(quota) = scx.extends.retain_quota.get() {
+    quota.admit(topic, 0, None);
+  }
+}
