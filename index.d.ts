@@ -907,10 +907,14 @@ export interface ServerStats {
   messagesSent: QosCounts
   /** Messages dropped (queue full, expired, refused), by QoS. */
   messagesDropped: QosCounts
-  /** Payload bytes of `messages_received`. */
-  payloadBytesReceived: number
-  /** Payload bytes of `messages_sent`. */
-  payloadBytesSent: number
+  /**
+   * Bytes of the MQTT packets read from clients, every packet whole
+   * (CONNECT, PINGREQ and acks included); TLS and WebSocket framing not
+   * counted.
+   */
+  bytesReceived: number
+  /** Bytes of the MQTT packets written to clients, counted the same way. */
+  bytesSent: number
   /** Seconds since `start()`. */
   uptimeSeconds: number
 }
