@@ -11,6 +11,15 @@ export interface MqttServer {
   [Symbol.asyncDispose](): Promise<void>
 }
 
+/**
+ * `using sub = await server.subscribe(...)` (or `await using`) unsubscribes
+ * when the scope ends: both disposers are `unsubscribe()`, which stops
+ * delivery at once. Defined in src/dispose.rs.
+ */
+export interface Subscription {
+  [Symbol.dispose](): void
+  [Symbol.asyncDispose](): Promise<void>
+}
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -108,7 +117,7 @@ export declare class MqttServer {
    * publishers back. `ready` resolves once it is subscribed; the loop ends
    * when the server stops. Throws on a bad argument.
    */
-  messages(filter: string, options?: SubscribeOptions): AsyncIterableIterator<MessageInfo> & { ready: Promise<void> }
+  messages(filter: string, options?: SubscribeOptions): AsyncIterableIterator<MessageInfo> & AsyncDisposable & { ready: Promise<void> }
   /**
    * Installs the hooks, replacing the set a previous `setHooks()` installed
    * (sets added with `addHooks()` stay). May be called before or while the
@@ -124,9 +133,11 @@ export declare class MqttServer {
    * needs every set that has the hook to allow, asked in order (the
    * `setHooks()` set first, then the added ones as added), and the first
    * denial wins. Returns the function that removes this set (true the
-   * first time). Throws as `setHooks()` does.
+   * first time); its `ready` promise resolves, on a running server, once
+   * the set decides every later event, as `setHooks()`' does (at once
+   * otherwise). Throws as `setHooks()` does.
    */
-  addHooks(hooks: HookCallbacks, options?: HookOptions): () => boolean
+  addHooks(hooks: HookCallbacks, options?: HookOptions): (() => boolean) & { ready: Promise<void> }
   /**
    * Replaces the ACL rules of the running broker, validated as `acl` of
    * `start()` (errors name the field: `acl[3].topics[0]`; invalid rules
@@ -947,10 +958,14 @@ export interface ServerStats {
   messagesSent: QosCounts
   /** Messages dropped (queue full, expired, refused), by QoS. */
   messagesDropped: QosCounts
-  /** Payload bytes of `messages_received`. */
-  payloadBytesReceived: number
-  /** Payload bytes of `messages_sent`. */
-  payloadBytesSent: number
+  /**
+   * Bytes of the MQTT packets read from clients, every packet whole
+   * (CONNECT, PINGREQ and acks included); TLS and WebSocket framing not
+   * counted.
+   */
+  bytesReceived: number
+  /** Bytes of the MQTT packets written to clients, counted the same way. */
+  bytesSent: number
   /** Seconds since `start()`. */
   uptimeSeconds: number
 }

@@ -223,6 +223,28 @@ describe('addHooks', () => {
     expect(denied.length).toBe(count)
   })
 
+  it('gives the remover a ready promise: once it resolves, the added set decides the next event', async () => {
+    let asked = 0
+    const { server, url } = await start((s) => {
+      s.setHooks({ onClientAuthenticate: () => ({ allow: true }) })
+    })
+    const pub = await connect(url, { protocolVersion: 5, username: 'u', password: 'p' })
+    const off = server.addHooks({
+      onClientPublishAuthorize: () => {
+        asked++
+        return { allow: false }
+      },
+    })
+    expect(typeof off.ready?.then).toBe('function')
+    await off.ready
+    // The first publish after it is asked, no retry needed.
+    await expect(pub.publishAsync('first', 'x', { qos: 1 })).rejects.toMatchObject({ code: 0x87 })
+    expect(asked).toBe(1)
+    // On a server that does not run, nothing to wait for.
+    const idle = track(new MqttServer())
+    await idle.addHooks({ onClientConnected: () => {} }).ready
+  })
+
   it('delivers notifications to every set that has them, each once', async () => {
     const a: string[] = []
     const b: string[] = []

@@ -174,7 +174,7 @@ impl Handler for FlowControl {
           self.forget(&old);
         }
       }
-      Parameter::MessageDropped(Some(to), ..) => self.count_gone(&to.client_id, false),
+      Parameter::MessageDropped(Some(to), ..) => self.count_gone(&to.client_id, 1, false),
       // Whatever was queued for a client that left is not coming out.
       Parameter::ClientDisconnected(s, _) => {
         if let Some((_, old)) = self
@@ -234,7 +234,7 @@ impl ForwardGate for FlowControl {
   }
 
   fn delivered(&self, client_id: &ClientId) {
-    self.count_gone(client_id, true);
+    self.count_gone(client_id, 1, true);
   }
 }
 
@@ -270,33 +270,41 @@ impl FlowControl {
 
   /// One message to `client_id` has been handled.
   pub fn count_out(&self, client_id: &ClientId) {
-    self.count_gone(client_id, true);
+    self.count_gone(client_id, 1, true);
   }
 
-  fn count_gone(&self, client_id: &ClientId, sent: bool) {
+  /// `n` messages to `client_id` have been handled: an in-process
+  /// subscriber counts a batch at once (one map look-up, not one per
+  /// message, on the JS thread).
+  pub fn count_out_n(&self, client_id: &ClientId, n: usize) {
+    if n > 0 {
+      self.count_gone(client_id, n, true);
+    }
+  }
+
+  fn count_gone(&self, client_id: &ClientId, n: usize, sent: bool) {
     if let Some(c) = self.subscribers.get(client_id) {
       // Saturating: retained and offline messages are sent without having
       // been counted on the way in.
-      let before = c
+      let Ok(before) = c
         .pending
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+          (v > 0).then(|| v.saturating_sub(n))
+        })
+      else {
+        return count_sent(&c, n, sent);
+      };
+      let after = before.saturating_sub(n);
       // One out, one in: wake one held publisher per message that leaves
       // below the mark. Waking all at once let each of them in together,
       // past a small queue.
-      if before == Ok(c.high) {
+      if before >= c.high && after < c.high {
         self.congested.fetch_sub(1, Ordering::Relaxed);
       }
-      if before.is_ok_and(|v| v <= c.high) {
+      for _ in after..before.min(c.high) {
         c.room.notify_one();
       }
-      if sent {
-        c.sent.fetch_add(1, Ordering::Relaxed);
-        for flag in [&c.stalled, &c.stopped] {
-          if flag.load(Ordering::Relaxed) {
-            flag.store(false, Ordering::Relaxed);
-          }
-        }
-      }
+      count_sent(&c, n, sent);
     }
   }
 
@@ -399,6 +407,19 @@ impl FlowControl {
   fn forget(&self, old: &Counters) {
     if old.pending.load(Ordering::Relaxed) >= old.high {
       self.congested.fetch_sub(1, Ordering::Relaxed);
+    }
+  }
+}
+
+/// `n` messages left a subscriber; `sent`: to it (not dropped), which shows
+/// it moves again.
+fn count_sent(c: &Counters, n: usize, sent: bool) {
+  if sent {
+    c.sent.fetch_add(n, Ordering::Relaxed);
+    for flag in [&c.stalled, &c.stopped] {
+      if flag.load(Ordering::Relaxed) {
+        flag.store(false, Ordering::Relaxed);
+      }
     }
   }
 }

@@ -374,7 +374,7 @@ async fn setup(
   let mut server = RmqttServer::new(scx.clone());
   let mut infos = Vec::with_capacity(spec.listeners.len());
   for (id, l) in spec.listeners.iter().enumerate() {
-    let (bound, info) = listener::bind(l)?;
+    let (bound, info) = listener::bind(l, stats.wire_bytes())?;
     // Keyed by position, not port: several listeners may ask for port 0.
     server = server.listener_by_id(bound, id as u16);
     infos.push(info);

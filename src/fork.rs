@@ -46,6 +46,15 @@ pub fn set_traffic_counter(scx: &ServerContext, counter: Arc<dyn TrafficCounter>
   scx.extends.traffic_counter.set(counter).is_ok()
 }
 
+/// Bytes of the MQTT packets a listener's connections read and write, set
+/// with `Builder::wire_bytes` (rmqtt-net 0012-wire-bytes).
+pub use rmqtt::net::WireBytes;
+
+/// Counts a listener's MQTT bytes in `wire` (rmqtt-net 0012-wire-bytes).
+pub fn count_wire_bytes(b: rmqtt::net::Builder, wire: &Arc<WireBytes>) -> rmqtt::net::Builder {
+  b.wire_bytes(wire.clone())
+}
+
 /// The reason to close a session with for `server.disconnect()`: an MQTT 5
 /// client is sent this DISCONNECT (rmqtt 0033-admin-disconnect).
 pub use rmqtt::session::admin_disconnect;

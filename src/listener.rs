@@ -1,5 +1,7 @@
 //! Binding one validated listener with rmqtt's network layer.
 
+use std::sync::Arc;
+
 use napi_derive::napi;
 use rmqtt::net::{Builder, Listener};
 
@@ -61,7 +63,10 @@ fn url(protocol: Protocol, addr: std::net::SocketAddr) -> String {
 
 /// Binds the socket and sets up the transport. Must run inside a tokio
 /// runtime (the socket registers with its reactor). Errors name the listener.
-pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), StartError> {
+pub fn bind(
+  spec: &ListenerSpec,
+  wire: &Arc<crate::fork::WireBytes>,
+) -> Result<(Listener, ListenerInfo), StartError> {
   let what = format!(
     "listener \"{}\" ({} on {})",
     spec.name,
@@ -91,6 +96,8 @@ pub fn bind(spec: &ListenerSpec) -> Result<(Listener, ListenerInfo), StartError>
         .message_retry_interval
         .unwrap_or(std::time::Duration::ZERO),
     );
+  // Every listener of a broker counts into its stats.
+  b = crate::fork::count_wire_bytes(b, wire);
   let inflight = spec.limits.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT);
   if let Some(v) = std::num::NonZeroU16::new(inflight) {
     b = b.max_inflight(v);

@@ -41,7 +41,7 @@ const messages = (server, filter, options) => {
   const release = () => {
     for (const [, r] of queue.splice(0)) r()
   }
-  return {
+  const iterator = {
     ready,
     [Symbol.asyncIterator]() {
       return this
@@ -65,4 +65,12 @@ const messages = (server, filter, options) => {
       return { value: undefined, done: true }
     },
   }
+  // `await using it = server.messages(...)`: leaving the scope unsubscribes,
+  // as leaving a for-await loop does (Node.js without the symbol: nothing).
+  if (typeof Symbol.asyncDispose === 'symbol') {
+    iterator[Symbol.asyncDispose] = async () => {
+      await iterator.return()
+    }
+  }
+  return iterator
 }

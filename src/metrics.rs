@@ -69,14 +69,14 @@ pub fn render(s: &ServerStats) -> String {
   }
   let bytes = [
     (
-      "mqtt_payload_received_bytes_total",
-      "Payload bytes of the messages received from clients.",
-      s.payload_bytes_received,
+      "mqtt_received_bytes_total",
+      "Bytes of the MQTT packets read from clients, headers included.",
+      s.bytes_received,
     ),
     (
-      "mqtt_payload_sent_bytes_total",
-      "Payload bytes of the messages sent to subscribers.",
-      s.payload_bytes_sent,
+      "mqtt_sent_bytes_total",
+      "Bytes of the MQTT packets written to clients, headers included.",
+      s.bytes_sent,
     ),
   ];
   for (name, help, value) in bytes {

@@ -344,7 +344,7 @@ impl MqttServer {
   /// when the server stops. Throws on a bad argument.
   #[napi(
     ts_args_type = "filter: string, options?: SubscribeOptions",
-    ts_return_type = "AsyncIterableIterator<MessageInfo> & { ready: Promise<void> }"
+    ts_return_type = "AsyncIterableIterator<MessageInfo> & AsyncDisposable & { ready: Promise<void> }"
   )]
   pub fn messages<'a>(
     &self,
@@ -374,14 +374,7 @@ impl MqttServer {
   ) -> Result<AsyncBlock<()>> {
     let set = HookSet::from_js(&env, &hooks, options, &self.inner.hooks)?;
     self.inner.hooks.replace(Some(set));
-    let attached = self.inner.sync_hooks();
-    AsyncBlockBuilder::new(async move {
-      if let Some(attached) = attached {
-        let _ = attached.await;
-      }
-      Ok(())
-    })
-    .build(&env)
+    attached(&env, self.inner.sync_hooks())
   }
 
   /// Adds a hook set next to the others (an auth module and a metrics
@@ -389,10 +382,12 @@ impl MqttServer {
   /// needs every set that has the hook to allow, asked in order (the
   /// `setHooks()` set first, then the added ones as added), and the first
   /// denial wins. Returns the function that removes this set (true the
-  /// first time). Throws as `setHooks()` does.
+  /// first time); its `ready` promise resolves, on a running server, once
+  /// the set decides every later event, as `setHooks()`' does (at once
+  /// otherwise). Throws as `setHooks()` does.
   #[napi(
     ts_args_type = "hooks: HookCallbacks, options?: HookOptions",
-    ts_return_type = "() => boolean"
+    ts_return_type = "(() => boolean) & { ready: Promise<void> }"
   )]
   pub fn add_hooks<'env>(
     &self,
@@ -402,16 +397,20 @@ impl MqttServer {
   ) -> Result<Function<'env, (), bool>> {
     let set = HookSet::from_js(env, &hooks, options, &self.inner.hooks)?;
     let id = self.inner.hooks.add(set);
-    // Not awaited: the remover is what this returns (see `setHooks()`).
-    let _ = self.inner.sync_hooks();
+    let ready = attached(env, self.inner.sync_hooks())?;
     let inner = self.inner.clone();
-    env.create_function_from_closure("removeHooks", move |_| {
+    let remover = env.create_function_from_closure("removeHooks", move |_| {
       let removed = inner.hooks.remove(id);
       if removed {
         let _ = inner.sync_hooks();
       }
       Ok(removed)
-    })
+    })?;
+    remover
+      .to_unknown()
+      .coerce_to_object()?
+      .set_named_property("ready", ready)?;
+    Ok(remover)
   }
 
   /// Replaces the ACL rules of the running broker, validated as `acl` of
@@ -487,6 +486,18 @@ impl Default for MqttServer {
   fn default() -> Self {
     Self::new()
   }
+}
+
+/// The promise of `setHooks()` and of `addHooks()`' `ready`: resolves once
+/// the broker has attached the hooks (at once when it does not run).
+fn attached(env: &Env, sync: Option<tokio::sync::oneshot::Receiver<()>>) -> Result<AsyncBlock<()>> {
+  AsyncBlockBuilder::new(async move {
+    if let Some(sync) = sync {
+      let _ = sync.await;
+    }
+    Ok(())
+  })
+  .build(env)
 }
 
 /// Reads publish arguments on the JS thread (the payload is copied once, so

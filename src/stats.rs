@@ -13,7 +13,7 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Priority, ReturnType, Type};
 use rmqtt::types::{Publish, QoS};
 
-use crate::fork::{self, TrafficCounter};
+use crate::fork::{self, TrafficCounter, WireBytes};
 
 /// Counted before the other handlers, which may stop the chain.
 const PRIORITY: Priority = Priority::MAX;
@@ -48,8 +48,8 @@ pub struct Counters {
   received: PerQos,
   sent: PerQos,
   dropped: PerQos,
-  payload_received: AtomicU64,
-  payload_sent: AtomicU64,
+  /// Bytes of MQTT packets, counted by every listener's connections.
+  wire: Arc<WireBytes>,
 }
 
 impl Counters {
@@ -59,9 +59,13 @@ impl Counters {
       received: PerQos::default(),
       sent: PerQos::default(),
       dropped: PerQos::default(),
-      payload_received: AtomicU64::new(0),
-      payload_sent: AtomicU64::new(0),
+      wire: Arc::default(),
     }
+  }
+
+  /// What the broker's listeners count their bytes in (`listener::bind`).
+  pub fn wire_bytes(&self) -> &Arc<WireBytes> {
+    &self.wire
   }
 }
 
@@ -87,16 +91,10 @@ pub async fn register(scx: &ServerContext) -> Arc<Counters> {
 impl TrafficCounter for Counters {
   fn received(&self, p: &Publish) {
     self.received.add(p);
-    self
-      .payload_received
-      .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
   }
 
   fn sent(&self, p: &Publish) {
     self.sent.add(p);
-    self
-      .payload_sent
-      .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
   }
 }
 
@@ -162,10 +160,12 @@ pub struct ServerStats {
   pub messages_sent: QosCounts,
   /// Messages dropped (queue full, expired, refused), by QoS.
   pub messages_dropped: QosCounts,
-  /// Payload bytes of `messages_received`.
-  pub payload_bytes_received: f64,
-  /// Payload bytes of `messages_sent`.
-  pub payload_bytes_sent: f64,
+  /// Bytes of the MQTT packets read from clients, every packet whole
+  /// (CONNECT, PINGREQ and acks included); TLS and WebSocket framing not
+  /// counted.
+  pub bytes_received: f64,
+  /// Bytes of the MQTT packets written to clients, counted the same way.
+  pub bytes_sent: f64,
   /// Seconds since `start()`.
   pub uptime_seconds: f64,
 }
@@ -198,8 +198,8 @@ pub async fn snapshot(scx: &ServerContext, c: &Counters) -> ServerStats {
     messages_received: c.received.get().into(),
     messages_sent: c.sent.get().into(),
     messages_dropped: c.dropped.get().into(),
-    payload_bytes_received: c.payload_received.load(Ordering::Relaxed) as f64,
-    payload_bytes_sent: c.payload_sent.load(Ordering::Relaxed) as f64,
+    bytes_received: c.wire.received() as f64,
+    bytes_sent: c.wire.sent() as f64,
     uptime_seconds: c.started.elapsed().as_secs_f64().floor(),
   }
 }

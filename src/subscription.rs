@@ -468,35 +468,52 @@ async fn session(scx: &ServerContext, id: &Id) -> rmqtt::Result<Session> {
   .await
 }
 
+/// Messages the reading task hands to the JS queue at once, at most: what
+/// the channel holds is taken under one lock of the queue, not one per
+/// message.
+const READ_BATCH: usize = 1024;
+
 /// Reads the subscriber's session channel until it closes (unsubscribe,
 /// stop) and queues each message for JavaScript, in order.
 async fn read(scx: ServerContext, mut rx: rmqtt::types::Rx, id: Id, settings: Settings, end: End) {
   let delivery = &end.0;
-  while let Some(message) = rx.recv().await {
-    match message {
-      Message::Forward(from, p) => {
-        if settings.no_local && is_server(&from) {
-          delivery.flow().count_out(&id.client_id);
-          continue;
+  let mut batch = Vec::new();
+  'read: while let Some(mut message) = rx.recv().await {
+    loop {
+      match message {
+        Message::Forward(from, p) => {
+          if settings.no_local && is_server(&from) {
+            delivery.flow().count_out(&id.client_id);
+          } else if p.qos == QoS::AtMostOnce
+            && delivery.pending() + batch.len() >= settings.max_queued
+          {
+            delivery.count_drop();
+            let reason =
+              Reason::from_static("the in-process subscriber has maxQueued messages waiting");
+            // Also what takes it off the flow control's count.
+            scx
+              .extends
+              .hook_mgr()
+              .message_dropped(Some(id.clone()), from, p, reason)
+              .await;
+          } else {
+            batch.push(Msg::of(&p));
+          }
         }
-        if p.qos == QoS::AtMostOnce && delivery.pending() >= settings.max_queued {
-          delivery.count_drop();
-          let reason =
-            Reason::from_static("the in-process subscriber has maxQueued messages waiting");
-          // Also what takes it off the flow control's count.
-          scx
-            .extends
-            .hook_mgr()
-            .message_dropped(Some(id.clone()), from, p, reason)
-            .await;
-          continue;
-        }
-        delivery.push(Msg::of(&p));
+        Message::Closed(_) | Message::Kick(..) => break 'read,
+        _ => {}
       }
-      Message::Closed(_) | Message::Kick(..) => break,
-      _ => {}
+      if batch.len() >= READ_BATCH {
+        break;
+      }
+      match rx.try_recv() {
+        Ok(next) => message = next,
+        Err(_) => break,
+      }
     }
+    delivery.push_all(&mut batch);
   }
+  delivery.push_all(&mut batch);
 }
 
 /// Whether a session is an in-process subscription's (`clients()` and

@@ -12,7 +12,7 @@
 //! holds publishers back while JavaScript falls behind.
 
 use std::ptr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use napi::bindgen_prelude::*;
@@ -51,9 +51,14 @@ pub struct Delivery {
   /// Set on the JS thread at creation, taken there once the subscription
   /// ended, so the handler can be collected.
   js: Mutex<Option<Js>>,
+  /// The emptied vector of the last batch, swapped in for the next one so
+  /// the queue does not reallocate (across threads) per batch.
+  spare: Mutex<Vec<Msg>>,
   /// Queued for JavaScript or in a handler's promise.
   pending: AtomicUsize,
   dropped: AtomicU64,
+  /// `ended`, read per message on the JS thread without the watch's lock.
+  is_ended: AtomicBool,
   ended: watch::Sender<bool>,
   flow: FlowControl,
   client_id: ClientId,
@@ -79,8 +84,10 @@ impl Delivery {
     let delivery = Arc::new(Delivery {
       state: Mutex::new(State::default()),
       js: Mutex::new(None),
+      spare: Mutex::new(Vec::new()),
       pending: AtomicUsize::new(0),
       dropped: AtomicU64::new(0),
+      is_ended: AtomicBool::new(false),
       ended: watch::Sender::new(false),
       flow,
       client_id,
@@ -146,7 +153,7 @@ impl Delivery {
   }
 
   pub fn ended(&self) -> bool {
-    *self.ended.borrow()
+    self.is_ended.load(Ordering::Acquire)
   }
 
   pub fn ended_signal(&self) -> watch::Receiver<bool> {
@@ -156,16 +163,26 @@ impl Delivery {
   /// No message reaches the handler from now on; what is queued is
   /// discarded, and the handler released, on the JS thread.
   pub fn end(&self) {
+    self.is_ended.store(true, Ordering::Release);
     self.ended.send_replace(true);
     self.wake();
   }
 
-  /// Queues a message for the handler.
-  pub fn push(&self, m: Msg) {
-    self.pending.fetch_add(1, Ordering::Relaxed);
+  /// Queues the messages for the handler, in order, under one lock (the
+  /// reading task takes what its channel holds at once), leaving `msgs`
+  /// empty.
+  pub fn push_all(&self, msgs: &mut Vec<Msg>) {
+    if msgs.is_empty() {
+      return;
+    }
+    self.pending.fetch_add(msgs.len(), Ordering::Relaxed);
     let fire = match self.state.lock() {
       Ok(mut st) => {
-        st.messages.push(m);
+        if st.messages.is_empty() {
+          std::mem::swap(&mut st.messages, msgs);
+        } else {
+          st.messages.append(msgs);
+        }
         !std::mem::replace(&mut st.woken, true)
       }
       Err(_) => false,
@@ -207,10 +224,21 @@ impl Delivery {
 
   /// One message has been handled (or will never be).
   fn complete(&self) {
+    self.complete_n(1);
+  }
+
+  /// `n` messages have been handled: counted out of the flow control at
+  /// once.
+  fn complete_n(&self, n: usize) {
+    if n == 0 {
+      return;
+    }
     let _ = self
       .pending
-      .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
-    self.flow.count_out(&self.client_id);
+      .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(n))
+      });
+    self.flow.count_out_n(&self.client_id, n);
   }
 
   fn failed(&self, what: &str) {
@@ -222,33 +250,38 @@ impl Delivery {
 
   /// Runs every queued message; on the JS thread.
   fn run_batch(&self, env: &Env) {
-    let batch = match self.state.lock() {
+    let mut batch = self
+      .spare
+      .lock()
+      .map(|mut s| std::mem::take(&mut *s))
+      .unwrap_or_default();
+    match self.state.lock() {
       Ok(mut st) => {
         st.woken = false;
-        std::mem::take(&mut st.messages)
+        std::mem::swap(&mut st.messages, &mut batch);
       }
       Err(_) => return,
     };
     if self.ended() {
-      for _ in &batch {
-        self.complete();
-      }
+      self.complete_n(batch.len());
       // The handler and its closures can be collected now.
       let js = self.js.lock().ok().and_then(|mut js| js.take());
       drop(js);
       return;
     }
-    let mut rest = batch.into_iter();
+    let mut rest = batch.drain(..);
     if let Err(e) = self.run_messages(env, &mut rest) {
       tracing::warn!("subscribe: {}", e.reason);
     }
     // Whatever an error left unrun is not coming.
-    for _ in rest {
-      self.complete();
+    self.complete_n(rest.len());
+    drop(rest);
+    if let Ok(mut spare) = self.spare.lock() {
+      *spare = batch;
     }
   }
 
-  fn run_messages(&self, env: &Env, batch: &mut std::vec::IntoIter<Msg>) -> Result<()> {
+  fn run_messages(&self, env: &Env, batch: &mut std::vec::Drain<Msg>) -> Result<()> {
     let guard = self.js.lock().map_err(|_| poisoned())?;
     let Some(js) = guard.as_ref() else {
       return Ok(());
@@ -263,11 +296,14 @@ impl Delivery {
       let opened = unsafe { sys::napi_open_handle_scope(raw, &mut scope) } == sys::Status::napi_ok;
       let next = &batch.as_slice()[..PER_SCOPE.min(batch.as_slice().len())];
       let reserved = args.reserve(next.iter().map(Msg::slab_bytes).sum());
+      // Counted out once per scope: a map look-up per message was the
+      // subscription's own cost on the JS thread, which hooks do not pay.
+      let mut handled = 0;
       if reserved.is_ok() {
         for m in batch.by_ref().take(PER_SCOPE) {
           // unsubscribe() during this batch: the rest is not delivered.
           if self.ended() {
-            self.complete();
+            handled += 1;
             continue;
           }
           argv.clear();
@@ -278,14 +314,15 @@ impl Delivery {
           match called {
             // The handler returned a promise: `done` completes it.
             Ok(true) => {}
-            Ok(false) => self.complete(),
+            Ok(false) => handled += 1,
             Err(e) => {
               self.failed(&format!("threw: {}", e.reason));
-              self.complete();
+              handled += 1;
             }
           }
         }
       }
+      self.complete_n(handled);
       args.forget();
       if opened {
         unsafe { sys::napi_close_handle_scope(raw, scope) };

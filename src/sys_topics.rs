@@ -90,8 +90,8 @@ pub fn spawn(
       let totals = [
         s.messages_received.total(),
         s.messages_sent.total(),
-        s.payload_bytes_received,
-        s.payload_bytes_sent,
+        s.bytes_received,
+        s.bytes_sent,
       ];
       for (load, total) in loads.iter_mut().zip(totals) {
         load.update(total, every);
@@ -140,8 +140,8 @@ fn topics(s: &ServerStats, loads: &[Load]) -> Vec<(String, String)> {
       "publish/messages/dropped".into(),
       int(s.messages_dropped.total()),
     ),
-    ("bytes/received".into(), int(s.payload_bytes_received)),
-    ("bytes/sent".into(), int(s.payload_bytes_sent)),
+    ("bytes/received".into(), int(s.bytes_received)),
+    ("bytes/sent".into(), int(s.bytes_sent)),
     ("subscriptions/count".into(), int(s.subscriptions)),
     ("retained messages/count".into(), int(s.retained_messages)),
   ];

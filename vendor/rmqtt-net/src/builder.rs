@@ -196,6 +196,10 @@ pub struct Builder {
     /// fork patch: how many of this listener's connections batch
     /// their writes at the large size right now (see `stream::WriteBatch`).
     pub large_write_batches: Arc<AtomicUsize>,
+
+    /// fork patch: where this listener's connections count the bytes of
+    /// the MQTT packets they read and write (none: not counted).
+    pub wire_bytes: Option<Arc<crate::WireBytes>>,
 }
 
 impl Default for Builder {
@@ -274,6 +278,7 @@ impl Builder {
             collect_cert_info: false,
 
             idle_timeout: Duration::from_secs(90),
+            wire_bytes: None,
         }
     }
 
@@ -551,6 +556,13 @@ impl Builder {
     /// Sets idle timeout (QUIC)
     pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
         self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// fork patch: counts the bytes of the MQTT packets this listener's
+    /// connections read and write in `wire_bytes`.
+    pub fn wire_bytes(mut self, wire_bytes: Arc<crate::WireBytes>) -> Self {
+        self.wire_bytes = Some(wire_bytes);
         self
     }
 

@@ -33,6 +33,7 @@ mod error;
 mod quic;
 mod stall;
 mod stream;
+mod wire_bytes;
 mod writer;
 #[cfg(feature = "ws")]
 mod ws;
@@ -73,6 +74,9 @@ pub use stream::{v3, v5, MqttStream};
 
 /// Queued output of a connection (fork patch)
 pub use writer::Writer;
+
+/// Bytes of MQTT packets read and written (fork patch)
+pub use wire_bytes::WireBytes;
 
 /// Convenience type alias for generic errors
 pub type Error = anyhow::Error;

@@ -68,6 +68,7 @@ where
     /// Negotiates protocol version and returns appropriate stream
     #[inline]
     pub async fn mqtt(mut self) -> Result<MqttStream<Io>> {
+        let writer = Box::new(Writer::counting(self.cfg.wire_bytes.clone()));
         Ok(match self.probe_version().await? {
             ProtocolVersion::MQTT3 => MqttStream::V3(v3::MqttStream {
                 io: self.io,
@@ -75,7 +76,7 @@ where
                 cfg: self.cfg,
                 #[cfg(feature = "tls")]
                 cert_info: self.cert_info,
-                writer: Box::default(),
+                writer,
                 handshake_deadline: self.handshake_deadline,
                 stall: Stall::default(),
             }),
@@ -85,7 +86,7 @@ where
                 cfg: self.cfg,
                 #[cfg(feature = "tls")]
                 cert_info: self.cert_info,
-                writer: Box::default(),
+                writer,
                 handshake_deadline: self.handshake_deadline,
                 stall: Stall::default(),
             }),
@@ -105,7 +106,12 @@ where
         // an unknown level reads it, and 5.0's 0x84 is optional.
         if let Some(Err(DecodeError::UnsupportedProtocolLevel)) = &first {
             use tokio::io::AsyncWriteExt;
-            let _ = self.io.get_mut().write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+            let connack = [0x20, 0x02, 0x00, 0x01];
+            if self.io.get_mut().write_all(&connack).await.is_ok() {
+                if let Some(w) = &self.cfg.wire_bytes {
+                    w.wrote(connack.len());
+                }
+            }
             let _ = self.io.get_mut().flush().await;
         }
         let Some(Ok((MqttPacket::Version(ver), _))) = first else {
@@ -762,8 +768,11 @@ fn poll_packet<Io: AsyncRead + Unpin>(
     };
     grow_read_buffer(io);
     Poll::Ready(match next {
-        Some(Ok((packet, _))) => {
+        Some(Ok((packet, remaining_length))) => {
             stall.decoded();
+            if let Some(w) = &cfg.wire_bytes {
+                w.read_packet(remaining_length);
+            }
             Some(Ok(packet))
         }
         Some(Err(e)) => Some(Err(MqttError::Decode(e).into())),

@@ -29,7 +29,7 @@ use rmqtt_codec::types::Publish;
 use rmqtt_codec::{v3, v5, MqttCodec, MqttPacket};
 
 use crate::error::MqttError;
-use crate::Result;
+use crate::{Result, WireBytes};
 
 /// Initial size of the tail buffer (and of the read buffer, see `stream`).
 pub(crate) const INITIAL_BUFFER: usize = 512;
@@ -75,6 +75,8 @@ pub struct Writer {
     claimed: usize,
     tail: BytesMut,
     batch: WriteBatch,
+    /// Where written bytes are counted (`Builder::wire_bytes`).
+    wire_bytes: Option<Arc<WireBytes>>,
 }
 
 /// A piece of the queued output. Headers stay in the tail buffer (a chunk
@@ -96,11 +98,17 @@ impl Default for Writer {
             claimed: 0,
             tail: BytesMut::with_capacity(INITIAL_BUFFER),
             batch: WriteBatch::default(),
+            wire_bytes: None,
         }
     }
 }
 
 impl Writer {
+    /// A writer that counts what it writes in `wire_bytes`.
+    pub fn counting(wire_bytes: Option<Arc<WireBytes>>) -> Self {
+        Writer { wire_bytes, ..Writer::default() }
+    }
+
     /// Whether queued packets wait to be written.
     #[inline]
     pub fn has_pending(&self) -> bool {
@@ -257,6 +265,9 @@ impl Writer {
             };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            if let Some(w) = &self.wire_bytes {
+                w.wrote(written);
             }
             self.advance(written);
         }

@@ -86,6 +86,20 @@ impl<T> Sender<T> {
         Ok(())
     }
 
+    /// Queues `item` ahead of everything queued and not yet taken by the
+    /// receiver (`send` queues behind).
+    pub fn send_first(&self, item: T) -> Result<(), SendError<T>> {
+        {
+            let mut q = self.chan.queue.lock();
+            if self.chan.closed.load(Ordering::Relaxed) {
+                return Err(SendError(item));
+            }
+            q.push_front(item);
+        }
+        self.chan.waker.wake();
+        Ok(())
+    }
+
     pub fn is_closed(&self) -> bool {
         self.chan.closed.load(Ordering::Relaxed)
     }

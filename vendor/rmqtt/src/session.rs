@@ -222,6 +222,32 @@ impl SessionState {
         server_topic_alias_max: u16,
         client_topic_alias_max: u16,
     ) -> Self {
+        let channel = Self::channel(&session.scx);
+        Self::with_channel(session, hook, server_topic_alias_max, client_topic_alias_max, channel)
+    }
+
+    /// fork patch: a session's channel, made before its state when a
+    /// connection takes over a session (see `Entry::handover`).
+    #[inline]
+    pub(crate) fn channel(#[allow(unused_variables)] scx: &ServerContext) -> (Tx, Rx) {
+        let (tx, rx) = crate::channel::unbounded();
+        let tx = SessionTx::new(
+            tx,
+            #[cfg(feature = "debug")]
+            scx.clone(),
+        );
+        (tx, rx)
+    }
+
+    /// fork patch: `new` with the channel given.
+    #[inline]
+    pub(crate) fn with_channel(
+        session: Session,
+        hook: Arc<dyn Hook>,
+        server_topic_alias_max: u16,
+        client_topic_alias_max: u16,
+        (tx, rx): (Tx, Rx),
+    ) -> Self {
         let server_topic_aliases = if server_topic_alias_max > 0 {
             Some(Arc::new(ServerTopicAliases::new(server_topic_alias_max as usize)))
         } else {
@@ -235,12 +261,6 @@ impl SessionState {
         log::debug!("server_topic_aliases: {server_topic_aliases:?}");
         log::debug!("client_topic_aliases: {client_topic_aliases:?}");
 
-        let (tx, rx) = crate::channel::unbounded();
-        let tx = SessionTx::new(
-            tx,
-            #[cfg(feature = "debug")]
-            session.scx.clone(),
-        );
         let scx = session.scx.clone();
         let max_inflight = session.listen_cfg().max_inflight;
         let publish_rate = crate::publish_rate::PublishRate::new(
@@ -869,6 +889,13 @@ impl SessionState {
                         .await;
                 }
             }
+            // fork patch: a resumed session's messages are handled here, in
+            // their order, ahead of the messages routed to it since, which
+            // wait behind this one on its channel [MQTT-4.6.0-6]. Upstream
+            // queued them again at the channel's end, behind those.
+            Message::SessionStateTransfer(offline_info, clean_start) => {
+                Box::pin(self.resume(sink, offline_info, clean_start, deliver_queue_tx)).await?
+            }
             // fork patch: the rare messages are handled in a box of
             // their own. Inline, subscribing made this future (boxed for every
             // routed message) past glibc's thread cache.
@@ -974,8 +1001,11 @@ impl SessionState {
                     log::warn!("{:?} Message::Unsubscribe, reply sender is closed", self.id);
                 }
             }
+            // Not reached: `process_message` handles it (`resume`).
             Message::SessionStateTransfer(offline_info, clean_start) => {
-                self.transfer_session_state(clean_start, offline_info).await?;
+                for msg in self.transfer_session_state(clean_start, offline_info).await? {
+                    self.tx.unbounded_send(msg).map_err(|e| Reason::from(e.to_string()))?;
+                }
             }
             Message::Closed(r) => {
                 return Err(r);
@@ -1959,12 +1989,51 @@ impl SessionState {
         Ok(sub_ret)
     }
 
+    /// fork patch: takes over a resumed session's state, then handles its
+    /// messages (the in-flight ones, then those queued while it was offline)
+    /// as they would be off the channel, in order.
+    async fn resume<Io>(
+        &mut self,
+        sink: &mut Sink<Io>,
+        offline_info: OfflineInfo,
+        clean_start: bool,
+        deliver_queue_tx: &queue::Sender<(From, Publish)>,
+    ) -> std::result::Result<(), Reason>
+    where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        for msg in self.transfer_session_state(clean_start, offline_info).await? {
+            match msg {
+                Message::Forward(from, p) => {
+                    // As `process_message` does with a `Forward`.
+                    if self.fitter.mqueue_rate_limit().0.get() == u32::MAX
+                        && deliver_queue_tx.is_empty()
+                        && self.out_inflight().lock().has_credit()
+                    {
+                        self.deliver(sink, from, p).await?;
+                    } else if let Err((from, p)) = deliver_queue_tx.send((from, p)).await {
+                        self.scx
+                            .extends
+                            .hook_mgr()
+                            .message_dropped(Some(self.id.clone()), from, p, Reason::MessageQueueFull)
+                            .await;
+                    }
+                }
+                Message::SendRerelease(iflt_msg) => self.send_rerelease(sink, iflt_msg).await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// fork patch: returns the messages to send again, in order (upstream
+    /// queued them on the session's channel).
     #[inline]
     async fn transfer_session_state(
         &self,
         clear_subscriptions: bool,
         mut offline_info: OfflineInfo,
-    ) -> Result<()> {
+    ) -> Result<Vec<Message>> {
         log::debug!(
                 "{:?} transfer session state, form: {:?}, subscriptions: {}, inflight_messages: {}, offline_messages: {}, clear_subscriptions: {}",
                 self.id,
@@ -2023,17 +2092,15 @@ impl SessionState {
         //PUBREL (via SendRerelease) for UnComplete.
         // fork patch: in the order they were first sent [MQTT-4.6.0-5,
         // MQTT-4.6.0-6]; `pop()` resent them last first.
+        let mut resend =
+            Vec::with_capacity(offline_info.inflight_messages.len() + offline_info.offline_messages.len());
         for msg in offline_info.inflight_messages.drain(..) {
-            if let Err(e) = self.reforward(msg).await {
-                log::warn!("transfer_session_state, reforward error, {e}");
-            }
+            resend.extend(self.resend(msg).await);
         }
 
         //Send offline messages
-        while let Some((from, p)) = offline_info.offline_messages.pop_front() {
-            self.forward(from, p).await;
-        }
-        Ok(())
+        resend.extend(offline_info.offline_messages.drain(..).map(|(from, p)| Message::Forward(from, p)));
+        Ok(resend)
     }
 
     #[inline]
@@ -2203,15 +2270,22 @@ impl SessionState {
     }
 
     #[inline]
-    async fn reforward(&self, mut iflt_msg: OutInflightMessage) -> Result<()> {
+    async fn reforward(&self, iflt_msg: OutInflightMessage) -> Result<()> {
+        match self.resend(iflt_msg).await {
+            Some(Message::Forward(from, p)) => self.forward(from, p).await,
+            Some(msg) => self.tx.unbounded_send(msg)?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// fork patch: what sends an in-flight message again: its PUBLISH
+    /// (DUP set) or its PUBREL; none once it expired.
+    async fn resend(&self, mut iflt_msg: OutInflightMessage) -> Option<Message> {
         match iflt_msg.status {
-            MomentStatus::UnAck => {
+            MomentStatus::UnAck | MomentStatus::UnReceived => {
                 iflt_msg.publish.dup = true;
-                self.forward(iflt_msg.from, iflt_msg.publish).await;
-            }
-            MomentStatus::UnReceived => {
-                iflt_msg.publish.dup = true;
-                self.forward(iflt_msg.from, iflt_msg.publish).await;
+                Some(Message::Forward(iflt_msg.from, iflt_msg.publish))
             }
             MomentStatus::UnComplete => {
                 let expiry_check_res =
@@ -2224,14 +2298,13 @@ impl SessionState {
                         iflt_msg.from,
                         iflt_msg.publish
                     );
-                    return Ok(());
+                    return None;
                 }
 
                 //rerelease
-                self.tx.unbounded_send(Message::SendRerelease(iflt_msg))?;
+                Some(Message::SendRerelease(iflt_msg))
             }
         }
-        Ok(())
     }
 
     #[inline]

@@ -194,6 +194,15 @@ pub trait Entry: Sync + Send {
         clear_subscriptions: bool,
         is_admin: IsAdmin,
     ) -> Result<OfflineSession>;
+    /// fork patch: the channel of the connection about to resume this
+    /// session. `kick` points the entry at it before it kicks, so what is
+    /// routed meanwhile waits there (behind the session's own queue, which
+    /// the new session takes over first), and leaves the entry for `set` to
+    /// replace. Upstream kept the kicked session's channel, closed once it
+    /// had gone, then removed the entry: messages routed in between were
+    /// dropped. A kick that does not resume (Clean Start, a session that
+    /// ends with its connection) ignores it.
+    fn handover(&mut self, _tx: Tx) {}
     /// Check whether the client is currently online.
     async fn online(&self) -> bool;
     /// Check whether the client connection is active.
@@ -419,6 +428,8 @@ pub struct LockEntry {
     id: Id,
     shared: DefaultShared,
     _locker: Option<OwnedMutexGuard<()>>,
+    /// fork patch: see `Entry::handover`.
+    handover: Option<Tx>,
 }
 
 impl Drop for LockEntry {
@@ -444,7 +455,7 @@ impl LockEntry {
     /// * `_locker` - Optional mutex guard for exclusive access.
     #[inline]
     pub fn new(id: Id, shared: DefaultShared, _locker: Option<OwnedMutexGuard<()>>) -> Self {
-        Self { id, shared, _locker }
+        Self { id, shared, _locker, handover: None }
     }
 
     #[inline]
@@ -553,6 +564,11 @@ impl Entry for LockEntry {
     }
 
     #[inline]
+    fn handover(&mut self, tx: Tx) {
+        self.handover = Some(tx);
+    }
+
+    #[inline]
     async fn kick(
         &mut self,
         clean_start: bool,
@@ -567,7 +583,25 @@ impl Entry for LockEntry {
             is_admin
         );
 
-        if let Some(peer_tx) = self.tx().filter(|tx| !tx.is_closed()) {
+        // fork patch: see `Entry::handover`. Whether the session ends is
+        // known before the kick (its DISCONNECT, if any, has been read).
+        let resuming = match (self.handover.take(), self.session()) {
+            (Some(tx), Some(s))
+                if !clean_start
+                    && !clear_subscriptions
+                    && !s.clean_session(s.disconnect().await.unwrap_or(None).as_ref()).await =>
+            {
+                Some((tx, s))
+            }
+            _ => None,
+        };
+        let peer_tx = self.tx().filter(|tx| !tx.is_closed());
+        if let Some((tx, _)) = &resuming {
+            if let Some(mut peer) = self.shared.peers.get_mut(&self.id.client_id) {
+                peer.tx = tx.clone();
+            }
+        }
+        if let Some(peer_tx) = peer_tx {
             let (tx, rx) = oneshot::channel();
             if let Ok(()) = peer_tx.unbounded_send(Message::Kick(tx, self.id.clone(), clean_start, is_admin))
             {
@@ -596,6 +630,16 @@ impl Entry for LockEntry {
                     }
                 }
             }
+        }
+
+        if let Some((_, s)) = resuming {
+            return match s.to_offline_info().await {
+                Ok(offline_info) => Ok(OfflineSession::Exist(Some(offline_info))),
+                Err(e) => {
+                    log::error!("get offline info error, {e}");
+                    Ok(OfflineSession::Exist(None))
+                }
+            };
         }
 
         // fork patch: a session that ends with its connection (3.1.1 Clean

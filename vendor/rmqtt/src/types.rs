@@ -160,6 +160,20 @@ impl SessionTx {
             Err(e) => Err(e),
         }
     }
+
+    /// fork patch: `unbounded_send`, but ahead of the messages the session
+    /// has not taken yet (a resumed session's state, see `v3::_handshake`).
+    #[inline]
+    pub fn send_first(&self, msg: Message) -> std::result::Result<(), crate::channel::SendError<Message>> {
+        match self.tx.send_first(msg) {
+            Ok(()) => {
+                #[cfg(feature = "debug")]
+                self.scx.stats.debug_session_channels.inc();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// MQTT connection information for a client session.

@@ -345,6 +345,10 @@ async fn _handshake(
 
     // Kick out the current session, if it exists
     let clean_session = connect_info.clean_start();
+    // fork patch: what is routed to a session being resumed waits in the
+    // new connection's channel from the kick on (`Entry::handover`).
+    let channel = SessionState::channel(&scx);
+    entry.handover(channel.0.clone());
     let (session_present, _has_offline_session, offline_info) =
         match entry.kick(clean_session, clean_session, false).await {
             Err(e) => {
@@ -411,7 +415,8 @@ async fn _handshake(
 
     let client_topic_alias_max = session.fitter.max_client_topic_aliases();
     let server_topic_alias_max = session.fitter.max_server_topic_aliases();
-    let state = SessionState::new(session, hook, server_topic_alias_max, client_topic_alias_max);
+    let state =
+        SessionState::with_channel(session, hook, server_topic_alias_max, client_topic_alias_max, channel);
 
     if let Err(e) = entry.set(state.session().clone(), state.tx().clone()).await {
         return Err((ConnectAckReason::V5(ConnectAckReasonV5::ServerUnavailable), e));
@@ -429,8 +434,10 @@ async fn _handshake(
     state.hook.client_connected().await;
 
     //transfer session state
+    // fork patch: ahead of what the channel got since the kick, which was
+    // routed after everything the old session had queued [MQTT-4.6.0-6].
     if let Some(o) = offline_info {
-        if let Err(e) = state.tx().unbounded_send(Message::SessionStateTransfer(o, clean_session)) {
+        if let Err(e) = state.tx().send_first(Message::SessionStateTransfer(o, clean_session)) {
             return Err((ConnectAckReason::V5(ConnectAckReasonV5::ServerUnavailable), e.into()));
         }
     }
