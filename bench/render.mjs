@@ -9,7 +9,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 
-import { renderMarkdown } from './lib/report.mjs'
+import { portable, renderMarkdown } from './lib/report.mjs'
 
 const { values: opt, positionals } = parseArgs({
   options: { out: { type: 'string' }, replace: { type: 'string' } },
@@ -27,7 +27,7 @@ if (opt.replace) {
   const o = other.machine
   res.notes = [
     ...(res.notes ?? []),
-    `${[...ids].join(', ')}: from a separate run (${o.date}, \`npm run bench -- ${other.settings.argv.join(' ')}\`, embedded-mqtt-broker at ${o.commit}${o.dirty ? ' with uncommitted changes' : ''}, load average ${o.loadavgStart.join(' / ')} at start), replacing this run's.`,
+    `${[...ids].join(', ')}: from a separate run (${o.date}, \`npm run bench -- ${portable(other.settings.argv.join(' '))}\`, embedded-mqtt-broker at ${o.commit}${o.dirty ? ' with uncommitted changes' : ''}, load average ${o.loadavgStart.join(' / ')} at start), replacing this run's.`,
   ]
 }
 const md = renderMarkdown(res)

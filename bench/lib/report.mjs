@@ -275,7 +275,7 @@ function header(res) {
   return [
     '# embedded-mqtt-broker benchmark results',
     '',
-    `Run ${m.date} (${s.quick ? 'quick' : 'full'} run, ${s.rounds} round${s.rounds > 1 ? 's' : ''}, ${s.minutes} min), by \`npm run bench${s.argv.length ? ' -- ' + s.argv.join(' ') : ''}\`.`,
+    `Run ${m.date} (${s.quick ? 'quick' : 'full'} run, ${s.rounds} round${s.rounds > 1 ? 's' : ''}, ${s.minutes} min), by \`npm run bench${s.argv.length ? ` -- ${portable(s.argv.join(' '))}` : ''}\`.`,
     '',
     `- Machine: ${m.cpuModel}, ${m.nproc} cores, ${m.memGiB} GiB, Linux ${m.kernel}; load average ${m.loadavgStart.join(' / ')} at start, ${res.loadavgEnd.join(' / ')} at end (the broker, the load generator and anything else running share these cores).`,
     `- Peers: **embedded-mqtt-broker** ${s.version} at ${m.commit}${m.dirty ? ' (uncommitted changes)' : ''}, rmqtt ${m.rmqtt}, release addon (${portable(s.addon)})${s.baseline ? `, next to a baseline addon (${portable(s.baseline)})` : ''}, Node ${m.node}, default limits${defaults(s)}${s.mqttServerArgs.length ? ` except \`${s.mqttServerArgs.join(' ')}\`` : ''}; **aedes** ${s.aedes} (net server, default options, Node ${m.node}); **mosquitto** ${s.mosquitto} (Debian, single-threaded, default config).`,
