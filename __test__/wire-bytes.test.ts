@@ -81,49 +81,52 @@ async function bytesReach(server: MqttServer, want: { bytesReceived: number; byt
 }
 
 describe('wire bytes in stats()', () => {
-  it('count every packet read and written, headers and acks included (known raw packets, 3.1.1 and 5.0)', async () => {
-    const { server, listeners } = await startServer()
-    const written = { n: 0 }
+  it.each(['tcp', 'tls'] as const)(
+    'count every packet read and written, headers and acks included, TLS records not (known raw packets over %s, 3.1.1 and 5.0)',
+    async (protocol) => {
+      const { server, listeners } = await startServer([listener(protocol)])
+      const written = { n: 0 }
 
-    // A 3.1.1 subscriber at QoS 1.
-    const sub = await rawConnect(listeners[0])
-    await send(sub, written, connectPacket({ version: 4, clientId: 'wb-sub' }))
-    await sub.next(CONNACK)
-    await send(sub, written, subscribePacket(4, 1, [['t/#', 1]]))
-    await sub.next(SUBACK)
+      // A 3.1.1 subscriber at QoS 1.
+      const sub = await rawConnect(listeners[0])
+      await send(sub, written, connectPacket({ version: 4, clientId: 'wb-sub' }))
+      await sub.next(CONNACK)
+      await send(sub, written, subscribePacket(4, 1, [['t/#', 1]]))
+      await sub.next(SUBACK)
 
-    // A 5.0 publisher: QoS 0 'hello', QoS 1 with 200 bytes (a 2-byte length).
-    const pub = await rawConnect(listeners[0])
-    await send(pub, written, connectPacket({ version: 5, clientId: 'wb-pub' }))
-    await pub.next(CONNACK)
-    await send(
-      pub,
-      written,
-      publishPacket(5, 't/a', 'hello'),
-      publishPacket(5, 't/b', Buffer.alloc(200, 7), { packetId: 1 }),
-    )
-    await pub.next(PUBACK)
-    const deliveries = await sub.count(PUBLISH, 2)
-    // The subscriber acks the QoS 1 delivery, then pings: the PINGRESP
-    // comes after the broker has read the PUBACK.
-    const delivered = deliveries[1].body
-    await send(sub, written, packet(0x40, delivered.subarray(2 + 3, 2 + 3 + 2)), PINGREQ)
-    await sub.next(PINGRESP)
-    await send(pub, written, PINGREQ)
-    await pub.next(PINGRESP)
+      // A 5.0 publisher: QoS 0 'hello', QoS 1 with 200 bytes (a 2-byte length).
+      const pub = await rawConnect(listeners[0])
+      await send(pub, written, connectPacket({ version: 5, clientId: 'wb-pub' }))
+      await pub.next(CONNACK)
+      await send(
+        pub,
+        written,
+        publishPacket(5, 't/a', 'hello'),
+        publishPacket(5, 't/b', Buffer.alloc(200, 7), { packetId: 1 }),
+      )
+      await pub.next(PUBACK)
+      const deliveries = await sub.count(PUBLISH, 2)
+      // The subscriber acks the QoS 1 delivery, then pings: the PINGRESP
+      // comes after the broker has read the PUBACK.
+      const delivered = deliveries[1].body
+      await send(sub, written, packet(0x40, delivered.subarray(2 + 3, 2 + 3 + 2)), PINGREQ)
+      await sub.next(PINGRESP)
+      await send(pub, written, PINGREQ)
+      await pub.next(PINGRESP)
 
-    // What the clients wrote, packet by packet: CONNECT 3.1.1 (2 + 10 + 8),
-    // SUBSCRIBE (2 + 8), CONNECT 5.0 (2 + 11 + 8), PUBLISH QoS 0 (2 + 11),
-    // PUBLISH QoS 1 (3 + 208), PUBACK (4), two PINGREQs (2 each).
-    expect(written.n).toBe(20 + 10 + 21 + 13 + 211 + 4 + 2 + 2)
-    // What the 3.1.1 subscriber was sent: CONNACK (4), SUBACK (5), PUBLISH
-    // QoS 0 (2 + 10), PUBLISH QoS 1 (3 + 207), PINGRESP (2).
-    expect(sub.received.length).toBe(4 + 5 + 12 + 210 + 2)
-    await bytesReach(server, {
-      bytesReceived: written.n,
-      bytesSent: sub.received.length + pub.received.length,
-    })
-  })
+      // What the clients wrote, packet by packet: CONNECT 3.1.1 (2 + 10 + 8),
+      // SUBSCRIBE (2 + 8), CONNECT 5.0 (2 + 11 + 8), PUBLISH QoS 0 (2 + 11),
+      // PUBLISH QoS 1 (3 + 208), PUBACK (4), two PINGREQs (2 each).
+      expect(written.n).toBe(20 + 10 + 21 + 13 + 211 + 4 + 2 + 2)
+      // What the 3.1.1 subscriber was sent: CONNACK (4), SUBACK (5), PUBLISH
+      // QoS 0 (2 + 10), PUBLISH QoS 1 (3 + 207), PINGRESP (2).
+      expect(sub.received.length).toBe(4 + 5 + 12 + 210 + 2)
+      await bytesReach(server, {
+        bytesReceived: written.n,
+        bytesSent: sub.received.length + pub.received.length,
+      })
+    },
+  )
 
   it('leave WebSocket framing and the HTTP upgrade out: MQTT bytes only', async () => {
     const { server, listeners } = await startServer([listener('ws')])
