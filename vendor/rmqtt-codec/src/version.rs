@@ -112,8 +112,7 @@ mod tests {
         let mut buf = BytesMut::from(
             b"\x10\x7f\x7f\x00\x04MQTT\x06\xC0\x00\x3C\x00\x0512345\x00\x04user\x00\x04pass".as_ref(),
         );
-        // fork patch: level 6 is an unsupported level, not a bad name.
-        assert!(matches!(VersionCodec.decode(&mut buf), Err(DecodeError::UnsupportedProtocolLevel)));
+        assert!(matches!(VersionCodec.decode(&mut buf), Err(DecodeError::InvalidProtocol)));
     }
 
     /// Test valid MQTT 3.1.1 protocol detection
