@@ -45,6 +45,8 @@ mod shared_subscription;
 mod stats;
 mod stop_options;
 mod storage;
+mod storage_redis;
+mod store_integrity;
 mod subscription;
 mod subscription_queue;
 mod sys_topics;

@@ -50,6 +50,8 @@ pub struct Counters {
   dropped: PerQos,
   payload_received: AtomicU64,
   payload_sent: AtomicU64,
+  /// Times the store (Redis) stopped answering (`storage_redis.rs`).
+  pub storage_outages: AtomicU64,
 }
 
 impl Counters {
@@ -61,6 +63,7 @@ impl Counters {
       dropped: PerQos::default(),
       payload_received: AtomicU64::new(0),
       payload_sent: AtomicU64::new(0),
+      storage_outages: AtomicU64::new(0),
     }
   }
 }
@@ -168,6 +171,9 @@ pub struct ServerStats {
   pub payload_bytes_sent: f64,
   /// Seconds since `start()`.
   pub uptime_seconds: f64,
+  /// Times the store in Redis (`storage.redis`) stopped answering since
+  /// `start()`; each outage counts once, however long.
+  pub storage_outages: f64,
 }
 
 /// Reads the counts and the broker's state. Costs a walk over the retained
@@ -201,5 +207,6 @@ pub async fn snapshot(scx: &ServerContext, c: &Counters) -> ServerStats {
     payload_bytes_received: c.payload_received.load(Ordering::Relaxed) as f64,
     payload_bytes_sent: c.payload_sent.load(Ordering::Relaxed) as f64,
     uptime_seconds: c.started.elapsed().as_secs_f64().floor(),
+    storage_outages: c.storage_outages.load(Ordering::Relaxed) as f64,
   }
 }
