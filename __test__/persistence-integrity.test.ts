@@ -1,8 +1,9 @@
 /**
  * A store on disk that cannot be read whole is refused at start(), never
  * opened empty (src/store_integrity.rs): damage to a store closed by stop()
- * (garbage, truncation, a deleted file), a store of a newer format, and
- * store data without a format marker.
+ * (garbage, truncation, a deleted file), a store not closed by stop() that
+ * lost its sentinel key (src/store_sentinel.rs), a store of a newer format,
+ * and store data without a format marker.
  */
 import {
   mkdtempSync,
@@ -46,6 +47,13 @@ async function storeOf100(): Promise<string> {
   return path
 }
 
+/** Writes 4 KiB of garbage over the start of `file`. */
+function garbage(file: string): void {
+  const fd = openSync(file, 'r+')
+  writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, 0)
+  closeSync(fd)
+}
+
 /** How many retained messages a new subscriber gets from a broker on `path` (a missing one times out). */
 async function retainedCount(path: string): Promise<number> {
   const { listeners } = await startServer(config(path))
@@ -64,11 +72,7 @@ describe('a store closed by stop() and changed since', () => {
   it.each([
     [
       '4 KiB of garbage over retained/db',
-      (db: string) => {
-        const fd = openSync(db, 'r+')
-        writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, 0)
-        closeSync(fd)
-      },
+      (db: string) => garbage(db),
       /retained\/db is corrupted \(its checksum changed\)/,
     ],
     [
@@ -91,6 +95,29 @@ describe('a store closed by stop() and changed since', () => {
       // Not opened: the engine did not "recover" it into an empty store.
       expect(statSync(db, { throwIfNoEntry: false })?.size).toBe(before)
     }
+  })
+})
+
+describe('a store not closed by stop() (no seal, as a crash leaves it) and wiped since', () => {
+  it('opens with every message when nothing changed (the control)', async () => {
+    const path = await storeOf100()
+    unlinkSync(join(path, 'SEAL'))
+    expect(await retainedCount(path)).toBe(COUNT)
+  })
+
+  it.each([
+    ['4 KiB of garbage over the start of retained/db', (db: string) => garbage(db), /opens empty|cannot be opened/],
+    ['retained/db truncated to 10 bytes', (db: string) => truncateSync(db, 10), /opens empty|cannot be opened/],
+    ['retained deleted', (db: string) => rmSync(join(db, '..'), { recursive: true }), /is missing/],
+  ])('%s: start() is refused (its sentinel key is gone)', async (_what, damage, how) => {
+    const path = await storeOf100()
+    unlinkSync(join(path, 'SEAL'))
+    damage(join(path, 'retained', 'db'))
+    const err = await startError(config(path))
+    expect(err.message).toMatch(
+      /^storage\.path: ".*" lost its database retained: it was not closed by stop\(\), and retained /,
+    )
+    expect(err.message).toMatch(how)
   })
 })
 

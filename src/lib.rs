@@ -47,6 +47,7 @@ mod stop_options;
 mod storage;
 mod storage_redis;
 mod store_integrity;
+mod store_sentinel;
 mod subscription;
 mod subscription_queue;
 mod sys_topics;

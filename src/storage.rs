@@ -12,6 +12,7 @@ use rmqtt::types::HashMap;
 use serde::Deserialize;
 
 use crate::error::invalid_arg;
+use crate::store_integrity::Opened;
 
 /// Where the broker keeps what must survive a restart.
 #[napi(object)]
@@ -142,7 +143,7 @@ fn lock(dir: &Path) -> std::result::Result<Lock, String> {
     .map_err(|e| format!("storage.path: cannot write in \"{}\": {e}", dir.display()))?;
   match file.try_lock() {
     Ok(()) => {
-      crate::store_integrity::open(dir, DATABASES)?;
+      check_databases(dir, crate::store_integrity::open(dir, DATABASES)?)?;
       Ok(Lock {
         _file: file,
         dir: dir.to_path_buf(),
@@ -156,6 +157,48 @@ fn lock(dir: &Path) -> std::result::Result<Lock, String> {
       "storage.path: cannot lock \"{}\": {e}",
       dir.display()
     )),
+  }
+}
+
+/// A new store gets its databases, each with a sentinel, then its format
+/// marker; one not closed by `stop()` must still hold its sentinels
+/// (`store_sentinel.rs`).
+fn check_databases(dir: &Path, opened: Opened) -> std::result::Result<(), String> {
+  let refuse = |what: String| {
+    format!(
+      "storage.path: \"{}\" {what}; the store was not opened, so nothing in it was lost",
+      dir.display()
+    )
+  };
+  match opened {
+    Opened::Sealed => Ok(()),
+    Opened::New => {
+      for db in DATABASES {
+        let at = dir.join(db);
+        crate::store_sentinel::plant(&at)
+          .map_err(|e| format!("storage.path: cannot create \"{}\": {e}", at.display()))?;
+      }
+      crate::store_integrity::created(dir)
+    }
+    Opened::Unsealed => {
+      for db in DATABASES {
+        let at = dir.join(db);
+        let lost = |how: &str| {
+          refuse(format!(
+            "lost its database {db}: it was not closed by stop(), and {db} {how}"
+          ))
+        };
+        if !at.is_dir() {
+          return Err(lost("is missing"));
+        }
+        match crate::store_sentinel::present(&at) {
+          Ok(true) => {}
+          Ok(false) => return Err(lost("opens empty (overwritten or truncated)")),
+          Err(e) => return Err(lost(&format!("cannot be opened ({e})"))),
+        }
+      }
+      Ok(())
+    }
   }
 }
 

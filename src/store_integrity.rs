@@ -3,7 +3,7 @@
 //! takes a damaged or truncated log for the torn tail of a crash and drops
 //! it. So the store carries two files of ours:
 //!
-//! - `FORMAT`: the store's format version, written when the store is
+//! - `FORMAT`: the store's format version, written once the store is
 //!   created. A newer version's store, or data without a marker, is refused.
 //! - `SEAL`: written once the databases are closed by `stop()`: each of
 //!   their files with its size and CRC-32. At the next `start()` every file
@@ -25,10 +25,22 @@ const FORMAT_HEADER: &str = "embedded-mqtt-broker store";
 const SEAL_FILE: &str = "SEAL";
 const SEAL_HEADER: &str = "seal 1";
 
+/// How the store was left.
+#[derive(Debug, PartialEq)]
+pub enum Opened {
+  /// No store yet: the caller creates its databases, then calls `created()`.
+  New,
+  /// Closed by `stop()`, every file as it was left.
+  Sealed,
+  /// Not closed by `stop()` (a crash, kill -9): nothing to compare, the
+  /// engine's recovery decides.
+  Unsealed,
+}
+
 /// Opens the store at `dir` (held locked by the caller) for a run: checks
-/// the format marker and the seal, creates the marker of a new store, and
-/// removes the seal. The error names `storage.path` and what is wrong.
-pub fn open(dir: &Path, databases: &[&str]) -> Result<(), String> {
+/// the format marker and the seal, and removes the seal. The error names
+/// `storage.path` and what is wrong.
+pub fn open(dir: &Path, databases: &[&str]) -> Result<Opened, String> {
   let refuse = |what: String| {
     format!(
       "storage.path: \"{}\" {what}; the store was not opened, so nothing in it was lost",
@@ -45,25 +57,30 @@ pub fn open(dir: &Path, databases: &[&str]) -> Result<(), String> {
          file was deleted): move the directory away to start with an empty store"
       )))
     }
-    None => write_atomic(
-      dir,
-      FORMAT_FILE,
-      &format!("{FORMAT_HEADER}\nformat {FORMAT_VERSION}\n"),
-    )
-    .map_err(|e| format!("storage.path: cannot write in \"{}\": {e}", dir.display()))?,
+    None => return Ok(Opened::New),
   }
   let seal_path = dir.join(SEAL_FILE);
   let Some(seal) = read_optional(&seal_path)
     .map_err(|e| refuse(format!("has an unreadable {SEAL_FILE} file ({e})")))?
   else {
-    // Never closed by stop() (new, or the last run crashed): nothing to compare.
-    return Ok(());
+    return Ok(Opened::Unsealed);
   };
   check_seal(dir, databases, &seal)
     .map_err(|what| refuse(format!("was damaged since it was closed: {what}")))?;
   std::fs::remove_file(&seal_path)
     .and_then(|()| sync_dir(dir))
-    .map_err(|e| format!("storage.path: cannot write in \"{}\": {e}", dir.display()))
+    .map_err(|e| cannot_write(dir, e))?;
+  Ok(Opened::Sealed)
+}
+
+/// Marks a new store (its databases created) with this version's format.
+pub fn created(dir: &Path) -> Result<(), String> {
+  let marker = format!("{FORMAT_HEADER}\nformat {FORMAT_VERSION}\n");
+  write_atomic(dir, FORMAT_FILE, &marker).map_err(|e| cannot_write(dir, e))
+}
+
+fn cannot_write(dir: &Path, e: std::io::Error) -> String {
+  format!("storage.path: cannot write in \"{}\": {e}", dir.display())
 }
 
 /// Records the files of the store's databases, closed by now, so that the
@@ -258,16 +275,13 @@ mod tests {
     // Data without a marker is refused; an empty directory gets one.
     let err = open(&dir, &["db"]).unwrap_err();
     assert!(err.contains("no FORMAT file"), "{err}");
-    std::fs::write(
-      dir.join(FORMAT_FILE),
-      format!("{FORMAT_HEADER}\nformat 1\n"),
-    )
-    .unwrap();
+    assert_eq!(open(&dir, &["other"]), Ok(Opened::New));
+    created(&dir).unwrap();
     seal(&dir, &["db"]).unwrap();
-    open(&dir, &["db"]).unwrap();
+    assert_eq!(open(&dir, &["db"]), Ok(Opened::Sealed));
     assert!(!dir.join(SEAL_FILE).exists());
     // Unsealed (a crash): opens as it is.
-    open(&dir, &["db"]).unwrap();
+    assert_eq!(open(&dir, &["db"]), Ok(Opened::Unsealed));
 
     seal(&dir, &["db"]).unwrap();
     std::fs::write(dir.join("db/sub/b"), vec![7u8; 10]).unwrap();
