@@ -172,9 +172,9 @@ describe.runIf(redisTests)('Redis killed while the broker runs', () => {
       // Back (empty: it saves nothing): logged, and retained messages are stored again.
       await own.start()
       await child.stderrMatch(/storage\.redis: Redis at redis:\/\/127\.0\.0\.1:\d+\/0 answers again/, 15_000)
-      // The store's client reconnects on its next command, which fails
-      // (docs/persistence.md): a retained message is stored again within a
-      // few tries.
+      // Stored again: visible to a new subscriber within a few tries (the
+      // write is asynchronous, and the store's client reconnects first, so
+      // a subscriber right after the PUBACK may read before it lands).
       let stored = -1
       for (let i = 0; i < 10 && stored < 0; i++) {
         await pub.publishAsync('r/after', `try ${i}`, { qos: 1, retain: true })

@@ -59,7 +59,8 @@ const DATABASES: &[&str] = &[RETAINED_DIR];
 /// an embedded broker should take).
 const CACHE: &str = "32M";
 
-/// Checks `storage.path`, creating the directory if its parent exists.
+/// Checks `storage`: `path` (creating the directory if its parent exists)
+/// or `redis`.
 pub fn check(config: &StorageConfig) -> Result<Store> {
   let path = match (&config.path, &config.redis) {
     (Some(_), Some(_)) => {
