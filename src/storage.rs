@@ -216,11 +216,40 @@ impl Lock {
   /// Records the store's files for the next `start()` to check; only once
   /// its databases are closed, and only while it is still locked.
   pub fn seal(&self) {
-    if let Err(e) = crate::store_integrity::seal(&self.dir, DATABASES) {
-      log::warn!(
-        "stop: cannot seal the store \"{}\" ({e}); the next start() cannot check it",
-        self.dir.display()
-      );
-    }
+    let why = match DATABASES.iter().find(|db| still_open(&self.dir.join(db))) {
+      // A task that outlived stop() still holds it: it may change after a
+      // seal, which the next start() would take for damage.
+      Some(db) => format!("its database {db} is still open"),
+      None => match crate::store_integrity::seal(&self.dir, DATABASES) {
+        Ok(()) => return,
+        Err(e) => e.to_string(),
+      },
+    };
+    log::warn!(
+      "stop: cannot seal the store \"{}\" ({why}); the next start() checks only its sentinels",
+      self.dir.display()
+    );
+  }
+}
+
+/// Whether sled still has the database at `dir` open: it holds its `db`
+/// file locked (flock) while it does.
+fn still_open(dir: &Path) -> bool {
+  File::open(dir.join("db")).is_ok_and(|f| matches!(f.try_lock(), Err(TryLockError::WouldBlock)))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn a_sled_database_is_seen_open_until_it_is_dropped() {
+    let dir = std::env::temp_dir().join(format!("storage-open-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = sled::open(&dir).unwrap();
+    assert!(still_open(&dir));
+    drop(db);
+    assert!(!still_open(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
   }
 }
