@@ -968,6 +968,11 @@ export interface ServerStats {
   bytesSent: number
   /** Seconds since `start()`. */
   uptimeSeconds: number
+  /**
+   * Times the store in Redis (`storage.redis`) stopped answering since
+   * `start()`; each outage counts once, however long.
+   */
+  storageOutages: number
 }
 
 /** A connected client, as hooks see it. */
@@ -997,9 +1002,20 @@ export interface StorageConfig {
   /**
    * Directory of the store; created if missing (its parent must exist).
    * One running broker at a time may use it: another `start()` on it is
-   * refused.
+   * refused. Give `path` or `redis`, not both.
    */
-  path: string
+  path?: string
+  /**
+   * A Redis server to keep the store in instead,
+   * `redis://[user:password@]host[:port][/db]` (the password is never
+   * shown in errors or logs).
+   */
+  redis?: string
+  /**
+   * With `redis`: what every key of this broker's store starts with
+   * (default `mqtt`); brokers with the same prefix share the store.
+   */
+  keyPrefix?: string
 }
 
 /** Answer of `onClientSubscribeAuthorize`. */

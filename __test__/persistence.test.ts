@@ -24,6 +24,7 @@ import {
   track,
   urlFor,
 } from './helpers'
+import { retained } from './retained'
 
 const dirs: string[] = []
 /** How long a retained message may take to reach the disk (sled's flush interval). */
@@ -44,20 +45,6 @@ function tempDir(): string {
 
 function config(path: string, port = 0): ServerConfig {
   return { listeners: [listener('tcp', { port })], storage: { path } }
-}
-
-/** The retained messages a new subscriber to `#` gets, by topic, read until `count` arrived. */
-async function retained(url: string, count: number): Promise<Record<string, string>> {
-  const c = await connect(url)
-  const box = inbox(c)
-  await subscribe(c, '#', 1)
-  const got: Record<string, string> = {}
-  for (let i = 0; i < count; i++) {
-    const m = await box.next()
-    expect(m.packet.retain).toBe(true)
-    got[m.topic] = m.payload.toString()
-  }
-  return got
 }
 
 describe('retained messages with storage.path', () => {

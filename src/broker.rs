@@ -58,7 +58,9 @@ pub struct Broker {
   stats: Arc<Counters>,
   flow: FlowControl,
   /// The store held for this broker (`storage`), released once it is down.
-  store_lock: Option<crate::storage::Lock>,
+  store_lock: Option<Box<crate::storage::Lock>>,
+  /// Whether retained messages are stored (`storage`): written out at stop.
+  stored: bool,
 }
 
 /// What a caller needs to act on a running broker without holding it.
@@ -94,7 +96,14 @@ impl Broker {
       .max()
       .unwrap_or(listener::DEFAULT_MAX_PACKET_SIZE);
     let sys_topics = spec.sys_topics;
-    let store_lock = spec.storage.as_ref().map(|s| s.lock()).transpose()?;
+    let store_lock = spec
+      .storage
+      .as_ref()
+      .map(|s| s.lock())
+      .transpose()?
+      .flatten()
+      .map(Box::new);
+    let stored = spec.storage.is_some();
     let reclaim = memory::Reclaim::default();
     let on_park = reclaim.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -146,6 +155,7 @@ impl Broker {
           stats,
           flow,
           store_lock,
+          stored,
         })
       }
       Ok(Err(e)) => {
@@ -193,6 +203,7 @@ impl Broker {
       scx,
       hooks,
       store_lock,
+      stored,
       ..
     } = self;
     let began = tokio::time::Instant::now();
@@ -237,12 +248,11 @@ impl Broker {
     // The retainer plugin holds the context too (and every retained
     // message): replacing its registration by a never-started stub drops it.
     let plugins = scx.clone();
-    let on_disk = store_lock.is_some();
     let unplug = runtime.spawn(async move {
-      // Writes still queued for a store on disk are written out first
+      // Writes still queued for the store (disk or Redis) are written out first
       // (rmqtt-retainer 0001-batch-order-and-flush); the in-memory one only
       // logs that it cannot be stopped.
-      if on_disk {
+      if stored {
         let _ = plugins.plugins.stop(RETAINER).await;
       }
       // Its store too: one on disk is closed before the runtime shuts down,
@@ -253,6 +263,9 @@ impl Broker {
       let _ = plugins.plugins.register(RETAINER, false, false, stub).await;
     });
     let unplugged = tokio::time::timeout_at(graceful_end, unplug).await;
+    // Sealed only when its plugin is known closed: a seal of files still
+    // being written would refuse the next start().
+    let store_closed = matches!(unplugged, Ok(Ok(())));
     step("retained store", unplugged.is_ok());
     // A runtime must not be dropped from async code: shut it down, then
     // release the broker's state, on a thread of its own, so that one stuck
@@ -264,6 +277,9 @@ impl Broker {
         runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
         release_sessions(&scx);
         drop(scx);
+        if let (Some(lock), true) = (&store_lock, store_closed) {
+          lock.seal();
+        }
         // Only now: the stores are closed, another broker may open them.
         drop(store_lock);
         memory::trim();
@@ -357,6 +373,9 @@ async fn setup(
     builder = builder.plugins_config_map(store.plugin_configs(RETAINER));
   }
   let scx = builder.build().await;
+  if let Some(crate::storage::Store::Redis(redis)) = &spec.storage {
+    redis.reachable().await?;
+  }
 
   rmqtt_retainer::register_named(&scx, RETAINER, true, false)
     .await
@@ -365,6 +384,9 @@ async fn setup(
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   let flow = backpressure::register(&scx).await;
   let stats = crate::stats::register(&scx).await;
+  if let Some(crate::storage::Store::Redis(redis)) = &spec.storage {
+    redis.watch(stats.clone());
+  }
   conn_log::register(&scx).await;
   limits::register(&scx, &spec.listeners);
   hooks.sync(&scx, None).await;

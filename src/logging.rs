@@ -29,8 +29,25 @@ pub fn init() {
     // we simply log through it.
     let _ = tracing_subscriber::fmt()
       .with_env_filter(filter)
-      .with_writer(std::io::stderr)
+      .with_writer(|| Redacting(std::io::stderr()))
       .with_ansi(false)
       .try_init();
   });
+}
+
+/// stderr with secrets cut out of each line (`redact.rs`): rmqtt and its
+/// plugins log their configs, Redis URLs with passwords included. The
+/// formatter writes each event in one `write`.
+struct Redacting(std::io::Stderr);
+
+impl std::io::Write for Redacting {
+  fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+    let text = String::from_utf8_lossy(buf);
+    self.0.write_all(crate::redact::redact(&text).as_bytes())?;
+    Ok(buf.len())
+  }
+
+  fn flush(&mut self) -> std::io::Result<()> {
+    self.0.flush()
+  }
 }

@@ -11,6 +11,39 @@ const MIN_RUN: usize = 64;
 const SHOWN: &str = "<redacted>";
 
 pub fn redact(message: &str) -> Cow<'_, str> {
+  match url_credentials(message) {
+    Cow::Borrowed(m) => key_material(m),
+    Cow::Owned(m) => Cow::Owned(key_material(&m).into_owned()),
+  }
+}
+
+/// The user and password of every URL (`redis://user:password@host`) cut
+/// out: a library may log the URL it was given.
+fn url_credentials(message: &str) -> Cow<'_, str> {
+  if !message.contains("://") || !message.contains('@') {
+    return Cow::Borrowed(message);
+  }
+  let mut out = String::with_capacity(message.len());
+  let mut rest = message;
+  while let Some(at) = rest.find("://") {
+    let (head, tail) = rest.split_at(at + 3);
+    out.push_str(head);
+    let end = tail
+      .find(|c: char| c.is_whitespace() || "/?#\"'`<>(),;[]{}".contains(c))
+      .unwrap_or(tail.len());
+    match tail[..end].rfind('@') {
+      Some(user_end) => {
+        out.push_str(SHOWN);
+        rest = &tail[user_end..];
+      }
+      None => rest = tail,
+    }
+  }
+  out.push_str(rest);
+  Cow::Owned(out)
+}
+
+fn key_material(message: &str) -> Cow<'_, str> {
   if !message.contains("-----BEGIN") && longest_base64_run(message) < MIN_RUN {
     return Cow::Borrowed(message);
   }
@@ -89,6 +122,21 @@ mod tests {
     );
     let ordinary =
       "listeners[0].tlsCert: cannot read \"/srv/mqtt/certificates/server-certificate-chain.pem\"";
+    assert_eq!(redact(ordinary), ordinary);
+  }
+
+  #[test]
+  fn cuts_credentials_out_of_urls() {
+    assert_eq!(
+      redact("RedisConfig { url: \"redis://:s3cret@127.0.0.1:6379/0\", prefix: \"mqtt\" }"),
+      "RedisConfig { url: \"redis://<redacted>@127.0.0.1:6379/0\", prefix: \"mqtt\" }"
+    );
+    assert_eq!(
+      redact("a redis://u:p@h b rediss://x@y:1"),
+      "a redis://<redacted>@h b rediss://<redacted>@y:1"
+    );
+    let ordinary =
+      "storage.redis: cannot reach Redis at redis://127.0.0.1:6379/0: refused; mail a@b";
     assert_eq!(redact(ordinary), ordinary);
   }
 }

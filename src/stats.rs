@@ -50,6 +50,8 @@ pub struct Counters {
   dropped: PerQos,
   /// Bytes of MQTT packets, counted by every listener's connections.
   wire: Arc<WireBytes>,
+  /// Times the store (Redis) stopped answering (`storage_redis.rs`).
+  pub storage_outages: AtomicU64,
 }
 
 impl Counters {
@@ -60,6 +62,7 @@ impl Counters {
       sent: PerQos::default(),
       dropped: PerQos::default(),
       wire: Arc::default(),
+      storage_outages: AtomicU64::new(0),
     }
   }
 
@@ -168,6 +171,9 @@ pub struct ServerStats {
   pub bytes_sent: f64,
   /// Seconds since `start()`.
   pub uptime_seconds: f64,
+  /// Times the store in Redis (`storage.redis`) stopped answering since
+  /// `start()`; each outage counts once, however long.
+  pub storage_outages: f64,
 }
 
 /// Reads the counts and the broker's state. Costs a walk over the retained
@@ -201,5 +207,6 @@ pub async fn snapshot(scx: &ServerContext, c: &Counters) -> ServerStats {
     bytes_received: c.wire.received() as f64,
     bytes_sent: c.wire.sent() as f64,
     uptime_seconds: c.started.elapsed().as_secs_f64().floor(),
+    storage_outages: c.storage_outages.load(Ordering::Relaxed) as f64,
   }
 }

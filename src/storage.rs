@@ -12,6 +12,7 @@ use rmqtt::types::HashMap;
 use serde::Deserialize;
 
 use crate::error::invalid_arg;
+use crate::store_integrity::Opened;
 
 /// Where the broker keeps what must survive a restart.
 #[napi(object)]
@@ -20,14 +21,23 @@ use crate::error::invalid_arg;
 pub struct StorageConfig {
   /// Directory of the store; created if missing (its parent must exist).
   /// One running broker at a time may use it: another `start()` on it is
-  /// refused.
-  pub path: String,
+  /// refused. Give `path` or `redis`, not both.
+  pub path: Option<String>,
+  /// A Redis server to keep the store in instead,
+  /// `redis://[user:password@]host[:port][/db]` (the password is never
+  /// shown in errors or logs).
+  pub redis: Option<String>,
+  /// With `redis`: what every key of this broker's store starts with
+  /// (default `mqtt`); brokers with the same prefix share the store.
+  pub key_prefix: Option<String>,
 }
 
-/// A checked `storage` config: an existing, writable directory.
+/// A checked `storage` config: an existing, writable directory, or a Redis
+/// server (`storage_redis.rs`).
 #[derive(Clone, Debug)]
-pub struct Store {
-  dir: PathBuf,
+pub enum Store {
+  Dir(PathBuf),
+  Redis(crate::storage_redis::Redis),
 }
 
 /// The store's directory held by one running broker: dropping it lets
@@ -35,19 +45,42 @@ pub struct Store {
 #[derive(Debug)]
 pub struct Lock {
   _file: File,
+  dir: PathBuf,
 }
 
 /// File in the store's directory that a running broker holds locked.
 const LOCK_FILE: &str = "LOCK";
 /// The retained messages' sled database, inside the store's directory.
 const RETAINED_DIR: &str = "retained";
+/// The databases in the store's directory, checked at `start()` and sealed
+/// at `stop()` (`store_integrity.rs`).
+const DATABASES: &[&str] = &[RETAINED_DIR];
 /// sled's page cache for the retained store (its default is 1 GiB, more than
 /// an embedded broker should take).
 const CACHE: &str = "32M";
 
-/// Checks `storage.path`, creating the directory if its parent exists.
+/// Checks `storage`: `path` (creating the directory if its parent exists)
+/// or `redis`.
 pub fn check(config: &StorageConfig) -> Result<Store> {
-  let path = config.path.trim();
+  let path = match (&config.path, &config.redis) {
+    (Some(_), Some(_)) => {
+      return Err(invalid_arg(
+        "storage: give either path (a directory) or redis (a server), not both",
+      ))
+    }
+    (None, None) => {
+      return Err(invalid_arg(
+        "storage: give path (a directory) or redis (a server)",
+      ))
+    }
+    (None, Some(url)) => {
+      return crate::storage_redis::check(url, config.key_prefix.as_deref()).map(Store::Redis)
+    }
+    (Some(_), None) if config.key_prefix.is_some() => {
+      return Err(invalid_arg("storage.keyPrefix: only with storage.redis"))
+    }
+    (Some(path), None) => path.trim(),
+  };
   if path.is_empty() {
     return Err(invalid_arg("storage.path: must not be empty"));
   }
@@ -76,47 +109,147 @@ pub fn check(config: &StorageConfig) -> Result<Store> {
   let dir = dir
     .canonicalize()
     .map_err(|e| invalid_arg(format!("storage.path: cannot resolve \"{path}\": {e}")))?;
-  Ok(Store { dir })
+  Ok(Store::Dir(dir))
 }
 
 impl Store {
-  /// Locks the store for this broker, or says who holds it.
-  pub fn lock(&self) -> std::result::Result<Lock, String> {
-    let at = self.dir.join(LOCK_FILE);
-    let file = File::options()
-      .create(true)
-      .truncate(false)
-      .write(true)
-      .open(&at)
-      .map_err(|e| {
-        format!(
-          "storage.path: cannot write in \"{}\": {e}",
-          self.dir.display()
-        )
-      })?;
-    match file.try_lock() {
-      Ok(()) => Ok(Lock { _file: file }),
-      Err(TryLockError::WouldBlock) => Err(format!(
-        "storage.path: \"{}\" is in use by another running broker (one store, one broker)",
-        self.dir.display()
-      )),
-      Err(TryLockError::Error(e)) => Err(format!(
-        "storage.path: cannot lock \"{}\": {e}",
-        self.dir.display()
-      )),
+  /// Locks a store on disk for this broker, or says who holds it (Redis
+  /// takes no lock: brokers may share it).
+  pub fn lock(&self) -> std::result::Result<Option<Lock>, String> {
+    match self {
+      Store::Dir(dir) => lock(dir).map(Some),
+      Store::Redis(_) => Ok(None),
     }
   }
 
   /// rmqtt's plugin configs (name to TOML) that put the plugins' data here.
   pub fn plugin_configs(&self, retainer: &str) -> HashMap<String, String> {
-    let retained = self.dir.join(RETAINED_DIR);
-    // A JSON string is a valid TOML basic string (same escapes).
-    let path = serde_json::to_string(&retained.to_string_lossy()).unwrap_or_default();
-    let toml = format!(
-      "[storage]\ntype = \"sled\"\n\n[storage.sled]\npath = {path}\ncache_capacity = \"{CACHE}\"\n"
-    );
     let mut configs = HashMap::default();
+    let toml = match self {
+      Store::Dir(dir) => sled_toml(&dir.join(RETAINED_DIR)),
+      Store::Redis(redis) => redis.retainer_toml(),
+    };
     configs.insert(retainer.to_string(), toml);
     configs
+  }
+}
+
+fn lock(dir: &Path) -> std::result::Result<Lock, String> {
+  let at = dir.join(LOCK_FILE);
+  let file = File::options()
+    .create(true)
+    .truncate(false)
+    .write(true)
+    .open(&at)
+    .map_err(|e| format!("storage.path: cannot write in \"{}\": {e}", dir.display()))?;
+  match file.try_lock() {
+    Ok(()) => {
+      check_databases(dir, crate::store_integrity::open(dir, DATABASES)?)?;
+      Ok(Lock {
+        _file: file,
+        dir: dir.to_path_buf(),
+      })
+    }
+    Err(TryLockError::WouldBlock) => Err(format!(
+      "storage.path: \"{}\" is in use by another running broker (one store, one broker)",
+      dir.display()
+    )),
+    Err(TryLockError::Error(e)) => Err(format!(
+      "storage.path: cannot lock \"{}\": {e}",
+      dir.display()
+    )),
+  }
+}
+
+/// A new store gets its databases, each with a sentinel, then its format
+/// marker; one not closed by `stop()` must still hold its sentinels
+/// (`store_sentinel.rs`).
+fn check_databases(dir: &Path, opened: Opened) -> std::result::Result<(), String> {
+  let refuse = |what: String| {
+    format!(
+      "storage.path: \"{}\" {what}; the store was not opened, so nothing in it was lost",
+      dir.display()
+    )
+  };
+  match opened {
+    Opened::Sealed => Ok(()),
+    Opened::New => {
+      for db in DATABASES {
+        let at = dir.join(db);
+        crate::store_sentinel::plant(&at)
+          .map_err(|e| format!("storage.path: cannot create \"{}\": {e}", at.display()))?;
+      }
+      crate::store_integrity::created(dir)
+    }
+    Opened::Unsealed => {
+      for db in DATABASES {
+        let at = dir.join(db);
+        let lost = |how: &str| {
+          refuse(format!(
+            "lost its database {db}: it was not closed by stop(), and {db} {how}"
+          ))
+        };
+        if !at.is_dir() {
+          return Err(lost("is missing"));
+        }
+        match crate::store_sentinel::present(&at) {
+          Ok(true) => {}
+          Ok(false) => return Err(lost("opens empty (overwritten or truncated)")),
+          Err(e) => return Err(lost(&format!("cannot be opened ({e})"))),
+        }
+      }
+      Ok(())
+    }
+  }
+}
+
+/// The rmqtt-retainer config (TOML) of a sled database at `at`.
+fn sled_toml(at: &Path) -> String {
+  // A JSON string is a valid TOML basic string (same escapes).
+  let path = serde_json::to_string(&at.to_string_lossy()).unwrap_or_default();
+  format!(
+    "[storage]\ntype = \"sled\"\n\n[storage.sled]\npath = {path}\ncache_capacity = \"{CACHE}\"\n"
+  )
+}
+
+impl Lock {
+  /// Records the store's files for the next `start()` to check; only once
+  /// its databases are closed, and only while it is still locked.
+  pub fn seal(&self) {
+    let why = match DATABASES.iter().find(|db| still_open(&self.dir.join(db))) {
+      // A task that outlived stop() still holds it: it may change after a
+      // seal, which the next start() would take for damage.
+      Some(db) => format!("its database {db} is still open"),
+      None => match crate::store_integrity::seal(&self.dir, DATABASES) {
+        Ok(()) => return,
+        Err(e) => e.to_string(),
+      },
+    };
+    log::warn!(
+      "stop: cannot seal the store \"{}\" ({why}); the next start() checks only its sentinels",
+      self.dir.display()
+    );
+  }
+}
+
+/// Whether sled still has the database at `dir` open: it holds its `db`
+/// file locked (flock) while it does.
+fn still_open(dir: &Path) -> bool {
+  File::open(dir.join("db")).is_ok_and(|f| matches!(f.try_lock(), Err(TryLockError::WouldBlock)))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn a_sled_database_is_seen_open_until_it_is_dropped() {
+    let dir = std::env::temp_dir().join(format!("storage-open-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = sled::open(&dir).unwrap();
+    assert!(still_open(&dir));
+    drop(db);
+    assert!(!still_open(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
   }
 }
