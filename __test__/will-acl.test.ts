@@ -101,7 +101,7 @@ describe('a will is authorized as a publish of its client', () => {
       const dropped = droppedWills()
       const server = track(new MqttServer())
       await server.setHooks({ onMessageDropped: dropped.onMessageDropped })
-      const allowAll = { permission: 'allow', action: 'all', topics: ['#'] } as const
+      const allowAll: Addon.AclRule = { permission: 'allow', action: 'all', topics: ['#'] }
       const [info] = await server.start({ listeners: [listener('tcp')], acl: [allowAll] })
       const url = urlFor(info)
       const v = `later${protocolVersion}`
