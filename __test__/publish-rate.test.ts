@@ -9,8 +9,12 @@
 import { afterEach, describe, expect, it } from 'vitest'
 
 import { cleanup, connect, EVENT_TIMEOUT, inbox, listener, startError, startServer, subscribe, urlFor } from './helpers'
+import { CONNACK, connectPacket, destroyRaw, PUBACK, publishPacket, rawConnect } from './raw'
 
-afterEach(cleanup)
+afterEach(async () => {
+  destroyRaw()
+  await cleanup()
+})
 
 const VERSIONS = [4, 5] as const
 
@@ -32,10 +36,11 @@ describe('maxPublishRate', () => {
       const other = await connect(url, { protocolVersion })
 
       const payload = Buffer.alloc(size - 'rate/flood'.length, 'x')
+      // Before the first write: the broker cannot read the flood sooner.
+      const started = Date.now()
       for (let i = 0; i < count; i++) flooder.publish('rate/flood', payload, { qos: 1 })
       const times: number[] = []
       let otherAt = -1
-      const started = Date.now()
       // Once the burst is through, the other client's message overtakes the rest of the flood.
       while (times.length < count) {
         const m = await box.next(EVENT_TIMEOUT)
@@ -57,6 +62,26 @@ describe('maxPublishRate', () => {
       expect(flooder.connected).toBe(true)
     },
     30_000,
+  )
+})
+
+describe('a hold longer than the keep-alive', () => {
+  it.each(VERSIONS)(
+    'MQTT %i: does not disconnect the client: it is silent because it is not read',
+    async (version) => {
+      const { listeners } = await startServer([listener('tcp', { maxPublishRate: { bytes: 1000 } })])
+      // A raw client: it sends no PINGREQ of its own. Keep-alive 2 s: closed after 3 s of silence.
+      const c = await rawConnect(listeners[0])
+      await c.write(connectPacket({ version, keepAlive: 2 }))
+      expect((await c.next(CONNACK)).body[1]).toBe(0)
+      const started = Date.now()
+      // 'k' and 4,999 bytes: 4 s of debt beyond the one-second burst.
+      await c.write(publishPacket(version, 'k', Buffer.alloc(4999)))
+      await c.write(publishPacket(version, 'k', 'after', { packetId: 1 }))
+      await c.next(PUBACK, 10_000)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(3500)
+    },
+    15_000,
   )
 })
 

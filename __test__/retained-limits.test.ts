@@ -78,6 +78,8 @@ describe('maxRetainedMessages', () => {
     expect(await retain(c, 'r/1', 'one')).toBe(0)
     expect(await retain(c, 'r/2', 'two')).toBe(0)
     expect(await retain(c, 'r/3', 'three')).toBe(QUOTA_EXCEEDED)
+    // server.publish() is held to it too.
+    await expect(server.publish('r/server', 'x', { retain: true })).rejects.toThrow(/retained message quota exceeded/)
     expect(await retain(c, 'r/1', 'one, replaced')).toBe(0)
     expect(await storedTopics(server)).toEqual(['r/1', 'r/2'])
     // QoS 0: no answer, dropped and counted.

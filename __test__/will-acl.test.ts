@@ -95,6 +95,27 @@ describe('a will is authorized as a publish of its client', () => {
     expect(dropped.seen).toEqual([{ topic: `forbidden/${v}`, from: `denied-${v}`, reason: expect.any(String) }])
   })
 
+  it.each(VERSIONS)(
+    'MQTT %i: by the rules in force when it is published, not at CONNECT (setAcl() in between)',
+    async (protocolVersion) => {
+      const dropped = droppedWills()
+      const server = track(new MqttServer())
+      await server.setHooks({ onMessageDropped: dropped.onMessageDropped })
+      const allowAll: Addon.AclRule = { permission: 'allow', action: 'all', topics: ['#'] }
+      const [info] = await server.start({ listeners: [listener('tcp')], acl: [allowAll] })
+      const url = urlFor(info)
+      const v = `later${protocolVersion}`
+      const willTopic = `w/${v}`
+      const c = await connect(url, {
+        protocolVersion,
+        will: { topic: willTopic, payload: Buffer.from('gone'), qos: 1, retain: false },
+      })
+      await server.setAcl([{ permission: 'deny', action: 'publish', topics: ['w/#'] }, allowAll])
+      breakConnection(c)
+      await dropped.next(willTopic)
+    },
+  )
+
   it.each(VERSIONS)('MQTT %i: by onClientPublishAuthorize, asked with the will', async (protocolVersion) => {
     const dropped = droppedWills()
     const asked: string[] = []

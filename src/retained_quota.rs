@@ -176,3 +176,49 @@ pub fn cleared(scx: &ServerContext, topic: &str) {
     quota.admit(topic, 0, None);
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn quota(max_messages: Option<usize>, max_bytes: Option<usize>) -> Quota {
+    Quota {
+      limits: Limits {
+        max_messages,
+        max_bytes,
+      },
+      state: Mutex::new(State::default()),
+    }
+  }
+
+  #[test]
+  fn a_new_topic_beyond_the_count_is_refused_a_replacement_or_a_clear_is_not() {
+    let q = quota(Some(2), None);
+    assert!(q.admit("a", 1, None));
+    assert!(q.admit("b", 1, None));
+    assert!(!q.admit("c", 1, None));
+    assert!(q.admit("a", 100, None), "replacing");
+    assert!(q.admit("b", 0, None), "clearing");
+    assert!(q.admit("c", 1, None), "room after the clear");
+  }
+
+  #[test]
+  fn bytes_count_topic_and_payload_and_only_a_growing_replacement_can_be_refused() {
+    let q = quota(None, Some(10));
+    assert!(q.admit("a", 4, None)); // 5
+    assert!(q.admit("b", 4, None)); // 10
+    assert!(!q.admit("c", 1, None));
+    assert!(!q.admit("a", 5, None), "grows past the bound");
+    assert!(q.admit("a", 1, None), "shrinks");
+    assert!(q.admit("c", 2, None)); // 2 + 5 + 3 = 10
+  }
+
+  #[test]
+  fn expired_messages_make_room() {
+    let q = quota(Some(1), None);
+    assert!(q.admit("a", 1, Some(Duration::from_millis(1))));
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(q.admit("b", 1, None));
+    assert!(!q.admit("c", 1, None));
+  }
+}

@@ -557,10 +557,17 @@ impl SessionState {
                 Event::KeepAlive => {
                     let now = Instant::now();
                     let due = last_packet + keep_alive_interval;
-                    if now >= due {
+                    // fork patch: a client whose reads this loop holds (the
+                    // forward gate, the publish rate) is silent because it is
+                    // not read, not gone: its keep-alive starts again when the
+                    // hold ends. A publish rate's hold can outlast it.
+                    if now >= due && read_gate.is_some() {
+                        keep_alive_delay.as_mut().reset(now + keep_alive_interval);
+                    } else if now >= due {
                         return Err(Reason::ConnectKeepaliveTimeout);
+                    } else {
+                        keep_alive_delay.as_mut().reset(due);
                     }
-                    keep_alive_delay.as_mut().reset(due);
                 }
                 Event::DeliverTimeout => {
                     urgent_unflushed = true;
@@ -657,6 +664,7 @@ impl SessionState {
                 }
                 Event::ReadGateOpen => {
                     read_gate = None;
+                    last_packet = now;
                     urgent_unflushed |= !parked.packets.is_empty();
                     if !parked.packets.is_empty()
                         && Box::pin(state.drain_parked(sink, flags, &mut parked, &mut read_gate, false))
