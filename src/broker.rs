@@ -254,6 +254,14 @@ impl Broker {
     });
     let unplugged = tokio::time::timeout_at(graceful_end, unplug).await;
     step("retained store", unplugged.is_ok());
+    if on_disk {
+      let sessions = runtime.spawn({
+        let scx = scx.clone();
+        async move { crate::session_store::close(&scx).await }
+      });
+      let closed = tokio::time::timeout_at(graceful_end, sessions).await;
+      step("session store", closed.is_ok());
+    }
     // A runtime must not be dropped from async code: shut it down, then
     // release the broker's state, on a thread of its own, so that one stuck
     // for good is left behind without holding a thread of Node's runtime.
@@ -354,13 +362,18 @@ async fn setup(
     builder = builder.plugins_config_dir(dir.clone());
   }
   if let Some(store) = &spec.storage {
-    builder = builder.plugins_config_map(store.plugin_configs(RETAINER));
+    let mut configs = store.plugin_configs(RETAINER);
+    configs.extend(crate::session_store::plugin_configs(store.dir()));
+    builder = builder.plugins_config_map(configs);
   }
   let scx = builder.build().await;
 
   rmqtt_retainer::register_named(&scx, RETAINER, true, false)
     .await
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
+  if spec.storage.is_some() {
+    crate::session_store::register(&scx).await?;
+  }
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   let flow = backpressure::register(&scx).await;
   let stats = crate::stats::register(&scx).await;

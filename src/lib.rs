@@ -41,6 +41,7 @@ mod redact;
 mod retained;
 mod server;
 mod server_admin;
+mod session_store;
 mod shared_subscription;
 mod stats;
 mod stop_options;

@@ -41,8 +41,8 @@ pub struct Lock {
 const LOCK_FILE: &str = "LOCK";
 /// The retained messages' sled database, inside the store's directory.
 const RETAINED_DIR: &str = "retained";
-/// sled's page cache for the retained store (its default is 1 GiB, more than
-/// an embedded broker should take).
+/// sled's page cache for each store (its default is 1 GiB, more than an
+/// embedded broker should take).
 const CACHE: &str = "32M";
 
 /// Checks `storage.path`, creating the directory if its parent exists.
@@ -107,16 +107,28 @@ impl Store {
     }
   }
 
+  /// The store's directory.
+  pub fn dir(&self) -> &Path {
+    &self.dir
+  }
+
   /// rmqtt's plugin configs (name to TOML) that put the plugins' data here.
   pub fn plugin_configs(&self, retainer: &str) -> HashMap<String, String> {
-    let retained = self.dir.join(RETAINED_DIR);
-    // A JSON string is a valid TOML basic string (same escapes).
-    let path = serde_json::to_string(&retained.to_string_lossy()).unwrap_or_default();
-    let toml = format!(
-      "[storage]\ntype = \"sled\"\n\n[storage.sled]\npath = {path}\ncache_capacity = \"{CACHE}\"\n"
-    );
     let mut configs = HashMap::default();
-    configs.insert(retainer.to_string(), toml);
+    configs.insert(
+      retainer.to_string(),
+      sled_toml(&self.dir.join(RETAINED_DIR)),
+    );
     configs
   }
+}
+
+/// An rmqtt-storage plugin config (TOML) that keeps its data in a sled
+/// database at `dir`.
+pub fn sled_toml(dir: &Path) -> String {
+  // A JSON string is a valid TOML basic string (same escapes).
+  let path = serde_json::to_string(&dir.to_string_lossy()).unwrap_or_default();
+  format!(
+    "[storage]\ntype = \"sled\"\n\n[storage.sled]\npath = {path}\ncache_capacity = \"{CACHE}\"\n"
+  )
 }
