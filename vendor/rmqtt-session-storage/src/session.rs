@@ -123,7 +123,23 @@ impl SessionManager for StorageSessionManager {
             if connected {
                 let s1 = s.clone();
                 self.pending.spawn(async move {
-                    if let Err(e) = s1.save_to_db().await {
+                    // fork patch: the session taken over's subscriptions are
+                    // stored under the new key before the old key is cleared.
+                    // They reach the new session only later (the takeover's
+                    // transfer), and a crash in between left a stored
+                    // session, present on the next start, with none.
+                    let carried = match &last_id {
+                        Some(last_id) => s1
+                            .storage_db
+                            .map(make_map_stored_key(last_id.to_string()), None)
+                            .await
+                            .get::<_, SessionSubMap>(SESSION_SUB_MAP)
+                            .await
+                            .ok()
+                            .flatten(),
+                        None => None,
+                    };
+                    if let Err(e) = s1.save_to_db(carried).await {
                         log::error!("Save session info error to db, {e}");
                     }
                     if let Some(last_id) = last_id {
@@ -304,10 +320,14 @@ impl StorageSession {
     }
 
     #[inline]
-    pub(crate) async fn save_to_db(&self) -> Result<()> {
+    pub(crate) async fn save_to_db(&self, carried: Option<SessionSubMap>) -> Result<()> {
         self.update_last_time(true).await;
         self.save_basic_info().await?;
         let subs = self.inner.subscriptions.read().await.clone();
+        let subs = match carried {
+            Some(carried) if subs.is_empty() => carried,
+            _ => subs,
+        };
         Self::_save_subscriptions(&self.session_info_map, &subs, self.write_failures.as_ref()).await;
         log::debug!("{:?} save to db ...", self.id());
         Ok(())
@@ -518,9 +538,11 @@ impl SessionLike for StorageSession {
 
     #[inline]
     async fn subscriptions_drain(&self) -> Result<Subscriptions> {
-        let subs = self.inner.subscriptions_drain().await?;
-        self.save_subscriptions().await;
-        Ok(subs)
+        // fork patch: not saved. A drain is a takeover moving the
+        // subscriptions to the new session, which carries them from this
+        // session's stored ones before this key is cleared; saving the empty
+        // set first raced with that, and a crash then lost them.
+        self.inner.subscriptions_drain().await
     }
 
     #[inline]
