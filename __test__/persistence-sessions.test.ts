@@ -119,6 +119,29 @@ describe('persistent sessions with storage.path', () => {
     },
   )
 
+  it('stop() waits until a backlog routed to an offline session is on disk', async () => {
+    const path = tempDir()
+    const big = { listeners: [listener('tcp', { maxMqueueLen: 50_000 })], storage: { path } }
+    const { server, listeners } = await startServer(big)
+    const sub = await connect(urlFor(listeners[0]), persistent('backlog', 4))
+    await subscribe(sub, 'b/#', 1)
+    await endClient(sub)
+    // Routed at once, written by the session one by one: most are still
+    // being written when stop() is called (upstream's stop lost them).
+    const count = 20_000
+    const all = []
+    for (let i = 0; i < count; i++) all.push(server.publish('b/x', String(i), { qos: 1 }))
+    await Promise.all(all)
+    await server.stop()
+
+    const [l] = await server.start(big)
+    const back = await resume(urlFor(l), persistent('backlog', 4))
+    expect(back.sessionPresent).toBe(true)
+    const got = await texts(back.box, count)
+    expect(got[0]).toBe('0')
+    expect(got[count - 1]).toBe(String(count - 1))
+  })
+
   it('without storage nothing is kept (the control)', async () => {
     const { server, listeners } = await startServer([listener('tcp')])
     const sub = await connect(urlFor(listeners[0]), persistent('gone', 5))

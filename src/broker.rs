@@ -257,7 +257,7 @@ impl Broker {
     if on_disk {
       let sessions = runtime.spawn({
         let scx = scx.clone();
-        async move { crate::session_store::close(&scx).await }
+        async move { crate::session_store::close(&scx, graceful_end).await }
       });
       let closed = tokio::time::timeout_at(graceful_end, sessions).await;
       step("session store", closed.is_ok());

@@ -9,6 +9,7 @@ use std::path::Path;
 use rmqtt::context::ServerContext;
 use rmqtt::plugin::DynPluginResult;
 use rmqtt::types::HashMap;
+use tokio::time::Instant;
 
 use crate::fork;
 
@@ -35,12 +36,41 @@ pub async fn register(scx: &ServerContext) -> Result<(), String> {
     .map_err(|e| format!("cannot open the session store: {e}"))
 }
 
-/// Waits (at most 2 s) for the writes under way (rmqtt-session-storage
-/// 0002-tracked-writes), then lets go of every holder of the store but the
-/// sessions themselves, which the broker's teardown drops.
-pub async fn close(scx: &ServerContext) {
+/// Closes the store for `stop()`: first every session takes what was routed
+/// to it off its channel (an offline session writes each message to the
+/// store as it takes it, rmqtt-session-storage 0002-tracked-writes), until
+/// `deadline`; then the writes under way finish (at most 2 s more), and every
+/// holder of the store but the sessions themselves, which the broker's
+/// teardown drops, lets go of it.
+pub async fn close(scx: &ServerContext, deadline: Instant) {
+  let behind = channels_taken(scx, deadline).await;
+  if behind > 0 {
+    log::warn!(
+      "stop: {behind} session(s) still had messages to write to the store when stop() had to go on; \
+       those messages are lost"
+    );
+  }
   let _ = scx.plugins.stop(SESSIONS).await;
   drop(fork::take_session_mgr(scx));
   let stub = || -> DynPluginResult { Box::pin(async { Err(anyhow::anyhow!("broker stopped")) }) };
   let _ = scx.plugins.register(SESSIONS, false, false, stub).await;
+}
+
+/// Sends every session a barrier and waits until each has reached it (an
+/// offline one drops it then, an online one answers), or until `deadline`.
+/// Returns how many had not.
+async fn channels_taken(scx: &ServerContext, deadline: Instant) -> usize {
+  let mut waiting = Vec::new();
+  for entry in scx.extends.shared().await.iter() {
+    if let Some(passed) = entry.tx().as_ref().and_then(fork::barrier) {
+      waiting.push(passed);
+    }
+  }
+  let mut behind = 0;
+  for passed in waiting {
+    if tokio::time::timeout_at(deadline, passed).await.is_err() {
+      behind += 1;
+    }
+  }
+  behind
 }
