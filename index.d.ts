@@ -945,11 +945,6 @@ export interface StorageConfig {
    * refused.
    */
   path: string
-  /**
-   * The session store's engine: `'sled'` (the default) or `'redb'`, to
-   * compare them (docs/persistence.md). Retained messages stay on sled.
-   */
-  sessionEngine?: string
 }
 
 /** Answer of `onClientSubscribeAuthorize`. */

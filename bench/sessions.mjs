@@ -6,7 +6,7 @@
 // disk and the process's RSS before, with everything queued, after the
 // restart, and after consumption (and again after stop(): what sled keeps).
 //
-//   node bench/sessions.mjs [--engine sled|redb] [--messages N] [--sessions N] [--payload BYTES] [--smoke] [--out FILE]
+//   node bench/sessions.mjs [--messages N] [--sessions N] [--payload BYTES] [--smoke] [--out FILE]
 //
 // --smoke: 10,000 messages, to check that the script runs. Defaults:
 // 1,000,000 messages through 10 sessions (the issue's bounded-growth case).
@@ -30,7 +30,6 @@ const { values: opt } = parseArgs({
     messages: { type: 'string', default: '1000000' },
     sessions: { type: 'string', default: '10' },
     payload: { type: 'string', default: '64' },
-    engine: { type: 'string', default: 'sled' },
     smoke: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -46,7 +45,7 @@ const rss = () => process.memoryUsage().rss
 const dir = mkdtempSync(join(tmpdir(), 'mqtt-bench-sessions-'))
 // Queues deep enough for every message: none dropped by the queue's limit.
 const listener = { address: '127.0.0.1', port: 0, protocol: 'tcp', maxMqueueLen: published + 10 }
-const config = { listeners: [listener], storage: { path: dir, sessionEngine: opt.engine } }
+const config = { listeners: [listener], storage: { path: dir } }
 const ids = Array.from({ length: sessions }, (_, i) => `bench-session-${i}`)
 const session = (clientId) => ({ clientId, clean: false, protocolVersion: 4, reconnectPeriod: 0 })
 const rows = []
@@ -133,7 +132,7 @@ try {
 }
 
 const text = [
-  `# Persistent sessions: ${published * sessions} messages (${payload.length} B) through ${sessions} offline sessions (${opt.engine})`,
+  `# Persistent sessions: ${published * sessions} messages (${payload.length} B) through ${sessions} offline sessions (sled)`,
   '',
   '| what | figure |',
   '| --- | --- |',

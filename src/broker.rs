@@ -363,10 +363,7 @@ async fn setup(
   }
   if let Some(store) = &spec.storage {
     let mut configs = store.plugin_configs(RETAINER);
-    configs.extend(crate::session_store::plugin_configs(
-      store.dir(),
-      store.session_engine(),
-    ));
+    configs.extend(crate::session_store::plugin_configs(store.dir()));
     builder = builder.plugins_config_map(configs);
   }
   let scx = builder.build().await;

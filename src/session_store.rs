@@ -18,43 +18,13 @@ const SESSIONS: &str = "rmqtt-session-storage";
 /// The sessions' sled database, inside the store's directory.
 const SESSIONS_DIR: &str = "sessions";
 
-/// The session store's engine (`storage.sessionEngine`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
-  Sled,
-  Redb,
-}
-
-impl Engine {
-  pub fn parse(name: Option<&str>) -> napi::Result<Engine> {
-    match name {
-      None | Some("sled") => Ok(Engine::Sled),
-      Some("redb") => Ok(Engine::Redb),
-      Some(other) => Err(crate::error::invalid_arg(format!(
-        "storage.sessionEngine: must be 'sled' or 'redb', not {other:?}"
-      ))),
-    }
-  }
-}
-
-/// The redb store's page cache (its default is 1 GiB).
-const REDB_CACHE: usize = 32 << 20;
-
 /// rmqtt's plugin config (name to TOML) that puts the sessions in `dir`.
-pub fn plugin_configs(dir: &Path, engine: Engine) -> HashMap<String, String> {
-  let toml = match engine {
-    Engine::Sled => crate::storage::sled_toml(&dir.join(SESSIONS_DIR)),
-    Engine::Redb => {
-      // A JSON string is a valid TOML basic string (same escapes).
-      let file = dir.join(SESSIONS_DIR).with_extension("redb");
-      let path = serde_json::to_string(&file.to_string_lossy()).unwrap_or_default();
-      format!(
-        "[storage]\ntype = \"redb\"\n\n[storage.redb]\npath = {path}\ncache_size = {REDB_CACHE}\n"
-      )
-    }
-  };
+pub fn plugin_configs(dir: &Path) -> HashMap<String, String> {
   let mut configs = HashMap::default();
-  configs.insert(SESSIONS.to_string(), toml);
+  configs.insert(
+    SESSIONS.to_string(),
+    crate::storage::sled_toml(&dir.join(SESSIONS_DIR)),
+  );
   configs
 }
 

@@ -22,16 +22,12 @@ pub struct StorageConfig {
   /// One running broker at a time may use it: another `start()` on it is
   /// refused.
   pub path: String,
-  /// The session store's engine: `'sled'` (the default) or `'redb'`, to
-  /// compare them (docs/persistence.md). Retained messages stay on sled.
-  pub session_engine: Option<String>,
 }
 
 /// A checked `storage` config: an existing, writable directory.
 #[derive(Clone, Debug)]
 pub struct Store {
   dir: PathBuf,
-  session_engine: crate::session_store::Engine,
 }
 
 /// The store's directory held by one running broker: dropping it lets
@@ -80,11 +76,7 @@ pub fn check(config: &StorageConfig) -> Result<Store> {
   let dir = dir
     .canonicalize()
     .map_err(|e| invalid_arg(format!("storage.path: cannot resolve \"{path}\": {e}")))?;
-  let session_engine = crate::session_store::Engine::parse(config.session_engine.as_deref())?;
-  Ok(Store {
-    dir,
-    session_engine,
-  })
+  Ok(Store { dir })
 }
 
 impl Store {
@@ -118,11 +110,6 @@ impl Store {
   /// The store's directory.
   pub fn dir(&self) -> &Path {
     &self.dir
-  }
-
-  /// The session store's engine.
-  pub fn session_engine(&self) -> crate::session_store::Engine {
-    self.session_engine
   }
 
   /// rmqtt's plugin configs (name to TOML) that put the plugins' data here.

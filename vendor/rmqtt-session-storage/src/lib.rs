@@ -93,11 +93,6 @@ impl StoragePlugin {
                 cfg.storage.sled.path =
                     cfg.storage.sled.path.replace("{node}", &format!("{}", scx.node.id()));
             }
-            // fork patch: redb too (rmqtt-storage has the backend).
-            #[cfg(feature = "redb")]
-            StorageType::Redb => {
-                cfg.storage.redb.path = cfg.storage.redb.path.replace("{node}", &format!("{}", scx.node.id()));
-            }
             #[cfg(feature = "redis")]
             StorageType::Redis => {
                 cfg.storage.redis.prefix =

@@ -313,24 +313,11 @@ pub type RedbCleanupFun = fn(&RedbStorageDB);
 fn def_cleanup(_db: &RedbStorageDB) {
     #[cfg(feature = "ttl")]
     {
-        // fork patch: the thread holds the database weakly, between runs
-        // too, and ends once every handle is dropped (as for sled, 0001).
-        // Upstream's clone kept it (its file lock) open for the life of the
-        // process, so a store closed by its owner could not be opened again.
-        let weak_db = Arc::downgrade(&_db.db);
-        let weak_tx = _db.cmd_tx.downgrade();
-        let active_count = _db.active_count.clone();
+        let db = _db.clone();
         std::thread::spawn(move || {
             let limit = 5000;
-            'run: loop {
-                for _ in 0..60 {
-                    std::thread::sleep(std::time::Duration::from_secs(1));
-                    if weak_tx.strong_count() == 0 {
-                        break 'run;
-                    }
-                }
-                let (Some(db), Some(cmd_tx)) = (weak_db.upgrade(), weak_tx.upgrade()) else { break };
-                let db = RedbStorageDB { db, cmd_tx, active_count: active_count.clone() };
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(60));
                 let mut total_cleanups = 0;
                 let now = std::time::Instant::now();
                 loop {
