@@ -76,6 +76,19 @@ export function track(server: MqttServer): MqttServer {
   return server
 }
 
+const tempDirs: string[] = []
+
+/** A fresh directory under the system's temp dir, removed by `removeTempDirs()` (call it from `afterEach`). */
+export function tempDir(prefix = 'mqtt-store-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix))
+  tempDirs.push(d)
+  return d
+}
+
+export function removeTempDirs(): void {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true })
+}
+
 /** Ends every tracked client and closes every tracked server. */
 export async function cleanup(): Promise<void> {
   const cs = [...clients]

@@ -3,8 +3,7 @@
  * on the same object, a clean process exit and kill -9; the store is checked
  * at start() (missing, unwritable, in use by another broker).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { afterEach, describe, expect, it } from 'vitest'
@@ -19,29 +18,23 @@ import {
   killChildren,
   listener,
   nodeEval,
+  removeTempDirs,
   startServer,
   subscribe,
+  tempDir,
   track,
   urlFor,
 } from './helpers'
 import { retained } from './retained'
 
-const dirs: string[] = []
 /** How long a retained message may take to reach the disk (sled's flush interval). */
 const KILL_WINDOW_MS = 500
 
 afterEach(async () => {
   killChildren()
   await cleanup()
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+  removeTempDirs()
 })
-
-/** A fresh directory for a store, removed after the test. */
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'mqtt-store-'))
-  dirs.push(d)
-  return d
-}
 
 function config(path: string, port = 0): ServerConfig {
   return { listeners: [listener('tcp', { port })], storage: { path } }

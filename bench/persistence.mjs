@@ -7,12 +7,14 @@
 //
 // --smoke: 1,000 messages, for CI-style checks that the script runs.
 // Uses the addon built in the repository root (npm run build first).
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+
+import { du } from './lib/disk.mjs'
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..')
 const require = createRequire(import.meta.url)
@@ -29,16 +31,6 @@ const { values: opt } = parseArgs({
 })
 const count = opt.smoke ? 1000 : Number(opt.retained)
 const payload = Buffer.alloc(Number(opt.payload), 'x')
-
-/** Bytes under `dir`, recursively. */
-function du(dir) {
-  let total = 0
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name)
-    total += e.isDirectory() ? du(p) : statSync(p).size
-  }
-  return total
-}
 
 const rssMiB = () => (process.memoryUsage().rss / 2 ** 20).toFixed(0)
 const dir = mkdtempSync(join(tmpdir(), 'mqtt-bench-store-'))

@@ -265,8 +265,18 @@ impl Broker {
     let unplugged = tokio::time::timeout_at(graceful_end, unplug).await;
     // Sealed only when its plugin is known closed: a seal of files still
     // being written would refuse the next start().
-    let store_closed = matches!(unplugged, Ok(Ok(())));
+    let mut store_closed = matches!(unplugged, Ok(Ok(())));
     step("retained store", unplugged.is_ok());
+    // A store on disk keeps the sessions too (`session_store.rs`).
+    if store_lock.is_some() {
+      let sessions = runtime.spawn({
+        let scx = scx.clone();
+        async move { crate::session_store::close(&scx, graceful_end).await }
+      });
+      let closed = tokio::time::timeout_at(graceful_end, sessions).await;
+      store_closed &= matches!(closed, Ok(Ok(())));
+      step("session store", closed.is_ok());
+    }
     // A runtime must not be dropped from async code: shut it down, then
     // release the broker's state, on a thread of its own, so that one stuck
     // for good is left behind without holding a thread of Node's runtime.
@@ -370,7 +380,11 @@ async fn setup(
     builder = builder.plugins_config_dir(dir.clone());
   }
   if let Some(store) = &spec.storage {
-    builder = builder.plugins_config_map(store.plugin_configs(RETAINER));
+    let mut configs = store.plugin_configs(RETAINER);
+    if let crate::storage::Store::Dir(dir) = store {
+      configs.extend(crate::session_store::plugin_configs(dir));
+    }
+    builder = builder.plugins_config_map(configs);
   }
   let scx = builder.build().await;
   if let Some(crate::storage::Store::Redis(redis)) = &spec.storage {
@@ -381,6 +395,10 @@ async fn setup(
     .await
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
   crate::retained_quota::register(&scx, spec.retained_limits).await;
+  // Sessions are kept on disk only: with Redis they stay in memory.
+  if let Some(crate::storage::Store::Dir(_)) = &spec.storage {
+    crate::session_store::register(&scx).await?;
+  }
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   let flow = backpressure::register(&scx).await;
   let stats = crate::stats::register(&scx).await;

@@ -147,3 +147,12 @@ pub fn take_retain(scx: &ServerContext) -> Arc<Box<dyn rmqtt::retain::RetainStor
     .retain
     .replace(Box::new(rmqtt::retain::DefaultRetainStorage::new()))
 }
+
+/// The session manager's counterpart of [`take_retain`]: the persistent
+/// session store's manager holds the store open until it is dropped.
+pub fn take_session_mgr(scx: &ServerContext) -> Arc<Box<dyn rmqtt::session::SessionManager>> {
+  scx
+    .extends
+    .session_mgr
+    .replace(Box::new(rmqtt::session::DefaultSessionManager))
+}

@@ -43,6 +43,7 @@ mod retained;
 mod retained_quota;
 mod server;
 mod server_admin;
+mod session_store;
 mod shared_subscription;
 mod stats;
 mod stop_options;

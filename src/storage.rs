@@ -54,9 +54,9 @@ const LOCK_FILE: &str = "LOCK";
 const RETAINED_DIR: &str = "retained";
 /// The databases in the store's directory, checked at `start()` and sealed
 /// at `stop()` (`store_integrity.rs`).
-const DATABASES: &[&str] = &[RETAINED_DIR];
-/// sled's page cache for the retained store (its default is 1 GiB, more than
-/// an embedded broker should take).
+const DATABASES: &[&str] = &[RETAINED_DIR, crate::session_store::SESSIONS_DIR];
+/// sled's page cache for each database (its default is 1 GiB, more than an
+/// embedded broker should take).
 const CACHE: &str = "32M";
 
 /// Checks `storage`: `path` (creating the directory if its parent exists)
@@ -203,8 +203,9 @@ fn check_databases(dir: &Path, opened: Opened) -> std::result::Result<(), String
   }
 }
 
-/// The rmqtt-retainer config (TOML) of a sled database at `at`.
-fn sled_toml(at: &Path) -> String {
+/// An rmqtt-storage plugin config (TOML) that keeps its data in a sled
+/// database at `at`.
+pub fn sled_toml(at: &Path) -> String {
   // A JSON string is a valid TOML basic string (same escapes).
   let path = serde_json::to_string(&at.to_string_lossy()).unwrap_or_default();
   format!(
