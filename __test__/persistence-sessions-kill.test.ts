@@ -30,8 +30,6 @@ afterEach(async () => {
 const KILLS = 20
 /** Publishes awaiting their PUBACK at once. */
 const WINDOW = 32
-/** Most messages published between two kills. */
-const PER_ROUND = 4000
 /** How long a write may take to reach the disk (sled's flush interval; docs/persistence.md). */
 const KILL_WINDOW_MS = 500
 /** The loss window asserted: sled's interval, with room for a busy machine. */
@@ -155,7 +153,6 @@ async function flood(qos: 1 | 2, kills: number, perRound: number): Promise<Outco
     drop(sub)
   }
 
-
   const lost = [...acked].filter((n) => !received.has(n))
   const lostOnline = lost.filter((n) => online.get(n)).length
   const duplicates = [...received.values()].reduce((a, c) => a + c - 1, 0)
@@ -171,7 +168,9 @@ async function flood(qos: 1 | 2, kills: number, perRound: number): Promise<Outco
 }
 
 describe('persistent sessions under kill -9', () => {
-  it(`a QoS 1 flood killed ${KILLS} times: the session survives, only messages acknowledged within the loss window are lost`, { timeout: 90_000 }, async () => {
+  it(`a QoS 1 flood killed ${KILLS} times: the session survives, only messages acknowledged within the loss window are lost`, {
+    timeout: 90_000,
+  }, async () => {
     const o = await flood(1, KILLS, 4000)
     expect(o.sentinel, 'the sentinel published after the last restart arrived').toBe(true)
     expect(o.acknowledged).toBeGreaterThan(KILLS * 10)
