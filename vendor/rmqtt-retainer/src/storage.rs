@@ -707,14 +707,14 @@ impl RetainerInner {
                     let topic_name = TopicName::from(
                         String::from_utf8_lossy(&key[RETAIN_MESSAGES_PREFIX.len()..]).as_ref(),
                     );
-                    let remaining = expiry_time_at.and_then(|exp| {
-                        let now = timestamp_millis();
-                        if exp > now {
-                            Some(Duration::from_millis((exp - now) as u64))
-                        } else {
-                            None
-                        }
-                    });
+                    // fork patch: an expired message not yet removed is
+                    // left out, not listed as one that never expires.
+                    let now = timestamp_millis();
+                    let remaining = match expiry_time_at {
+                        Some(exp) if exp <= now => continue,
+                        Some(exp) => Some(Duration::from_millis((exp - now) as u64)),
+                        None => None,
+                    };
                     items.push((topic_name, retain, remaining));
                 }
                 Ok(None) => {}
