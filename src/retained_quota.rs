@@ -29,10 +29,6 @@ use rmqtt::extend::RetainQuota;
 /// `maxPacketSize` each).
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
 
-/// Read from the store at start, this many at a time: the storage
-/// retainer lists every key again for each page, so pages are large.
-const SEED_PAGE: usize = 1 << 16;
-
 #[derive(Clone, Debug)]
 pub struct Limits {
   pub max_messages: Option<usize>,
@@ -156,23 +152,15 @@ impl RetainQuota for Quota {
 /// Installs the quota, with what the store already holds.
 pub async fn register(scx: &ServerContext, limits: Limits) {
   let mut state = State::default();
-  let retain = scx.extends.retain().await;
   let now = Instant::now();
-  let mut offset = 0;
-  loop {
-    let (page, more) = match retain.get_all_paginated(offset, SEED_PAGE).await {
-      Ok(page) => page,
-      Err(e) => {
-        log::warn!("retained quota: cannot read the retained store, counting from empty: {e}");
-        break;
+  match scx.extends.retain().await.inventory().await {
+    Ok(all) => {
+      for (topic, payload_len, expiry) in all {
+        state.insert(&topic, payload_len, expiry, now);
       }
-    };
-    offset += page.len();
-    for (topic, r, expiry) in page {
-      state.insert(&topic, r.publish.payload.len(), expiry, now);
     }
-    if !more {
-      break;
+    Err(e) => {
+      log::warn!("retained quota: cannot read the retained store, counting from empty: {e}")
     }
   }
   let quota = Quota {
