@@ -375,7 +375,8 @@ async fn setup(
     // rmqtt's busy check refuses CONNECTs while the host's CPU load is high;
     // an embedded broker shares its machine with the application, so a busy
     // host must not lock clients out.
-    .busy_check_enable(false);
+    .busy_check_enable(false)
+    .circuit_breaker_config(crate::storage::circuit_breaker());
   if let Some(dir) = &spec.plugins_config_dir {
     builder = builder.plugins_config_dir(dir.clone());
   }

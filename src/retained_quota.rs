@@ -10,8 +10,12 @@
 //! drops silently, replacements and deletions included.
 //!
 //! The retained store is the retainer's; this keeps its own account (topic,
-//! bytes, expiry) of what was admitted, seeded at start from a store on
-//! disk. Bytes are the topic's plus the payload's.
+//! bytes, expiry) of what was admitted, seeded at start from the store (on
+//! disk or in Redis). Bytes are the topic's plus the payload's. The account
+//! is also what `stats()` reports (`totals`): exact at once, where the
+//! storage retainer's own count is a cached `len()` of its whole database.
+//! Brokers sharing a Redis store each count what they found at start plus
+//! what they stored since.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,9 +28,6 @@ use rmqtt::extend::RetainQuota;
 /// fill with retained messages (without one, any number of topics of up to
 /// `maxPacketSize` each).
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
-
-/// Read from a store on disk at start, this many at a time.
-const SEED_PAGE: usize = 1000;
 
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -44,6 +45,8 @@ struct State {
   topics: HashMap<String, Entry>,
   /// The sum of the entries' bytes, expired ones included until purged.
   bytes: usize,
+  /// The part of `bytes` that is payload.
+  payload: usize,
 }
 
 struct Entry {
@@ -61,10 +64,12 @@ impl State {
       .map(|e| e.bytes)
   }
 
-  /// Counts `topic`'s message of `size` bytes, replacing any it had.
-  fn insert(&mut self, topic: &str, size: usize, expiry: Option<Duration>, now: Instant) {
+  /// Counts `topic`'s message of `payload_len` bytes, replacing any it had.
+  fn insert(&mut self, topic: &str, payload_len: usize, expiry: Option<Duration>, now: Instant) {
     self.remove(topic);
+    let size = topic.len() + payload_len;
     self.bytes += size;
+    self.payload += payload_len;
     // As the retainer: no interval, or 0, is no expiry.
     let expires = expiry.filter(|d| !d.is_zero()).map(|d| now + d);
     let entry = Entry {
@@ -77,20 +82,23 @@ impl State {
   fn remove(&mut self, topic: &str) {
     if let Some(e) = self.topics.remove(topic) {
       self.bytes -= e.bytes;
+      self.payload -= e.bytes - topic.len();
     }
   }
 
   fn purge_expired(&mut self, now: Instant) {
     let before = self.topics.len();
-    let mut freed = 0;
-    self.topics.retain(|_, e| {
+    let (mut freed, mut payload) = (0, 0);
+    self.topics.retain(|topic, e| {
       let keep = e.expires.is_none_or(|at| at > now);
       if !keep {
         freed += e.bytes;
+        payload += e.bytes - topic.len();
       }
       keep
     });
     self.bytes -= freed;
+    self.payload -= payload;
     if self.topics.len() != before {
       log::debug!("retained quota: {} expired", before - self.topics.len());
     }
@@ -130,34 +138,29 @@ impl RetainQuota for Quota {
         return false;
       }
     }
-    state.insert(topic, size, expiry, now);
+    state.insert(topic, payload_len, expiry, now);
     true
+  }
+
+  fn totals(&self) -> Option<(usize, usize)> {
+    let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    state.purge_expired(Instant::now());
+    Some((state.topics.len(), state.payload))
   }
 }
 
 /// Installs the quota, with what the store already holds.
 pub async fn register(scx: &ServerContext, limits: Limits) {
-  if limits.max_messages.is_none() && limits.max_bytes.is_none() {
-    return;
-  }
   let mut state = State::default();
-  let retain = scx.extends.retain().await;
   let now = Instant::now();
-  let mut offset = 0;
-  loop {
-    let (page, more) = match retain.get_all_paginated(offset, SEED_PAGE).await {
-      Ok(page) => page,
-      Err(e) => {
-        log::warn!("retained quota: cannot read the retained store, counting from empty: {e}");
-        break;
+  match scx.extends.retain().await.inventory().await {
+    Ok(all) => {
+      for (topic, payload_len, expiry) in all {
+        state.insert(&topic, payload_len, expiry, now);
       }
-    };
-    offset += page.len();
-    for (topic, r, expiry) in page {
-      state.insert(&topic, topic.len() + r.publish.payload.len(), expiry, now);
     }
-    if !more {
-      break;
+    Err(e) => {
+      log::warn!("retained quota: cannot read the retained store, counting from empty: {e}")
     }
   }
   let quota = Quota {

@@ -17,8 +17,6 @@ use crate::fork::{self, TrafficCounter, WireBytes};
 
 /// Counted before the other handlers, which may stop the chain.
 const PRIORITY: Priority = Priority::MAX;
-/// Retained messages read at a time when their bytes are summed.
-const RETAINED_PAGE: usize = 1024;
 
 /// One count per QoS level.
 #[derive(Default)]
@@ -176,23 +174,17 @@ pub struct ServerStats {
   pub storage_outages: f64,
 }
 
-/// Reads the counts and the broker's state. Costs a walk over the retained
-/// messages (for their bytes); everything else is a counter read.
+/// Reads the counts and the broker's state: counter reads, and the retained
+/// messages' account (`retained_quota.rs`).
 pub async fn snapshot(scx: &ServerContext, c: &Counters) -> ServerStats {
-  let retain = scx.extends.retain().await;
-  let retained_messages = retain.count().await.max(0) as f64;
-  let mut retained_bytes = 0u64;
-  let mut offset = 0;
-  while let Ok((page, more)) = retain.get_all_paginated(offset, RETAINED_PAGE).await {
-    offset += page.len();
-    retained_bytes += page
-      .iter()
-      .map(|(_, r, _)| r.publish.payload.len() as u64)
-      .sum::<u64>();
-    if !more || page.is_empty() {
-      break;
-    }
-  }
+  // Installed at start, before anything can ask for stats.
+  let (retained_messages, retained_bytes) = scx
+    .extends
+    .retain_quota
+    .get()
+    .and_then(|account| account.totals())
+    .unwrap_or_default();
+  let (retained_messages, retained_bytes) = (retained_messages as f64, retained_bytes as f64);
   let routes = scx.extends.router().await.routes().count();
   ServerStats {
     connections: scx.connections.count().max(0) as f64,
@@ -200,7 +192,7 @@ pub async fn snapshot(scx: &ServerContext, c: &Counters) -> ServerStats {
     sessions: scx.sessions.count().max(0) as f64,
     subscriptions: routes.max(0) as f64,
     retained_messages,
-    retained_bytes: retained_bytes as f64,
+    retained_bytes,
     messages_received: c.received.get().into(),
     messages_sent: c.sent.get().into(),
     messages_dropped: c.dropped.get().into(),

@@ -83,6 +83,7 @@ impl Retainer {
             storage_type,
             exec: exec.clone(),
             topics: Arc::new(RwLock::new(RetainTree::default())),
+            inventory: std::sync::Mutex::new(None),
             #[cfg(feature = "rate-counter")]
             set_rate_counter: RateCounter::new(),
             #[cfg(feature = "rate-counter")]
@@ -272,6 +273,10 @@ pub struct RetainerInner {
     /// stored (no retain data). Used for fast wildcard matching and
     /// cluster-aware topic synchronization.
     pub(crate) topics: Arc<RwLock<RetainTree<TimedValue<()>>>>,
+    /// fork patch: what `rebuild_topics` read (topic, payload length, expiry
+    /// left), for the first `inventory()`, so that an account of the
+    /// messages at start does not read them all a second time.
+    inventory: std::sync::Mutex<Option<Vec<(TopicName, usize, Option<Duration>)>>>,
     /// Rate counter for tracking message processing throughput.
     #[cfg(feature = "rate-counter")]
     pub(crate) set_rate_counter: RateCounter,
@@ -707,14 +712,14 @@ impl RetainerInner {
                     let topic_name = TopicName::from(
                         String::from_utf8_lossy(&key[RETAIN_MESSAGES_PREFIX.len()..]).as_ref(),
                     );
-                    let remaining = expiry_time_at.and_then(|exp| {
-                        let now = timestamp_millis();
-                        if exp > now {
-                            Some(Duration::from_millis((exp - now) as u64))
-                        } else {
-                            None
-                        }
-                    });
+                    // fork patch: an expired message not yet removed is
+                    // left out, not listed as one that never expires.
+                    let now = timestamp_millis();
+                    let remaining = match expiry_time_at {
+                        Some(exp) if exp <= now => continue,
+                        Some(exp) => Some(Duration::from_millis((exp - now) as u64)),
+                        None => None,
+                    };
                     items.push((topic_name, retain, remaining));
                 }
                 Ok(None) => {}
@@ -760,6 +765,7 @@ impl RetainerInner {
         drop(iter);
 
         let mut topics = self.topics.write().await;
+        let mut inventory = Vec::with_capacity(keys.len());
         for key in keys {
             let topic_str = String::from_utf8_lossy(&key[RETAIN_MESSAGES_PREFIX.len()..]);
             let topic = match Topic::from_str(topic_str.as_ref()) {
@@ -768,14 +774,21 @@ impl RetainerInner {
             };
             match db.get::<_, StoredMsg>(key.as_slice()).await {
                 Ok(Some((retain, expiry_time_at))) if !retain.publish.payload.is_empty() => {
-                    let timeout = expiry_time_at
-                        .filter(|exp| *exp > timestamp_millis())
-                        .map(|exp| Duration::from_millis((exp - timestamp_millis()) as u64));
+                    // fork patch: an expired message is not indexed (it was,
+                    // as one that never expires).
+                    let now = timestamp_millis();
+                    let timeout = match expiry_time_at {
+                        Some(exp) if exp <= now => continue,
+                        Some(exp) => Some(Duration::from_millis((exp - now) as u64)),
+                        None => None,
+                    };
                     topics.insert(&topic, TimedValue::new((), timeout));
+                    inventory.push((TopicName::from(topic_str.as_ref()), retain.publish.payload.len(), timeout));
                 }
                 _ => {}
             }
         }
+        *self.inventory.lock().unwrap_or_else(|e| e.into_inner()) = Some(inventory);
         log::info!(
             "Rebuild topics tree done, nodes: {}, values: {}, elapsed: {:?}",
             topics.nodes_size(),
@@ -895,6 +908,15 @@ impl RetainStorage for Retainer {
             .timeout(futures_time::time::Duration::from_secs(60))
             .await
             .map_err(|_e| anyhow!("get_all_paginated timeout"))?
+    }
+
+    /// fork patch: the first call takes what `rebuild_topics` read.
+    async fn inventory(&self) -> Result<Vec<(TopicName, usize, Option<Duration>)>> {
+        let read = self.inventory.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match read {
+            Some(read) => Ok(read),
+            None => rmqtt::retain::inventory_by_pages(self).await,
+        }
     }
 
     #[inline]

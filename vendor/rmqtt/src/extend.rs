@@ -113,6 +113,12 @@ pub struct Manager {
 /// 0x97 Quota exceeded.
 pub trait RetainQuota: Send + Sync {
     fn admit(&self, topic: &str, payload_len: usize, expiry: Option<std::time::Duration>) -> bool;
+
+    /// fork patch: the retained messages it holds admitted, not expired:
+    /// (messages, payload bytes), if it keeps that account.
+    fn totals(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// fork patch: what a connection holds while it lives once admitted; dropped

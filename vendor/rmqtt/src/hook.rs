@@ -1180,25 +1180,25 @@ impl Hook for DefaultHook {
 /// `message_expiry_check` does when no handler expires the message).
 #[inline]
 pub fn message_expiry(s: &Session, publish: &Publish) -> MessageExpiryCheckResult {
-    let own = publish.properties.as_ref().and_then(|p| p.message_expiry_interval);
-    let expiry_interval = own
-        .map(|i| i.get() as i64 * 1000)
-        .unwrap_or_else(|| s.listen_cfg().message_expiry_interval.as_millis() as i64);
+    let result = message_expiry_at(publish, timestamp_millis());
+    log::debug!("{:?} expiry: {:?}", s.id, result);
+    result
+}
 
-    log::debug!("{:?} expiry_interval: {:?}", s.id, expiry_interval);
-    if expiry_interval == 0 {
+/// fork patch: whether `publish` has expired at `now`, and what is left of
+/// its Message Expiry Interval. A message without one never expires
+/// [MQTT-3.3.2-5]: upstream gave it the listener's `message_expiry_interval`
+/// (5 min by default), so a queued message without one was dropped after it.
+#[inline]
+pub fn message_expiry_at(publish: &Publish, now: crate::types::TimestampMillis) -> MessageExpiryCheckResult {
+    let Some(own) = publish.properties.as_ref().and_then(|p| p.message_expiry_interval) else {
         return MessageExpiryCheckResult::Remaining(None);
-    }
-    let remaining = timestamp_millis() - publish.create_time.unwrap_or_else(timestamp_millis);
-    if remaining < expiry_interval {
-        // fork patch: the broker's default lifetime for a message without a
-        // Message Expiry Interval is not sent as one; the subscriber got an
-        // interval the publisher never set [MQTT-3.3.2-6].
-        if own.is_none() {
-            return MessageExpiryCheckResult::Remaining(None);
-        }
+    };
+    let expiry_interval = own.get() as i64 * 1000;
+    let waited = now - publish.create_time.unwrap_or(now);
+    if waited < expiry_interval {
         return MessageExpiryCheckResult::Remaining(NonZeroU32::new(
-            ((expiry_interval - remaining) / 1000) as u32,
+            ((expiry_interval - waited) / 1000) as u32,
         ));
     }
     MessageExpiryCheckResult::Expiry

@@ -142,6 +142,14 @@ pub trait RetainStorage: Sync + Send {
         Ok((Vec::new(), false))
     }
 
+    /// fork patch: every retained message's topic, payload length and expiry
+    /// left, for an account of them at start. A store that reads them all at
+    /// start anyway hands over what it read; by default, pages of
+    /// `get_all_paginated`.
+    async fn inventory(&self) -> Result<Vec<(TopicName, usize, Option<Duration>)>> {
+        inventory_by_pages(self).await
+    }
+
     /// Current count of retained messages.
     async fn count(&self) -> isize;
 
@@ -626,6 +634,24 @@ where
             if *top == 0 {
                 return;
             }
+        }
+    }
+}
+
+/// fork patch: `RetainStorage::inventory` read through `get_all_paginated`,
+/// in large pages (a store may list every key again for each page).
+pub async fn inventory_by_pages<S: RetainStorage + ?Sized>(
+    store: &S,
+) -> Result<Vec<(TopicName, usize, Option<Duration>)>> {
+    // An offset counts what was listed, expired messages left out included.
+    const PAGE: usize = 1 << 16;
+    let (mut all, mut offset) = (Vec::new(), 0);
+    loop {
+        let (page, more) = store.get_all_paginated(offset, PAGE).await?;
+        offset += PAGE;
+        all.extend(page.into_iter().map(|(topic, r, expiry)| (topic, r.publish.payload.len(), expiry)));
+        if !more {
+            return Ok(all);
         }
     }
 }

@@ -2489,14 +2489,16 @@ impl SessionState {
         msg_id: Option<MsgID>,
         from: &From,
         publish: &Publish,
-        message_expiry_interval: Option<Duration>,
     ) -> Result<()> {
         let retain = scx.extends.retain().await;
         if retain.enable() {
+            // fork patch: kept for the message's own expiry interval only,
+            // not the listener's default for messages without one.
+            let expiry = retained_expiry(publish);
             // fork patch: the retained-message quota, before the message
             // is stored or routed (see `RetainQuota`).
             if let Some(quota) = scx.extends.retain_quota.get() {
-                if !quota.admit(&publish.topic, publish.payload.len(), message_expiry_interval) {
+                if !quota.admit(&publish.topic, publish.payload.len(), expiry) {
                     return Err(MqttError::PublishAckReason(
                         PublishAckReason::QuotaExceeded,
                         ByteString::from_static("retained message quota exceeded"),
@@ -2505,13 +2507,9 @@ impl SessionState {
                 }
             }
             let retain_msg = Retain { msg_id, from: from.clone(), publish: publish.clone() };
-            retain.set(&publish.topic, retain_msg.clone(), message_expiry_interval).await?;
-            let _ = scx
-                .extends
-                .shared()
-                .await
-                .retain_set_broadcast(&publish.topic, &retain_msg, message_expiry_interval)
-                .await;
+            retain.set(&publish.topic, retain_msg.clone(), expiry).await?;
+            let _ =
+                scx.extends.shared().await.retain_set_broadcast(&publish.topic, &retain_msg, expiry).await;
         }
         Ok(())
     }
@@ -2542,7 +2540,7 @@ impl SessionState {
         // publish's larger.
         #[cfg(feature = "retain")]
         if publish.retain {
-            Box::pin(Self::retain_publish(scx, msg_id, &from, &publish, message_expiry_interval)).await?;
+            Box::pin(Self::retain_publish(scx, msg_id, &from, &publish)).await?;
         }
         // Store FIRST (subscriber IDs will be recorded inside forwards()
         // via mark_forwarded), ensuring subscriber tracking is tied
@@ -3535,4 +3533,17 @@ fn is_publish(pkt: &Packet) -> bool {
 /// fork patch: a hold the forward gate left for this session task.
 fn take_read_gate() -> Option<futures::future::BoxFuture<'static, ()>> {
     crate::shared::READ_GATE.try_with(|g| g.borrow_mut().take()).ok().flatten()
+}
+
+/// fork patch: how long a retained message is kept: its own Message Expiry
+/// Interval, or forever without one (upstream used the listener's
+/// `message_expiry_interval`, 5 min by default, and the retainer takes a
+/// zero for already expired).
+#[inline]
+pub fn retained_expiry(publish: &Publish) -> Option<Duration> {
+    publish
+        .properties
+        .as_ref()
+        .and_then(|p| p.message_expiry_interval)
+        .map(|i| Duration::from_secs(u64::from(i.get())))
 }
