@@ -11,6 +11,7 @@
 //! compared as literal text: a value holding `/`, `+` or `#` never widens a
 //! rule, and a rule with `%u` never matches a client without a username.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use napi::Result;
@@ -63,6 +64,16 @@ pub struct Who<'a> {
 #[derive(Clone, Debug)]
 pub struct Rules {
   rules: Vec<Rule>,
+  /// Which rules can match a request, by the request's first level: a
+  /// request names one first level, and a rule whose filters all start with
+  /// other literals cannot match it, so most requests walk a few rules, not
+  /// all (100 rules on distinct prefixes: 19.6% of the broker's CPU in
+  /// `decide` before it).
+  by_first: HashMap<String, Vec<u32>>,
+  /// The rules that can match any first level (a filter starting with `+`,
+  /// `#` or a `%u` / `%c` pattern): the candidates for a first level no
+  /// rule names.
+  any_first: Vec<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -109,22 +120,74 @@ impl Rules {
       .iter()
       .enumerate()
       .map(|(i, r)| Rule::parse(r, &format!("{at}[{i}]")))
-      .collect::<Result<_>>()?;
-    Ok(Rules { rules })
+      .collect::<Result<Vec<Rule>>>()?;
+    let mut by_first: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut any_first = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+      let i = i as u32;
+      if rule
+        .filters
+        .iter()
+        .any(|f| !matches!(f[0], Level::Literal(_)))
+      {
+        any_first.push(i);
+      }
+      for f in &rule.filters {
+        if let Level::Literal(first) = &f[0] {
+          by_first.entry(first.clone()).or_default().push(i);
+        }
+      }
+    }
+    // A literal's candidates also include every rule of `any_first`, in
+    // rule order (first match wins).
+    for list in by_first.values_mut() {
+      list.extend_from_slice(&any_first);
+      list.sort_unstable();
+      list.dedup();
+    }
+    Ok(Rules {
+      rules,
+      by_first,
+      any_first,
+    })
   }
 
   /// The first matching rule's answer (`true` = allow), if one matches.
   /// `request` is a topic name (publish) or a topic filter (subscribe).
   pub fn decide(&self, action: Action, who: &Who, request: &str) -> Option<bool> {
-    let levels: Vec<&str> = request.split('/').collect();
-    self
-      .rules
-      .iter()
-      .find(|r| {
-        r.applies(action, who) && r.filters.iter().any(|f| matches(f, &levels, who, r.allow))
-      })
+    with_levels(request, |levels| {
+      let hit = |r: &&Rule| {
+        r.applies(action, who) && r.filters.iter().any(|f| matches(f, levels, who, r.allow))
+      };
+      match levels[0] {
+        // A wildcard first level can meet any rule.
+        "+" | "#" => self.rules.iter().find(hit),
+        first => self
+          .by_first
+          .get(first)
+          .unwrap_or(&self.any_first)
+          .iter()
+          .map(|&i| &self.rules[i as usize])
+          .find(hit),
+      }
       .map(|r| r.allow)
+    })
   }
+}
+
+/// Calls `f` with the levels of `topic`, kept on the stack for the usual
+/// depths (no allocation per request).
+fn with_levels<R>(topic: &str, f: impl FnOnce(&[&str]) -> R) -> R {
+  let mut stack = [""; 16];
+  let mut n = 0;
+  for level in topic.split('/') {
+    if n == stack.len() {
+      return f(&topic.split('/').collect::<Vec<_>>());
+    }
+    stack[n] = level;
+    n += 1;
+  }
+  f(&stack[..n])
 }
 
 impl Rule {
@@ -458,6 +521,65 @@ mod tests {
     );
     assert_eq!(
       r.decide(Action::Subscribe, &who(Some("u"), "c", "1.1.1.1"), "t"),
+      None
+    );
+  }
+
+  /// The index only skips rules that cannot match: every request gets the
+  /// answer of walking all rules in order.
+  #[test]
+  fn first_level_index_answers_as_the_full_walk() {
+    // Wildcard-first rules before, between and after literal ones; answers
+    // alternate so that skipping or reordering a rule changes one.
+    let levels = ["+", "a", "%u", "b", "$SYS", "#", "x%c", ""];
+    let mut list = Vec::new();
+    for (i, first) in levels.iter().enumerate() {
+      for second in ["+", "#", "k"] {
+        let permission = if list.len() % 2 == 1 { "deny" } else { "allow" };
+        let topics = if *first == "#" {
+          vec!["#".to_string()]
+        } else {
+          vec![format!("{first}/{second}"), format!("q{i}/{second}")]
+        };
+        list
+          .push(serde_json::json!({ "permission": permission, "action": "all", "topics": topics }));
+      }
+    }
+    let r = rules(serde_json::Value::Array(list));
+    let w = who(Some("u"), "c", "127.0.0.1");
+    let walk = |action, request: &str| {
+      let levels: Vec<&str> = request.split('/').collect();
+      r.rules
+        .iter()
+        .find(|r| {
+          r.applies(action, &w) && r.filters.iter().any(|f| matches(f, &levels, &w, r.allow))
+        })
+        .map(|r| r.allow)
+    };
+    let mut decided = 0;
+    for first in ["a", "b", "$SYS", "+", "#", "u", "xc", "", "q3", "zz"] {
+      for rest in ["", "/k", "/+", "/#", "/k/l", "/u/k"] {
+        let request = format!("{first}{rest}");
+        for action in [Action::Publish, Action::Subscribe] {
+          let got = r.decide(action, &w, &request);
+          assert_eq!(got, walk(action, &request), "{request} ({action:?})");
+          decided += usize::from(got.is_some());
+        }
+      }
+    }
+    assert!(decided > 40, "the rules decide most requests: {decided}");
+  }
+
+  #[test]
+  fn deep_topics_are_matched_past_the_stack_levels() {
+    let r = rules(serde_json::json!([
+      { "permission": "allow", "action": "all", "topics": ["a/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/z"] },
+    ]));
+    let w = who(None, "c", "127.0.0.1");
+    let deep = format!("a{}/z", "/x".repeat(17));
+    assert_eq!(r.decide(Action::Publish, &w, &deep), Some(true));
+    assert_eq!(
+      r.decide(Action::Publish, &w, &format!("a{}/z", "/x".repeat(16))),
       None
     );
   }

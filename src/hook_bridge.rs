@@ -31,12 +31,14 @@ use crate::hook_js::{
 };
 use crate::hook_queue::{Live, Reply};
 use crate::hook_table::{Event, Kind};
-use crate::hooks::{HookSet, Hooks, SetList};
+use crate::hooks::{mask_has, HookSet, Hooks, KindMask, SetList};
 
 /// The hooks as one running broker sees them. Closed at stop, so a broker
 /// being torn down (or leaked by rmqtt) never calls into JavaScript again.
 pub struct Attachment {
   hooks: Weak<Hooks>,
+  /// `Hooks::kinds`: whether a kind is in use, without upgrading `hooks`.
+  kinds: KindMask,
   live: Live,
   /// Wakes the decisions still waiting for JavaScript when the broker stops,
   /// so they deny at once instead of holding `stop()` until their timeout
@@ -55,6 +57,7 @@ impl Attachment {
   pub fn new(hooks: &Arc<Hooks>) -> Arc<Self> {
     Arc::new(Attachment {
       hooks: Arc::downgrade(hooks),
+      kinds: hooks.kinds(),
       live: Arc::new(AtomicBool::new(true)),
       closing: Notify::new(),
       registers: AsyncMutex::new(HashMap::new()),
@@ -79,6 +82,9 @@ impl Attachment {
 
   /// Reports a publish the native ACL allowed to `onMessagePublish`.
   pub fn published(&self, s: &RSession, p: &Publish) {
+    if !self.has(Kind::MessagePublish) {
+      return;
+    }
     if let Some((hooks, sets)) = self.current() {
       for set in sets.iter().filter(|set| set.has(Kind::MessagePublish)) {
         let from = rmqtt::types::From::from_custom(s.id.clone());
@@ -90,9 +96,15 @@ impl Attachment {
 
   /// Whether JavaScript would be asked this decision now.
   pub fn has_decision(&self, kind: Kind) -> bool {
-    self
-      .current()
-      .is_some_and(|(_, sets)| sets.iter().any(|set| set.has(kind)))
+    self.has(kind)
+  }
+
+  /// Whether a live set has `kind`: two loads, no lock, no reference count
+  /// (the native ACL asks this for every publish it allows).
+  fn has(&self, kind: Kind) -> bool {
+    self.live.load(Ordering::Acquire)
+      && self.hooks.strong_count() > 0
+      && mask_has(&self.kinds, kind)
   }
 
   fn current(&self) -> Option<(Arc<Hooks>, SetList)> {

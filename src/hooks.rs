@@ -166,10 +166,25 @@ struct Sets {
   all: SetList,
 }
 
+/// The kinds some current set has, one bit per `Kind`: read on the broker's
+/// hot paths without a lock.
+pub type KindMask = Arc<AtomicU64>;
+
+const _: () = assert!(Kind::ALL.len() <= 64, "KindMask holds one bit per Kind");
+
+fn bit(kind: Kind) -> u64 {
+  1 << kind as u32
+}
+
+/// Whether a set of `mask` has `kind`.
+pub fn mask_has(mask: &KindMask, kind: Kind) -> bool {
+  mask.load(Ordering::Acquire) & bit(kind) != 0
+}
+
 impl Sets {
-  /// Rebuilds `all` and clears every cached decision: a change of hooks
-  /// may change the answers.
-  fn changed(&mut self) {
+  /// Rebuilds `all` and `kinds` and clears every cached decision: a change
+  /// of hooks may change the answers.
+  fn changed(&mut self, kinds: &KindMask) {
     for set in self.all.iter() {
       set.cache.clear();
     }
@@ -181,6 +196,11 @@ impl Sets {
         .cloned()
         .collect(),
     );
+    let mask = Kind::ALL
+      .iter()
+      .filter(|k| self.all.iter().any(|set| set.has(**k)))
+      .fold(0, |m, k| m | bit(*k));
+    kinds.store(mask, Ordering::Release);
   }
 }
 
@@ -188,6 +208,7 @@ impl Sets {
 #[derive(Default)]
 pub struct Hooks {
   sets: RwLock<Sets>,
+  kinds: KindMask,
   /// Notifications queued for JavaScript and not yet run.
   pending: AtomicUsize,
   dropped: AtomicU64,
@@ -202,11 +223,16 @@ impl Hooks {
     self.sets.read().map(|s| s.all.clone()).unwrap_or_default()
   }
 
+  /// The kinds the current sets have, kept up to date by every change.
+  pub fn kinds(&self) -> KindMask {
+    self.kinds.clone()
+  }
+
   /// Replaces the `setHooks()` set (`None` removes it).
   pub fn replace(&self, set: Option<HookSet>) {
     if let Ok(mut sets) = self.sets.write() {
       sets.default = set.map(Arc::new);
-      sets.changed();
+      sets.changed(&self.kinds);
     }
   }
 
@@ -218,7 +244,7 @@ impl Hooks {
     sets.next_id += 1;
     let id = sets.next_id;
     sets.added.push((id, Arc::new(set)));
-    sets.changed();
+    sets.changed(&self.kinds);
     id
   }
 
@@ -231,7 +257,7 @@ impl Hooks {
     sets.added.retain(|(i, _)| *i != id);
     let removed = sets.added.len() != before;
     if removed {
-      sets.changed();
+      sets.changed(&self.kinds);
     }
     removed
   }
@@ -241,7 +267,7 @@ impl Hooks {
     if let Ok(mut sets) = self.sets.write() {
       sets.default = None;
       sets.added.clear();
-      sets.changed();
+      sets.changed(&self.kinds);
     }
   }
 

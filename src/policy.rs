@@ -184,16 +184,16 @@ impl Policy {
   /// The answer for `request`: this connection's rules, then `acl`; `None`
   /// when neither decides and the JavaScript hook `kind` is to be asked.
   fn decide(&self, id: &Id, action: Action, request: &str, kind: Kind) -> Option<bool> {
-    let (own, global) = (self.own_rules(id), self.rules());
+    let own = self.own_rules(id);
+    // The read guard, not a clone of the Arc: one shared counter fewer to
+    // bounce between threads per publish.
+    let global = self.acl.read().ok();
+    let global = global.as_ref().and_then(|g| g.as_deref());
     let who = who(id);
     let ruled = own
       .as_deref()
       .and_then(|r| r.decide(action, &who, request))
-      .or_else(|| {
-        global
-          .as_deref()
-          .and_then(|r| r.decide(action, &who, request))
-      });
+      .or_else(|| global.and_then(|r| r.decide(action, &who, request)));
     match ruled {
       Some(allow) => Some(allow),
       // Only a rule opens a `$` topic to a client (MQTT 4.7.2).
