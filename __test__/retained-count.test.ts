@@ -3,6 +3,9 @@
  * at once, in memory and in a store (sled, Redis), right after `start()`
  * from a store already holding messages; `maxRetainedMessages` counts what
  * the store holds (src/retained_quota.rs, whose account `stats()` reads).
+ * A store writes in batches in the background: what a reader gets right
+ * after a PUBACK is still the newest (MQTT-3.3.1-5: stored for future
+ * subscribers once accepted).
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -10,7 +13,16 @@ import { join } from 'node:path'
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 
-import { type MqttServer, type ServerConfig, cleanup, listener, startServer } from './helpers'
+import {
+  type MqttServer,
+  type ServerConfig,
+  cleanup,
+  connect,
+  inbox,
+  listener,
+  startServer,
+  subscribe,
+} from './helpers'
 import { type RedisServer, redisTests, startRedis } from './redis'
 
 /** Enough that a page of the store's listing is not the whole of it. */
@@ -96,4 +108,31 @@ describe.each(engines)('retained counts: $name', ({ run, storage }) => {
     await server.publish('c/3', 'replaced', { retain: true })
     expect(await counts(server)).toMatchObject({ messages: N - 2 })
   })
+})
+
+describe.each(engines)('retained read right after its PUBACK: $name', ({ run, storage }) => {
+  it.runIf(run)(
+    'MQTT-3.3.1-5: a new subscriber and retained() get the newest retained message at once, after a set, a replace and a clear',
+    async () => {
+      const store = storage()
+      const { server, url } = await startServer({ listeners: [listener('tcp')], ...(store ? { storage: store } : {}) })
+      const publisher = await connect(url, { protocolVersion: 5 })
+      const newest = async (filter: string) => {
+        const c = await connect(url, { protocolVersion: 5 })
+        const box = inbox(c)
+        await subscribe(c, filter, 1)
+        const got = (await box.next()).payload.toString()
+        await c.endAsync()
+        return got
+      }
+      for (let i = 0; i < 10; i++) {
+        await publisher.publishAsync('r/x', `v${i}`, { qos: 1, retain: true })
+        expect([await newest('r/x'), await newest('r/+')]).toEqual([`v${i}`, `v${i}`])
+        expect((await server.retained('r/#')).map((m) => m.payload.toString())).toEqual([`v${i}`])
+      }
+      await publisher.publishAsync('r/x', '', { qos: 1, retain: true })
+      expect(await server.retained('r/x')).toEqual([])
+      expect(await server.retained('r/#')).toEqual([])
+    },
+  )
 })

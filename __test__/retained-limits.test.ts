@@ -17,8 +17,10 @@ import {
   inbox,
   listener,
   MqttServer,
+  patternBytes,
   startError,
   subscribe,
+  tempDir,
   track,
   urlFor,
   withDeadline,
@@ -137,6 +139,33 @@ describe('maxRetainedBytes', () => {
       const got = []
       for (let i = 0; i < 4; i++) got.push((await box.next()).topic)
       expect(got.sort()).toEqual(['b/1', 'b/2', 'b/3', 'b/live'])
+    },
+  )
+})
+
+describe('large retained payloads', () => {
+  // rmqtt-retainer's own cap (1 MiB) used to turn these into plain messages,
+  // silently: routed, never stored.
+  it.each([
+    ['in memory', () => ({})],
+    ['on disk', () => ({ storage: { path: tempDir() } })],
+  ] as const)(
+    '%s: a 3 MiB retained message that maxPacketSize lets in is stored and served to a new subscriber',
+    async (_, storage) => {
+      const { server, url } = await quotaServer({
+        listeners: [listener('tcp', { maxPacketSize: 4 * 1024 * 1024 })],
+        ...storage(),
+      })
+      const payload = patternBytes(3 * 1024 * 1024)
+      const c = await connect(url, { protocolVersion: 5 })
+      expect(await retain(c, 'big', payload)).toBe(0)
+      const [stored] = await server.retained('big')
+      expect(stored?.payload.equals(payload)).toBe(true)
+      const late = await connect(url, { protocolVersion: 5 })
+      const box = inbox(late)
+      await subscribe(late, 'big', 1)
+      const got = await box.next()
+      expect([got.topic, got.packet.retain, got.payload.equals(payload)]).toEqual(['big', true, true])
     },
   )
 })

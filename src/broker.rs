@@ -380,13 +380,11 @@ async fn setup(
   if let Some(dir) = &spec.plugins_config_dir {
     builder = builder.plugins_config_dir(dir.clone());
   }
-  if let Some(store) = &spec.storage {
-    let mut configs = store.plugin_configs(RETAINER);
-    if let crate::storage::Store::Dir(dir) = store {
-      configs.extend(crate::session_store::plugin_configs(dir));
-    }
-    builder = builder.plugins_config_map(configs);
+  let mut configs = crate::storage::retainer_plugin_config(spec.storage.as_ref(), RETAINER);
+  if let Some(crate::storage::Store::Dir(dir)) = &spec.storage {
+    configs.extend(crate::session_store::plugin_configs(dir));
   }
+  builder = builder.plugins_config_map(configs);
   let scx = builder.build().await;
   if let Some(crate::storage::Store::Redis(redis)) = &spec.storage {
     redis.reachable().await?;

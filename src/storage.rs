@@ -124,15 +124,28 @@ impl Store {
   }
 
   /// rmqtt's plugin configs (name to TOML) that put the plugins' data here.
-  pub fn plugin_configs(&self, retainer: &str) -> HashMap<String, String> {
-    let mut configs = HashMap::default();
-    let toml = match self {
+  fn retainer_storage_toml(&self) -> String {
+    match self {
       Store::Dir(dir) => sled_toml(&dir.join(RETAINED_DIR)),
       Store::Redis(redis) => redis.retainer_toml(),
-    };
-    configs.insert(retainer.to_string(), toml);
-    configs
+    }
   }
+}
+
+/// rmqtt-retainer's config, also for a broker without storage (in memory):
+/// where it stores, and no payload cap of its own. Its default cap (1 MiB)
+/// turned a bigger retained message into a plain one, silently, on a
+/// listener whose maxPacketSize let it in; `maxPacketSize` and
+/// `maxRetainedBytes` are the limits (256 MiB is above MQTT's largest packet).
+pub fn retainer_plugin_config(store: Option<&Store>, retainer: &str) -> HashMap<String, String> {
+  // Top-level keys come before the `[storage]` table in TOML.
+  let mut toml = String::from("max_payload_size = \"256M\"\n");
+  if let Some(store) = store {
+    toml.push_str(&store.retainer_storage_toml());
+  }
+  let mut configs = HashMap::default();
+  configs.insert(retainer.to_string(), toml);
+  configs
 }
 
 fn lock(dir: &Path) -> std::result::Result<Lock, String> {

@@ -84,6 +84,7 @@ impl Retainer {
             exec: exec.clone(),
             topics: Arc::new(RwLock::new(RetainTree::default())),
             inventory: std::sync::Mutex::new(None),
+            pending: Default::default(),
             #[cfg(feature = "rate-counter")]
             set_rate_counter: RateCounter::new(),
             #[cfg(feature = "rate-counter")]
@@ -210,6 +211,7 @@ impl Retainer {
                 //merge and send
                 let msgs = std::mem::take(&mut merger_msgs);
                 let batch_size = msgs.len();
+                let topics: Vec<TopicName> = msgs.iter().map(|(t, _, _)| t.clone()).collect();
 
                 // When the backing storage is unreachable, storage operations
                 // will fast-fail through the rmqtt-storage circuit breaker.
@@ -219,6 +221,8 @@ impl Retainer {
                 if let Err(e) = msg_mgr._batch_store_new(msgs).await {
                     log::warn!("batch store failed, {e}");
                 }
+                // fork patch: stored, or failed to: readers go to the store.
+                msg_mgr.stored(&topics);
 
                 #[cfg(feature = "rate-counter")]
                 rate_counter.decs(batch_size as i64);
@@ -258,6 +262,69 @@ impl Deref for Retainer {
     }
 }
 
+/// fork patch: the pending sets (`RetainerInner::pending`).
+impl RetainerInner {
+    async fn pend(&self, topic: &TopicName, retain: &Retain, expiry_interval: Option<Duration>) {
+        let ttl = self.cfg.read().await.retained_message_ttl;
+        // As `_batch_store_new` will store it.
+        let value = (!retain.publish.payload.is_empty()).then(|| {
+            let millis = ttl
+                .map(|ttl| if ttl.is_zero() { None } else { Some(ttl.as_millis() as i64) })
+                .unwrap_or_else(|| expiry_interval.map(|i| i.as_millis() as i64));
+            (retain.clone(), millis.map(|m| timestamp_millis() + m))
+        });
+        if let Ok(mut pending) = self.pending.lock() {
+            let entry = pending.entry(topic.clone()).or_insert((0, None));
+            entry.0 += 1;
+            entry.1 = value;
+        }
+    }
+
+    fn stored(&self, topics: &[TopicName]) {
+        if let Ok(mut pending) = self.pending.lock() {
+            for t in topics {
+                if let Some(entry) = pending.get_mut(t) {
+                    entry.0 -= 1;
+                    if entry.0 == 0 {
+                        pending.remove(t);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `None` when no set of `topic` is pending, else its live message.
+    fn pending_get(&self, topic: &str) -> Option<Option<Retain>> {
+        let pending = self.pending.lock().ok()?;
+        let (_, value) = pending.get(topic)?;
+        let now = timestamp_millis();
+        Some(value.as_ref().filter(|(_, at)| at.is_none_or(|at| at > now)).map(|(r, _)| r.clone()))
+    }
+
+    /// Puts the pending sets of topics `filter` matches over `retains`.
+    fn overlay(&self, filter: &str, retains: &mut Vec<(TopicName, Retain)>) {
+        let Ok(pending) = self.pending.lock() else { return };
+        if pending.is_empty() {
+            return;
+        }
+        let Ok(parsed) = Topic::from_str(filter) else { return };
+        // A wildcard first level never matches a `$` topic (MQTT 4.7.2).
+        let wild_first = filter.starts_with(['+', '#']);
+        let now = timestamp_millis();
+        for (topic, (_, value)) in pending.iter() {
+            if (wild_first && topic.starts_with('$')) || !parsed.matches_str::<str>(topic) {
+                continue;
+            }
+            retains.retain(|(t, _)| t != topic);
+            if let Some((retain, at)) = value {
+                if at.is_none_or(|at| at > now) {
+                    retains.push((topic.clone(), retain.clone()));
+                }
+            }
+        }
+    }
+}
+
 pub struct RetainerInner {
     cfg: Arc<RwLock<PluginConfig>>,
     pub(crate) storage_db: StorageDb,
@@ -277,6 +344,11 @@ pub struct RetainerInner {
     /// left), for the first `inventory()`, so that an account of the
     /// messages at start does not read them all a second time.
     inventory: std::sync::Mutex<Option<Vec<(TopicName, usize, Option<Duration>)>>>,
+    /// fork patch: what `set` sent and the batch loop has not stored yet:
+    /// the newest message per topic (`None`: removed, or expiring at the
+    /// given time) and how many of its sets are still queued, so that a read
+    /// right after a set (a new subscriber after the PUBACK) sees it.
+    pending: std::sync::Mutex<std::collections::HashMap<TopicName, (usize, Option<StoredMsg>)>>,
     /// Rate counter for tracking message processing throughput.
     #[cfg(feature = "rate-counter")]
     pub(crate) set_rate_counter: RateCounter,
@@ -609,6 +681,10 @@ impl RetainerInner {
 
         // Precise topic short circuit - GET directly without wildcard, O (1) single Redis query
         if !topic_filter.contains(['+', '#']) {
+            // fork patch: a set not stored yet is the newest.
+            if let Some(hit) = self.pending_get(topic_filter) {
+                return Ok(hit.map(|r| vec![(TopicName::from(topic_filter.as_ref()), r)]).unwrap_or_default());
+            }
             let exact_key = [RETAIN_MESSAGES_PREFIX, topic_filter.as_bytes()].concat();
             match self.storage_db.get::<_, StoredMsg>(exact_key.as_slice()).await {
                 Ok(Some((retain, expiry_time_at))) => {
@@ -667,6 +743,8 @@ impl RetainerInner {
                     }
                 }
             }
+            // fork patch: sets not stored yet win over what the store has.
+            self.overlay(topic_filter, &mut retains);
             Ok(retains)
         }
     }
@@ -844,6 +922,8 @@ impl RetainStorage for Retainer {
 
     ///topic - concrete topic
     async fn set(&self, topic: &TopicName, retain: Retain, expiry_interval: Option<Duration>) -> Result<()> {
+        // fork patch: readable from now on, before the batch loop stores it.
+        self.pend(topic, &retain, expiry_interval).await;
         let res =
             self.msg_tx.clone().send((topic.clone(), retain, expiry_interval)).await.map_err(|e| anyhow!(e));
         match res {
