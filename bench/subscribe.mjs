@@ -1,10 +1,12 @@
 // The in-process subscriber: 16 publishers (bench/loadgen, fan-in, no
 // network subscriber) flood one `server.subscribe('#')`, next to an
 // `onMessagePublish` hook on the same broker and to aedes'
-// `broker.subscribe('#')`. Each handler only counts; the broker process
-// prints its count at the end (`SINK` line of its log), and the rate is that
-// count over the time from its first to its last message. Variants run
-// interleaved (A B C A B C ...), medians reported.
+// `broker.subscribe('#')`, and to the broker's ingest with no subscriber
+// (the ceiling any in-process subscriber can reach). Each handler only
+// counts; the broker process prints its count at the end (`SINK` line of
+// its log), and the rate is that count over the time from its first to its
+// last message. Variants run interleaved (A B C A B C ...), medians
+// reported.
 //
 //   npm run bench:subscribe [-- --rounds N] [--duration S] [--no-build | --addon FILE] [--out FILE]
 //
@@ -29,6 +31,14 @@ const variants = {
   },
   notify: { label: 'onMessagePublish', script: 'bench/peers/embedded-mqtt-broker.mjs', args: ['--sink', 'notify'] },
   aedes: { label: "aedes broker.subscribe('#')", script: 'bench/peers/aedes.mjs', args: ['--sink', 'subscribe'] },
+  // The ceiling: the same broker with nobody taking the messages; the rate
+  // is what the publishers got in (loadgen's send rate).
+  ingest: {
+    label: 'no subscriber (ingest ceiling)',
+    script: 'bench/peers/embedded-mqtt-broker.mjs',
+    args: [],
+    ingest: true,
+  },
 }
 const peer = (v) =>
   new Peer(
@@ -73,6 +83,7 @@ async function once(v, qos) {
     await p.stop()
   }
   if (res.error) throw new Error(`${v}: ${res.error}`)
+  if (variants[v].ingest) return { rate: res.sent_per_s, count: res.sent, sent: res.sent }
   const line = readFileSync(p.logPath, 'utf8')
     .split('\n')
     .find((l) => l.startsWith('SINK '))
