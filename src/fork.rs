@@ -46,6 +46,16 @@ pub fn set_traffic_counter(scx: &ServerContext, counter: Arc<dyn TrafficCounter>
   scx.extends.traffic_counter.set(counter).is_ok()
 }
 
+/// A publish ACL asked on the data path, before the hooks (rmqtt
+/// 0050-publish-acl).
+pub use rmqtt::shared::PublishAcl;
+
+/// Installs a broker's data-path publish ACL; false when it has one already
+/// (rmqtt 0050-publish-acl).
+pub fn set_publish_acl(scx: &ServerContext, acl: Arc<dyn PublishAcl>) -> bool {
+  scx.extends.publish_acl.set(acl).is_ok()
+}
+
 /// Bytes of the MQTT packets a listener's connections read and write, set
 /// with `Builder::wire_bytes` (rmqtt-net 0012-wire-bytes).
 pub use rmqtt::net::WireBytes;

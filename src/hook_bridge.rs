@@ -16,7 +16,6 @@ use napi::bindgen_prelude::*;
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
-use rmqtt::session::Session as RSession;
 use rmqtt::types::{AuthResult, Id, Publish, PublishAclResult, SubscribeAclResult};
 use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
@@ -81,14 +80,14 @@ impl Attachment {
   }
 
   /// Reports a publish the native ACL allowed to `onMessagePublish`.
-  pub fn published(&self, s: &RSession, p: &Publish) {
+  pub fn published(&self, id: &Id, p: &Publish) {
     if !self.has(Kind::MessagePublish) {
       return;
     }
     if let Some((hooks, sets)) = self.current() {
       for set in sets.iter().filter(|set| set.has(Kind::MessagePublish)) {
-        let from = rmqtt::types::From::from_custom(s.id.clone());
-        let event = Event::MessagePublish(Message(Some(s.id.clone()), from, true, Msg::of(p)), ());
+        let from = rmqtt::types::From::from_custom(id.clone());
+        let event = Event::MessagePublish(Message(Some(id.clone()), from, true, Msg::of(p)), ());
         set.queue.push(&self.live, &hooks, set.queue_limit, event);
       }
     }

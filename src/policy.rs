@@ -20,13 +20,14 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
 use rmqtt::session::Session;
 use rmqtt::types::{
-  AuthResult, ConnectInfo, Id, Message, PublishAclResult, Reason, SubscribeAclResult,
+  AuthResult, ConnectInfo, Id, Message, Publish, PublishAclResult, Reason, SubscribeAclResult,
 };
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::acl::{Action, Rules, Who};
 use crate::broker::BrokerHandle;
 use crate::config;
+use crate::fork;
 use crate::hook_bridge::Attachment;
 use crate::hook_table::Kind;
 use crate::jwt::{Claims, Jwt};
@@ -143,11 +144,16 @@ impl Policy {
       return;
     }
     let r = scx.extends.hook_mgr().register();
-    for typ in [Type::ClientSubscribeCheckAcl, Type::MessagePublishCheckAcl] {
-      r.add_priority(typ, PRIORITY, Box::new(Native(self.clone())))
-        .await;
-    }
+    r.add_priority(
+      Type::ClientSubscribeCheckAcl,
+      PRIORITY,
+      Box::new(Native(self.clone())),
+    )
+    .await;
     r.start().await;
+    // Publishes are decided on the data path, without a hook's futures
+    // and lock; what the rules leave open goes on to the hooks.
+    fork::set_publish_acl(scx, Arc::new(Native(self.clone())));
     self.hooks.set_native_acl();
     *slot = Some(r);
   }
@@ -307,21 +313,6 @@ impl Handler for Native {
         }
         (true, acc)
       }
-      Parameter::MessagePublishCheckAcl(s, publish) => {
-        let topic: &str = &publish.topic;
-        let result = match p.decide(&s.id, Action::Publish, topic, Kind::ClientPublishAuthorize) {
-          None => return (true, acc),
-          Some(true) => {
-            p.hooks.published(s, publish);
-            PublishAclResult::allow()
-          }
-          Some(false) if topic.starts_with('$') => {
-            PublishAclResult::rejected(false, Some(RESERVED.into()))
-          }
-          Some(false) => PublishAclResult::rejected(false, None),
-        };
-        (false, Some(HookResult::PublishAclResult(result)))
-      }
       Parameter::ClientSubscribeCheckAcl(s, sub) => {
         let filter: &str = &sub.topic_filter;
         let result = match p.decide(
@@ -338,6 +329,23 @@ impl Handler for Native {
       }
       _ => (true, acc),
     }
+  }
+}
+
+impl fork::PublishAcl for Native {
+  fn check(&self, id: &Id, publish: &Publish) -> Option<PublishAclResult> {
+    let p = &self.0;
+    let topic: &str = &publish.topic;
+    Some(
+      match p.decide(id, Action::Publish, topic, Kind::ClientPublishAuthorize)? {
+        true => {
+          p.hooks.published(id, publish);
+          PublishAclResult::allow()
+        }
+        false if topic.starts_with('$') => PublishAclResult::rejected(false, Some(RESERVED.into())),
+        false => PublishAclResult::rejected(false, None),
+      },
+    )
   }
 }
 

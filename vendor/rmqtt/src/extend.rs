@@ -99,6 +99,9 @@ pub struct Manager {
     /// fork patch: counts the messages clients send and are sent (see
     /// `shared::TrafficCounter`).
     pub traffic_counter: std::sync::OnceLock<std::sync::Arc<dyn crate::shared::TrafficCounter>>,
+    /// fork patch: a publish ACL answered on the data path (see
+    /// `shared::PublishAcl`).
+    pub publish_acl: std::sync::OnceLock<std::sync::Arc<dyn crate::shared::PublishAcl>>,
     /// fork patch: connection limits (see `AdmissionGate`).
     pub admission_gate: std::sync::OnceLock<std::sync::Arc<dyn AdmissionGate>>,
     /// fork patch: limits on the retained messages (see `RetainQuota`).
@@ -159,6 +162,7 @@ impl Manager {
             auto_subscription: Component::new(Box::new(DefaultAutoSubscription)),
             forward_gate: std::sync::OnceLock::new(),
             traffic_counter: std::sync::OnceLock::new(),
+            publish_acl: std::sync::OnceLock::new(),
             admission_gate: std::sync::OnceLock::new(),
             retain_quota: std::sync::OnceLock::new(),
         }

@@ -1318,8 +1318,8 @@ impl SessionState {
                 // fork patch: a will is a publish of its client, authorized
                 // as one when it is published (as mosquitto does): it went
                 // round the ACL, so a client could publish where it may not.
-                if self.hook.enabled(HookType::MessagePublishCheckAcl) {
-                    let acl_result = self.hook.message_publish_check_acl(&p).await;
+                if self.has_publish_acl() {
+                    let acl_result = self.publish_acl(&p).await;
                     if !acl_result.is_allow() {
                         log::debug!("{:?} will refused by the ACL, topic: {:?}", self.id, p.topic);
                         let reason = Reason::PublishResult(acl_result.pub_res());
@@ -1449,6 +1449,31 @@ impl SessionState {
         Ok(())
     }
 
+    /// fork patch: whether a publish ACL is installed, synchronous or hook.
+    #[inline]
+    fn has_publish_acl(&self) -> bool {
+        self.scx.extends.publish_acl.get().is_some() || self.hook.enabled(HookType::MessagePublishCheckAcl)
+    }
+
+    /// fork patch: the synchronous ACL's answer (`shared::PublishAcl`), or
+    /// the hooks' when it has none. Superusers skip both, except for `$`
+    /// topics (as `message_publish_check_acl`).
+    async fn publish_acl(&self, publish: &Publish) -> PublishAclResult {
+        if let Some(acl) = self.scx.extends.publish_acl.get() {
+            if !publish.topic.starts_with('$') && self.superuser().await.unwrap_or_default() {
+                return PublishAclResult::allow();
+            }
+            if let Some(result) = acl.check(&self.id, publish) {
+                return result;
+            }
+        }
+        if self.hook.enabled(HookType::MessagePublishCheckAcl) {
+            self.hook.message_publish_check_acl(publish).await
+        } else {
+            PublishAclResult::allow()
+        }
+    }
+
     #[inline]
     async fn publish(&self, publish: Publish) -> Result<PublishResult> {
         match self._publish(publish).await {
@@ -1537,9 +1562,7 @@ impl SessionState {
         // retained. Checked after alias resolution, on the first byte.
         // With an ACL handler the ACL decides instead (superusers included,
         // see `message_publish_check_acl`), so a rule can allow one.
-        if publish.topic.as_bytes().first() == Some(&b'$')
-            && !self.hook.enabled(HookType::MessagePublishCheckAcl)
-        {
+        if publish.topic.as_bytes().first() == Some(&b'$') && !self.has_publish_acl() {
             let why = ByteString::from_static("topics starting with $ are reserved for the server");
             let pub_res = PublishResult::reason_code(PublishAckReason::NotAuthorized, Some(why), false);
             let reason = Reason::PublishResult(pub_res.clone());
@@ -1567,11 +1590,8 @@ impl SessionState {
         };
 
         //hook, message_publish_check_acl
-        let acl_result = if self.hook.enabled(HookType::MessagePublishCheckAcl) {
-            self.hook.message_publish_check_acl(&publish).await
-        } else {
-            PublishAclResult::allow()
-        };
+        let acl_result =
+            if self.has_publish_acl() { self.publish_acl(&publish).await } else { PublishAclResult::allow() };
         log::debug!("{:?} acl_result: {:?}", self.id, acl_result);
         if !acl_result.is_allow() {
             #[cfg(feature = "metrics")]
