@@ -383,7 +383,7 @@ async fn setup(
   if let Some(store) = &spec.storage {
     let mut configs = store.plugin_configs(RETAINER);
     if let crate::storage::Store::Dir(dir) = store {
-      configs.extend(crate::session_store::plugin_configs(dir));
+      configs.extend(crate::session_store::plugin_configs(dir, spec.storage_sync));
     }
     builder = builder.plugins_config_map(configs);
   }

@@ -892,6 +892,8 @@ impl DefaultShared {
             }
         }
 
+        // fork patch: a QoS 1/2 copy's store is waited for (see `durable`).
+        let ask_stored = p.qos != QoS::AtMostOnce;
         if let Err(e) = tx.unbounded_send(Message::Forward(from.clone(), p)) {
             if let Message::Forward(from, p) = e.into_inner() {
                 log::warn!(
@@ -904,6 +906,9 @@ impl DefaultShared {
                 errs.push((to, from, p, Reason::from_static("Connection Tx is closed")));
             }
         } else {
+            if ask_stored {
+                crate::durable::ask_stored(&tx);
+            }
             // Collect successful session info with shared group expansion
             if let Some((group, _, cids)) = &group_shared {
                 for g_cid in cids {
