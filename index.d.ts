@@ -1022,7 +1022,7 @@ export interface StorageConfig {
    * the last ~0.5 s; `'always'` acknowledges a QoS 1/2 PUBLISH only once
    * the offline persistent sessions it was routed to have it on disk.
    */
-  sync?: string
+  sync?: 'always' | 'interval'
 }
 
 /** Answer of `onClientSubscribeAuthorize`. */

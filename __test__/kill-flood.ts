@@ -46,6 +46,12 @@ export interface Outcome {
   duplicates: number
   /** The oldest a lost message's PUBACK/PUBCOMP was when its broker was killed (0: none lost). */
   window: number
+  /**
+   * The same over the messages routed while the subscriber was offline
+   * (stored as they arrive: sled's flush interval); a connected
+   * subscriber's queue is in memory only, lost whatever its age.
+   */
+  offlineWindow: number
   /** The sentinel published after the last restart arrived: the session and its subscription survived. */
   sentinel: boolean
 }
@@ -151,13 +157,14 @@ export async function flood(qos: 1 | 2, kills: number, perRound: number, opts: F
   const lostOnline = lost.filter((n) => online.get(n)).length
   const duplicates = [...received.values()].reduce((a, c) => a + c - 1, 0)
   /** The oldest a lost message's PUBACK was when the broker was killed: the loss window. */
-  const window = Math.max(0, ...lost.map((n) => killAt.get(n)! - ackedAt.get(n)!))
+  const age = (n: number) => killAt.get(n)! - ackedAt.get(n)!
+  const window = Math.max(0, ...lost.map(age))
+  const offlineWindow = Math.max(0, ...lost.filter((n) => !online.get(n)).map(age))
   console.log(
     `kill -9 QoS ${qos} flood (storage.sync ${opts.sync ?? 'default'}${opts.offline ? ', subscriber offline' : ''}): ${kills} kills in ${((Date.now() - began) / 1000).toFixed(1)} s, ${seq} published, ` +
       `${acked.size} acknowledged, ${received.size} received, ${lost.length} acknowledged and lost ` +
       `(${lostOnline} while the subscriber was online, ${lost.length - lostOnline} offline), ${duplicates} duplicates, ` +
-      `loss window ${window} ms (the oldest lost message's PUBACK before its kill), sentinel ${sentinel}`,
+      `loss window ${window} ms (the oldest lost message's PUBACK before its kill; ${offlineWindow} ms offline), sentinel ${sentinel}`,
   )
-  return { acknowledged: acked.size, lost: lost.length, duplicates, window, sentinel }
+  return { acknowledged: acked.size, lost: lost.length, duplicates, window, offlineWindow, sentinel }
 }
-

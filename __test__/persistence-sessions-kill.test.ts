@@ -27,15 +27,17 @@ describe('persistent sessions under kill -9', () => {
     expect(o.sentinel, 'the sentinel published after the last restart arrived').toBe(true)
     expect(o.acknowledged).toBeGreaterThan(KILLS * 10)
     // The documented window (docs/persistence.md): sled writes its log out
-    // every 500 ms; a message acknowledged longer ago than that (with room
-    // for a busy machine) must have survived.
-    expect(o.window).toBeLessThan(LOSS_WINDOW_MS)
+    // every 500 ms; a message stored for an offline subscriber and
+    // acknowledged longer ago than that (with room for a busy machine) must
+    // have survived. A connected subscriber's queue is in memory only
+    // (documented): its losses are counted, not bounded.
+    expect(o.offlineWindow).toBeLessThan(LOSS_WINDOW_MS)
   })
 
   it('a QoS 2 flood killed 6 times: never a duplicate', { timeout: 60_000 }, async () => {
     const o = await flood(2, 6, 500)
     expect(o.sentinel, 'the sentinel published after the last restart arrived').toBe(true)
     expect(o.duplicates).toBe(0)
-    expect(o.window).toBeLessThan(LOSS_WINDOW_MS)
+    expect(o.offlineWindow).toBeLessThan(LOSS_WINDOW_MS)
   })
 })

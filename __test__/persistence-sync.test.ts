@@ -40,7 +40,11 @@ describe("storage.sync: 'always' under kill -9", () => {
 
 describe('storage.sync is checked at start()', () => {
   it.each([
-    ['a bad value', { path: '.', sync: 'sometimes' }, /^storage\.sync: must be 'always' or 'interval', not "sometimes"$/],
+    [
+      'a bad value',
+      { path: '.', sync: 'sometimes' },
+      /^storage\.sync: must be 'always' or 'interval', not "sometimes"$/,
+    ],
     [
       'with storage.redis',
       { redis: 'redis://127.0.0.1:1', sync: 'always' },

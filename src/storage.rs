@@ -35,6 +35,7 @@ pub struct StorageConfig {
   /// message is routed, and a kill -9 may lose what was acknowledged in
   /// the last ~0.5 s; `'always'` acknowledges a QoS 1/2 PUBLISH only once
   /// the offline persistent sessions it was routed to have it on disk.
+  #[napi(ts_type = "'always' | 'interval'")]
   pub sync: Option<String>,
 }
 

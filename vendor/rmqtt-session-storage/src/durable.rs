@@ -19,6 +19,8 @@ pub(crate) struct GroupCommit {
     /// Syncs asked for, and the number the last flush covered.
     asked: AtomicU64,
     done: AtomicU64,
+    /// Flushes run, for the log line at `stop()`.
+    flushes: AtomicU64,
     flushing: tokio::sync::Mutex<()>,
 }
 
@@ -28,12 +30,19 @@ impl GroupCommit {
             db: Mutex::new(Some(db)),
             asked: AtomicU64::new(0),
             done: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
             flushing: tokio::sync::Mutex::new(()),
         })
     }
 
     pub(crate) fn close(&self) {
-        self.db.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if self.db.lock().unwrap_or_else(|e| e.into_inner()).take().is_some() {
+            log::info!(
+                "session store: {} acknowledgements waited for {} flushes",
+                self.asked.load(Ordering::Acquire),
+                self.flushes.load(Ordering::Acquire)
+            );
+        }
     }
 
     async fn sync_once(self: Arc<Self>) {
@@ -47,6 +56,7 @@ impl GroupCommit {
         let upto = self.asked.load(Ordering::Acquire);
         let db = self.db.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(db) = db {
+            self.flushes.fetch_add(1, Ordering::AcqRel);
             if let Err(e) = db.flush().await {
                 log::error!("session store flush failed, acknowledging without it: {e}");
             }

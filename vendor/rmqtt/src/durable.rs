@@ -1,10 +1,12 @@
 //! fork patch: a publisher's PUBACK (QoS 1) / PUBREC (QoS 2) held until the
 //! persistent sessions its message was routed to have stored it on disk.
 //!
-//! While a client's PUBLISH is routed, every session sent a QoS 1/2 copy is
-//! also sent `Message::Stored`: an offline session answers it once it has
-//! handed every earlier message to its `offline_message` hook (where a
-//! session store writes it, awaited); an online one drops it. The
+//! While a client's PUBLISH is routed, every offline session sent a QoS 1/2
+//! copy is also sent `Message::Stored`: it answers once it has handed every
+//! earlier message to its `offline_message` hook (where a session store
+//! writes it, awaited); one that went online meanwhile drops it. A
+//! publisher whose message reaches no offline session is acknowledged at
+//! once, as without a store. The
 //! acknowledgement then waits for those answers and one `DurableAck::sync`
 //! (a store's flush, shared by every acknowledgement waiting meanwhile), in
 //! a task of its own, and is sent by the publisher's session loop, in the
@@ -42,8 +44,13 @@ pub(crate) async fn collect<F: Future>(routing: F) -> (F::Output, Vec<Stored>) {
         .await
 }
 
-/// Called by routing once a QoS 1/2 copy is sent on `tx`: inside `collect`,
-/// asks its session to say when it has stored it.
+/// Whether a publish's routing is collecting answers (inside `collect`).
+pub(crate) fn collecting() -> bool {
+    STORED.try_with(|_| ()).is_ok()
+}
+
+/// Called by routing once a QoS 1/2 copy is sent on `tx` to a session in its
+/// offline loop: inside `collect`, asks it to say when it has stored it.
 pub(crate) fn ask_stored(tx: &Tx) {
     let _ = STORED.try_with(|s| {
         let (done, stored) = oneshot::channel();

@@ -708,6 +708,7 @@ impl SessionState {
         let will_delay_interval_delay = tokio::time::sleep(will_delay_interval.unwrap_or(Duration::MAX));
         tokio::pin!(will_delay_interval_delay);
 
+        self.offline_loop.store(true, std::sync::atomic::Ordering::Release);
         loop {
             tokio::select! {
                 msg = self.rx.recv() => {
@@ -809,6 +810,7 @@ impl SessionState {
                },
             }
         }
+        self.offline_loop.store(false, std::sync::atomic::Ordering::Release);
         log::debug!("{:?} exit offline worker", self.id);
     }
 
@@ -1518,14 +1520,16 @@ impl SessionState {
         let tx = self.tx.clone();
         let owner = self.ack_owner.clone();
         tokio::spawn(async move {
-            if let Some(before) = before {
-                let _ = before.await;
-            }
             for s in stored {
                 let _ = s.await;
             }
+            // Before waiting for the earlier acknowledgements: syncs asked
+            // for together share one flush.
             if let Some(durable) = durable {
                 durable.sync().await;
+            }
+            if let Some(before) = before {
+                let _ = before.await;
             }
             let _ = tx.unbounded_send(Message::DurableAck(owner, packet_id, qos, pubres));
             let _ = done.send(());
@@ -2687,6 +2691,9 @@ pub struct _Session {
     pub auth_info: Option<AuthInfo>,
     pub extra_attrs: Arc<RwLock<ExtraAttrs>>,
     pub scx: ServerContext,
+    /// fork patch: whether the session runs its offline loop, where a
+    /// session store writes what is routed to it (see `durable`).
+    pub(crate) offline_loop: std::sync::atomic::AtomicBool,
 }
 
 impl Deref for _Session {
@@ -3090,7 +3097,15 @@ impl Session {
             )
             .await?;
         let extra_attrs = Arc::new(RwLock::new(ExtraAttrs::new()));
-        Ok(Self(Arc::new(_Session { inner: session_like, id, fitter, auth_info, extra_attrs, scx })))
+        Ok(Self(Arc::new(_Session {
+            inner: session_like,
+            id,
+            fitter,
+            auth_info,
+            extra_attrs,
+            scx,
+            offline_loop: std::sync::atomic::AtomicBool::new(false),
+        })))
     }
 
     #[inline]
