@@ -10,8 +10,23 @@
 import { afterEach, describe, expect, it } from 'vitest'
 
 import { MqttServer } from '../index.js'
-import { cleanup, killChildren, removeTempDirs, tempDir, track } from './helpers'
+import {
+  cleanup,
+  connect,
+  EVENT_TIMEOUT,
+  endClient,
+  type Inbox,
+  inbox,
+  killChildren,
+  listener,
+  removeTempDirs,
+  startServer,
+  subscribe,
+  tempDir,
+  track,
+} from './helpers'
 import { flood } from './kill-flood'
+import { decodeAck, PUBACK, publishPacket, rawSession } from './raw'
 
 afterEach(async () => {
   killChildren()
@@ -35,6 +50,42 @@ describe("storage.sync: 'always' under kill -9", () => {
     expect(o.acknowledged).toBeGreaterThan(6 * 10)
     expect(o.lost, 'messages acknowledged to the publisher and never delivered').toBe(0)
     expect(o.duplicates).toBe(0)
+  })
+})
+
+describe("storage.sync: 'always' in a running broker", () => {
+  it('held and immediate PUBACKs go out in PUBLISH order, and the held messages reach the session', async () => {
+    const { server, listeners, url } = await startServer({
+      listeners: [listener('tcp')],
+      storage: { path: tempDir(), sync: 'always' },
+    })
+    const session = { clientId: 'sync-order', clean: false, protocolVersion: 4 as const }
+    const sub = await connect(url, session)
+    await subscribe(sub, 'held/#', 1)
+    await endClient(sub)
+    // Only a session in its offline loop holds acknowledgements; the broker
+    // sees the disconnect a little after the client's end.
+    const deadline = Date.now() + EVENT_TIMEOUT
+    while ((await server.client('sync-order'))?.connected !== false) {
+      if (Date.now() > deadline) throw new Error('the session never went offline')
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    // Odd packet ids reach the offline session (held until flushed), even
+    // ones reach nobody (acknowledged at once, but not before the earlier).
+    const pub = await rawSession(listeners[0], 4)
+    const N = 40
+    for (let id = 1; id <= N; id++) {
+      await pub.write(publishPacket(4, id % 2 ? 'held/x' : 'free/x', String(id), { packetId: id }))
+    }
+    const acks = (await pub.count(PUBACK, N)).map((p) => decodeAck(p, 4).packetId)
+    expect(acks).toEqual(Array.from({ length: N }, (_, i) => i + 1))
+    let got: Inbox | undefined
+    await connect(url, session, (c) => {
+      got = inbox(c)
+    })
+    const payloads: string[] = []
+    for (let i = 0; i < N / 2; i++) payloads.push((await got!.next()).payload.toString())
+    expect(payloads).toEqual(Array.from({ length: N / 2 }, (_, i) => String(2 * i + 1)))
   })
 })
 
