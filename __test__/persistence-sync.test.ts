@@ -74,9 +74,14 @@ describe("storage.sync: 'always' in a running broker", () => {
     // ones reach nobody (acknowledged at once, but not before the earlier).
     const pub = await rawSession(listeners[0], 4)
     const N = 40
-    for (let id = 1; id <= N; id++) {
-      await pub.write(publishPacket(4, id % 2 ? 'held/x' : 'free/x', String(id), { packetId: id }))
-    }
+    // In one write: the broker reads them together, held and not.
+    await pub.write(
+      Buffer.concat(
+        Array.from({ length: N }, (_, i) =>
+          publishPacket(4, (i + 1) % 2 ? 'held/x' : 'free/x', String(i + 1), { packetId: i + 1 }),
+        ),
+      ),
+    )
     const acks = (await pub.count(PUBACK, N)).map((p) => decodeAck(p, 4).packetId)
     expect(acks).toEqual(Array.from({ length: N }, (_, i) => i + 1))
     let got: Inbox | undefined

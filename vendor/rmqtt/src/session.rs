@@ -1464,6 +1464,11 @@ impl SessionState {
                         PublishAckReason::PacketIdentifierInUse
                     };
                     let pub_res = PublishResult::reason_code(code, None, false);
+                    // fork patch: not before the PUBRECs held (see `durable`),
+                    // the first one for this message perhaps among them.
+                    let Some(pub_res) = self.hold_ack(packet_id, qos, pub_res, Vec::new()) else {
+                        return Ok(());
+                    };
                     sink.send_publish_received(packet_id, pub_res).await?;
                     return Ok(());
                 }
