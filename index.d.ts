@@ -1016,6 +1016,13 @@ export interface StorageConfig {
    * (default `mqtt`); brokers with the same prefix share the store.
    */
   keyPrefix?: string
+  /**
+   * With `path`: `'interval'` (default) acknowledges a publisher once its
+   * message is routed, and a kill -9 may lose what was acknowledged in
+   * the last ~0.5 s; `'always'` acknowledges a QoS 1/2 PUBLISH only once
+   * the offline persistent sessions it was routed to have it on disk.
+   */
+  sync?: 'always' | 'interval'
 }
 
 /** Answer of `onClientSubscribeAuthorize`. */

@@ -382,7 +382,7 @@ async fn setup(
   }
   let mut configs = crate::storage::retainer_plugin_config(spec.storage.as_ref(), RETAINER);
   if let Some(crate::storage::Store::Dir(dir)) = &spec.storage {
-    configs.extend(crate::session_store::plugin_configs(dir));
+    configs.extend(crate::session_store::plugin_configs(dir, spec.storage_sync));
   }
   builder = builder.plugins_config_map(configs);
   let scx = builder.build().await;

@@ -486,6 +486,8 @@ pub struct BrokerSpec {
   pub plugins_config_dir: Option<String>,
   pub worker_threads: usize,
   pub storage: Option<crate::storage::Store>,
+  /// `storage.sync: 'always'` (`storage_sync.rs`).
+  pub storage_sync: bool,
   /// What `start()` reports without failing (a certificate out of date).
   pub warnings: Vec<Warning>,
   /// How often `$SYS` topics are published; `None`: they are not.
@@ -572,6 +574,7 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     .as_ref()
     .map(crate::storage::check)
     .transpose()?;
+  let storage_sync = crate::storage_sync::always(config.storage.as_ref())?;
   Ok(BrokerSpec {
     listeners,
     plugins_config_dir: config.plugins_config_dir,
@@ -587,6 +590,7 @@ pub async fn parse(value: serde_json::Value) -> Result<BrokerSpec> {
     users,
     jwt,
     storage,
+    storage_sync,
     retained_limits: crate::retained_quota::Limits {
       max_messages: config
         .max_retained_messages

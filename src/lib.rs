@@ -49,6 +49,7 @@ mod stats;
 mod stop_options;
 mod storage;
 mod storage_redis;
+mod storage_sync;
 mod store_integrity;
 mod store_sentinel;
 mod subscription;

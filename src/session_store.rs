@@ -18,12 +18,17 @@ const SESSIONS: &str = "rmqtt-session-storage";
 /// The sessions' sled database, inside the store's directory.
 pub const SESSIONS_DIR: &str = "sessions";
 
-/// rmqtt's plugin config (name to TOML) that puts the sessions in `dir`.
-pub fn plugin_configs(dir: &Path) -> HashMap<String, String> {
+/// rmqtt's plugin config (name to TOML) that puts the sessions in `dir`;
+/// with `sync`, publishers' acknowledgements wait for their flush
+/// (`storage_sync.rs`).
+pub fn plugin_configs(dir: &Path, sync: bool) -> HashMap<String, String> {
   let mut configs = HashMap::default();
   configs.insert(
     SESSIONS.to_string(),
-    crate::storage::sled_toml(&dir.join(SESSIONS_DIR)),
+    format!(
+      "sync = {sync}\n{}",
+      crate::storage::sled_toml(&dir.join(SESSIONS_DIR))
+    ),
   );
   configs
 }

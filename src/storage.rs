@@ -31,6 +31,12 @@ pub struct StorageConfig {
   /// With `redis`: what every key of this broker's store starts with
   /// (default `mqtt`); brokers with the same prefix share the store.
   pub key_prefix: Option<String>,
+  /// With `path`: `'interval'` (default) acknowledges a publisher once its
+  /// message is routed, and a kill -9 may lose what was acknowledged in
+  /// the last ~0.5 s; `'always'` acknowledges a QoS 1/2 PUBLISH only once
+  /// the offline persistent sessions it was routed to have it on disk.
+  #[napi(ts_type = "'always' | 'interval'")]
+  pub sync: Option<String>,
 }
 
 /// A checked `storage` config: an existing, writable directory, or a Redis

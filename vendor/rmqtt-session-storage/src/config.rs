@@ -30,6 +30,11 @@ pub struct PluginConfig {
     /// Set to `"0s"` to disable. Default: `"15s"`.
     #[serde(default = "PluginConfig::backend_timeout_default", deserialize_with = "deserialize_duration")]
     pub backend_timeout: Duration,
+
+    /// fork patch: hold publishers' acknowledgements until the offline
+    /// sessions' copies are flushed to disk (see `durable`).
+    #[serde(default)]
+    pub sync: bool,
 }
 
 impl PluginConfig {

@@ -59,6 +59,7 @@ use session::{Basic, StorageSessionManager, StoredSessionInfo, StoredSessionInfo
 use session::{StoredKey, BASIC, DISCONNECT_INFO, INFLIGHT_MESSAGES, LAST_TIME, SESSION_SUB_MAP};
 
 mod config;
+mod durable;
 mod pending;
 mod session;
 
@@ -80,6 +81,8 @@ struct StoragePlugin {
     register: Box<dyn Register>,
     session_mgr: StorageSessionManager,
     pending: Pending,
+    /// fork patch: with `sync`, the flushes acknowledgements wait for.
+    group_commit: Option<Arc<durable::GroupCommit>>,
 }
 
 impl StoragePlugin {
@@ -134,7 +137,8 @@ impl StoragePlugin {
             StorageSessionManager::new(storage_db.clone(), stored_session_infos.clone(), pending.clone());
 
         let cfg = Arc::new(cfg);
-        Ok(Self { scx, cfg, storage_db, stored_session_infos, register, session_mgr, pending })
+        let group_commit = cfg.sync.then(|| durable::GroupCommit::new(storage_db.clone()));
+        Ok(Self { scx, cfg, storage_db, stored_session_infos, register, session_mgr, pending, group_commit })
     }
 
     async fn load_offline_session_infos(&mut self) -> Result<()> {
@@ -453,6 +457,9 @@ impl Plugin for StoragePlugin {
     async fn start(&mut self) -> Result<()> {
         log::info!("{} start", self.name());
         *self.scx.extends.session_mgr_mut().await = Box::new(self.session_mgr.clone());
+        if let Some(gc) = &self.group_commit {
+            let _ = self.scx.extends.durable_ack.set(Arc::new(durable::Sync(gc.clone())));
+        }
 
         self.register.start().await;
         Ok(())
@@ -469,6 +476,9 @@ impl Plugin for StoragePlugin {
             log::warn!("{} stop: session writes still under way after 2 s", self.name());
         }
         self.register.remove().await;
+        if let Some(gc) = &self.group_commit {
+            gc.close();
+        }
         Ok(false)
     }
 

@@ -884,6 +884,13 @@ pub struct CircuitBrokenDB {
 }
 
 impl CircuitBrokenDB {
+    /// fork patch: `DefaultStorageDB::flush`, outside the breaker (a flush
+    /// is not a storage call it should count).
+    #[inline]
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
+    }
+
     /// Wrap a `DefaultStorageDB` with a circuit breaker.
     pub fn new(db: DefaultStorageDB, config: CircuitBreakerConfig) -> Self {
         let name = config.name.clone();

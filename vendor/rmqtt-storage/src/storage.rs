@@ -832,6 +832,21 @@ impl DefaultStorageDB {
             DefaultStorageDB::Redb(db) => db.info().await,
         }
     }
+
+    /// fork patch: writes out what is written so far and waits until it is
+    /// on disk (sled's `flush_async`). sled otherwise writes its log out on
+    /// an interval (500 ms), so an acknowledged write may not survive a
+    /// crash. Redis and redb: nothing to do here (durability is the
+    /// server's configuration, or every commit's).
+    #[inline]
+    pub async fn flush(&self) -> Result<()> {
+        match self {
+            #[cfg(feature = "sled")]
+            DefaultStorageDB::Sled(db) => db.flush().await,
+            #[allow(unreachable_patterns)]
+            _ => Ok(()),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -910,6 +910,13 @@ impl SledStorageDB {
         count
     }
 
+    /// fork patch: see `DefaultStorageDB::flush`.
+    #[inline]
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
     /// Returns the count of active commands
     #[inline]
     pub fn active_count(&self) -> isize {

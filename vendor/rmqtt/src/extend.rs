@@ -106,6 +106,9 @@ pub struct Manager {
     pub admission_gate: std::sync::OnceLock<std::sync::Arc<dyn AdmissionGate>>,
     /// fork patch: limits on the retained messages (see `RetainQuota`).
     pub retain_quota: std::sync::OnceLock<std::sync::Arc<dyn RetainQuota>>,
+    /// fork patch: publishers' acknowledgements held until stored (see
+    /// `durable`).
+    pub durable_ack: std::sync::OnceLock<std::sync::Arc<dyn crate::durable::DurableAck>>,
 }
 
 /// fork patch: whether a retained message may be stored (limits on all
@@ -165,6 +168,7 @@ impl Manager {
             publish_acl: std::sync::OnceLock::new(),
             admission_gate: std::sync::OnceLock::new(),
             retain_quota: std::sync::OnceLock::new(),
+            durable_ack: std::sync::OnceLock::new(),
         }
     }
 

@@ -56,6 +56,7 @@ pub mod channel; // fork patch: the session channel
 pub mod clock; // fork patch: cheap clock reads
 pub mod component; // fork patch: broker components readable without a lock
 pub mod context; // Shared execution context
+pub mod durable; // fork patch: acknowledgements held until stored
 pub mod enhanced_auth; // fork patch: MQTT 5.0 enhanced authentication
 
 // Feature-gated Modules

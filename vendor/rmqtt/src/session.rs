@@ -198,6 +198,12 @@ pub struct SessionState {
     in_inflight: InInflight,
     /// fork patch: this connection's inbound publish rate, if limited.
     publish_rate: Option<crate::publish_rate::PublishRate>,
+    /// fork patch: held acknowledgements (see `durable`): this loop's name
+    /// on them, how many are not sent yet, and the last one's end, which
+    /// the next one waits for (acknowledgements go out in PUBLISH order).
+    ack_owner: AckOwner,
+    acks_held: usize,
+    ack_chain: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl fmt::Debug for SessionState {
@@ -277,6 +283,9 @@ impl SessionState {
             client_topic_aliases,
             in_inflight: InInflight::new(scx, max_inflight.get()),
             publish_rate,
+            ack_owner: AckOwner::default(),
+            acks_held: 0,
+            ack_chain: None,
         }
     }
 
@@ -699,6 +708,7 @@ impl SessionState {
         let will_delay_interval_delay = tokio::time::sleep(will_delay_interval.unwrap_or(Duration::MAX));
         tokio::pin!(will_delay_interval_delay);
 
+        self.offline_loop.store(true, std::sync::atomic::Ordering::Release);
         loop {
             tokio::select! {
                 msg = self.rx.recv() => {
@@ -763,6 +773,11 @@ impl SessionState {
                                     log::warn!("{:?} offline Kick sender is closed, to {:?}, clean_start: {}, is_admin: {}", self.id, by_id, clean_start, is_admin);
                                 }
                             },
+                            // fork patch: every earlier message went through the
+                            // offline_message hook (see `durable`).
+                            Message::Stored(done) => {
+                                let _ = done.send(());
+                            }
                             _ => {
                                 log::debug!("{:?} offline receive message is {:?}", self.id, msg);
                             }
@@ -795,6 +810,7 @@ impl SessionState {
                },
             }
         }
+        self.offline_loop.store(false, std::sync::atomic::Ordering::Release);
         log::debug!("{:?} exit offline worker", self.id);
     }
 
@@ -925,6 +941,20 @@ impl SessionState {
         match msg {
             Message::SendRerelease(iflt_msg) => {
                 self.send_rerelease(sink, iflt_msg).await?;
+            }
+            // fork patch: online, a message is not stored (see `durable`).
+            Message::Stored(_) => {}
+            Message::DurableAck(owner, packet_id, qos, pubres) => {
+                if Arc::ptr_eq(&owner.0, &self.ack_owner.0) {
+                    self.acks_held = self.acks_held.saturating_sub(1);
+                    if qos == QoS::ExactlyOnce {
+                        sink.send_publish_received(packet_id, pubres).await?;
+                    } else {
+                        let ack_res = sink.send_publish_ack(packet_id, pubres).await;
+                        self.in_inflight.remove(&packet_id);
+                        ack_res?;
+                    }
+                }
             }
             Message::Kick(sender, by_id, clean_start, is_admin) => {
                 log::debug!(
@@ -1394,13 +1424,18 @@ impl SessionState {
                     Ok(res) => res,
                 };
 
-                let pubres = self.publish(publish).await.inspect_err(|_| {
+                let (pubres, stored) = self.publish_stored(publish).await.inspect_err(|_| {
                     if inflight_res {
                         self.in_inflight.remove(&packet_id);
                     }
                 })?;
 
                 let pubres = self.problem_info(pubres).await;
+                // fork patch: held until stored (see `durable`); the
+                // packet stays in the window until it is sent.
+                let Some(pubres) = self.hold_ack(packet_id, qos, pubres, stored) else {
+                    return Ok(());
+                };
                 let ack_res = sink.send_publish_ack(packet_id, pubres).await;
                 if inflight_res {
                     self.in_inflight.remove(&packet_id);
@@ -1429,13 +1464,22 @@ impl SessionState {
                         PublishAckReason::PacketIdentifierInUse
                     };
                     let pub_res = PublishResult::reason_code(code, None, false);
+                    // fork patch: not before the PUBRECs held (see `durable`),
+                    // the first one for this message perhaps among them.
+                    let Some(pub_res) = self.hold_ack(packet_id, qos, pub_res, Vec::new()) else {
+                        return Ok(());
+                    };
                     sink.send_publish_received(packet_id, pub_res).await?;
                     return Ok(());
                 }
-                let pub_res = self.publish(publish).await?;
+                let (pub_res, stored) = self.publish_stored(publish).await?;
                 let inflight_res =
                     if pub_res.is_success() { self.in_inflight.add(packet_id, qos)? } else { false };
                 let pub_res = self.problem_info(pub_res).await;
+                // fork patch: held until stored (see `durable`).
+                let Some(pub_res) = self.hold_ack(packet_id, qos, pub_res, stored) else {
+                    return Ok(());
+                };
                 let rec_res = sink.send_publish_received(packet_id, pub_res).await;
                 if inflight_res && rec_res.is_err() {
                     self.in_inflight.remove(&packet_id);
@@ -1472,6 +1516,55 @@ impl SessionState {
         } else {
             PublishAclResult::allow()
         }
+    }
+
+    /// fork patch: `publish`, and with a `DurableAck` installed, the
+    /// answers of the sessions that store a copy (see `durable`).
+    async fn publish_stored(&self, publish: Publish) -> Result<(PublishResult, Vec<crate::durable::Stored>)> {
+        if self.scx.extends.durable_ack.get().is_none() {
+            return Ok((self.publish(publish).await?, Vec::new()));
+        }
+        let (res, stored) = crate::durable::collect(self.publish(publish)).await;
+        Ok((res?, stored))
+    }
+
+    /// fork patch: gives `pubres` back to be sent now, or holds it: until
+    /// `stored` are answered and the store synced, and after the
+    /// acknowledgements held before it (see `durable`).
+    fn hold_ack(
+        &mut self,
+        packet_id: NonZeroU16,
+        qos: QoS,
+        pubres: PublishResult,
+        stored: Vec<crate::durable::Stored>,
+    ) -> Option<PublishResult> {
+        if stored.is_empty() && self.acks_held == 0 {
+            self.ack_chain = None;
+            return Some(pubres);
+        }
+        let durable = if stored.is_empty() { None } else { self.scx.extends.durable_ack.get().cloned() };
+        let before = self.ack_chain.take();
+        let (done, after) = tokio::sync::oneshot::channel();
+        self.ack_chain = Some(after);
+        self.acks_held += 1;
+        let tx = self.tx.clone();
+        let owner = self.ack_owner.clone();
+        tokio::spawn(async move {
+            for s in stored {
+                let _ = s.await;
+            }
+            // Before waiting for the earlier acknowledgements: syncs asked
+            // for together share one flush.
+            if let Some(durable) = durable {
+                durable.sync().await;
+            }
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            let _ = tx.unbounded_send(Message::DurableAck(owner, packet_id, qos, pubres));
+            let _ = done.send(());
+        });
+        None
     }
 
     #[inline]
@@ -2623,6 +2716,9 @@ pub struct _Session {
     pub auth_info: Option<AuthInfo>,
     pub extra_attrs: Arc<RwLock<ExtraAttrs>>,
     pub scx: ServerContext,
+    /// fork patch: whether the session runs its offline loop, where a
+    /// session store writes what is routed to it (see `durable`).
+    pub(crate) offline_loop: std::sync::atomic::AtomicBool,
 }
 
 impl Deref for _Session {
@@ -3026,7 +3122,15 @@ impl Session {
             )
             .await?;
         let extra_attrs = Arc::new(RwLock::new(ExtraAttrs::new()));
-        Ok(Self(Arc::new(_Session { inner: session_like, id, fitter, auth_info, extra_attrs, scx })))
+        Ok(Self(Arc::new(_Session {
+            inner: session_like,
+            id,
+            fitter,
+            auth_info,
+            extra_attrs,
+            scx,
+            offline_loop: std::sync::atomic::AtomicBool::new(false),
+        })))
     }
 
     #[inline]

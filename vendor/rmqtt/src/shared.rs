@@ -902,6 +902,8 @@ impl DefaultShared {
             }
         }
 
+        // fork patch: a QoS 1/2 copy's store is waited for (see `durable`).
+        let ask_stored = p.qos != QoS::AtMostOnce;
         if let Err(e) = tx.unbounded_send(Message::Forward(from.clone(), p)) {
             if let Message::Forward(from, p) = e.into_inner() {
                 log::warn!(
@@ -914,6 +916,9 @@ impl DefaultShared {
                 errs.push((to, from, p, Reason::from_static("Connection Tx is closed")));
             }
         } else {
+            if ask_stored && crate::durable::collecting() && self.offline_loop(&client_id) {
+                crate::durable::ask_stored(&tx);
+            }
             // Collect successful session info with shared group expansion
             if let Some((group, _, cids)) = &group_shared {
                 for g_cid in cids {
@@ -947,6 +952,14 @@ impl DefaultShared {
     #[inline]
     pub fn tx(&self, client_id: &str) -> Option<(Tx, To)> {
         self.peers.get(client_id).map(|peer| (peer.tx.clone(), peer.s.id.clone()))
+    }
+
+    /// fork patch: whether a session runs its offline loop (see `durable`).
+    #[inline]
+    fn offline_loop(&self, client_id: &str) -> bool {
+        self.peers
+            .get(client_id)
+            .is_some_and(|peer| peer.s.offline_loop.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Collect subscription client IDs from a [`SubRelationsMap`], resolving shared groups.

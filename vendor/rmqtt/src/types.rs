@@ -2163,6 +2163,25 @@ pub enum Message {
     /// message sent before this one off its channel (into its in-flight
     /// window or deliver queue); an offline session drops it unanswered.
     Barrier(oneshot::Sender<()>),
+    /// fork patch: answered by an offline session once every message sent
+    /// before this one went through its `offline_message` hook (stored);
+    /// an online session drops it (see `durable`).
+    Stored(oneshot::Sender<()>),
+    /// fork patch: a held PUBACK (QoS 1) or PUBREC (QoS 2) for the
+    /// publisher's connection that `AckOwner` names (see `durable`).
+    DurableAck(AckOwner, NonZeroU16, QoS, PublishResult),
+}
+
+/// fork patch: names one connection's session loop, so that an
+/// acknowledgement held for it is never sent on a later connection, where
+/// its packet identifier may be another message's.
+#[derive(Clone, Default)]
+pub struct AckOwner(pub Arc<()>);
+
+impl std::fmt::Debug for AckOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AckOwner")
+    }
 }
 
 /// Status information for an MQTT session.
