@@ -91,6 +91,16 @@ describe.runIf(redisTests)('persistent sessions with storage.redis', () => {
     expect(await texts(back.box, 1)).toEqual(['for the first prefix'])
   })
 
+  it('a start() that fails after taking the prefix (a port in use) lets it go', async () => {
+    const p = prefix()
+    const { listeners } = await startServer()
+    const busy = { ...config(p), listeners: [listener('tcp', { port: listeners[0].port })] }
+    expect((await startError(busy)).code).toBe('EADDRINUSE')
+    // Not left locked for the TTL: another broker takes the prefix at once.
+    const { server } = await startServer(config(p))
+    await server.stop()
+  })
+
   it('survive kill -9 of the broker process; its prefix is refused while it runs and taken over at once after', async () => {
     const p = prefix()
     const child = nodeEval(`
