@@ -1013,7 +1013,8 @@ export interface StorageConfig {
   redis?: string
   /**
    * With `redis`: what every key of this broker's store starts with
-   * (default `mqtt`); brokers with the same prefix share the store.
+   * (default `mqtt`). One running broker per prefix: another `start()` on
+   * it is refused while one runs; a broker started later gets its store.
    */
   keyPrefix?: string
   /**

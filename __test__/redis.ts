@@ -9,6 +9,8 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
+import { afterAll, beforeAll } from 'vitest'
+
 import { withDeadline } from './helpers'
 
 const READY_MS = 10_000
@@ -86,4 +88,23 @@ export async function startRedis(opts: { password?: string } = {}): Promise<Redi
   await redis.start()
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
   return redis
+}
+
+/**
+ * One Redis for a test file: started before its tests (when they run at
+ * all, `redisTests`), killed after them. Read the server through the
+ * returned function, once the tests run.
+ */
+export function useRedis(): () => RedisServer {
+  let redis: RedisServer | undefined
+  beforeAll(async () => {
+    if (redisTests) redis = await startRedis()
+  })
+  afterAll(async () => {
+    await redis?.kill()
+  })
+  return () => {
+    if (!redis) throw new Error('Redis is not started: use it inside a test')
+    return redis
+  }
 }

@@ -6,11 +6,15 @@
 // disk and the process's RSS before, with everything queued, after the
 // restart, and after consumption (and again after stop(): what sled keeps).
 //
-//   node bench/sessions.mjs [--messages N] [--sessions N] [--payload BYTES] [--smoke] [--out FILE]
+//   node bench/sessions.mjs [--messages N] [--sessions N] [--payload BYTES] [--redis URL] [--smoke] [--out FILE]
 //
+// --redis URL: the store in that Redis (storage: { redis }, a key prefix of
+// its own) instead of sled in a temporary directory; "on disk" is then
+// Redis's used_memory (redis-cli INFO).
 // --smoke: 10,000 messages, to check that the script runs. Defaults:
 // 1,000,000 messages through 10 sessions (the issue's bounded-growth case).
 // Uses the addon built in the repository root (npm run build first).
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
@@ -30,6 +34,7 @@ const { values: opt } = parseArgs({
     messages: { type: 'string', default: '1000000' },
     sessions: { type: 'string', default: '10' },
     payload: { type: 'string', default: '64' },
+    redis: { type: 'string' },
     smoke: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -45,12 +50,20 @@ const rss = () => process.memoryUsage().rss
 const dir = mkdtempSync(join(tmpdir(), 'mqtt-bench-sessions-'))
 // Queues deep enough for every message: none dropped by the queue's limit.
 const listener = { address: '127.0.0.1', port: 0, protocol: 'tcp', maxMqueueLen: published + 10 }
-const config = { listeners: [listener], storage: { path: dir } }
+const storage = opt.redis ? { redis: opt.redis, keyPrefix: `bench-sessions-${process.pid}` } : { path: dir }
+const config = { listeners: [listener], storage }
+const engine = opt.redis ? 'Redis' : 'sled'
+/** Bytes the store takes: its directory, or Redis's used_memory. */
+const stored = () => {
+  if (!opt.redis) return du(dir)
+  const info = spawnSync('redis-cli', ['-u', opt.redis, 'INFO', 'memory'], { encoding: 'utf8' }).stdout
+  return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? Number.NaN)
+}
 const ids = Array.from({ length: sessions }, (_, i) => `bench-session-${i}`)
 const session = (clientId) => ({ clientId, clean: false, protocolVersion: 4, reconnectPeriod: 0 })
 const rows = []
 const point = (what) => {
-  rows.push([what, `${mib(du(dir))} on disk, RSS ${mib(rss())}`])
+  rows.push([what, `${mib(stored())} ${opt.redis ? 'in Redis' : 'on disk'}, RSS ${mib(rss())}`])
   process.stderr.write(`${new Date().toISOString()} ${what}\n`)
 }
 
@@ -132,7 +145,7 @@ try {
 }
 
 const text = [
-  `# Persistent sessions: ${published * sessions} messages (${payload.length} B) through ${sessions} offline sessions (sled)`,
+  `# Persistent sessions: ${published * sessions} messages (${payload.length} B) through ${sessions} offline sessions (${engine})`,
   '',
   '| what | figure |',
   '| --- | --- |',

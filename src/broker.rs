@@ -61,6 +61,8 @@ pub struct Broker {
   store_lock: Option<Box<crate::storage::Lock>>,
   /// Whether retained messages are stored (`storage`): written out at stop.
   stored: bool,
+  /// The Redis key prefix held for this broker (`redis_lock.rs`).
+  redis_lock: Option<Box<crate::redis_lock::RedisLock>>,
 }
 
 /// What a caller needs to act on a running broker without holding it.
@@ -104,6 +106,16 @@ impl Broker {
       .flatten()
       .map(Box::new);
     let stored = spec.storage.is_some();
+    let mut redis_lock = match &spec.storage {
+      // Redis answers, and no other running broker uses the prefix.
+      Some(crate::storage::Store::Redis(redis)) => {
+        redis.reachable().await?;
+        Some(Box::new(
+          crate::redis_lock::RedisLock::acquire(redis).await?,
+        ))
+      }
+      _ => None,
+    };
     let reclaim = memory::Reclaim::default();
     let on_park = reclaim.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -113,6 +125,9 @@ impl Broker {
       .enable_all()
       .build()
       .map_err(|e| format!("cannot create the broker runtime: {e}"))?;
+    if let Some(lock) = &mut redis_lock {
+      lock.keep(runtime.handle());
+    }
 
     let (ready_tx, ready_rx) = oneshot::channel();
     let attachment = hooks.clone();
@@ -156,15 +171,18 @@ impl Broker {
           flow,
           store_lock,
           stored,
+          redis_lock,
         })
       }
       Ok(Err(e)) => {
         runtime.shutdown_background();
+        release(redis_lock).await;
         Err(e)
       }
       Err(_) => {
         // The setup task panicked: tokio caught it, the sender was dropped.
         runtime.shutdown_background();
+        release(redis_lock).await;
         Err("the broker failed to start (internal error, see the log)".into())
       }
     }
@@ -204,6 +222,7 @@ impl Broker {
       hooks,
       store_lock,
       stored,
+      redis_lock,
       ..
     } = self;
     let began = tokio::time::Instant::now();
@@ -267,8 +286,8 @@ impl Broker {
     // being written would refuse the next start().
     let mut store_closed = matches!(unplugged, Ok(Ok(())));
     step("retained store", unplugged.is_ok());
-    // A store on disk keeps the sessions too (`session_store.rs`).
-    if store_lock.is_some() {
+    // The store keeps the sessions too (`session_store.rs`).
+    if stored {
       let sessions = runtime.spawn({
         let scx = scx.clone();
         async move { crate::session_store::close(&scx, graceful_end).await }
@@ -306,6 +325,8 @@ impl Broker {
       }
     };
     step("runtime shutdown", torn_down);
+    // Only now: nothing of this broker writes to Redis any more.
+    release(redis_lock).await;
     if stuck.is_empty() {
       return None;
     }
@@ -317,6 +338,12 @@ impl Broker {
     );
     log::warn!("{message}");
     Some(Warning::new("MQTT_SERVER_STOP_ABANDONED", message))
+  }
+}
+
+async fn release(lock: Option<Box<crate::redis_lock::RedisLock>>) {
+  if let Some(lock) = lock {
+    lock.release().await;
   }
 }
 
@@ -381,21 +408,20 @@ async fn setup(
     builder = builder.plugins_config_dir(dir.clone());
   }
   let mut configs = crate::storage::retainer_plugin_config(spec.storage.as_ref(), RETAINER);
-  if let Some(crate::storage::Store::Dir(dir)) = &spec.storage {
-    configs.extend(crate::session_store::plugin_configs(dir, spec.storage_sync));
+  if let Some(store) = &spec.storage {
+    configs.extend(crate::session_store::plugin_configs(
+      store,
+      spec.storage_sync,
+    ));
   }
   builder = builder.plugins_config_map(configs);
   let scx = builder.build().await;
-  if let Some(crate::storage::Store::Redis(redis)) = &spec.storage {
-    redis.reachable().await?;
-  }
 
   rmqtt_retainer::register_named(&scx, RETAINER, true, false)
     .await
     .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
   crate::retained_quota::register(&scx, spec.retained_limits).await;
-  // Sessions are kept on disk only: with Redis they stay in memory.
-  if let Some(crate::storage::Store::Dir(_)) = &spec.storage {
+  if spec.storage.is_some() {
     crate::session_store::register(&scx).await?;
   }
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());

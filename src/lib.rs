@@ -39,6 +39,7 @@ mod publish;
 mod publish_rate;
 mod reason_code;
 mod redact;
+mod redis_lock;
 mod retained;
 mod retained_quota;
 mod server;

@@ -28,7 +28,8 @@ use rmqtt::codec::v5::PublishProperties;
 enum State {
   Stopped,
   Running {
-    broker: Broker,
+    // Boxed: a broker is large, and the other states hold nothing.
+    broker: Box<Broker>,
     _keepalive: KeepAlive,
     /// `Inner::stops` when `start()` was called: a `stop()` called after
     /// that start (a larger count) stops it, an earlier one does not.
@@ -225,7 +226,7 @@ impl MqttServer {
         max_packet_size: broker.max_packet_size(),
       }));
       *state = State::Running {
-        broker,
+        broker: Box::new(broker),
         _keepalive: keepalive,
         stops_at_start: stops,
       };

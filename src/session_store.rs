@@ -1,10 +1,9 @@
-//! Persistent sessions on disk with `storage: { path }`: 3.1.1 `clean: false`
-//! and 5.0 Session Expiry > 0 sessions (subscriptions, queued and in-flight
-//! messages, QoS 2 state) kept by rmqtt-session-storage's own sled store in
-//! `path/sessions`, and rebuilt, offline, when the broker starts again.
-//! Configured in code through rmqtt's plugin config map, never through files.
-
-use std::path::Path;
+//! Persistent sessions with `storage`: 3.1.1 `clean: false` and 5.0 Session
+//! Expiry > 0 sessions (subscriptions, queued and in-flight messages, QoS 2
+//! state) kept by rmqtt-session-storage's own store, in `path/sessions` (sled)
+//! or under `<keyPrefix>:sessions` in Redis, and rebuilt, offline, when the
+//! broker starts again. Configured in code through rmqtt's plugin config map,
+//! never through files.
 
 use rmqtt::context::ServerContext;
 use rmqtt::plugin::DynPluginResult;
@@ -12,24 +11,26 @@ use rmqtt::types::HashMap;
 use tokio::time::Instant;
 
 use crate::fork;
+use crate::storage::Store;
 
 /// Name under which the session store plugin is registered.
 const SESSIONS: &str = "rmqtt-session-storage";
 /// The sessions' sled database, inside the store's directory.
 pub const SESSIONS_DIR: &str = "sessions";
 
-/// rmqtt's plugin config (name to TOML) that puts the sessions in `dir`;
-/// with `sync`, publishers' acknowledgements wait for their flush
-/// (`storage_sync.rs`).
-pub fn plugin_configs(dir: &Path, sync: bool) -> HashMap<String, String> {
-  let mut configs = HashMap::default();
-  configs.insert(
-    SESSIONS.to_string(),
-    format!(
+/// rmqtt's plugin config (name to TOML) that puts the sessions in `store`;
+/// with `sync` (sled only), publishers' acknowledgements wait for their
+/// flush (`storage_sync.rs`).
+pub fn plugin_configs(store: &Store, sync: bool) -> HashMap<String, String> {
+  let toml = match store {
+    Store::Dir(dir) => format!(
       "sync = {sync}\n{}",
       crate::storage::sled_toml(&dir.join(SESSIONS_DIR))
     ),
-  );
+    Store::Redis(redis) => redis.sessions_toml(),
+  };
+  let mut configs = HashMap::default();
+  configs.insert(SESSIONS.to_string(), toml);
   configs
 }
 

@@ -29,7 +29,8 @@ pub struct StorageConfig {
   /// shown in errors or logs).
   pub redis: Option<String>,
   /// With `redis`: what every key of this broker's store starts with
-  /// (default `mqtt`); brokers with the same prefix share the store.
+  /// (default `mqtt`). One running broker per prefix: another `start()` on
+  /// it is refused while one runs; a broker started later gets its store.
   pub key_prefix: Option<String>,
   /// With `path`: `'interval'` (default) acknowledges a publisher once its
   /// message is routed, and a kill -9 may lose what was acknowledged in

@@ -80,6 +80,12 @@ impl Redis {
     self.toml("retained")
   }
 
+  /// The rmqtt-session-storage config (TOML) that keeps persistent sessions
+  /// here (`session_store.rs`).
+  pub fn sessions_toml(&self) -> String {
+    self.toml("sessions")
+  }
+
   /// An rmqtt-storage config (TOML, `[storage]` table) for the store `name`
   /// under the broker's key prefix.
   fn toml(&self, name: &str) -> String {
@@ -102,7 +108,17 @@ impl Redis {
       .map_err(|why| format!("storage.redis: cannot reach Redis at {}: {why}", self.shown))
   }
 
-  async fn connect(&self) -> std::result::Result<MultiplexedConnection, String> {
+  /// What every key of this broker's store starts with.
+  pub fn prefix(&self) -> &str {
+    &self.prefix
+  }
+
+  /// The server as messages name it: `redis://host:port/db`.
+  pub fn shown(&self) -> &str {
+    &self.shown
+  }
+
+  pub async fn connect(&self) -> std::result::Result<MultiplexedConnection, String> {
     let client = redis::Client::open(self.url.as_str()).map_err(reason)?;
     client
       .get_multiplexed_async_connection()
@@ -140,7 +156,8 @@ impl Redis {
             down_since = Some(tokio::time::Instant::now());
             log::warn!(
               "storage.redis: Redis at {} does not answer ({why}): retained messages set now are \
-               not stored, and new subscribers get none, until it is back",
+               not stored, and new subscribers get none, until it is back; nor are the persistent \
+               sessions' changes (subscriptions, messages queued for offline ones)",
               redis.shown
             );
           }
