@@ -152,7 +152,10 @@ try {
   const t = performance.now()
   await c.subscribeAsync('bench/retained/#', { qos: 0 })
   await Promise.race([all, new Promise((r) => setTimeout(r, 120_000))])
-  rows.push(['a `#` subscriber gets every retained message', `${got} of ${retained} in ${(performance.now() - t).toFixed(0)} ms`])
+  rows.push([
+    'a `#` subscriber gets every retained message',
+    `${got} of ${retained} in ${(performance.now() - t).toFixed(0)} ms`,
+  ])
   await c.endAsync()
   // The sampled sessions consumed their queues: the store is not reusable.
   await server.close()
