@@ -3,7 +3,10 @@
  * restored and their subscriptions routed: a message published as soon as
  * it resolves is queued for them. (It resolved when the listeners were
  * bound, before the restore: the first messages were dropped after their
- * publish resolved.)
+ * publish resolved.) Their stored messages are loaded after start()
+ * (rmqtt-session-storage 0005-queues-after-start): what is published
+ * meanwhile comes after them, and a client connecting meanwhile waits for
+ * its whole queue.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
@@ -28,7 +31,7 @@ afterEach(async () => {
 })
 
 describe('start() with stored persistent sessions', () => {
-  it('resolves once they are restored: what is published at once reaches each of them, in order', async () => {
+  it('resolves once they are restored: what is published at once reaches each of them, after what was stored, in order', async () => {
     const path = tempDir()
     const config: ServerConfig = { listeners: [listener('tcp')], storage: { path } }
     const { server, url } = await startServer(config)
@@ -39,11 +42,14 @@ describe('start() with stored persistent sessions', () => {
       await subscribe(c, 'r/#', 1)
       await endClient(c)
     }
+    const stored = Array.from({ length: 100 }, (_, i) => `stored${i}`)
+    for (const m of stored) await server.publish('r/x', m, { qos: 1 })
     await server.stop()
 
     const [l] = await server.start(config)
-    const sent = Array.from({ length: 10 }, (_, i) => `m${i}`)
-    for (const m of sent) await server.publish('r/x', m, { qos: 1 })
+    const live = Array.from({ length: 10 }, (_, i) => `live${i}`)
+    for (const m of live) await server.publish('r/x', m, { qos: 1 })
+    const sent = [...stored, ...live]
 
     for (const clientId of ids) {
       let box: Inbox | undefined
