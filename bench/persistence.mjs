@@ -6,29 +6,23 @@
 //   node bench/persistence.mjs [--retained N] [--payload BYTES] [--smoke] [--out FILE]
 //
 // --smoke: 1,000 messages, for CI-style checks that the script runs.
-// Uses the addon built in the repository root (npm run build first).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+// The addon: a release build of the sources (--no-build: the existing one;
+// --addon FILE: that one), as for the other benches.
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
+import { join } from 'node:path'
 
 import { du } from './lib/disk.mjs'
+import { addonSetup } from './lib/setup.mjs'
+import { printFigures } from './lib/table.mjs'
 
-const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..')
-const require = createRequire(import.meta.url)
-const { MqttServer } = require(join(root, 'index.js'))
-const mqtt = require('mqtt')
-
-const { values: opt } = parseArgs({
-  options: {
-    retained: { type: 'string', default: '100000' },
-    payload: { type: 'string', default: '64' },
-    smoke: { type: 'boolean', default: false },
-    out: { type: 'string' },
-  },
+const { opt, MqttServer } = addonSetup({
+  retained: { type: 'string', default: '100000' },
+  payload: { type: 'string', default: '64' },
+  smoke: { type: 'boolean', default: false },
 })
+const mqtt = createRequire(import.meta.url)('mqtt')
 const count = opt.smoke ? 1000 : Number(opt.retained)
 const payload = Buffer.alloc(Number(opt.payload), 'x')
 
@@ -80,13 +74,4 @@ try {
   rmSync(dir, { recursive: true, force: true })
 }
 
-const text = [
-  `# Persistence: retained messages (${count} x ${payload.length} B, sled)`,
-  '',
-  '| what | figure |',
-  '| --- | --- |',
-  ...rows.map(([k, v]) => `| ${k} | ${v} |`),
-  '',
-].join('\n')
-process.stdout.write(text)
-if (opt.out) writeFileSync(opt.out, text)
+printFigures(`Persistence: retained messages (${count} x ${payload.length} B, sled)`, rows, opt.out)

@@ -135,8 +135,12 @@ impl Broker {
     let serve = runtime.spawn(async move {
       match setup(spec, attachment, native, reclaim).await {
         Ok((server, scx, infos, stats, flow)) => {
+          // The storage plugin restores persistent sessions and their routes
+          // here: start() resolves after it, so a message published then
+          // reaches them (the first ones were dropped when it resolved at bind).
+          scx.extends.hook_mgr().before_startup().await;
           let _ = ready_tx.send(Ok((scx, infos, stats, flow)));
-          if let Err(e) = server.run().await {
+          if let Err(e) = fork::serve(server).await {
             log::error!("broker stopped with an error: {e}");
           }
         }

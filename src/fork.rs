@@ -166,3 +166,9 @@ pub fn take_session_mgr(scx: &ServerContext) -> Arc<Box<dyn rmqtt::session::Sess
     .session_mgr
     .replace(Box::new(rmqtt::session::DefaultSessionManager))
 }
+
+/// Accepts on a broker's listeners; its pre-startup hooks are the caller's
+/// to run first (rmqtt 0052-serve-after-startup).
+pub async fn serve(server: rmqtt::server::MqttServer) -> rmqtt::Result<()> {
+  server.serve().await
+}

@@ -3,7 +3,7 @@
 //! 500 ms, so a kill -9 may lose what was acknowledged in that window.
 //! `'always'`: a PUBACK/PUBREC waits until every offline persistent session
 //! the message was routed to has it flushed to disk (rmqtt
-//! 0050-durable-ack, rmqtt-session-storage 0004-sync-always).
+//! 0051-durable-ack, rmqtt-session-storage 0004-sync-always).
 
 use napi::Result;
 

@@ -808,12 +808,10 @@ impl RetainerInner {
         Ok((items, has_more))
     }
 
-    /// Rebuild the in-memory `topics` tree by scanning all stored retain
-    /// messages. Called once at startup.
-    #[inline]
-    pub(crate) async fn rebuild_topics(&self) -> Result<()> {
-        let start = std::time::Instant::now();
-        log::info!("Rebuilding topics tree from storage ...");
+    /// Every stored message, read key by key: its keys listed first, then
+    /// each read (a message that cannot be read: `None`). For stores without
+    /// a one-pass read (fork patch 0005-one-pass-reads).
+    async fn read_by_keys(&self) -> Result<Vec<(Vec<u8>, Option<StoredMsg>)>> {
         let mut db = self.storage_db.clone();
         let topic_filter_pattern = Self::topic_filter_to_pattern("#");
         let mut iter = match db.scan([RETAIN_MESSAGES_PREFIX, topic_filter_pattern.as_bytes()].concat()).await
@@ -841,17 +839,42 @@ impl RetainerInner {
             }
         }
         drop(iter);
+        let mut read = Vec::with_capacity(keys.len());
+        for key in keys {
+            let stored = db.get::<_, StoredMsg>(key.as_slice()).await.ok().flatten();
+            read.push((key, stored));
+        }
+        Ok(read)
+    }
+
+    /// Rebuild the in-memory `topics` tree by scanning all stored retain
+    /// messages. Called once at startup.
+    #[inline]
+    pub(crate) async fn rebuild_topics(&self) -> Result<()> {
+        let start = std::time::Instant::now();
+        log::info!("Rebuilding topics tree from storage ...");
+        // fork patch (0005-one-pass-reads): every message read and decoded
+        // in one pass where the store can (sled); otherwise its keys are
+        // listed, then each is read, as upstream did.
+        let read = match self.storage_db.unbroken().read_prefix::<StoredMsg>(RETAIN_MESSAGES_PREFIX).await {
+            Ok(Some(read)) => read.into_iter().map(|(k, v)| (k, v.ok())).collect(),
+            Ok(None) => self.read_by_keys().await?,
+            Err(e) => {
+                log::warn!("rebuild_topics read error: {e}");
+                return Err(e);
+            }
+        };
 
         let mut topics = self.topics.write().await;
-        let mut inventory = Vec::with_capacity(keys.len());
-        for key in keys {
+        let mut inventory = Vec::with_capacity(read.len());
+        for (key, stored) in read {
             let topic_str = String::from_utf8_lossy(&key[RETAIN_MESSAGES_PREFIX.len()..]);
             let topic = match Topic::from_str(topic_str.as_ref()) {
                 Ok(t) => t,
                 Err(_) => continue,
             };
-            match db.get::<_, StoredMsg>(key.as_slice()).await {
-                Ok(Some((retain, expiry_time_at))) if !retain.publish.payload.is_empty() => {
+            match stored {
+                Some((retain, expiry_time_at)) if !retain.publish.payload.is_empty() => {
                     // fork patch: an expired message is not indexed (it was,
                     // as one that never expires).
                     let now = timestamp_millis();

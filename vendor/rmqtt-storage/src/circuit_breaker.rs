@@ -906,6 +906,13 @@ impl CircuitBrokenDB {
         }
     }
 
+    /// fork patch (0003-one-pass-reads): the store under the breaker, for
+    /// the one-pass reads (`read_maps`, ...), which bypass it as its
+    /// iterators do.
+    pub fn unbroken(&self) -> &DefaultStorageDB {
+        &self.inner
+    }
+
     /// Return a reference to the circuit breaker configuration.
     pub fn config(&self) -> &CircuitBreakerConfig {
         &self.config

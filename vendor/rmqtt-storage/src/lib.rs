@@ -26,6 +26,14 @@ mod storage_redis;
 mod storage_redis_cluster;
 #[cfg(feature = "sled")]
 mod storage_sled;
+// fork patch (0003-one-pass-reads)
+#[cfg(any(
+    feature = "redis",
+    feature = "redis-cluster",
+    feature = "sled",
+    feature = "redb"
+))]
+mod one_pass;
 
 #[cfg(all(
     feature = "circuit-breaker",
@@ -63,6 +71,13 @@ pub use storage_redis_cluster::{
 };
 #[cfg(feature = "sled")]
 pub use storage_sled::{SledConfig, SledStorageDB};
+#[cfg(any(
+    feature = "redis",
+    feature = "redis-cluster",
+    feature = "sled",
+    feature = "redb"
+))]
+pub use one_pass::{ListRead, MapRead};
 
 /// Custom result type for storage operations
 pub type Result<T> = anyhow::Result<T>;

@@ -3916,3 +3916,94 @@ impl AsyncIterator for AsyncDbKeyIter<'_> {
         }
     }
 }
+
+// fork patch (0003-one-pass-reads): whole key ranges, maps and lists read in
+// one pass over sled's trees in a blocking task, values decoded there. The
+// async iterators cost a round trip to the command thread per stored item
+// (`list_iter` visits every item of every list to find the list names), and
+// each `get` one more: what a start() on a full store spent its time on.
+impl SledStorageDB {
+    /// Every key of the key-value tree under `prefix` that has not expired,
+    /// with its value decoded (a value that does not decode: its error).
+    pub(crate) async fn read_prefix<V>(&self, prefix: Vec<u8>) -> Result<Vec<(Key, Result<V>)>>
+    where
+        V: DeserializeOwned + Send + 'static,
+    {
+        let db = self.clone();
+        spawn_blocking(move || {
+            let mut read = Vec::new();
+            for item in db.kv_tree.scan_prefix(&prefix) {
+                let (k, v) = item?;
+                // As `_get` does; the key is there, so only its TTL counts.
+                if db._is_expired(k.as_ref(), |_| Ok(true))? {
+                    continue;
+                }
+                let v = postcard::from_bytes::<V>(v.as_ref()).map_err(|e| anyhow!(e));
+                read.push((k.to_vec(), v));
+            }
+            Ok(read)
+        })
+        .await?
+    }
+
+    /// Every map (as `map_iter` lists them) with its items, raw; an expired
+    /// map's items are left out, as its `get`s would return none.
+    pub(crate) async fn read_maps(&self) -> Result<Vec<(Key, Vec<(Key, Vec<u8>)>)>> {
+        let db = self.clone();
+        spawn_blocking(move || {
+            let mut read = Vec::new();
+            for item in db.map_tree.scan_prefix(MAP_NAME_PREFIX).keys() {
+                let k = item?;
+                if !Self::is_map_count_key(k.as_ref()) {
+                    continue;
+                }
+                let name = Self::map_count_key_to_name(k.as_ref());
+                let mut items = Vec::new();
+                if !db._is_expired(name, |k| Self::_map_contains_key(&db.map_tree, k))? {
+                    let prefix = Self::make_map_item_prefix_name(name);
+                    for item in db.map_tree.scan_prefix(&prefix) {
+                        let (k, v) = item?;
+                        items.push((k[prefix.len()..].to_vec(), v.to_vec()));
+                    }
+                }
+                read.push((name.to_vec(), items));
+            }
+            Ok(read)
+        })
+        .await?
+    }
+
+    /// Every list (as `list_iter` lists them) with its values in order,
+    /// decoded, as its `all()` returns them (an expired list: none).
+    pub(crate) async fn read_lists<V>(&self) -> Result<Vec<(Key, Result<Vec<V>>)>>
+    where
+        V: DeserializeOwned + Send + 'static,
+    {
+        let db = self.clone();
+        spawn_blocking(move || {
+            let mut read = Vec::new();
+            // A list's content keys sort right before its count key
+            // ("@__content@" < "@__count@"): they are kept from the one scan
+            // until the count key names their list, not scanned again.
+            let mut seen: Vec<(IVec, IVec)> = Vec::new();
+            for item in db.list_tree.scan_prefix(LIST_NAME_PREFIX) {
+                let (k, v) = item?;
+                if !Self::is_list_count_key(k.as_ref()) {
+                    seen.push((k, v));
+                    continue;
+                }
+                let name = Self::list_count_key_to_name(k.as_ref());
+                let prefix = SledStorageList::make_list_content_prefix(&Self::make_list_prefix(name), None);
+                let expired = db._is_expired(name, |k| Self::_list_contains_key(&db.list_tree, k))?;
+                let values = seen
+                    .drain(..)
+                    .filter(|(k, _)| !expired && k.starts_with(&prefix))
+                    .map(|(_, v)| postcard::from_bytes::<V>(v.as_ref()).map_err(|e| anyhow!(e)))
+                    .collect::<Result<Vec<_>>>();
+                read.push((name.to_vec(), values));
+            }
+            Ok(read)
+        })
+        .await?
+    }
+}

@@ -193,7 +193,15 @@ impl MqttServer {
     pub async fn run(self) -> Result<()> {
         // Execute pre-startup hooks
         self.scx.extends.hook_mgr().before_startup().await;
+        self.serve().await
+    }
 
+    /// fork patch (0052-serve-after-startup): `run` without the pre-startup hooks, for an embedder that
+    /// runs them itself (`HookManager::before_startup`) and must know when
+    /// they are done: the storage plugin restores its persistent sessions
+    /// and their routes there, and a message published before that is not
+    /// routed to them.
+    pub async fn serve(self) -> Result<()> {
         // Start all listeners concurrently
         futures::future::join_all(
             self.listeners
