@@ -54,6 +54,8 @@ export interface Outcome {
   offlineWindow: number
   /** The sentinel published after the last restart arrived: the session and its subscription survived. */
   sentinel: boolean
+  /** Connected rounds whose marker did not arrive: the session came back without its subscription. */
+  markersMissed: number[]
 }
 
 export interface FloodOptions {
@@ -81,14 +83,15 @@ export async function flood(qos: 1 | 2, kills: number, perRound: number, opts: F
   const killAt = new Map<number, number>()
   let seq = 0
   let sentinel = false
-  let sawEnd: () => void = () => {}
-  const ended = new Promise<void>((r) => {
-    sawEnd = r
-  })
+  const markersMissed: number[] = []
+  /** Non-numeric payloads (markers, the sentinel) the subscriber waits for. */
+  const waiting = new Map<string, () => void>()
+  const arrival = (text: string) => new Promise<void>((r) => waiting.set(text, r))
   const onMessage = (_t: string, payload: Buffer) => {
     const text = payload.toString()
-    if (text === 'end') sawEnd()
-    else received.set(Number(text), (received.get(Number(text)) ?? 0) + 1)
+    const n = Number(text)
+    if (Number.isInteger(n)) received.set(n, (received.get(n) ?? 0) + 1)
+    else waiting.get(text)?.()
   }
   const session = { clientId: `flood-${qos}`, clean: false, protocolVersion: 4 as const }
   const began = Date.now()
@@ -112,16 +115,26 @@ export async function flood(qos: 1 | 2, kills: number, perRound: number, opts: F
     if (!subOnline) sub?.end(true)
     const pub = await connect(url)
 
-    if (round === last) {
-      // The last broker (its subscriber is online) is not
-      // killed: everything it kept arrives before a sentinel published now.
-      await pub.publishAsync('f/end', 'end', { qos })
-      sentinel = await withDeadline(ended, 15_000, () => 'no sentinel').then(
+    // What the resumed session kept arrives before a marker published now
+    // (in order, MQTT-4.6.0-6); waiting for it checks that the session came
+    // back with its subscription, and leaves in memory only what is routed
+    // from here on, so that a kill loses of the earlier rounds only what
+    // was never written (a connected session's queue is in memory).
+    const mark = async (text: string) => {
+      const arrived = arrival(text)
+      await pub.publishAsync('f/mark', text, { qos })
+      return withDeadline(arrived, 15_000, () => `no ${text}`).then(
         () => true,
         () => false,
       )
+    }
+    if (round === last) {
+      // The last broker is not killed: everything it kept arrives before
+      // the sentinel.
+      sentinel = await mark('end')
       break
     }
+    if (sub && subOnline && round > 0 && !(await mark(`mark-${round}`))) markersMissed.push(round)
 
     // Flood (at most perRound messages) for a random 20-1500 ms, then
     // kill, with publishes in flight.
@@ -164,7 +177,8 @@ export async function flood(qos: 1 | 2, kills: number, perRound: number, opts: F
     `kill -9 QoS ${qos} flood (storage.sync ${opts.sync ?? 'default'}${opts.offline ? ', subscriber offline' : ''}): ${kills} kills in ${((Date.now() - began) / 1000).toFixed(1)} s, ${seq} published, ` +
       `${acked.size} acknowledged, ${received.size} received, ${lost.length} acknowledged and lost ` +
       `(${lostOnline} while the subscriber was online, ${lost.length - lostOnline} offline), ${duplicates} duplicates, ` +
-      `loss window ${window} ms (the oldest lost message's PUBACK before its kill; ${offlineWindow} ms offline), sentinel ${sentinel}`,
+      `loss window ${window} ms (the oldest lost message's PUBACK before its kill; ${offlineWindow} ms offline), sentinel ${sentinel}, ` +
+      `markers missed ${markersMissed.length ? markersMissed.join(',') : 'none'}`,
   )
-  return { acknowledged: acked.size, lost: lost.length, duplicates, window, offlineWindow, sentinel }
+  return { acknowledged: acked.size, lost: lost.length, duplicates, window, offlineWindow, sentinel, markersMissed }
 }

@@ -25,6 +25,7 @@ describe('persistent sessions under kill -9', () => {
   }, async () => {
     const o = await flood(1, KILLS, 4000)
     expect(o.sentinel, 'the sentinel published after the last restart arrived').toBe(true)
+    expect(o.markersMissed, 'connected rounds whose session came back without its subscription').toEqual([])
     expect(o.acknowledged).toBeGreaterThan(KILLS * 10)
     // The documented window (docs/persistence.md): sled writes its log out
     // every 500 ms; a message stored for an offline subscriber and
@@ -37,6 +38,7 @@ describe('persistent sessions under kill -9', () => {
   it('a QoS 2 flood killed 6 times: never a duplicate', { timeout: 60_000 }, async () => {
     const o = await flood(2, 6, 500)
     expect(o.sentinel, 'the sentinel published after the last restart arrived').toBe(true)
+    expect(o.markersMissed, 'connected rounds whose session came back without its subscription').toEqual([])
     expect(o.duplicates).toBe(0)
     expect(o.offlineWindow).toBeLessThan(LOSS_WINDOW_MS)
   })

@@ -40,6 +40,7 @@ describe("storage.sync: 'always' under kill -9", () => {
   }, async () => {
     const o = await flood(1, 20, 4000, { sync: 'always', offline: true })
     expect(o.sentinel, 'the sentinel published after the last restart arrived').toBe(true)
+    expect(o.markersMissed, 'connected rounds whose session came back without its subscription').toEqual([])
     expect(o.acknowledged).toBeGreaterThan(20 * 10)
     expect(o.lost, 'messages acknowledged to the publisher and never delivered').toBe(0)
   })
@@ -47,6 +48,7 @@ describe("storage.sync: 'always' under kill -9", () => {
   it('a QoS 2 flood killed 6 times: nothing lost, never a duplicate', { timeout: 60_000 }, async () => {
     const o = await flood(2, 6, 500, { sync: 'always', offline: true })
     expect(o.sentinel, 'the sentinel published after the last restart arrived').toBe(true)
+    expect(o.markersMissed, 'connected rounds whose session came back without its subscription').toEqual([])
     expect(o.acknowledged).toBeGreaterThan(6 * 10)
     expect(o.lost, 'messages acknowledged to the publisher and never delivered').toBe(0)
     expect(o.duplicates).toBe(0)

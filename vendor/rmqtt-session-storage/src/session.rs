@@ -6,7 +6,7 @@
 //! external storage backend.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,6 +208,9 @@ pub struct StorageSession {
     /// Tracks consecutive write failures. Used to detect backend recovery and trigger full resync.
     write_failures: Arc<AtomicU64>,
     pending: Pending,
+    /// fork patch: drained by a takeover that resumes it. Its keys are then
+    /// the taker's to clear, once the taker's own are written (see `create`).
+    handed_over: AtomicBool,
 }
 
 impl StorageSession {
@@ -229,6 +232,7 @@ impl StorageSession {
             last_time: Arc::new(AtomicI64::new(timestamp_millis())),
             write_failures: Arc::new(AtomicU64::new(0)),
             pending,
+            handed_over: AtomicBool::new(false),
         }
     }
 
@@ -321,14 +325,29 @@ impl StorageSession {
 
     #[inline]
     pub(crate) async fn save_to_db(&self, carried: Option<SessionSubMap>) -> Result<()> {
-        self.update_last_time(true).await;
-        self.save_basic_info().await?;
+        // fork patch: the last time is written after the basic info and the
+        // subscriptions, in this task (upstream spawned it first). On a
+        // restart the stored session of a client with the latest last time
+        // wins; one with that time but a crash before its subscriptions
+        // were written won over the complete one it was taking over.
+        self.last_time.store(timestamp_millis(), Ordering::SeqCst);
+        let basic = self.make_basic_info().await?;
+        Self::_save_basic_info(&self.session_info_map, &basic, self.write_failures.as_ref()).await;
         let subs = self.inner.subscriptions.read().await.clone();
         let subs = match carried {
             Some(carried) if subs.is_empty() => carried,
             _ => subs,
         };
         Self::_save_subscriptions(&self.session_info_map, &subs, self.write_failures.as_ref()).await;
+        Self::_update_last_time(
+            self.id().clone(),
+            &basic,
+            &subs,
+            self.last_time.clone(),
+            self.session_info_map.clone(),
+            self.write_failures.clone(),
+        )
+        .await;
         log::debug!("{:?} save to db ...", self.id());
         Ok(())
     }
@@ -341,13 +360,6 @@ impl StorageSession {
             created_at: self.created_at().await?,
             connected_at: self.connected_at().await?,
         })
-    }
-
-    #[inline]
-    async fn save_basic_info(&self) -> Result<()> {
-        let basic = self.make_basic_info().await?;
-        Self::_save_basic_info(&self.session_info_map, &basic, self.write_failures.as_ref()).await;
-        Ok(())
     }
 
     #[inline]
@@ -542,6 +554,7 @@ impl SessionLike for StorageSession {
         // subscriptions to the new session, which carries them from this
         // session's stored ones before this key is cleared; saving the empty
         // set first raced with that, and a crash then lost them.
+        self.handed_over.store(true, Ordering::Release);
         self.inner.subscriptions_drain().await
     }
 
@@ -681,7 +694,13 @@ impl SessionLike for StorageSession {
         if let Err(e) = self._subscriptions_clear().await {
             log::error!("{:?} subscriptions clear error, {}", self.id(), e);
         }
-        self.delete_from_db().await;
+        // fork patch: a session handed over to a resuming one leaves its
+        // keys to the taker, which clears them after writing its own with
+        // these subscriptions. Clearing them here raced with that read, and
+        // a crash in between brought the session back without them.
+        if !self.handed_over.load(Ordering::Acquire) {
+            self.delete_from_db().await;
+        }
         Ok(())
     }
 
