@@ -3,6 +3,9 @@
  * messages. The broker remembers which filters each topic name matched
  * (rmqtt's router, patched: `MatchCache`), so these tests publish first,
  * then change the subscriptions, then check who gets the next message.
+ * It also keeps the recipients those filters led to (patch
+ * `0053-routes-cache`), so a change that leaves the filters as they are
+ * (new options, a session taken over) must reach the next message too.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 
@@ -58,6 +61,75 @@ describe('routes after subscription changes', () => {
       expect(payloads(await drain(boxC, server, 'end/c'))).toEqual([])
     },
   )
+
+  it.each(['3.1.1', '5.0'] as const)(
+    'MQTT %s: MQTT-3.8.4-3: a subscription replaced with another QoS delivers the next message at the new QoS',
+    async (version) => {
+      const { server, listeners } = await startServer()
+      const sub = await connect(urlFor(listeners[0]), MQTT_VERSIONS[version])
+      const box = inbox(sub)
+      await subscribe(sub, 'q/t', 1)
+      await server.publish('q/t', '1', { qos: 2 })
+      expect((await box.next()).packet.qos).toBe(1)
+      await subscribe(sub, 'q/t', 0)
+      await server.publish('q/t', '2', { qos: 2 })
+      expect((await box.next()).packet.qos).toBe(0)
+      await subscribe(sub, 'q/t', 2)
+      await server.publish('q/t', '3', { qos: 2 })
+      expect((await box.next()).packet.qos).toBe(2)
+    },
+  )
+
+  it('MQTT-3.8.3-3: No Local holds per publisher on a routed topic: the subscriber never gets its own, others still reach it', async () => {
+    const { server, listeners } = await startServer()
+    const url = urlFor(listeners[0])
+    const self = await connect(url, MQTT_VERSIONS['5.0'])
+    const other = await connect(url, MQTT_VERSIONS['5.0'])
+    const box = inbox(self)
+    await self.subscribeAsync('nl/t', { qos: 1, nl: true })
+    await subscribe(self, 'nl/end', 1)
+    for (let i = 0; i < 3; i++) {
+      await other.publishAsync('nl/t', `other ${i}`, { qos: 1 })
+      await self.publishAsync('nl/t', `own ${i}`, { qos: 1 })
+    }
+    expect(payloads(await drain(box, server, 'nl/end'))).toEqual(['other 0', 'other 1', 'other 2'])
+  })
+
+  it('a client that takes over its session on a routed topic gets the next message on its new connection', async () => {
+    const { server, listeners } = await startServer()
+    const url = urlFor(listeners[0])
+    const session = {
+      ...MQTT_VERSIONS['5.0'],
+      clientId: 'route-takeover',
+      clean: false,
+      properties: { sessionExpiryInterval: 60 },
+    }
+    const first = await connect(url, session)
+    const firstBox = inbox(first)
+    await subscribe(first, 'tk/t', 1)
+    await server.publish('tk/t', '1', { qos: 1 })
+    expect((await firstBox.next()).payload.toString()).toBe('1')
+    first.on('error', () => {})
+    const second = await connect(url, session)
+    const secondBox = inbox(second)
+    await server.publish('tk/t', '2', { qos: 1 })
+    expect((await secondBox.next()).payload.toString()).toBe('2')
+  })
+
+  it('a topic with more subscribers than the router keeps per topic (16) reaches each of them, also after one leaves', async () => {
+    const { server, listeners } = await startServer()
+    const url = urlFor(listeners[0])
+    const clients = await Promise.all(Array.from({ length: 20 }, () => connect(url, MQTT_VERSIONS['5.0'])))
+    const boxes = clients.map(inbox)
+    for (const c of clients) await subscribe(c, 'fan/t', 1)
+    await server.publish('fan/t', '1', { qos: 1 })
+    expect(payloads(await Promise.all(boxes.map((b) => b.next())))).toEqual(Array(20).fill('1'))
+    await clients[0].unsubscribeAsync('fan/t')
+    await subscribe(clients[0], 'fan/end', 1)
+    await server.publish('fan/t', '2', { qos: 1 })
+    expect(payloads(await Promise.all(boxes.slice(1).map((b) => b.next())))).toEqual(Array(19).fill('2'))
+    expect(payloads(await drain(boxes[0], server, 'fan/end'))).toEqual([])
+  })
 
   it('keeps routing right past the number of topic names it remembers', async () => {
     const { server, listeners } = await startServer()

@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::future::Future;
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use tokio::sync::oneshot;
 
 use crate::types::{Message, Tx};
@@ -35,13 +36,12 @@ tokio::task_local! {
 }
 
 /// Runs `routing` (one publish's), collecting the answers to wait for.
-pub(crate) async fn collect<F: Future>(routing: F) -> (F::Output, Vec<Stored>) {
-    STORED
-        .scope(RefCell::new(Vec::new()), async move {
-            let out = routing.await;
-            (out, STORED.with(|s| s.take()))
-        })
-        .await
+///
+/// fork patch (0054-smaller-publish-futures): a `map` in the scope, not
+/// `async` code, whose states kept `routing` two and three times: a QoS 1
+/// publish's future was 3,416 bytes, copied into a box per packet.
+pub(crate) fn collect<F: Future>(routing: F) -> impl Future<Output = (F::Output, Vec<Stored>)> {
+    STORED.scope(RefCell::new(Vec::new()), routing.map(|out| (out, STORED.with(|s| s.take()))))
 }
 
 /// Whether a publish's routing is collecting answers (inside `collect`).

@@ -175,25 +175,76 @@ pub struct DefaultRouter {
 /// the generation moves (under the tree's write lock) whenever the tree does,
 /// which retires every entry at once. Bounded: when full it is emptied, so it
 /// follows the topics in use, and unbounded topic sets cost one insert each.
+///
+/// fork patch (0053-routes-cache): an entry also keeps the relations its
+/// filters led to (the recipients on this node), when they do not depend on
+/// the message: no shared group (a member is chosen per message), no No
+/// Local (depends on the publisher), one node, at most `ROUTES_CACHE_MAX`.
+/// They are valid while `routes_generation` has not moved; it moves after
+/// every change to the relations (and so after every change to the tree).
+/// Building them (a relations lookup, a map per client for MQTT 5's
+/// subscription identifiers, a map per node) was half of routing a message
+/// to one subscriber.
 #[derive(Default)]
 struct MatchCache {
     generation: AtomicU64,
-    filters: DashMap<TopicName, (u64, Arc<[TopicFilter]>)>,
+    filters: DashMap<TopicName, MatchEntry>,
+    routes_generation: AtomicU64,
     /// Names inserted since the last emptying: `DashMap::len` would lock
     /// every shard on each miss. Approximate under races, which a bound
     /// tolerates.
     inserted: AtomicUsize,
 }
 
+/// A topic name's filters, the tree's generation they were computed at,
+/// and the recipients they led to.
+type MatchEntry = (u64, Arc<[TopicFilter]>, Option<CachedRoutes>);
+
 /// Topic names kept by `MatchCache` (each entry is the name plus its filters,
 /// ~150 B for short topics).
 const MATCH_CACHE_MAX: usize = 8192;
+
+/// Recipients kept per topic name at most: a larger fan-out amortizes
+/// building them over its deliveries, and would make the cache large.
+const ROUTES_CACHE_MAX: usize = 16;
+
+/// The relations a topic name's filters led to (see `MatchCache`).
+#[derive(Clone)]
+struct CachedRoutes {
+    generation: u64,
+    node_id: NodeId,
+    relations: Arc<[SubRelation]>,
+}
 
 impl MatchCache {
     /// Called with the tree's write lock held, after a change to the tree.
     #[inline]
     fn tree_changed(&self) {
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Called after every change to the relations, before the change is
+    /// acknowledged (SUBACK, UNSUBACK): routing computed since reads it first.
+    #[inline]
+    fn relations_changed(&self) {
+        self.routes_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The cached recipients of `topic_name`, if still valid.
+    #[inline]
+    fn routes(&self, topic_name: &TopicName, generation: u64) -> Option<(NodeId, Arc<[SubRelation]>)> {
+        let e = self.filters.get(topic_name)?;
+        let routes = e.2.as_ref()?;
+        (routes.generation == generation).then(|| (routes.node_id, routes.relations.clone()))
+    }
+
+    /// Keeps `topic_name`'s recipients, computed from relations read after
+    /// `generation` was.
+    #[inline]
+    fn set_routes(&self, topic_name: &TopicName, routes: CachedRoutes) {
+        if let Some(mut e) = self.filters.get_mut(topic_name) {
+            e.2 = Some(routes);
+        }
     }
 }
 
@@ -233,7 +284,7 @@ impl DefaultRouter {
             cache.inserted.store(0, Ordering::Relaxed);
             cache.filters.clear();
         }
-        if cache.filters.insert(topic_name.clone(), (generation, filters.clone())).is_none() {
+        if cache.filters.insert(topic_name.clone(), (generation, filters.clone(), None)).is_none() {
             cache.inserted.fetch_add(1, Ordering::Relaxed);
         }
         Ok(filters)
@@ -273,6 +324,15 @@ impl DefaultRouter {
     #[allow(clippy::type_complexity)]
     #[inline]
     pub async fn _matches(&self, this_id: Id, topic_name: &TopicName) -> Result<SubRelationsMap> {
+        // fork patch (0053-routes-cache): read before the relations are.
+        let routes_generation = self.matched.routes_generation.load(Ordering::Acquire);
+        if let Some((node_id, relations)) = self.matched.routes(topic_name, routes_generation) {
+            let mut map: SubRelationsMap = per_message_map();
+            map.insert(node_id, relations.to_vec());
+            return Ok(map);
+        }
+        // Whether the recipients depend on nothing but the topic name.
+        let mut cacheable = true;
         // let scx = self.context();
         let mut collector_map = NodeCollectors::default();
         // fork patch: cached per topic name (`MatchCache`).
@@ -294,6 +354,7 @@ impl DefaultRouter {
             if let Some(rels) = self.relations.get(topic_filter) {
                 for (client_id, (id, opts)) in rels.iter() {
                     if let Some(no_local) = opts.no_local() {
+                        cacheable &= !no_local;
                         //MQTT V5: No Local
                         if no_local && &this_id == id {
                             continue;
@@ -337,6 +398,7 @@ impl DefaultRouter {
 
             #[cfg(feature = "shared-subscription")]
             if !groups.is_empty() {
+                cacheable = false;
                 let router = self.context().extends.router().await;
                 for s_subs in groups.values_mut() {
                     for (node_id, client_id, _, _, is_online) in s_subs.iter_mut() {
@@ -370,6 +432,15 @@ impl DefaultRouter {
         }
 
         let rels_map = collector_map.into_map();
+        if cacheable && rels_map.len() == 1 {
+            if let Some((node_id, relations)) = rels_map.iter().next() {
+                if relations.len() <= ROUTES_CACHE_MAX {
+                    let routes =
+                        CachedRoutes { generation: routes_generation, node_id: *node_id, relations: relations[..].into() };
+                    self.matched.set_routes(topic_name, routes);
+                }
+            }
+        }
 
         log::debug!("{topic_name:?} this_subs: {rels_map:?}");
         Ok(rels_map)
@@ -561,6 +632,7 @@ impl Router for DefaultRouter {
                 HashMap::default()
             })
             .insert(id.client_id.clone(), (id, opts));
+        self.matched.relations_changed();
         if old.is_none() {
             self.relations_count.inc();
         }
@@ -585,6 +657,7 @@ impl Router for DefaultRouter {
                 let remove_ok = rels.value_mut().remove(&id.client_id).is_some();
                 if remove_ok {
                     self.relations_count.dec();
+                    self.matched.relations_changed();
                 }
                 Some((rels.is_empty(), remove_ok))
             } else {
