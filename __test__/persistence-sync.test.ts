@@ -62,9 +62,10 @@ describe("storage.sync: 'always' while a restart reads the stored queues", () =>
   }, async () => {
     const path = tempDir()
     const config = { listeners: [listener('tcp', { maxMqueueLen: 1_000_000 })], storage: { path } }
-    // Reading 20,000 stored messages takes a while after start() resolves
-    // (~6 us each): the publish below reaches the session before its loop
-    // runs, while its stored queue is still being read.
+    // Reading 20,000 stored messages takes tens of ms after start()
+    // resolves: the publish below reaches the session before its loop runs,
+    // while its stored queue is still being read (without the fix its
+    // PUBACK came at once and the message was lost).
     const session = { clientId: 'sync-loading', clean: false }
     const stored = await storeQueues(config, [session.clientId], 'q', 20_000)
     const child = broker(path, 'always')
