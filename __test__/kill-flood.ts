@@ -16,7 +16,8 @@ export const KILL_WINDOW_MS = 500
 /** The loss window asserted: sled's interval, with room for a busy machine. */
 export const LOSS_WINDOW_MS = KILL_WINDOW_MS * 3
 
-function broker(path: string, sync?: 'always' | 'interval') {
+/** A broker in a child process on the store `path`; prints `port N` once start() resolved. */
+export function broker(path: string, sync?: 'always' | 'interval') {
   // A queue deep enough for every message of the test: one dropped because
   // a queue is full is the queue's policy, not a durability failure.
   const config = {
@@ -34,7 +35,7 @@ function broker(path: string, sync?: 'always' | 'interval') {
 }
 
 /** Drops a client without waiting for anything: its broker is gone. */
-function drop(c: MqttClient): void {
+export function drop(c: MqttClient): void {
   c.on('error', () => {})
   c.stream?.destroy()
   c.end(true)

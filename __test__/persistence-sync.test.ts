@@ -25,8 +25,9 @@ import {
   tempDir,
   track,
 } from './helpers'
-import { flood } from './kill-flood'
+import { broker, drop, flood } from './kill-flood'
 import { decodeAck, PUBACK, publishPacket, rawSession } from './raw'
+import { resume, storeQueues, texts } from './sessions'
 
 afterEach(async () => {
   killChildren()
@@ -52,6 +53,32 @@ describe("storage.sync: 'always' under kill -9", () => {
     expect(o.acknowledged).toBeGreaterThan(6 * 10)
     expect(o.lost, 'messages acknowledged to the publisher and never delivered').toBe(0)
     expect(o.duplicates).toBe(0)
+  })
+})
+
+describe("storage.sync: 'always' while a restart reads the stored queues", () => {
+  it('a publish to a restored offline session is acknowledged only once stored: a kill -9 right after its PUBACK loses nothing', {
+    timeout: 90_000,
+  }, async () => {
+    const path = tempDir()
+    const config = { listeners: [listener('tcp', { maxMqueueLen: 1_000_000 })], storage: { path } }
+    // Reading 20,000 stored messages takes tens of ms after start()
+    // resolves: the publish below reaches the session before its loop runs,
+    // while its stored queue is still being read (without the fix its
+    // PUBACK came at once and the message was lost).
+    const session = { clientId: 'sync-loading', clean: false }
+    const stored = await storeQueues(config, [session.clientId], 'q', 20_000)
+    const child = broker(path, 'always')
+    const [, port] = await child.stdoutMatch(/port (\d+)/, 15_000)
+    const pub = await connect(`mqtt://127.0.0.1:${port}`)
+    await pub.publishAsync('q/x', 'after', { qos: 1 })
+    child.child.kill('SIGKILL')
+    expect((await child.exit(15_000)).signal).toBe('SIGKILL')
+    drop(pub)
+
+    const { url } = await startServer(config)
+    const { box } = await resume(url, session)
+    expect(await texts(box, stored.length + 1)).toEqual([...stored, 'after'])
   })
 })
 

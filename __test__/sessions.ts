@@ -47,6 +47,32 @@ export async function resume(
   return { client, box: box!, sessionPresent }
 }
 
+/**
+ * Builds a store with `config`: each of `ids` a persistent 3.1.1 session
+ * subscribed to `topic/#` at QoS 1, offline, holding `perSession` queued
+ * messages (`stored0`, `stored1`, ...); then stops its broker, waiting for
+ * every write. Resolves with the queued payloads, in order.
+ */
+export async function storeQueues(
+  config: ServerConfig,
+  ids: string[],
+  topic: string,
+  perSession: number,
+): Promise<string[]> {
+  const { server, url } = await startServer(config)
+  for (const clientId of ids) {
+    const c = await connect(url, { clientId, clean: false })
+    await subscribe(c, `${topic}/#`, 1)
+    await endClient(c)
+  }
+  const stored = Array.from({ length: perSession }, (_, i) => `stored${i}`)
+  for (const m of stored) await server.publish(`${topic}/x`, m, { qos: 1 })
+  // stop() waits for the sessions' writes within drainTimeoutMs + 3 s; room
+  // for a busy machine (~14,000 writes/s here).
+  await server.stop({ drainTimeoutMs: 60_000 })
+  return stored
+}
+
 /** The next `n` payloads of `box`, as text. */
 export async function texts(box: Inbox, n: number): Promise<string[]> {
   const got: string[] = []

@@ -51,6 +51,7 @@ pub(crate) use rmqtt_storage::{
 
 use config::PluginConfig;
 use pending::Pending;
+use queues::{ConnectGate, Queues};
 use rmqtt::context::ServerContext;
 use rmqtt::inflight::OutInflightMessage;
 use rmqtt::macros::Plugin;
@@ -61,10 +62,13 @@ use session::{StoredKey, BASIC, DISCONNECT_INFO, INFLIGHT_MESSAGES, LAST_TIME, S
 mod config;
 mod durable;
 mod pending;
+mod queues;
 mod session;
 
 enum RebuildChanType {
-    Session(Session, Duration),
+    // fork patch (0007-queues-after-start): resolves once the session's
+    // stored messages are in its deliver queue.
+    Session(Session, Duration, oneshot::Receiver<()>),
     Done(oneshot::Sender<()>),
 }
 
@@ -83,6 +87,7 @@ struct StoragePlugin {
     pending: Pending,
     /// fork patch: with `sync`, the flushes acknowledgements wait for.
     group_commit: Option<Arc<durable::GroupCommit>>,
+    queues: Queues,
 }
 
 impl StoragePlugin {
@@ -138,17 +143,26 @@ impl StoragePlugin {
 
         let cfg = Arc::new(cfg);
         let group_commit = cfg.sync.then(|| durable::GroupCommit::new(storage_db.clone()));
-        Ok(Self { scx, cfg, storage_db, stored_session_infos, register, session_mgr, pending, group_commit })
+        Ok(Self {
+            scx,
+            cfg,
+            storage_db,
+            stored_session_infos,
+            register,
+            session_mgr,
+            pending,
+            group_commit,
+            queues: Queues::new(),
+        })
     }
 
     async fn load_offline_session_infos(&mut self) -> Result<()> {
         let now = std::time::Instant::now();
         log::info!("{:?} load_offline_session_infos ...", self.name());
         let storage_db = self.storage_db.clone();
-        // fork patch (0005-one-pass-reads): every session's map, then every
-        // list of offline messages, read in one pass each where the store
-        // can (sled); otherwise by its iterators and a read per item, as
-        // upstream did. Those cost a round trip to sled's command thread per
+        // fork patch (0005-one-pass-reads): every session's map read in one
+        // pass where the store can (sled); otherwise by its iterators and a
+        // read per item, as upstream did. Those cost a round trip to sled's command thread per
         // stored message: 28 s for 10,000 sessions x 100 messages.
         let maps = match storage_db.unbroken().read_maps().await? {
             Some(maps) => maps.iter().map(StoredMap::read).collect(),
@@ -159,33 +173,8 @@ impl StoragePlugin {
             self.admit(map).await;
         }
 
-        let lists = match storage_db.unbroken().read_lists::<OfflineMessageOptionType>().await? {
-            Some(lists) => lists,
-            None => self.lists_by_iter().await?,
-        };
-        log::info!("{} stored message lists read, {:?}", lists.len(), now.elapsed());
-        for (name, offline_msgs) in lists {
-            let id_key = StoredKey::from(list_stored_key_to_id_bytes(&name).to_vec());
-            log::debug!("list_stored_key, id_key: {id_key:?}");
-            match offline_msgs {
-                Ok(offline_msgs) => {
-                    log::debug!("{:?} offline_msgs len: {}", id_key, offline_msgs.len(),);
-                    let ok = self.stored_session_infos.set_offline_messages(id_key.clone(), offline_msgs);
-                    log::debug!("{id_key:?} stored_session_infos, set_offline_messages res: {ok}");
-                    if !ok {
-                        if let Err(e) = storage_db.list_remove(&name).await {
-                            log::warn!("{id_key:?} remove offline messages error, {e}");
-                        }
-                    }
-                }
-                Err(e) => {
-                    log::warn!("{id_key:?} load offline messages error, {e}");
-                    if let Err(e) = storage_db.list_remove(&name).await {
-                        log::warn!("{id_key:?} remove offline messages error, {e}");
-                    }
-                }
-            }
-        }
+        // fork patch (0007-queues-after-start): the lists of offline messages
+        // are read after the broker starts (`queues.rs`).
 
         for removed_key in self.stored_session_infos.retain_latests() {
             storage_db.map_remove(make_map_stored_key(removed_key.as_ref())).await?;
@@ -222,23 +211,6 @@ impl StoragePlugin {
             }
         }
         Ok(maps)
-    }
-
-    /// Every list of offline messages, by the store's iterator (stores
-    /// without a one-pass read).
-    async fn lists_by_iter(&self) -> Result<Vec<rmqtt_storage::ListRead<OfflineMessageOptionType>>> {
-        let mut iter_storage_db = self.storage_db.clone();
-        let mut lists = Vec::new();
-        let mut list_iter = iter_storage_db.list_iter().await?;
-        while let Some(l) = list_iter.next().await {
-            match l {
-                Ok(l) => lists.push((l.name().to_vec(), l.all::<OfflineMessageOptionType>().await)),
-                Err(e) => {
-                    log::warn!("load offline messages error, {e}");
-                }
-            }
-        }
-        Ok(lists)
     }
 
     /// Adds a stored session to those to rebuild, or removes it from the
@@ -349,8 +321,13 @@ impl StoragePlugin {
             let now = std::time::Instant::now();
             while let Some(msg) = rx.next().await {
                 match msg {
-                    RebuildChanType::Session(session, session_expiry_interval) => {
-                        match SessionState::offline_restart(session.clone(), session_expiry_interval).await {
+                    RebuildChanType::Session(session, session_expiry_interval, ready) => {
+                        let ready = async move {
+                            let _ = ready.await;
+                        };
+                        match SessionState::offline_restart_after(session.clone(), session_expiry_interval, ready)
+                            .await
+                        {
                             Err(e) => {
                                 log::warn!("Rebuild offline sessions error, {e}");
                             }
@@ -455,9 +432,11 @@ impl Plugin for StoragePlugin {
                     self.cfg.clone(),
                     self.stored_session_infos.clone(),
                     rebuild_tx.clone(),
+                    self.queues.clone(),
                 )),
             )
             .await;
+        self.register.add(Type::ClientConnect, Box::new(ConnectGate(self.queues.clone()))).await;
         self.register
             .add(
                 Type::OfflineMessage,
@@ -740,6 +719,7 @@ struct StorageHandler {
     cfg: Arc<PluginConfig>,
     stored_session_infos: StoredSessionInfos,
     rebuild_tx: mpsc::Sender<RebuildChanType>,
+    queues: Queues,
 }
 
 impl StorageHandler {
@@ -749,8 +729,9 @@ impl StorageHandler {
         cfg: Arc<PluginConfig>,
         stored_session_infos: StoredSessionInfos,
         rebuild_tx: mpsc::Sender<RebuildChanType>,
+        queues: Queues,
     ) -> Self {
-        Self { scx, storage_db, cfg, stored_session_infos, rebuild_tx }
+        Self { scx, storage_db, cfg, stored_session_infos, rebuild_tx, queues }
     }
 
     //Rebuild offline sessions.
@@ -844,12 +825,10 @@ impl StorageHandler {
                     }
                 };
 
-                let deliver_queue = session.deliver_queue();
-                for item in stored.offline_messages.drain(..) {
-                    if let Err((f, p)) = deliver_queue.push(item) {
-                        log::warn!("rebuild session offline message error, deliver queue is full, from: {f:?}, publish: {p:?}");
-                    }
-                }
+                // fork patch (0007-queues-after-start): its stored messages
+                // are loaded after the broker starts (`queues.rs`).
+                let ready =
+                    self.queues.wait_for(stored.id_key.clone(), id.client_id.clone(), session.deliver_queue().clone());
 
                 // fork patch: the fork's in-flight window is a mutex (rmqtt
                 // 0002-inflight-mutex).
@@ -864,6 +843,7 @@ impl StorageHandler {
                     .send(RebuildChanType::Session(
                         session,
                         Duration::from_millis(session_expiry_interval as u64),
+                        ready,
                     ))
                     .await
                 {
@@ -890,6 +870,14 @@ impl Handler for StorageHandler {
                 let (rebuild_done_tx, rebuild_done_rx) = oneshot::channel::<()>();
                 self.rebuild_offline_sessions(rebuild_done_tx).await;
                 let _ = rebuild_done_rx.await;
+                // A list whose session was not rebuilt (its listener is gone)
+                // is kept, as upstream kept it.
+                let known = self
+                    .stored_session_infos
+                    .iter()
+                    .flat_map(|e| e.value().iter().map(|s| s.id_key.clone()).collect::<Vec<_>>())
+                    .collect();
+                self.queues.spawn_load(self.storage_db.clone(), known);
                 log::info!("BeforeStartup rebuild total cost: {:?}", now.elapsed());
             }
             _ => {

@@ -20,8 +20,8 @@ use rmqtt::{
     inflight::OutInflightMessage,
     session::{SessionLike, SessionManager},
     types::{
-        ClientId, ConnectInfo, ConnectInfoType, DashMap, Disconnect, FitterType, From, Id, IsPing,
-        ListenerConfig, MessageQueueType, Password, Publish, Reason, SessionSubMap, SessionSubs,
+        ClientId, ConnectInfo, ConnectInfoType, DashMap, Disconnect, FitterType, Id, IsPing,
+        ListenerConfig, MessageQueueType, Password, Reason, SessionSubMap, SessionSubs,
         SubscriptionOptions, Subscriptions, TimestampMillis, TopicFilter, UserName,
     },
     types::{DisconnectInfo, OutInflightType},
@@ -819,7 +819,6 @@ pub(crate) struct StoredSessionInfo {
     pub basic: Basic,
     pub subs: Option<SessionSubMap>,
     pub disconnect_info: Option<DisconnectInfo>,
-    pub offline_messages: Vec<(From, Publish)>,
     pub inflight_messages: Vec<OutInflightMessage>,
     pub last_time: TimestampMillis,
 }
@@ -833,7 +832,6 @@ impl StoredSessionInfo {
             basic,
             subs: None,
             disconnect_info: None,
-            offline_messages: Vec::new(),
             inflight_messages: Vec::new(),
             last_time,
         }
@@ -883,29 +881,6 @@ impl StoredSessionInfos {
     #[inline]
     pub fn add(&mut self, stored: StoredSessionInfo) {
         self.0.entry(stored.basic.id.client_id.clone()).or_default().push(stored);
-    }
-
-    #[inline]
-    pub fn set_offline_messages(
-        &mut self,
-        id_key: StoredKey,
-        offline_messages: Vec<OfflineMessageOptionType>,
-    ) -> bool {
-        let mut exist = false;
-        log::debug!("set_offline_messages id_key: {id_key:?}");
-        for (cid, f, p) in offline_messages.into_iter().flatten() {
-            if let Some(mut entry) = self.0.get_mut(&cid) {
-                let storeds = entry.value_mut();
-                for stored in storeds {
-                    if stored.id_key == id_key {
-                        exist = true;
-                        stored.offline_messages.push((f, p));
-                        break;
-                    }
-                }
-            }
-        }
-        exist
     }
 
     #[inline]

@@ -435,8 +435,11 @@ impl DefaultRouter {
         if cacheable && rels_map.len() == 1 {
             if let Some((node_id, relations)) = rels_map.iter().next() {
                 if relations.len() <= ROUTES_CACHE_MAX {
-                    let routes =
-                        CachedRoutes { generation: routes_generation, node_id: *node_id, relations: relations[..].into() };
+                    let routes = CachedRoutes {
+                        generation: routes_generation,
+                        node_id: *node_id,
+                        relations: relations[..].into(),
+                    };
                     self.matched.set_routes(topic_name, routes);
                 }
             }

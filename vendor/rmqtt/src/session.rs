@@ -835,6 +835,22 @@ impl SessionState {
     ///
     #[inline]
     pub async fn offline_restart(session: Session, session_expiry_interval: Duration) -> Result<Tx> {
+        Self::offline_restart_after(session, session_expiry_interval, async {}).await
+    }
+
+    /// fork patch (0055-queues-after-start): `offline_restart` whose
+    /// session takes nothing off its channel until `ready` resolves. The
+    /// storage plugin routes a restored session at once and fills its deliver
+    /// queue later, from the store: what is routed to it meanwhile waits in
+    /// the channel and is queued after what was stored, in order.
+    pub async fn offline_restart_after<F>(
+        session: Session,
+        session_expiry_interval: Duration,
+        ready: F,
+    ) -> Result<Tx>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let hook = session.scx.extends.hook_mgr().hook(session.clone());
 
         let mut state = SessionState::new(session, hook, 0, 0);
@@ -843,8 +859,15 @@ impl SessionState {
             let (burst, replenish_n_per) = state.fitter.mqueue_rate_limit();
             Limiter::new(burst, replenish_n_per)
         };
+        // Counted as offline from now, before it is routed: what is routed to
+        // it while it waits for `ready` is written by its offline loop, so a
+        // held acknowledgement must wait for that (see `durable`). Set only
+        // in the loop, a publish to it during the wait was acknowledged
+        // before it was stored, and a kill -9 lost it.
+        state.offline_loop.store(true, std::sync::atomic::Ordering::Release);
 
         tokio::spawn(async move {
+            ready.await;
             let (deliver_queue_tx, _deliver_queue_rx) = state.deliver_queue_channel(&limiter);
             let mut flags = StateFlags::empty();
 
