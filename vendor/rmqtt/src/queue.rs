@@ -57,6 +57,16 @@ use parking_lot::Mutex;
 
 type DirectLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
 
+/// fork patch (0056-shared-limiter-clock): the clock every limiter reads.
+/// A new one (each `RateLimiter::direct`) asks the CPU, by several CPUID
+/// instructions, whether its counter can be used; under a hypervisor each
+/// traps, ~15 us per session created (every CONNECT, every restored
+/// session). The answer cannot change; a clone shares the calibration.
+fn shared_clock() -> DefaultClock {
+    static CLOCK: std::sync::OnceLock<DefaultClock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(DefaultClock::default).clone()
+}
+
 pub type Receiver<'a, T> =
     RatelimitedStream<'a, ReceiverStream<T>, InMemoryState, DefaultClock, NoOpMiddleware>;
 
@@ -216,7 +226,7 @@ impl Limiter {
         let period = if period > 0 { Duration::from_nanos(period) } else { Duration::from_nanos(1) };
         log::debug!("burst: {burst:?}, {replenish_n_per:?}, {period:?}");
         let q = if let Some(q) = Quota::with_period(period) { q.allow_burst(burst) } else { unreachable!() };
-        let l = RateLimiter::direct(q);
+        let l = RateLimiter::direct_with_clock(q, shared_clock());
         Self { l }
     }
 
