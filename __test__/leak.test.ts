@@ -85,9 +85,13 @@ it.runIf(glibc)(
     // One client leaving does not halve the connection count; the broker also
     // watches the number of subscriptions. Before it did, ~2 KB per
     // subscription stayed until other clients left or the broker stopped.
-    const { base, held, after } = await memoryRelease('leave', 1, 100_000)
+    const r = await memoryRelease('leave', 1, 100_000)
+    const { base, held, after } = r
     expect(held - base).toBeGreaterThan(50) // MiB: the subscriptions were really there
-    expect(after - base).toBeLessThan((held - base) / 4)
+    // Failed once in a full CI-like run (93 of 132 MiB still held after the
+    // 20 s wait), never alone or under CPU burners: the figures, with how long
+    // it waited, go into the message.
+    expect(after - base, JSON.stringify(r)).toBeLessThan((held - base) / 4)
   },
   70_000,
 )
