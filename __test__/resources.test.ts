@@ -46,7 +46,10 @@ describe.runIf(process.platform === 'linux')('sockets of ended connections', () 
         return c
       }),
     )
-    expect(openFds()).toBeGreaterThanOrEqual(before + 600)
+    // Positive control: the 600 sockets (both ends) were open. Some slack:
+    // the worker's own descriptors counted in `before` may close meanwhile
+    // (a CI run counted 599).
+    expect(openFds()).toBeGreaterThanOrEqual(before + 590)
     // DISCONNECT, then the client closes its socket.
     await Promise.all(clients.map((c) => endClient(c)))
     const released = await eventually(() => openFds() < before + 30)
