@@ -2,22 +2,26 @@
 // case, 100,000 retained messages and 10,000 persistent sessions holding 100
 // queued QoS 1 messages each (1,000,000), all 64 B. Builds the store (or
 // reuses --store DIR when it holds one), then restarts the broker --restarts
-// times: start() until every listener is bound, RSS after. Then, once: a
+// times: start() until every listener is bound, RSS after, and the stop()
+// before the next. Then, once: a
 // sample of --check sessions reconnects and must get its queue whole and in
 // order, and a `#` subscriber must get every retained message. With
 // --restarts 0, only builds the store (to copy and reuse with --store).
+// --redis: the store is a redis-server of the bench's own (memory only),
+// built every run.
 //
 //   npm run bench:restart [-- --retained N] [--sessions N] [--queued N] [--store DIR]
-//                         [--restarts N] [--check N] [--smoke] [--no-build | --addon FILE] [--out FILE]
+//                         [--restarts N] [--check N] [--redis] [--smoke] [--no-build | --addon FILE] [--out FILE]
 //
 // --smoke: 1,000 retained, 100 sessions x 10, to check that the script runs.
 // Building the full store takes a few minutes (the 1,000,000 writes).
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import { du } from './lib/disk.mjs'
+import { startRedis } from './lib/redis.mjs'
 import { addonSetup } from './lib/setup.mjs'
 import { printFigures } from './lib/table.mjs'
 
@@ -30,6 +34,7 @@ const { opt, addon, MqttServer } = addonSetup({
   restarts: { type: 'string', default: '3' },
   check: { type: 'string', default: '100' },
   smoke: { type: 'boolean', default: false },
+  redis: { type: 'boolean', default: false },
 })
 const mqtt = createRequire(import.meta.url)('mqtt')
 const retained = opt.smoke ? 1000 : Number(opt.retained)
@@ -41,12 +46,16 @@ const check = Math.min(sessions, Number(opt.check))
 const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`
 const rss = () => mib(process.memoryUsage().rss)
 const log = (what) => process.stderr.write(`${new Date().toISOString()} ${what}\n`)
+const redis = opt.redis ? await startRedis() : undefined
 const dir = opt.store ?? mkdtempSync(join(tmpdir(), 'mqtt-bench-restart-'))
 // Queues deep enough for every message: none dropped by the queue's limit.
 const config = {
   listeners: [{ address: '127.0.0.1', port: 0, protocol: 'tcp', maxMqueueLen: queued + 10 }],
-  storage: { path: dir },
+  storage: redis ? { redis: redis.url } : { path: dir },
 }
+/** What the store holds, on disk or in Redis's memory. */
+const stored = () => (redis ? `${mib(vmRss(redis.pid))} redis-server RSS` : `${mib(du(dir))} on disk`)
+const vmRss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024
 const id = (i) => `bench-restart-${i}`
 const session = (clientId) => ({ clientId, clean: false, protocolVersion: 4, reconnectPeriod: 0 })
 /** A 64 B (--payload) message carrying its sequence number. */
@@ -96,7 +105,7 @@ async function build() {
   const s = (performance.now() - began) / 1000
   rows.push([
     'store built',
-    `${retained} retained, ${sessions} x ${queued} queued on disk in ${s.toFixed(1)} s (${Math.round((sessions * queued) / s)} stored msgs/s), ${mib(du(dir))}`,
+    `${retained} retained, ${sessions} x ${queued} queued in ${s.toFixed(1)} s (${Math.round((sessions * queued) / s)} stored msgs/s), ${stored()}`,
   ])
 }
 
@@ -124,11 +133,12 @@ async function readBack(port) {
 }
 
 try {
-  if (!existsSync(join(dir, 'FORMAT'))) await build()
+  if (redis || !existsSync(join(dir, 'FORMAT'))) await build()
   else rows.push(['store', `reused ${dir} (${mib(du(dir))})`])
   // --restarts 0: only build the store (to copy and reuse with --store).
   const server = new MqttServer()
   const bound = []
+  const stops = []
   let l
   if (Number(opt.restarts) === 0) throw new BuildOnly()
   for (let r = 0; r < Number(opt.restarts); r++) {
@@ -136,9 +146,15 @@ try {
     ;[l] = await server.start(config)
     bound.push(performance.now() - began)
     log(`start() until listeners bound: ${bound.at(-1).toFixed(0)} ms, RSS ${rss()}`)
-    if (r + 1 < Number(opt.restarts)) await server.stop()
+    if (r + 1 < Number(opt.restarts)) {
+      const t = performance.now()
+      await server.stop()
+      stops.push(performance.now() - t)
+    }
   }
-  rows.push(['restart: start() until listeners bound', `${bound.map((b) => `${b.toFixed(0)} ms`).join(', ')}`])
+  const ms = (list) => list.map((b) => `${b.toFixed(0)} ms`).join(', ')
+  rows.push(['restart: start() until listeners bound', ms(bound)])
+  if (stops.length) rows.push(['stop() between them', ms(stops)])
   rows.push(['RSS after start()', rss()])
   const began = performance.now()
   const whole = await readBack(l.port)
@@ -163,11 +179,11 @@ try {
 } catch (e) {
   if (!(e instanceof BuildOnly)) throw e
 } finally {
-  if (!opt.store || process.exitCode) rmSync(dir, { recursive: true, force: true })
+  if (redis || !opt.store || process.exitCode) rmSync(dir, { recursive: true, force: true })
 }
 
 printFigures(
-  `Restart: ${retained} retained, ${sessions} sessions x ${queued} queued (${payloadBytes} B, sled)`,
+  `Restart: ${retained} retained, ${sessions} sessions x ${queued} queued (${payloadBytes} B, ${redis ? 'Redis' : 'sled'})`,
   rows,
   opt.out,
   [`Addon: ${addon.how}.`],

@@ -4,9 +4,10 @@
 // (none, 'interval', 'always') and each subscriber: a persistent session
 // offline (its messages are stored: the case 'always' holds the PUBACK
 // for), a persistent one online, a clean one online (nothing persistent:
-// 'always' must cost nothing).
+// 'always' must cost nothing). --redis adds a column: the sessions stored in
+// a redis-server of the bench's own (Redis has no `sync` setting).
 //
-//   node bench/sync.mjs [--messages N] [--window N] [--payload BYTES] [--smoke] [--out FILE]
+//   node bench/sync.mjs [--messages N] [--window N] [--payload BYTES] [--redis] [--smoke] [--out FILE]
 //
 // --smoke: 2,000 messages per case. Default 20,000. Uses the addon built in
 // the repository root (npm run build first).
@@ -16,6 +17,8 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+
+import { startRedis } from './lib/redis.mjs'
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..')
 const require = createRequire(import.meta.url)
@@ -28,12 +31,15 @@ const { values: opt } = parseArgs({
     window: { type: 'string', default: '32' },
     payload: { type: 'string', default: '64' },
     smoke: { type: 'boolean', default: false },
+    redis: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 })
 const total = opt.smoke ? 2_000 : Number(opt.messages)
 const window = Number(opt.window)
 const payload = Buffer.alloc(Number(opt.payload), 'x')
+const redis = opt.redis ? await startRedis() : undefined
+let redisRuns = 0
 
 /** Publishes `total` QoS 1 messages, `window` at a time; acknowledged messages/s. */
 async function flood(url) {
@@ -56,7 +62,11 @@ async function run(storage, subscriber) {
   const server = new MqttServer()
   const config = {
     listeners: [{ address: '127.0.0.1', port: 0, protocol: 'tcp', maxMqueueLen: total + 10 }],
-    ...(storage === 'none' ? {} : { storage: { path: dir, sync: storage } }),
+    ...(storage === 'none'
+      ? {}
+      : storage === 'redis'
+        ? { storage: { redis: redis.url, keyPrefix: `bench-sync-${++redisRuns}` } }
+        : { storage: { path: dir, sync: storage } }),
   }
   try {
     const [l] = await server.start(config)
@@ -76,7 +86,7 @@ async function run(storage, subscriber) {
 
 const rows = []
 for (const subscriber of ['persistent, offline', 'persistent, online', 'clean, online']) {
-  for (const storage of ['none', 'interval', 'always']) {
+  for (const storage of ['none', 'interval', 'always', ...(redis ? ['redis'] : [])]) {
     const rate = await run(storage, subscriber)
     rows.push([subscriber, storage, Math.round(rate)])
     process.stderr.write(`${subscriber} / ${storage}: ${Math.round(rate)} msgs/s\n`)

@@ -421,13 +421,25 @@ async fn setup(
   builder = builder.plugins_config_map(configs);
   let scx = builder.build().await;
 
-  rmqtt_retainer::register_named(&scx, RETAINER, true, false)
+  // The two stores open side by side: each reads its database (sled: on
+  // blocking threads), and the retainer rebuilds its index meanwhile.
+  let sessions = spec.storage.is_some().then(|| {
+    let scx = scx.clone();
+    tokio::spawn(async move { crate::session_store::register(&scx).await })
+  });
+  let retainer = rmqtt_retainer::register_named(&scx, RETAINER, true, false)
     .await
-    .map_err(|e| format!("cannot start the retained-message store: {e}"))?;
+    .map_err(|e| format!("cannot start the retained-message store: {e}"));
+  // Awaited even when the retainer failed: no store is left opening.
+  let sessions = match sessions {
+    Some(task) => task
+      .await
+      .unwrap_or_else(|e| Err(format!("cannot open the session store: {e}"))),
+    None => Ok(()),
+  };
+  retainer?;
+  sessions?;
   crate::retained_quota::register(&scx, spec.retained_limits).await;
-  if spec.storage.is_some() {
-    crate::session_store::register(&scx).await?;
-  }
   *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
   let flow = backpressure::register(&scx).await;
   let stats = crate::stats::register(&scx).await;

@@ -93,8 +93,21 @@ pub async fn release_after_disconnects(scx: ServerContext, reclaim: Reclaim) {
       scx.connections.max_min(now);
       subs_peak = subs_now;
       reclaim.request();
+      wake_workers();
       let _ = tokio::task::spawn_blocking(trim).await;
     }
+  }
+}
+
+/// Gives every worker something to do, so that each parks again soon and
+/// collects ([`Reclaim::on_park`]): an idle worker would otherwise sleep
+/// through the request, its heap uncollected, while the one woken by this
+/// task's timer collects alone (one client leaving with 100,000
+/// subscriptions kept 93 of 132 MiB for 20 s, once in a full test run).
+fn wake_workers() {
+  let workers = tokio::runtime::Handle::current().metrics().num_workers();
+  for _ in 0..workers * 2 {
+    tokio::spawn(tokio::task::yield_now());
   }
 }
 

@@ -333,6 +333,14 @@ impl SledConfig {
     }
 }
 
+/// fork patch (0005-lazy-send-error): the error of a command whose caller
+/// has gone, made only then. It was made for every command, in case: with
+/// `RUST_BACKTRACE=1` set, anyhow captures a backtrace each time (a stack
+/// walk per storage operation).
+fn send_failed<T>(_: T) -> anyhow::Error {
+    anyhow::Error::msg("send result fail")
+}
+
 /// Increments a counter value stored in bytes
 fn _increment(old: Option<&[u8]>) -> Option<Vec<u8>> {
     let number = match old {
@@ -561,164 +569,163 @@ impl SledStorageDB {
         spawn_blocking(move || {
             Handle::current().block_on(async move {
                 while let Some(cmd) = cmd_rx.recv().await {
-                    let err = anyhow::Error::msg("send result fail");
                     let snd_res = match cmd {
                         Command::DBInsert(db, key, val, res_tx) => res_tx
                             .send(db._insert(key.as_ref(), val.as_ref()))
-                            .map_err(|_| err),
+                            .map_err(send_failed),
                         Command::DBGet(db, key, res_tx) => {
-                            res_tx.send(db._get(key.as_ref())).map_err(|_| err)
+                            res_tx.send(db._get(key.as_ref())).map_err(send_failed)
                         }
                         Command::DBRemove(db, key, res_tx) => {
-                            res_tx.send(db._kv_remove(key.as_ref())).map_err(|_| err)
+                            res_tx.send(db._kv_remove(key.as_ref())).map_err(send_failed)
                         }
                         Command::DBMapNew(db, name, expire_ms, res_tx) => {
                             let map =
                                 SledStorageMap::_new_expire(name.as_ref().to_vec(), expire_ms, db);
-                            res_tx.send(Ok(map)).map_err(|_| err)
+                            res_tx.send(Ok(map)).map_err(send_failed)
                         }
                         Command::DBMapRemove(db, name, res_tx) => {
-                            res_tx.send(db._map_remove(name.as_ref())).map_err(|_| err)
+                            res_tx.send(db._map_remove(name.as_ref())).map_err(send_failed)
                         }
                         Command::DBMapContainsKey(db, key, res_tx) => res_tx
                             .send(db._self_map_contains_key(key.as_ref()))
-                            .map_err(|_| err),
+                            .map_err(send_failed),
                         Command::DBListNew(db, name, expire_ms, res_tx) => {
                             let list =
                                 SledStorageList::_new_expire(name.as_ref().to_vec(), expire_ms, db);
-                            res_tx.send(Ok(list)).map_err(|_| err)
+                            res_tx.send(Ok(list)).map_err(send_failed)
                         }
                         Command::DBListRemove(db, name, res_tx) => {
-                            res_tx.send(db._list_remove(name.as_ref())).map_err(|_| err)
+                            res_tx.send(db._list_remove(name.as_ref())).map_err(send_failed)
                         }
                         Command::DBListContainsKey(db, key, res_tx) => res_tx
                             .send(db._self_list_contains_key(key.as_ref()))
-                            .map_err(|_| err),
+                            .map_err(send_failed),
                         Command::DBBatchInsert(db, key_vals, res_tx) => {
-                            res_tx.send(db._batch_insert(key_vals)).map_err(|_| err)
+                            res_tx.send(db._batch_insert(key_vals)).map_err(send_failed)
                         }
                         Command::DBBatchRemove(db, keys, res_tx) => {
-                            res_tx.send(db._batch_remove(keys)).map_err(|_| err)
+                            res_tx.send(db._batch_remove(keys)).map_err(send_failed)
                         }
                         Command::DBCounterIncr(db, key, increment, res_tx) => res_tx
                             .send(db._counter_incr(key.as_ref(), increment))
-                            .map_err(|_| err),
+                            .map_err(send_failed),
                         Command::DBCounterDecr(db, key, increment, res_tx) => res_tx
                             .send(db._counter_decr(key.as_ref(), increment))
-                            .map_err(|_| err),
+                            .map_err(send_failed),
                         Command::DBCounterGet(db, key, res_tx) => {
-                            res_tx.send(db._counter_get(key.as_ref())).map_err(|_| err)
+                            res_tx.send(db._counter_get(key.as_ref())).map_err(send_failed)
                         }
                         Command::DBCounterSet(db, key, val, res_tx) => res_tx
                             .send(db._counter_set(key.as_ref(), val))
-                            .map_err(|_| err),
+                            .map_err(send_failed),
                         Command::DBContainsKey(db, key, res_tx) => res_tx
                             .send(db._self_contains_key(key.as_ref()))
-                            .map_err(|_| err),
+                            .map_err(send_failed),
                         #[cfg(feature = "ttl")]
                         Command::DBExpireAt(db, key, at, res_tx) => res_tx
                             .send(db._expire_at(key.as_ref(), at, KeyType::KV))
-                            .map_err(|_| err),
+                            .map_err(send_failed),
                         #[cfg(feature = "ttl")]
                         Command::DBTtl(db, key, res_tx) => {
-                            res_tx.send(db._self_ttl(key.as_ref())).map_err(|_| err)
+                            res_tx.send(db._self_ttl(key.as_ref())).map_err(send_failed)
                         }
                         Command::DBMapPrefixIter(db, res_tx) => {
-                            res_tx.send(db._map_scan_prefix()).map_err(|_| err)
+                            res_tx.send(db._map_scan_prefix()).map_err(send_failed)
                         }
                         Command::DBListPrefixIter(db, res_tx) => {
-                            res_tx.send(db._list_scan_prefix()).map_err(|_| err)
+                            res_tx.send(db._list_scan_prefix()).map_err(send_failed)
                         }
                         Command::DBScanIter(db, pattern, res_tx) => {
-                            res_tx.send(db._db_scan_prefix(pattern)).map_err(|_| err)
+                            res_tx.send(db._db_scan_prefix(pattern)).map_err(send_failed)
                         }
-                        Command::DBLen(db, res_tx) => res_tx.send(db._kv_len()).map_err(|_| err),
-                        Command::DBSize(db, res_tx) => res_tx.send(db._db_size()).map_err(|_| err),
+                        Command::DBLen(db, res_tx) => res_tx.send(db._kv_len()).map_err(send_failed),
+                        Command::DBSize(db, res_tx) => res_tx.send(db._db_size()).map_err(send_failed),
 
                         Command::MapInsert(map, key, val, res_tx) => {
-                            res_tx.send(map._insert(key, val)).map_err(|_| err)
+                            res_tx.send(map._insert(key, val)).map_err(send_failed)
                         }
                         Command::MapGet(map, key, res_tx) => {
-                            res_tx.send(map._get(key)).map_err(|_| err)
+                            res_tx.send(map._get(key)).map_err(send_failed)
                         }
                         Command::MapRemove(map, key, res_tx) => {
-                            res_tx.send(map._remove(key)).map_err(|_| err)
+                            res_tx.send(map._remove(key)).map_err(send_failed)
                         }
                         Command::MapContainsKey(map, key, res_tx) => {
-                            res_tx.send(map._contains_key(key)).map_err(|_| err)
+                            res_tx.send(map._contains_key(key)).map_err(send_failed)
                         }
                         #[cfg(feature = "map_len")]
-                        Command::MapLen(map, res_tx) => res_tx.send(map._len()).map_err(|_| err),
+                        Command::MapLen(map, res_tx) => res_tx.send(map._len()).map_err(send_failed),
                         Command::MapIsEmpty(map, res_tx) => {
-                            res_tx.send(map._is_empty()).map_err(|_| err)
+                            res_tx.send(map._is_empty()).map_err(send_failed)
                         }
                         Command::MapClear(map, res_tx) => {
-                            res_tx.send(map._clear()).map_err(|_| err)
+                            res_tx.send(map._clear()).map_err(send_failed)
                         }
                         Command::MapRemoveAndFetch(map, key, res_tx) => {
-                            res_tx.send(map._remove_and_fetch(key)).map_err(|_| err)
+                            res_tx.send(map._remove_and_fetch(key)).map_err(send_failed)
                         }
                         Command::MapRemoveWithPrefix(map, key, res_tx) => {
-                            res_tx.send(map._remove_with_prefix(key)).map_err(|_| err)
+                            res_tx.send(map._remove_with_prefix(key)).map_err(send_failed)
                         }
                         Command::MapBatchInsert(map, key_vals, res_tx) => {
-                            res_tx.send(map._batch_insert(key_vals)).map_err(|_| err)
+                            res_tx.send(map._batch_insert(key_vals)).map_err(send_failed)
                         }
                         Command::MapBatchRemove(map, keys, res_tx) => {
-                            res_tx.send(map._batch_remove(keys)).map_err(|_| err)
+                            res_tx.send(map._batch_remove(keys)).map_err(send_failed)
                         }
                         #[cfg(feature = "ttl")]
                         Command::MapExpireAt(map, at, res_tx) => {
-                            res_tx.send(map._expire_at(at)).map_err(|_| err)
+                            res_tx.send(map._expire_at(at)).map_err(send_failed)
                         }
                         #[cfg(feature = "ttl")]
-                        Command::MapTTL(map, res_tx) => res_tx.send(map._ttl()).map_err(|_| err),
+                        Command::MapTTL(map, res_tx) => res_tx.send(map._ttl()).map_err(send_failed),
                         Command::MapIsExpired(map, res_tx) => {
-                            res_tx.send(map._is_expired()).map_err(|_| err)
+                            res_tx.send(map._is_expired()).map_err(send_failed)
                         }
                         Command::MapPrefixIter(map, prefix, res_tx) => {
-                            res_tx.send(map._prefix_iter(prefix)).map_err(|_| err)
+                            res_tx.send(map._prefix_iter(prefix)).map_err(send_failed)
                         }
 
                         Command::ListPush(list, val, res_tx) => {
-                            res_tx.send(list._push(val)).map_err(|_| err)
+                            res_tx.send(list._push(val)).map_err(send_failed)
                         }
                         Command::ListPushs(list, vals, res_tx) => {
-                            res_tx.send(list._pushs(vals)).map_err(|_| err)
+                            res_tx.send(list._pushs(vals)).map_err(send_failed)
                         }
                         Command::ListPushLimit(list, data, limit, pop_front_if_limited, res_tx) => {
                             res_tx
                                 .send(list._push_limit(data, limit, pop_front_if_limited))
-                                .map_err(|_| err)
+                                .map_err(send_failed)
                         }
-                        Command::ListPop(list, res_tx) => res_tx.send(list._pop()).map_err(|_| err),
-                        Command::ListAll(list, res_tx) => res_tx.send(list._all()).map_err(|_| err),
+                        Command::ListPop(list, res_tx) => res_tx.send(list._pop()).map_err(send_failed),
+                        Command::ListAll(list, res_tx) => res_tx.send(list._all()).map_err(send_failed),
                         Command::ListGetIndex(list, idx, res_tx) => {
-                            res_tx.send(list._get_index(idx)).map_err(|_| err)
+                            res_tx.send(list._get_index(idx)).map_err(send_failed)
                         }
-                        Command::ListLen(list, res_tx) => res_tx.send(list._len()).map_err(|_| err),
+                        Command::ListLen(list, res_tx) => res_tx.send(list._len()).map_err(send_failed),
                         Command::ListIsEmpty(list, res_tx) => {
-                            res_tx.send(list._is_empty()).map_err(|_| err)
+                            res_tx.send(list._is_empty()).map_err(send_failed)
                         }
                         Command::ListClear(list, res_tx) => {
-                            res_tx.send(list._clear()).map_err(|_| err)
+                            res_tx.send(list._clear()).map_err(send_failed)
                         }
                         #[cfg(feature = "ttl")]
                         Command::ListExpireAt(list, at, res_tx) => {
-                            res_tx.send(list._expire_at(at)).map_err(|_| err)
+                            res_tx.send(list._expire_at(at)).map_err(send_failed)
                         }
                         #[cfg(feature = "ttl")]
-                        Command::ListTTL(list, res_tx) => res_tx.send(list._ttl()).map_err(|_| err),
+                        Command::ListTTL(list, res_tx) => res_tx.send(list._ttl()).map_err(send_failed),
                         Command::ListIsExpired(list, res_tx) => {
-                            res_tx.send(list._is_expired()).map_err(|_| err)
+                            res_tx.send(list._is_expired()).map_err(send_failed)
                         }
                         Command::ListPrefixIter(list, res_tx) => {
-                            res_tx.send(list._prefix_iter()).map_err(|_| err)
+                            res_tx.send(list._prefix_iter()).map_err(send_failed)
                         }
 
                         Command::IterNext(mut iter, res_tx) => {
                             let item = iter.next();
-                            res_tx.send((iter, item)).map_err(|_| err)
+                            res_tx.send((iter, item)).map_err(send_failed)
                         }
                     };
 
@@ -728,7 +735,9 @@ impl SledStorageDB {
 
                     active_count1.fetch_sub(1, Ordering::Relaxed);
                 }
-                log::error!("cmd_rx.recv() is None");
+                // fork patch (0004-closed-is-not-an-error): every sender dropped, the
+                // database closed: the normal end.
+                log::debug!("sled command thread ends: the database is closed");
             })
         });
 
