@@ -89,6 +89,29 @@ describe.runIf(redisTests)('retained messages in Redis', () => {
   })
 })
 
+describe.runIf(redisTests)('many retained messages in Redis', () => {
+  it('a wildcard subscriber gets all 100,000 of them (read one at a time, the reads outlasted the 5 s the broker allows them, and it got none)', async () => {
+    const total = 100_000
+    const { server, listeners } = await startServer(config(redis.url, prefix()))
+    for (let i = 0; i < total; i += 1000) {
+      const batch = []
+      for (let j = i; j < i + 1000; j++) batch.push(server.publish(`w/${j}`, String(j), { qos: 1, retain: true }))
+      await Promise.all(batch)
+    }
+    const c = await connect(urlFor(listeners[0]))
+    const seen = new Set<string>()
+    const all = new Promise<void>((res) =>
+      c.on('message', (topic, payload, packet) => {
+        if (packet.retain && topic === `w/${payload}`) seen.add(topic)
+        if (seen.size === total) res()
+      }),
+    )
+    await subscribe(c, 'w/#', 0)
+    await Promise.race([all, new Promise((r) => setTimeout(r, 30_000))])
+    expect(seen.size).toBe(total)
+  }, 90_000)
+})
+
 describe.runIf(redisTests)('Redis unreachable or refusing at start()', () => {
   it('nothing listening: refused within seconds, naming storage.redis and the server', async () => {
     const port = await freePort()

@@ -53,6 +53,10 @@ const RETAIN_MESSAGES_MAX: &[u8] = b"m|";
 
 const RETAIN_MESSAGES_PREFIX: &[u8] = b"p|";
 
+/// fork patch (0006-wildcard-gets-in-parallel): stored reads in flight at
+/// once for a wildcard filter's retained messages.
+const WILDCARD_GETS: usize = 64;
+
 #[derive(Clone)]
 pub(crate) struct Retainer {
     inner: Arc<RetainerInner>,
@@ -717,10 +721,24 @@ impl RetainerInner {
                     .collect::<Vec<_>>()
             };
 
+            // fork patch (0006-wildcard-gets-in-parallel): up to
+            // `WILDCARD_GETS` reads in flight, in order. One at a time, a
+            // round trip each, a `#` subscriber to 100,000 retained messages
+            // in Redis got none: the reads outlasted `get`'s 5 s timeout.
+            let db = self.storage_db.clone();
+            let mut fetched = futures::stream::iter(matched_topics)
+                .map(move |topic_str| {
+                    let db = db.clone();
+                    async move {
+                        let store_key = [RETAIN_MESSAGES_PREFIX, topic_str.as_bytes()].concat();
+                        let got = db.get::<_, StoredMsg>(store_key.as_slice()).await;
+                        (topic_str, got)
+                    }
+                })
+                .buffered(WILDCARD_GETS);
             let mut retains = Vec::new();
-            for topic_str in &matched_topics {
-                let store_key = [RETAIN_MESSAGES_PREFIX, topic_str.as_bytes()].concat();
-                match self.storage_db.get::<_, StoredMsg>(store_key.as_slice()).await {
+            while let Some((topic_str, got)) = fetched.next().await {
+                match got {
                     Ok(Some((retain, expiry_time_at))) => {
                         let topic_name = TopicName::from(topic_str.as_str());
                         if let Some(expiry_time_at) = expiry_time_at {
