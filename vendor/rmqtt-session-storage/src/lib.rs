@@ -65,6 +65,10 @@ mod pending;
 mod queues;
 mod session;
 
+/// fork patch (0008-map-reads-in-parallel): stored sessions read at once
+/// where the store has no one-pass read (Redis).
+const MAP_READS: usize = 64;
+
 enum RebuildChanType {
     // fork patch (0007-queues-after-start): resolves once the session's
     // stored messages are in its deliver queue.
@@ -193,23 +197,34 @@ impl StoragePlugin {
     /// with a round trip (stores without a one-pass read).
     async fn maps_by_iter(&self) -> Result<Vec<StoredMap>> {
         let mut iter_storage_db = self.storage_db.clone();
-        let mut maps = Vec::new();
+        let mut found = Vec::new();
         let mut map_iter = iter_storage_db.map_iter().await?;
         while let Some(m) = map_iter.next().await {
             match m {
-                Ok(m) => maps.push(StoredMap {
-                    name: m.name().to_vec(),
-                    basic: m.get(BASIC).await,
-                    last_time: m.get(LAST_TIME).await,
-                    disconnect_info: m.get(DISCONNECT_INFO).await,
-                    subs: m.get(SESSION_SUB_MAP).await,
-                    inflights: m.get(INFLIGHT_MESSAGES).await,
-                }),
+                Ok(m) => found.push(m),
                 Err(e) => {
                     log::warn!("load offline session info error, {e}");
                 }
             }
         }
+        drop(map_iter);
+        // fork patch (0008-map-reads-in-parallel): a map's five reads at once,
+        // `MAP_READS` maps at a time (Redis: a round trip each; 10,000
+        // sessions took 3.8 s one read at a time).
+        let maps = futures::stream::iter(found)
+            .map(|m| async move {
+                let (basic, last_time, disconnect_info, subs, inflights) = futures::join!(
+                    m.get(BASIC),
+                    m.get(LAST_TIME),
+                    m.get(DISCONNECT_INFO),
+                    m.get(SESSION_SUB_MAP),
+                    m.get(INFLIGHT_MESSAGES)
+                );
+                StoredMap { name: m.name().to_vec(), basic, last_time, disconnect_info, subs, inflights }
+            })
+            .buffered(MAP_READS)
+            .collect()
+            .await;
         Ok(maps)
     }
 
