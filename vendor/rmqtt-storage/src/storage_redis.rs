@@ -820,7 +820,7 @@ impl StorageDB for RedisStorageDB {
         let pattern = self.make_map_prefix_match();
         let iter = AsyncMapIter {
             db: self.clone(),
-            iter: self.async_conn_mut().scan_match::<_, Key>(pattern).await?,
+            iter: scan_cmd(&pattern).iter_async::<Key>(self.async_conn_mut()).await?,
         };
         Ok(Box::new(iter))
     }
@@ -833,7 +833,7 @@ impl StorageDB for RedisStorageDB {
         let pattern = self.make_list_prefix_match();
         let iter = AsyncListIter {
             db: self.clone(),
-            iter: self.async_conn_mut().scan_match::<_, Key>(pattern).await?,
+            iter: scan_cmd(&pattern).iter_async::<Key>(self.async_conn_mut()).await?,
         };
         Ok(Box::new(iter))
     }
@@ -850,10 +850,7 @@ impl StorageDB for RedisStorageDB {
         let prefix_len = KEY_PREFIX.len() + self.prefix.len();
         let iter = AsyncDbKeyIter {
             prefix_len,
-            iter: self
-                .async_conn_mut()
-                .scan_match::<_, Key>(pattern.as_slice())
-                .await?,
+            iter: scan_cmd(&pattern).iter_async::<Key>(self.async_conn_mut()).await?,
         };
         Ok(Box::new(iter))
     }
@@ -2008,4 +2005,13 @@ impl AsyncIterator for AsyncListIter<'_> {
         let l = RedisStorageList::new(name, full_name, self.db.clone());
         Some(Ok(StorageList::Redis(l)))
     }
+}
+
+/// fork patch (0006-scan-count): SCAN asks for 1,000 keys per round trip.
+/// Redis's default (10) made listing 100,000 retained messages at `start()`
+/// 10,000 round trips.
+fn scan_cmd(pattern: &[u8]) -> redis::Cmd {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.cursor_arg(0).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+    cmd
 }
