@@ -58,6 +58,11 @@ const RETAIN_MESSAGES_PREFIX: &[u8] = b"p|";
 /// one-pass read (Redis).
 const WILDCARD_GETS: usize = 64;
 
+/// fork patch (0006-gets-in-parallel): how long a retained read may take
+/// (upstream's 5 s), and for a wildcard filter how long without any of its
+/// reads finishing.
+const READ_STALL_MS: u64 = 5000;
+
 #[derive(Clone)]
 pub(crate) struct Retainer {
     inner: Arc<RetainerInner>,
@@ -738,7 +743,15 @@ impl RetainerInner {
                 })
                 .buffered(WILDCARD_GETS);
             let mut retains = Vec::new();
-            while let Some((topic_str, got)) = fetched.next().await {
+            loop {
+                // Bounded by progress, not in total (`get`): a large read
+                // on a busy machine outlasted 5 s and got nothing.
+                let next = fetched.next().timeout(futures_time::time::Duration::from_millis(READ_STALL_MS)).await;
+                let Ok(next) = next else {
+                    log::warn!("retainer get: no stored read finished in {READ_STALL_MS} ms");
+                    return Err(anyhow!("retained message reads stalled"));
+                };
+                let Some((topic_str, got)) = next else { break };
                 match got {
                     Ok(Some((retain, expiry_time_at))) => {
                         let topic_name = TopicName::from(topic_str.as_str());
@@ -993,11 +1006,14 @@ impl RetainStorage for Retainer {
     async fn get(&self, topic_filter: &TopicFilter) -> Result<Vec<(TopicName, Retain)>> {
         let this = self.clone();
         let tf = topic_filter.clone();
-        let result = async move { this.get_message(&tf).await }
-            .spawn(&self.exec)
-            .result()
-            .timeout(futures_time::time::Duration::from_millis(5000))
-            .await;
+        let task = async move { this.get_message(&tf).await }.spawn(&self.exec).result();
+        // fork patch (0006-gets-in-parallel): a wildcard's reads are bounded
+        // by their progress (`get_message`) rather than 5 s in all.
+        let result: std::io::Result<_> = if topic_filter.contains(['+', '#']) {
+            Ok(task.await)
+        } else {
+            task.timeout(futures_time::time::Duration::from_millis(READ_STALL_MS)).await
+        };
 
         match result {
             Ok(inner) => {
