@@ -313,22 +313,35 @@ impl RetainerInner {
 
     /// Puts the pending sets of topics `filter` matches over `retains`.
     fn overlay(&self, filter: &str, retains: &mut Vec<(TopicName, Retain)>) {
-        let Ok(pending) = self.pending.lock() else { return };
+        Self::put_over(self.pending_matching(filter), retains);
+    }
+
+    /// fork patch (0007-overlay-from-before-the-reads): the pending sets of
+    /// topics `filter` matches, as they are now.
+    fn pending_matching(&self, filter: &str) -> Vec<(TopicName, Option<StoredMsg>)> {
+        let Ok(pending) = self.pending.lock() else { return Vec::new() };
         if pending.is_empty() {
-            return;
+            return Vec::new();
         }
-        let Ok(parsed) = Topic::from_str(filter) else { return };
+        let Ok(parsed) = Topic::from_str(filter) else { return Vec::new() };
         // A wildcard first level never matches a `$` topic (MQTT 4.7.2).
         let wild_first = filter.starts_with(['+', '#']);
+        pending
+            .iter()
+            .filter(|(topic, _)| !(wild_first && topic.starts_with('$')) && parsed.matches_str::<str>(topic))
+            .map(|(topic, (_, value))| (topic.clone(), value.clone()))
+            .collect()
+    }
+
+    /// Puts `sets` over `retains`: each replaces what `retains` has of its
+    /// topic, by its live message or by nothing.
+    fn put_over(sets: Vec<(TopicName, Option<StoredMsg>)>, retains: &mut Vec<(TopicName, Retain)>) {
         let now = timestamp_millis();
-        for (topic, (_, value)) in pending.iter() {
-            if (wild_first && topic.starts_with('$')) || !parsed.matches_str::<str>(topic) {
-                continue;
-            }
-            retains.retain(|(t, _)| t != topic);
+        for (topic, value) in sets {
+            retains.retain(|(t, _)| *t != topic);
             if let Some((retain, at)) = value {
                 if at.is_none_or(|at| at > now) {
-                    retains.push((topic.clone(), retain.clone()));
+                    retains.push((topic, retain));
                 }
             }
         }
@@ -716,6 +729,12 @@ impl RetainerInner {
                 }
             }
         } else {
+            // fork patch (0007-overlay-from-before-the-reads): the sets pending
+            // before the reads. One whose batch was stored while they ran is
+            // pending no more when they end, and may have been read before it
+            // was stored: it was missing (a `#` subscriber right after 100,000
+            // retained publishes into Redis got 99,500, one batch short).
+            let pending_before = self.pending_matching(topic_filter);
             // Wildcard path: use in-memory topics tree for fast trie matching,
             // then fetch the actual retain data from storage for each matching topic.
             let matched_topics = {
@@ -775,7 +794,9 @@ impl RetainerInner {
                     }
                 }
             }
-            // fork patch: sets not stored yet win over what the store has.
+            // fork patch: sets not stored yet win over what the store has
+            // (0007: those pending before the reads, then those pending now).
+            Self::put_over(pending_before, &mut retains);
             self.overlay(topic_filter, &mut retains);
             Ok(retains)
         }
