@@ -15,12 +15,13 @@
 //
 // --smoke: 1,000 retained, 100 sessions x 10, to check that the script runs.
 // Building the full store takes a few minutes (the 1,000,000 writes).
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import { du } from './lib/disk.mjs'
+import { rssBytes } from './lib/proc.mjs'
 import { startRedis } from './lib/redis.mjs'
 import { addonSetup } from './lib/setup.mjs'
 import { printFigures } from './lib/table.mjs'
@@ -54,8 +55,7 @@ const config = {
   storage: redis ? { redis: redis.url } : { path: dir },
 }
 /** What the store holds, on disk or in Redis's memory. */
-const stored = () => (redis ? `${mib(vmRss(redis.pid))} redis-server RSS` : `${mib(du(dir))} on disk`)
-const vmRss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024
+const stored = () => (redis ? `${mib(rssBytes(redis.pid))} redis-server RSS` : `${mib(du(dir))} on disk`)
 const id = (i) => `bench-restart-${i}`
 const session = (clientId) => ({ clientId, clean: false, protocolVersion: 4, reconnectPeriod: 0 })
 /** A 64 B (--payload) message carrying its sequence number. */

@@ -266,11 +266,7 @@ impl Lock {
 fn checkpoint(dir: &Path) -> std::io::Result<()> {
   for db in DATABASES {
     let began = std::time::Instant::now();
-    sled::Config::default()
-      .path(dir.join(db))
-      .cache_capacity(1 << 20)
-      .open()
-      .map_err(std::io::Error::other)?;
+    crate::store_sentinel::open(&dir.join(db)).map_err(std::io::Error::other)?;
     log::debug!(
       "stop: {db} reopened for its snapshot in {:?}",
       began.elapsed()

@@ -225,37 +225,34 @@ fn checksum_in_chunks(path: &Path, chunk: u64) -> std::io::Result<Entry> {
     .min(4)
     .min(chunks as usize);
   let next = std::sync::atomic::AtomicU64::new(0);
-  let parts = std::sync::Mutex::new(std::collections::BTreeMap::new());
-  std::thread::scope(|scope| {
+  // Each thread returns the chunks it took, by index; combined in order.
+  let mut parts = std::thread::scope(|scope| {
     let workers: Vec<_> = (0..threads)
       .map(|_| {
-        scope.spawn(|| -> std::io::Result<()> {
+        scope.spawn(|| -> std::io::Result<Vec<_>> {
+          let mut taken = Vec::new();
           loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if i >= chunks {
-              return Ok(());
+              return Ok(taken);
             }
-            let part = checksum_range(&file, i * chunk, chunk)?;
-            parts
-              .lock()
-              .unwrap_or_else(|e| e.into_inner())
-              .insert(i, part);
+            taken.push((i, checksum_range(&file, i * chunk, chunk)?));
           }
         })
       })
       .collect();
-    workers.into_iter().try_for_each(|w| {
-      w.join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("checksum thread panicked")))
+    workers.into_iter().try_fold(Vec::new(), |mut all, w| {
+      let taken = w
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("checksum thread panicked")))?;
+      all.extend(taken);
+      Ok::<_, std::io::Error>(all)
     })
   })?;
+  parts.sort_unstable_by_key(|(i, _)| *i);
   let mut hasher = crc32fast::Hasher::new();
   let mut size = 0u64;
-  for (part, n) in parts
-    .into_inner()
-    .unwrap_or_else(|e| e.into_inner())
-    .into_values()
-  {
+  for (_, (part, n)) in parts {
     hasher.combine(&part);
     size += n;
   }

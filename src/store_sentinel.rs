@@ -31,7 +31,7 @@ pub fn present(dir: &Path) -> Result<bool, String> {
 
 /// The database, opened with rmqtt-storage's settings that sled keeps in
 /// the database (its defaults), and closed when dropped.
-fn open(dir: &Path) -> Result<sled::Db, String> {
+pub(crate) fn open(dir: &Path) -> Result<sled::Db, String> {
   sled::Config::default()
     .path(dir)
     .cache_capacity(1 << 20)
