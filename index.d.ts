@@ -992,7 +992,9 @@ export interface StopOptions {
    * How long, in milliseconds, connected clients get to receive (and
    * acknowledge, for QoS 1 and 2) the messages routed to them before the
    * stop, once no new connection is accepted; then every client is
-   * disconnected. 0 disconnects at once. Default 3000.
+   * disconnected. 0 disconnects at once. Default 3000. With `storage`,
+   * what is still queued for a persistent session then is kept in the
+   * store, and `stop()` waits for the store's writes as long as they move.
    */
   drainTimeoutMs?: number
 }

@@ -73,6 +73,54 @@ describe('persistent sessions with storage.path', () => {
     }
   })
 
+  // A resumed session takes its stored queue into memory and removes the
+  // stored copy: 200,000 removals, a few seconds of sled's time (~70,000/s).
+  // stop() gave those writes 2 s, then closed the store under them: it
+  // stayed locked (the next start() refused for seconds, the 1,000,000 run
+  // of bench:sessions) and the removals went with the process. It now waits
+  // for the store's writes as long as they move.
+  it('stop() right after a deep queue was resumed waits for its removal: start() follows at once, nothing lost', async () => {
+    const path = tempDir()
+    const n = 200_000
+    const deep = { listeners: [listener('tcp', { maxMqueueLen: n + 10 })], storage: { path } }
+    const { server, url } = await startServer(deep)
+    const sub = await connect(url, persistent('deep', 4))
+    await subscribe(sub, 'd/#', 1)
+    await endClient(sub)
+    for (let i = 0; i < n; i += 1000) {
+      const batch = []
+      for (let j = i; j < i + 1000; j++) batch.push(server.publish('d/x', String(j), { qos: 1 }))
+      await Promise.all(batch)
+    }
+    await server.stop({ drainTimeoutMs: 60_000 })
+
+    const seen = new Set<string>()
+    let [l] = await server.start(deep)
+    const first = await resume(urlFor(l), persistent('deep', 4))
+    expect(first.sessionPresent).toBe(true)
+    // Delivering: the session has taken its queue over, the removal is under way.
+    seen.add((await first.box.next()).payload.toString())
+    await endClient(first.client)
+    for (const m of first.box.all) seen.add(m.payload.toString())
+    await server.stop({ drainTimeoutMs: 0 })
+
+    // Refused before ("could not acquire lock"): the removal still held the store.
+    ;[l] = await server.start(deep)
+    let all: () => void
+    const complete = new Promise<void>((res) => {
+      all = res
+    })
+    const back = await connect(urlFor(l), persistent('deep', 4), (c) =>
+      c.on('message', (_t, payload) => {
+        seen.add(payload.toString())
+        if (seen.size === n) all()
+      }),
+    )
+    if (seen.size < n) await complete
+    expect(seen.size).toBe(n)
+    await endClient(back)
+  }, 120_000)
+
   it('without storage nothing is kept (the control)', async () => {
     const { server, listeners } = await startServer([listener('tcp')])
     const sub = await connect(urlFor(listeners[0]), persistent('gone', 5))

@@ -148,6 +148,32 @@ async function inflightResent(config: ServerConfig): Promise<void> {
   expect(rel.body.readUInt16BE(0)).toBe(pid)
 }
 
+/**
+ * A session whose client disconnects with messages still queued for it (in
+ * memory while it was connected: 10 in flight, its Receive Maximum, the
+ * rest queued) keeps them across stop() and start() with `config`: the
+ * in-flight ones again first, then the queue, in order.
+ */
+async function connectedQueueKept(config: ServerConfig): Promise<void> {
+  const { server, listeners } = await startServer(config)
+  const session = props(prop.sessionExpiry(300), prop.receiveMaximum(10))
+  const first = await rawConnect(listeners[0])
+  await first.write(connectPacket({ version: 5, flags: 0x00, clientId: 'backlog', properties: session }))
+  await first.write(subscribePacket(5, 1, [['k/#', 1]]))
+  await first.next(9)
+  const sent = Array.from({ length: 100 }, (_, i) => String(i))
+  for (const m of sent) await server.publish('k/x', m, { qos: 1 })
+  // Never acknowledged: the window is full, 90 wait in the queue.
+  await first.count(PUBLISH, 10)
+  first.destroy()
+  await server.stop()
+
+  const [l] = await server.start(config)
+  const back = await resume(urlFor(l), persistent('backlog', 5))
+  expect(back.sessionPresent).toBe(true)
+  expect(await texts(back.box, 100)).toEqual(sent)
+}
+
 /** With `config`, a session whose expiry passed while the broker was down is gone; one within its expiry is kept. */
 async function expiryCounts(config: ServerConfig): Promise<void> {
   const { server, listeners } = await startServer(config)
@@ -185,4 +211,7 @@ export function storeTests(config: () => ServerConfig): void {
 
   it('a session whose expiry passed while the broker was down is gone; one within its expiry is kept', () =>
     expiryCounts(config()))
+
+  it('messages still queued for a client when it disconnected survive stop() and start(), after the in-flight ones', () =>
+    connectedQueueKept(config()))
 }

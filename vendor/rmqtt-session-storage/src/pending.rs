@@ -3,7 +3,7 @@
 //! runtime (and with it every unfinished write) is dropped.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -14,6 +14,9 @@ pub(crate) struct Pending(Arc<Inner>);
 #[derive(Default)]
 struct Inner {
     count: AtomicUsize,
+    /// Writes ended since the plugin started: an embedder waiting at stop
+    /// can tell a store that is slow (it moves) from one that is stuck.
+    ended: AtomicU64,
     idle: Notify,
 }
 
@@ -22,6 +25,7 @@ struct Guard(Pending);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        self.0 .0.ended.fetch_add(1, Ordering::AcqRel);
         if self.0 .0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0 .0.idle.notify_waiters();
         }
@@ -42,6 +46,11 @@ impl Pending {
     /// `tokio::spawn`, counted.
     pub(crate) fn spawn<F: Future<Output = ()> + Send + 'static>(&self, f: F) {
         tokio::spawn(self.track(f));
+    }
+
+    /// Writes under way, and writes ended so far.
+    pub(crate) fn progress(&self) -> (usize, u64) {
+        (self.0.count.load(Ordering::Acquire), self.0.ended.load(Ordering::Acquire))
     }
 
     /// Resolves once no write is under way.

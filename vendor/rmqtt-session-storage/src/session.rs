@@ -704,6 +704,40 @@ impl SessionLike for StorageSession {
         Ok(())
     }
 
+    /// fork patch: what the session's deliver queue holds (messages routed
+    /// while its client was connected, or taken over from its stored
+    /// session, whose copy was then removed) is stored now, in order, ahead
+    /// of what is routed to it offline (the offline loop starts after this).
+    /// Upstream kept it in memory only: a stop() or a restart lost it. In
+    /// chunks, one write each, so a waiting stop() sees them move.
+    async fn going_offline(&self) {
+        const CHUNK: usize = 10_000;
+        let queued = self.inner.deliver_queue().snapshot();
+        if queued.is_empty() {
+            return;
+        }
+        let client_id = self.id().client_id.clone();
+        let mut queued = queued.into_iter().map(|(f, p)| Some((client_id.clone(), f, p)));
+        loop {
+            let chunk: Vec<OfflineMessageOptionType> = queued.by_ref().take(CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            let mut failed = None;
+            let list = &self.offline_messages_list;
+            self.pending
+                .track(async {
+                    failed = list.pushs(chunk).await.err();
+                })
+                .await;
+            if let Some(e) = failed {
+                log::warn!("{:?} save {n} queued messages error, {e}", self.id());
+                break;
+            }
+        }
+    }
+
     #[inline]
     async fn keepalive(&self, ping: IsPing) {
         log::debug!("ping: {ping}");

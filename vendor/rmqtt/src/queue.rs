@@ -355,6 +355,16 @@ impl<T> Queue<T> {
         }
     }
 
+    /// fork patch: a copy of what the queue holds, in order (a store keeps a
+    /// session's queue when it goes offline).
+    #[inline]
+    pub fn snapshot(&self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.inner.lock().iter().cloned().collect()
+    }
+
     #[inline]
     pub fn capacity(&self) -> usize {
         self.cap

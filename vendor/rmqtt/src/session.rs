@@ -434,6 +434,9 @@ impl SessionState {
                 if !inflight_messages.is_empty() {
                     self.hook.offline_inflight_messages(inflight_messages).await;
                 }
+                // fork patch: and its queue, which was lost with the process
+                // (or the broker's stop()) before the client came back.
+                self.going_offline().await;
 
                 //Start offline event loop
                 self.offline_run_loop(
@@ -3296,6 +3299,12 @@ pub trait SessionLike: Sync + Send + 'static {
     async fn on_drop(&self) -> Result<()> {
         Ok(())
     }
+
+    /// fork patch: a persistent session goes offline: a session store keeps
+    /// what its deliver queue holds (in memory only while it was connected),
+    /// before anything routed to it offline.
+    #[inline]
+    async fn going_offline(&self) {}
 
     #[inline]
     async fn keepalive(&self, _ping: IsPing) {}
