@@ -9,6 +9,7 @@ import { expect, it } from 'vitest'
 import {
   type Inbox,
   type ListenerInfo,
+  type MqttServer,
   type ServerConfig,
   connect,
   endClient,
@@ -71,6 +72,42 @@ export async function storeQueues(
   // for a busy machine (~14,000 writes/s here).
   await server.stop({ drainTimeoutMs: 60_000 })
   return stored
+}
+
+/** Publishes `n` QoS 1 messages to `topic` through `server`, 1,000 at a time; `payload(i)` makes the i-th. */
+export async function publishMany(
+  server: MqttServer,
+  topic: string,
+  n: number,
+  payload: (i: number) => string | Buffer,
+): Promise<void> {
+  for (let i = 0; i < n; i += 1000) {
+    const batch = []
+    for (let j = i; j < Math.min(n, i + 1000); j++) batch.push(server.publish(topic, payload(j), { qos: 1 }))
+    await Promise.all(batch)
+  }
+}
+
+/**
+ * Connects with `opts` (listening before the CONNACK) and resolves with the
+ * client once `done(payload)` has returned true for a message.
+ */
+export async function receiveUntil(
+  url: string,
+  opts: IClientOptions,
+  done: (payload: Buffer) => boolean,
+): Promise<MqttClient> {
+  let finished: () => void
+  const complete = new Promise<void>((res) => {
+    finished = res
+  })
+  const client = await connect(url, opts, (c) =>
+    c.on('message', (_t, payload) => {
+      if (done(payload)) finished()
+    }),
+  )
+  await complete
+  return client
 }
 
 /** The next `n` payloads of `box`, as text. */

@@ -51,6 +51,7 @@ mod stop_options;
 mod storage;
 mod storage_redis;
 mod storage_sync;
+mod store_compaction;
 mod store_integrity;
 mod store_sentinel;
 mod subscription;

@@ -11,6 +11,11 @@ use std::path::Path;
 const TREE: &[u8] = b"embedded-mqtt-broker";
 const KEY: &[u8] = b"sentinel";
 
+/// Whether `name` is the sentinel's tree.
+pub fn is_tree(name: &[u8]) -> bool {
+  name == TREE
+}
+
 /// Plants the sentinel in a new database at `dir` (created).
 pub fn plant(dir: &Path) -> Result<(), String> {
   let db = open(dir)?;
