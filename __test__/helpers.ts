@@ -121,7 +121,11 @@ export async function startServer(
 ): Promise<{ server: MqttServer; listeners: ListenerInfo[]; url: string }> {
   const server = track(new MqttServer())
   if (hooks) server.setHooks(hooks, hookOptions)
-  const cfg = Array.isArray(config) ? { listeners: config } : config
+  let cfg = Array.isArray(config) ? { listeners: config } : config
+  // MQTT_TEST_STORAGE=1 npx vitest run: every server the tests start keeps
+  // its sessions and retained messages on disk (a store of its own), so the
+  // whole suite checks that storage changes nothing it tests.
+  if (process.env.MQTT_TEST_STORAGE && !cfg.storage) cfg = { ...cfg, storage: { path: tempDir() } }
   const listeners = await server.start(cfg)
   return { server, listeners, url: urlFor(listeners[0]) }
 }
