@@ -56,6 +56,8 @@ pub struct Lock {
   dir: PathBuf,
 }
 
+/// How long the seal waits for the databases to be closed by their engine.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// File in the store's directory that a running broker holds locked.
 const LOCK_FILE: &str = "LOCK";
 /// The retained messages' sled database, inside the store's directory.
@@ -246,7 +248,15 @@ impl Lock {
   /// Records the store's files for the next `start()` to check; only once
   /// its databases are closed, and only while it is still locked.
   pub fn seal(&self) {
-    let why = match DATABASES.iter().find(|db| still_open(&self.dir.join(db))) {
+    // The engine's own thread may still finish a command taken before the
+    // broker went down (a long read or removal); it closes the database
+    // right after.
+    let began = std::time::Instant::now();
+    let open = || DATABASES.iter().find(|db| still_open(&self.dir.join(db)));
+    while open().is_some() && began.elapsed() < CLOSE_WAIT {
+      std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let why = match open() {
       // A task that outlived stop() still holds it: it may change after a
       // seal, which the next start() would take for damage.
       Some(db) => format!("its database {db} is still open"),

@@ -154,9 +154,9 @@ impl StoragePlugin {
             stored_session_infos,
             register,
             session_mgr,
+            queues: Queues::new(pending.clone()),
             pending,
             group_commit,
-            queues: Queues::new(),
         })
     }
 

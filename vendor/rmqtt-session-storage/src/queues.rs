@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::types::{ClientId, MessageQueueType};
 
+use crate::pending::Pending;
 use crate::session::StoredKey;
 use crate::{list_stored_key_to_id_bytes, List, OfflineMessageOptionType, StorageDB, StorageDb};
 
@@ -35,12 +36,15 @@ struct Inner {
     /// Their clients, held at CONNECT until `loaded`.
     clients: Mutex<HashSet<ClientId>>,
     loaded: watch::Sender<bool>,
+    /// fork patch (0011-load-tracked): the load is one of the plugin's
+    /// writes for stop() (it removes the lists nobody owns).
+    pending: Pending,
 }
 
 impl Queues {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(pending: Pending) -> Self {
         let (loaded, _) = watch::channel(false);
-        Self { inner: Arc::new(Inner { waiting: Mutex::default(), clients: Mutex::default(), loaded }) }
+        Self { inner: Arc::new(Inner { waiting: Mutex::default(), clients: Mutex::default(), loaded, pending }) }
     }
 
     /// Registers a restored session; resolves once its stored messages are
@@ -62,7 +66,10 @@ impl Queues {
     /// or it cannot be decoded, as upstream did at load.
     pub(crate) fn spawn_load(&self, storage_db: StorageDb, known: HashSet<StoredKey>) {
         let release = Release(self.inner.clone());
-        tokio::spawn(async move {
+        let pending = self.inner.pending.clone();
+        // Tracked as a whole and each removal on its own: a stop() waits for
+        // it while it moves (10,000 expired sessions' lists: ~15 s of sled).
+        self.inner.pending.spawn(async move {
             let now = std::time::Instant::now();
             let lists = match storage_db.unbroken().read_lists::<OfflineMessageOptionType>().await {
                 Ok(Some(lists)) => Ok(lists),
@@ -99,7 +106,13 @@ impl Queues {
                             Ok(_) if known.contains(&id_key) => continue,
                             Ok(_) => {}
                         }
-                        if let Err(e) = storage_db.list_remove(&name).await {
+                        let mut removed = Ok(());
+                        pending
+                            .track(async {
+                                removed = storage_db.list_remove(&name).await;
+                            })
+                            .await;
+                        if let Err(e) = removed {
                             log::warn!("{id_key:?} remove offline messages error, {e}");
                         }
                     }
