@@ -5,11 +5,11 @@
 //! broker starts again. Configured in code through rmqtt's plugin config map,
 //! never through files.
 
+use std::time::Duration;
+
 use rmqtt::context::ServerContext;
 use rmqtt::plugin::DynPluginResult;
 use rmqtt::types::HashMap;
-use std::time::Duration;
-
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
