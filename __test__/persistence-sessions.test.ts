@@ -24,7 +24,7 @@ import {
   track,
   urlFor,
 } from './helpers'
-import { du } from './disk'
+import { du } from '../bench/lib/disk.mjs'
 import { destroyRaw } from './raw'
 import { persistent, publishMany, receiveUntil, resume, storeTests, texts } from './sessions'
 

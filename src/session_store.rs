@@ -151,9 +151,9 @@ async fn writes_ended(
   behind: &mut Vec<oneshot::Receiver<()>>,
   moved: &watch::Sender<Option<Instant>>,
 ) -> Option<(usize, u64)> {
+  // The first look counts as a move: the window starts there.
   let mut last = None;
   let mut since = Instant::now();
-  moved.send_replace(Some(since));
   loop {
     behind.retain_mut(|b| matches!(b.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
     // Not the fork's plugin, or not running: no writes to wait for.
