@@ -1069,8 +1069,8 @@ export interface SubscribeOptions {
   /**
    * QoS 0 messages that may wait for the handler (queued, or in the
    * promise it returned) before further ones are dropped and counted.
-   * Default 4096. Client publishers are held from ¾ of it (at most
-   * 1024); QoS 1 and 2 are never dropped this way.
+   * Default 16384. Client publishers are held from ¾ of it (at most
+   * 4096); QoS 1 and 2 are never dropped this way.
    */
   maxQueued?: number
 }

@@ -293,6 +293,39 @@ it('a throwing handler is counted in hookStats.failures and delivery goes on', a
   )
 })
 
+it('more distinct topics than the topic table holds, large payloads among small ones: each message keeps its own', async () => {
+  const { server } = await startServer()
+  const c = collector()
+  await server.subscribe('d/#', c.handler, { qos: 1 })
+  // Over the 4,096 topics native code lets JavaScript keep before it starts
+  // the table again; every 1,000th payload is over the 4 KiB that share a
+  // run's buffer.
+  const n = 9000
+  const payload = (i: number) => (i % 1000 === 7 ? Buffer.alloc(5000, i % 256) : Buffer.from(`p${i}`))
+  await Promise.all(Array.from({ length: n }, (_, i) => server.publish(`d/${i}`, payload(i), { qos: 1 })))
+  await c.until(`${n} messages`, (g) => g.length === n)
+  const wrong = c.got.filter((m, i) => m.topic !== `d/${i}` || !m.payload.equals(payload(i)))
+  expect(wrong.map((m) => m.topic).slice(0, 5)).toEqual([])
+})
+
+it('unsubscribe() from inside the handler: nothing after it is delivered, even what was queued with it', async () => {
+  const { server } = await startServer()
+  let calls = 0
+  let sub: Addon.Subscription | undefined
+  let unsubscribed: Promise<void> | undefined
+  sub = await server.subscribe('q/#', () => {
+    calls++
+    if (calls === 10) unsubscribed = sub?.unsubscribe()
+  })
+  // Published while the JS thread is busy here: they wait for the handler
+  // together, so the tenth is in the middle of what runs at once.
+  await Promise.all(Array.from({ length: 500 }, (_, i) => server.publish(`q/${i}`, 'x', { qos: 1 })))
+  await withDeadline(sub.closed, EVENT_TIMEOUT, () => `closed did not resolve; ${calls} calls`)
+  await unsubscribed
+  await server.publish('q/last', 'x', { qos: 1 })
+  expect(calls).toBe(10)
+})
+
 it('unsubscribe() stops delivery, is idempotent, and ends the subscription', async () => {
   const { server } = await startServer()
   const gone = collector()

@@ -208,14 +208,14 @@ impl HookArgs for DroppedMessage {
 /// allocation of its own (the topic and payload are shared with rmqtt), so
 /// queueing it is cheap.
 pub struct Msg {
-  dup: bool,
-  qos: RQoS,
-  retain: bool,
-  topic: ByteString,
-  payload: Bytes,
-  create_time: Option<i64>,
+  pub dup: bool,
+  pub qos: RQoS,
+  pub retain: bool,
+  pub topic: ByteString,
+  pub payload: Bytes,
+  pub create_time: Option<i64>,
   /// Only when the message has some (`message_properties::of`).
-  properties: Option<Box<PublishProperties>>,
+  pub properties: Option<Box<PublishProperties>>,
 }
 
 impl Msg {
@@ -241,7 +241,7 @@ impl Msg {
   }
 }
 
-fn check(status: sys::napi_status, what: &str) -> Result<()> {
+pub fn check(status: sys::napi_status, what: &str) -> Result<()> {
   if status == sys::Status::napi_ok {
     Ok(())
   } else {
@@ -373,6 +373,14 @@ impl Args {
     self.env
   }
 
+  pub fn undefined(&self) -> sys::napi_value {
+    self.undefined
+  }
+
+  pub fn boolean_value(&self, b: bool) -> sys::napi_value {
+    self.boolean(b)
+  }
+
   pub fn string(&self, s: &str) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     check(
@@ -384,7 +392,7 @@ impl Args {
     Ok(v)
   }
 
-  fn number(&self, n: f64) -> Result<sys::napi_value> {
+  pub fn number(&self, n: f64) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     check(
       unsafe { sys::napi_create_double(self.env, n, &mut v) },
@@ -407,7 +415,7 @@ impl Args {
 
   /// A copy of the bytes: an external buffer would need a finalizer per
   /// message (and Electron forbids them).
-  fn buffer(&self, bytes: &[u8]) -> Result<sys::napi_value> {
+  pub fn buffer(&self, bytes: &[u8]) -> Result<sys::napi_value> {
     let mut data = ptr::null_mut();
     let mut v = ptr::null_mut();
     check(
@@ -521,7 +529,7 @@ impl Args {
   /// `MessageProperties`, or `undefined` (the common case, which makes
   /// nothing). Made here field by field: only messages that carry
   /// properties pay for it, and only the fields present become keys.
-  fn properties(&self, p: Option<&PublishProperties>) -> Result<sys::napi_value> {
+  pub fn properties(&self, p: Option<&PublishProperties>) -> Result<sys::napi_value> {
     let Some(p) = p else {
       return Ok(self.undefined);
     };
@@ -574,7 +582,7 @@ impl Args {
     Ok(v)
   }
 
-  fn array(&self, len: usize) -> Result<sys::napi_value> {
+  pub fn array(&self, len: usize) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     check(
       unsafe { sys::napi_create_array_with_length(self.env, len, &mut v) },
@@ -595,7 +603,12 @@ impl Args {
     )
   }
 
-  fn set_element(&self, array: sys::napi_value, i: usize, value: sys::napi_value) -> Result<()> {
+  pub fn set_element(
+    &self,
+    array: sys::napi_value,
+    i: usize,
+    value: sys::napi_value,
+  ) -> Result<()> {
     check(
       unsafe { sys::napi_set_element(self.env, array, i as u32, value) },
       "set element",

@@ -55,6 +55,7 @@ mod store_compaction;
 mod store_integrity;
 mod store_sentinel;
 mod subscription;
+mod subscription_batch;
 mod subscription_queue;
 mod sys_topics;
 mod system_error;

@@ -4,6 +4,7 @@
 //! in one process never share a count. The state (connections, sessions,
 //! subscriptions, retained messages) is read from rmqtt when asked.
 
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,17 +19,63 @@ use crate::fork::{self, TrafficCounter, WireBytes};
 /// Counted before the other handlers, which may stop the chain.
 const PRIORITY: Priority = Priority::MAX;
 
-/// One count per QoS level.
+/// One count per QoS level, in shards: each thread adds to its own
+/// (`shard()`), so the broker's worker threads, which count every message
+/// they receive and send, do not pull one cache line back and forth
+/// between cores (one shared line was 2.8% of a QoS 0 ingest profile).
 #[derive(Default)]
-struct PerQos([AtomicU64; 3]);
+struct PerQos([Shard; SHARDS]);
+
+const SHARDS: usize = 8;
+
+/// A cache line (two, against the adjacent-line prefetcher) of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard([AtomicU64; 3]);
 
 impl PerQos {
   fn add(&self, publish: &Publish) {
-    self.0[qos_index(publish.qos)].fetch_add(1, Ordering::Relaxed);
+    self.0[shard()].0[qos_index(publish.qos)].fetch_add(1, Ordering::Relaxed);
   }
 
   fn get(&self) -> [f64; 3] {
-    [0, 1, 2].map(|i| self.0[i].load(Ordering::Relaxed) as f64)
+    [0, 1, 2].map(|i| {
+      let n: u64 = self.0.iter().map(|s| s.0[i].load(Ordering::Relaxed)).sum();
+      n as f64
+    })
+  }
+}
+
+/// This thread's shard: its `ThreadId`'s number, which std hands out in
+/// sequence, so a runtime's worker threads, made one after the other, get
+/// shards of their own.
+fn shard() -> usize {
+  thread_local! {
+    static SHARD: usize = {
+      let mut number = ThreadNumber(0);
+      std::thread::current().id().hash(&mut number);
+      number.0 as usize % SHARDS
+    };
+  }
+  SHARD.with(|s| *s)
+}
+
+/// Takes the number a `ThreadId` hashes (a `u64`).
+struct ThreadNumber(u64);
+
+impl Hasher for ThreadNumber {
+  fn write(&mut self, bytes: &[u8]) {
+    for b in bytes {
+      self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+    }
+  }
+
+  fn write_u64(&mut self, n: u64) {
+    self.0 = n;
+  }
+
+  fn finish(&self) -> u64 {
+    self.0
   }
 }
 

@@ -40,7 +40,7 @@ use crate::subscription_queue::Delivery;
 /// a handler's promise) beyond which further ones are dropped. Above
 /// `HIGH_WATER`: publishers are held before QoS 0 is dropped, so only a
 /// handler that stalls loses any.
-const DEFAULT_MAX_QUEUED: u32 = 4096;
+const DEFAULT_MAX_QUEUED: u32 = 16_384;
 /// Pending messages of any QoS to a subscription whose handler has not
 /// finished one for a second (the flow control then stops holding its
 /// publishers) beyond which they are dropped and reported: memory stays
@@ -49,9 +49,11 @@ const STOPPED_BOUND: usize = 100_000;
 /// Messages pending to a subscription from which its publishers are held.
 /// Larger than a client's 64 (`backpressure::HIGH_WATER`): each wake-up of
 /// the JS thread takes what is queued, and a small window made the batches,
-/// and the throughput, small (a 1 s smoke run, 16 QoS 1 publishers, on a
-/// loaded 2-core machine: 58,000 msgs/s at 64).
-const HIGH_WATER: usize = 1024;
+/// and the throughput, small. 16 QoS 0 publishers into one subscription, on
+/// a busy 2-core machine: 58,000 msgs/s at 64; at 1024 the machine was 11-16%
+/// idle (publishers waiting for the JS thread), at 4096 5-7% and ~15%
+/// faster; 16,384 was no faster.
+const HIGH_WATER: usize = 4_096;
 /// The client id of an in-process subscription, before its number: a NUL
 /// makes it one no CONNECT can carry.
 const INTERNAL_PREFIX: &str = "\0subscription/";
@@ -79,8 +81,8 @@ pub struct SubscribeOptions {
   pub retain_handling: Option<f64>,
   /// QoS 0 messages that may wait for the handler (queued, or in the
   /// promise it returned) before further ones are dropped and counted.
-  /// Default 4096. Client publishers are held from ¾ of it (at most
-  /// 1024); QoS 1 and 2 are never dropped this way.
+  /// Default 16384. Client publishers are held from ¾ of it (at most
+  /// 4096); QoS 1 and 2 are never dropped this way.
   #[serde(default, deserialize_with = "crate::config::opt_number")]
   pub max_queued: Option<f64>,
 }
@@ -230,8 +232,9 @@ impl Subscription {
   pub fn unsubscribe(&self, env: Env) -> Result<AsyncBlock<()>> {
     let active = self.active.clone();
     let first = !active.unsubscribed.swap(true, Ordering::SeqCst);
-    // Nothing more reaches the handler from now on, even what is queued.
-    active.delivery.end();
+    // Nothing more reaches the handler from now on, even what is queued
+    // (or the rest of the run under way, when the handler unsubscribes).
+    active.delivery.end_on_js_thread(&env);
     let done = first.then(|| {
       let a = active.clone();
       active.handle.runtime.spawn(async move { a.remove().await })

@@ -26,12 +26,17 @@ use tokio::sync::watch;
 use crate::backpressure::FlowControl;
 use crate::hook_js::{Args, Msg};
 use crate::hooks::Hooks;
+use crate::subscription_batch::{self, Topics};
 
-/// Messages run per handle scope: bounds what a large batch keeps reachable.
-const PER_SCOPE: usize = 64;
+/// Messages per call into JavaScript (and handle scope): bounds what a
+/// large batch keeps reachable, and how long `unsubscribe()` from another
+/// thread may take to stop delivery.
+const PER_RUN: usize = 256;
 
 type Wake = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 type JsFn = FunctionRef<(), Unknown<'static>>;
+/// A native callback given to subscription.js.
+type Callback<'e> = Function<'e, (), ()>;
 
 #[derive(Default)]
 struct State {
@@ -40,10 +45,12 @@ struct State {
   woken: bool,
 }
 
-/// The handler and the function that calls it (see `subscription.js`).
+/// The handler and the functions that call it (see `subscription.js`).
 struct Js {
   handler: JsFn,
-  deliver: JsFn,
+  run: JsFn,
+  end: JsFn,
+  topics: Topics,
 }
 
 pub struct Delivery {
@@ -98,13 +105,16 @@ impl Delivery {
     let done = env.create_function_from_closure::<(), (), _>("done", move |ctx| {
       if let Some(d) = weak.upgrade() {
         if ctx.length() > 0 && ctx.get::<bool>(0).unwrap_or(false) {
-          let reason = ctx
-            .get::<Unknown>(1)
-            .and_then(|e| e.coerce_to_string()?.into_utf8()?.into_owned())
-            .unwrap_or_default();
-          d.failed(&format!("rejected: {reason}"));
+          d.failed(&format!("rejected: {}", reason(&ctx, 1)));
         }
         d.complete();
+      }
+      Ok(())
+    })?;
+    let weak = Arc::downgrade(&delivery);
+    let threw = env.create_function_from_closure::<(), (), _>("threw", move |ctx| {
+      if let Some(d) = weak.upgrade() {
+        d.failed(&format!("threw: {}", reason(&ctx, 0)));
       }
       Ok(())
     })?;
@@ -113,12 +123,15 @@ impl Delivery {
       include_str!("hook_args.js"),
       include_str!("subscription.js")
     );
-    let factory: Function<Function<(), ()>, Function<(), Unknown<'static>>> =
-      env.run_script(source)?;
-    let deliver = factory.call(done)?;
+    let factory: Function<FnArgs<(Callback, Callback)>, Object> = env.run_script(source)?;
+    let deliverer = factory.call((done, threw).into())?;
+    let run: Function<(), Unknown<'static>> = deliverer.get_named_property("run")?;
+    let end: Function<(), Unknown<'static>> = deliverer.get_named_property("end")?;
     *delivery.js.lock().map_err(|_| poisoned())? = Some(Js {
       handler: handler.create_ref()?,
-      deliver: deliver.create_ref()?,
+      run: run.create_ref()?,
+      end: end.create_ref()?,
+      topics: Topics::default(),
     });
     let runner = Arc::downgrade(&delivery);
     let wake = env
@@ -166,6 +179,20 @@ impl Delivery {
     self.is_ended.store(true, Ordering::Release);
     self.ended.send_replace(true);
     self.wake();
+  }
+
+  /// `end()`, from the JS thread (`unsubscribe()`): also stops the run of
+  /// messages under way, when the handler itself unsubscribed.
+  pub fn end_on_js_thread(&self, env: &Env) {
+    self.end();
+    let end = self
+      .js
+      .lock()
+      .ok()
+      .and_then(|js| js.as_ref().and_then(|js| js.end.borrow_back(env).ok()));
+    if let Some(end) = end {
+      let _ = end.call(());
+    }
   }
 
   /// Queues the messages for the handler, in order, under one lock (the
@@ -282,69 +309,85 @@ impl Delivery {
   }
 
   fn run_messages(&self, env: &Env, batch: &mut std::vec::Drain<Msg>) -> Result<()> {
-    let guard = self.js.lock().map_err(|_| poisoned())?;
-    let Some(js) = guard.as_ref() else {
-      return Ok(());
-    };
-    let handler = js.handler.borrow_back(env)?.raw();
-    let deliver = js.deliver.borrow_back(env)?.raw();
     let raw = env.raw();
-    let mut args = unsafe { Args::new(raw)? };
-    let mut argv = Vec::with_capacity(12);
+    let args = unsafe { Args::new(raw)? };
+    let mut argv: Vec<sys::napi_value> = Vec::with_capacity(6);
     while !batch.as_slice().is_empty() {
+      // stop() or unsubscribe() from another thread: the rest is not
+      // delivered.
+      if self.ended() {
+        return Ok(());
+      }
       let mut scope = ptr::null_mut();
       let opened = unsafe { sys::napi_open_handle_scope(raw, &mut scope) } == sys::Status::napi_ok;
-      let next = &batch.as_slice()[..PER_SCOPE.min(batch.as_slice().len())];
-      let reserved = args.reserve(next.iter().map(Msg::slab_bytes).sum());
-      // Counted out once per scope: a map look-up per message was the
-      // subscription's own cost on the JS thread, which hooks do not pay.
-      let mut handled = 0;
-      if reserved.is_ok() {
-        for m in batch.by_ref().take(PER_SCOPE) {
-          // unsubscribe() during this batch: the rest is not delivered.
-          if self.ended() {
-            handled += 1;
-            continue;
-          }
-          argv.clear();
-          argv.push(handler);
-          let called = args
-            .message(&mut argv, &m)
-            .and_then(|()| call(raw, deliver, &argv));
-          match called {
-            // The handler returned a promise: `done` completes it.
-            Ok(true) => {}
-            Ok(false) => handled += 1,
-            Err(e) => {
-              self.failed(&format!("threw: {}", e.reason));
-              handled += 1;
-            }
-          }
-        }
-      }
-      self.complete_n(handled);
-      args.forget();
+      let next = PER_RUN.min(batch.as_slice().len());
+      let called = self.run_some(env, &args, &batch.as_slice()[..next], &mut argv);
+      // Taken out of the batch either way: what the run did not finish
+      // completes through `done`, or never comes.
+      let n = batch.by_ref().take(next).count();
+      let finished = match called {
+        Ok(finished) => finished.min(n),
+        Err(_) => n,
+      };
+      self.complete_n(finished);
       if opened {
         unsafe { sys::napi_close_handle_scope(raw, scope) };
       }
-      reserved?;
+      called?;
     }
     Ok(())
   }
+
+  /// One call of `run` for `msgs`: how many are done (the rest wait for
+  /// the promises their handler returned).
+  fn run_some(
+    &self,
+    env: &Env,
+    args: &Args,
+    msgs: &[Msg],
+    argv: &mut Vec<sys::napi_value>,
+  ) -> Result<usize> {
+    // Not held across the call: the handler may unsubscribe (`end`).
+    let (handler, run, values) = {
+      let mut guard = self.js.lock().map_err(|_| poisoned())?;
+      let Some(js) = guard.as_mut() else {
+        return Ok(msgs.len());
+      };
+      let values = subscription_batch::build(args, &mut js.topics, msgs)?.values;
+      (
+        js.handler.borrow_back(env)?.raw(),
+        js.run.borrow_back(env)?.raw(),
+        values,
+      )
+    };
+    argv.clear();
+    argv.push(handler);
+    argv.extend(values);
+    call(env.raw(), run, argv)
+  }
 }
 
-/// Calls `deliver` (the handler through `subscription.js`): whether the
-/// handler returned a promise. A throw comes back as the error, cleared.
-fn call(env: sys::napi_env, f: sys::napi_value, argv: &[sys::napi_value]) -> Result<bool> {
+/// A callback's argument `i` as text, for a log line.
+fn reason(ctx: &FunctionCallContext, i: usize) -> String {
+  ctx
+    .get::<Unknown>(i)
+    .and_then(|e| e.coerce_to_string()?.into_utf8()?.into_owned())
+    .unwrap_or_default()
+}
+
+/// Calls `run` (subscription.js): how many messages are done. A throw (of
+/// `run` itself: the handler's are caught there) comes back as the error,
+/// cleared.
+fn call(env: sys::napi_env, f: sys::napi_value, argv: &[sys::napi_value]) -> Result<usize> {
   let mut undefined = ptr::null_mut();
   let mut ret = ptr::null_mut();
   unsafe {
     sys::napi_get_undefined(env, &mut undefined);
     match sys::napi_call_function(env, undefined, f, argv.len(), argv.as_ptr(), &mut ret) {
       sys::Status::napi_ok => {
-        let mut yes = false;
-        sys::napi_get_value_bool(env, ret, &mut yes);
-        Ok(yes)
+        let mut n = 0f64;
+        sys::napi_get_value_double(env, ret, &mut n);
+        Ok(n as usize)
       }
       sys::Status::napi_pending_exception => {
         let mut error = ptr::null_mut();
