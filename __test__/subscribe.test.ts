@@ -293,18 +293,25 @@ it('a throwing handler is counted in hookStats.failures and delivery goes on', a
   )
 })
 
-it('more distinct topics than the topic table holds, large payloads among small ones: each message keeps its own', async () => {
+it('more distinct topics than the topic table holds, large payloads and properties among the rest: each message keeps its own', async () => {
   const { server } = await startServer()
   const c = collector()
   await server.subscribe('d/#', c.handler, { qos: 1 })
   // Over the 4,096 topics native code lets JavaScript keep before it starts
-  // the table again; every 1,000th payload is over the 4 KiB that share a
-  // run's buffer.
+  // the table again. Two payloads in 1,000 are over the 4 KiB that share a
+  // run's buffer, every 10th message has properties (some both).
   const n = 9000
-  const payload = (i: number) => (i % 1000 === 7 ? Buffer.alloc(5000, i % 256) : Buffer.from(`p${i}`))
-  await Promise.all(Array.from({ length: n }, (_, i) => server.publish(`d/${i}`, payload(i), { qos: 1 })))
+  const payload = (i: number) =>
+    i % 1000 === 7 || i % 1000 === 10 ? Buffer.alloc(5000, i % 256) : Buffer.from(`p${i}`)
+  const properties = (i: number) => (i % 10 === 0 ? { contentType: `c${i}` } : undefined)
+  await Promise.all(
+    Array.from({ length: n }, (_, i) => server.publish(`d/${i}`, payload(i), { qos: 1, properties: properties(i) })),
+  )
   await c.until(`${n} messages`, (g) => g.length === n)
-  const wrong = c.got.filter((m, i) => m.topic !== `d/${i}` || !m.payload.equals(payload(i)))
+  const wrong = c.got.filter(
+    (m, i) =>
+      m.topic !== `d/${i}` || !m.payload.equals(payload(i)) || m.properties?.contentType !== properties(i)?.contentType,
+  )
   expect(wrong.map((m) => m.topic).slice(0, 5)).toEqual([])
 })
 
