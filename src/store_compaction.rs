@@ -54,6 +54,8 @@ pub fn compact_if_sparse(db: &Path) -> io::Result<Option<Compacted>> {
   std::fs::rename(db, &old)?;
   std::fs::rename(side(db, "compact"), db)?;
   remove_dir(&old)?;
+  // Not only for the size: opening and closing the swapped-in database is
+  // also what writes its snapshot, as `checkpoint` does for the others.
   let after = store_sentinel::open(db)
     .and_then(|d| d.size_on_disk().map_err(|e| e.to_string()))
     .map_err(io::Error::other)?;
