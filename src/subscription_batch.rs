@@ -13,7 +13,6 @@
 
 use std::ptr;
 
-use bytestring::ByteString;
 use napi::bindgen_prelude::*;
 use napi::sys;
 
@@ -40,7 +39,9 @@ const MAX_TOPIC_BYTES: usize = 1 << 20;
 /// with their index there. Used on the JS thread only.
 #[derive(Default)]
 pub struct Topics {
-  index: rmqtt::types::HashMap<ByteString, u32>,
+  /// Copies: a topic as decoded is a slice of the connection's read
+  /// buffer, which a key kept here would keep alive.
+  index: rmqtt::types::HashMap<Box<str>, u32>,
   bytes: usize,
 }
 
@@ -79,11 +80,11 @@ pub fn build(args: &Args, topics: &mut Topics, msgs: &[Msg]) -> Result<Run> {
   let mut fresh: Vec<sys::napi_value> = Vec::new();
   let mut extra: Vec<sys::napi_value> = Vec::new();
   for (i, m) in msgs.iter().enumerate() {
-    let topic = match topics.index.get(&m.topic) {
+    let topic = match topics.index.get(&*m.topic) {
       Some(&t) => t,
       None => {
         let t = topics.index.len() as u32;
-        topics.index.insert(m.topic.clone(), t);
+        topics.index.insert(Box::from(&*m.topic), t);
         topics.bytes += m.topic.len();
         fresh.push(args.string(&m.topic)?);
         t
