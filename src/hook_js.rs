@@ -377,10 +377,6 @@ impl Args {
     self.undefined
   }
 
-  pub fn boolean_value(&self, b: bool) -> sys::napi_value {
-    self.boolean(b)
-  }
-
   pub fn string(&self, s: &str) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     check(
@@ -401,7 +397,7 @@ impl Args {
     Ok(v)
   }
 
-  fn boolean(&self, b: bool) -> sys::napi_value {
+  pub fn boolean(&self, b: bool) -> sys::napi_value {
     if b {
       self.yes
     } else {

@@ -18,17 +18,35 @@ use napi::sys;
 
 use crate::hook_js::{check, Args, Msg, SMALL_PAYLOAD};
 
-/// Numbers per message at the start of the ArrayBuffer: flags, topic
-/// index, payload offset (or index in `extra`), payload length, createTime,
-/// properties' index in `extra`. subscription.js reads the same layout.
+/// Numbers per message at the start of the ArrayBuffer, and which is
+/// which. subscription.js reads them by these names (`layout_js`).
 const SLOTS: usize = 6;
+const FLAGS: usize = 0;
+const TOPIC: usize = 1;
+/// The payload's offset in the buffer, or its index in `extra`.
+const OFFSET: usize = 2;
+const LENGTH: usize = 3;
+const TIME: usize = 4;
+/// The properties' index in `extra`.
+const PROPS: usize = 5;
+/// Bits of `FLAGS`.
 const DUP: u32 = 1;
 const RETAIN: u32 = 2;
 const QOS_SHIFT: u32 = 2;
-/// The payload is `extra[offset]` (a Buffer of its own), not in the slab.
-const PAYLOAD_EXTRA: u32 = 16;
-/// The message has properties, at `extra[slot 5]`.
-const PROPERTIES: u32 = 32;
+/// The payload is a Buffer of its own in `extra`, not in the buffer.
+const OWN_PAYLOAD: u32 = 16;
+/// The message has properties.
+const HAS_PROPS: u32 = 32;
+
+/// The layout above as JavaScript constants, compiled ahead of
+/// subscription.js: declared once, here.
+pub fn layout_js() -> String {
+  format!(
+    "const SLOTS = {SLOTS}, FLAGS = {FLAGS}, TOPIC = {TOPIC}, OFFSET = {OFFSET}, LENGTH = {LENGTH}, \
+     TIME = {TIME}, PROPS = {PROPS}, DUP = {DUP}, RETAIN = {RETAIN}, QOS_SHIFT = {QOS_SHIFT}, \
+     OWN_PAYLOAD = {OWN_PAYLOAD}, HAS_PROPS = {HAS_PROPS}"
+  )
+}
 /// Topics JavaScript keeps at most, in number and in bytes, before the
 /// table starts again (a flood of distinct topics makes each string once,
 /// as before, and holds about this much more).
@@ -45,15 +63,9 @@ pub struct Topics {
   bytes: usize,
 }
 
-/// The arguments of `run(handler, n, buffer, reset, fresh, extra)` after
-/// the handler.
-pub struct Run {
-  pub values: [sys::napi_value; 5],
-}
-
-/// Builds the arguments for `msgs`, in the handle scope current at the
-/// time.
-pub fn build(args: &Args, topics: &mut Topics, msgs: &[Msg]) -> Result<Run> {
+/// Builds the arguments of `run(handler, n, buffer, reset, fresh, extra)`
+/// after the handler for `msgs`, in the handle scope current at the time.
+pub fn build(args: &Args, topics: &mut Topics, msgs: &[Msg]) -> Result<[sys::napi_value; 5]> {
   let env = args.env();
   let meta = msgs.len() * SLOTS * 8;
   let slab: usize = msgs
@@ -103,24 +115,21 @@ pub fn build(args: &Args, topics: &mut Topics, msgs: &[Msg]) -> Result<Run> {
       used += m.payload.len();
       (used - m.payload.len(), m.payload.len())
     } else {
-      flags |= PAYLOAD_EXTRA;
+      flags |= OWN_PAYLOAD;
       extra.push(args.buffer(&m.payload)?);
       (extra.len() - 1, m.payload.len())
     };
-    let mut properties = 0;
+    let mut fields = [0f64; SLOTS];
     if m.properties.is_some() {
-      flags |= PROPERTIES;
+      flags |= HAS_PROPS;
       extra.push(args.properties(m.properties.as_deref())?);
-      properties = extra.len() - 1;
+      fields[PROPS] = (extra.len() - 1) as f64;
     }
-    let fields = [
-      f64::from(flags),
-      f64::from(topic),
-      offset as f64,
-      len as f64,
-      m.create_time.unwrap_or(0) as f64,
-      properties as f64,
-    ];
+    fields[FLAGS] = f64::from(flags);
+    fields[TOPIC] = f64::from(topic);
+    fields[OFFSET] = offset as f64;
+    fields[LENGTH] = len as f64;
+    fields[TIME] = m.create_time.unwrap_or(0) as f64;
     for (k, v) in fields.into_iter().enumerate() {
       // SAFETY: slot (i, k) is inside `meta`; V8 need not align the data.
       unsafe {
@@ -128,15 +137,13 @@ pub fn build(args: &Args, topics: &mut Topics, msgs: &[Msg]) -> Result<Run> {
       }
     }
   }
-  Ok(Run {
-    values: [
-      args.number(msgs.len() as f64)?,
-      buffer,
-      args.boolean_value(reset),
-      array(args, &fresh)?,
-      array(args, &extra)?,
-    ],
-  })
+  Ok([
+    args.number(msgs.len() as f64)?,
+    buffer,
+    args.boolean(reset),
+    array(args, &fresh)?,
+    array(args, &extra)?,
+  ])
 }
 
 /// A JS array of `values`, or `undefined` when there are none (the common

@@ -119,8 +119,9 @@ impl Delivery {
       Ok(())
     })?;
     let source = format!(
-      "(function () {{\n'use strict'\n{}\n{}\nreturn deliverer\n}})()",
+      "(function () {{\n'use strict'\n{}\n{}\n{}\nreturn deliverer\n}})()",
       include_str!("hook_args.js"),
+      subscription_batch::layout_js(),
       include_str!("subscription.js")
     );
     let factory: Function<FnArgs<(Callback, Callback)>, Object> = env.run_script(source)?;
@@ -353,7 +354,7 @@ impl Delivery {
       let Some(js) = guard.as_mut() else {
         return Ok(msgs.len());
       };
-      let values = subscription_batch::build(args, &mut js.topics, msgs)?.values;
+      let values = subscription_batch::build(args, &mut js.topics, msgs)?;
       (
         js.handler.borrow_back(env)?.raw(),
         js.run.borrow_back(env)?.raw(),
