@@ -8,5 +8,7 @@ export default defineConfig({
     // One process per test file: the native addon owns its own threads and
     // runtimes; child processes isolate it better than worker threads.
     pool: 'forks',
+    // Every temp dir a test makes lives under one root, removed after the run.
+    globalSetup: ['__test__/global-setup.ts'],
   },
 })
