@@ -80,3 +80,41 @@ fn senders_on_other_threads_lose_nothing() {
   }
   assert_eq!(next, [10_000; 4]);
 }
+
+/// A waker that counts its wakes.
+struct Count(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Count {
+  fn wake(self: std::sync::Arc<Self>) {
+    self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+  }
+}
+
+#[test]
+fn a_waiting_receiver_is_woken_by_the_send_that_finds_the_queue_empty() {
+  use std::sync::atomic::Ordering::SeqCst;
+  use std::task::{Context, Poll};
+  let (tx, mut rx) = unbounded();
+  let count = std::sync::Arc::new(Count(Default::default()));
+  let waker = std::task::Waker::from(count.clone());
+  let mut cx = Context::from_waker(&waker);
+  for round in 1..=3 {
+    assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
+    for i in 0..100 {
+      tx.send(i).unwrap();
+    }
+    // The first send found the queue empty and woke the receiver (the
+    // others skip the waker: patch 0058).
+    assert_eq!(count.0.load(SeqCst), round);
+    for i in 0..100 {
+      assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(i)));
+    }
+  }
+  // Queued ahead of the rest, the same rule.
+  assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
+  tx.send_first(7).unwrap();
+  tx.send_first(6).unwrap();
+  assert_eq!(count.0.load(SeqCst), 4);
+  assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(6)));
+  assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(7)));
+}

@@ -8,7 +8,11 @@
 //! allocates nothing until a message is sent. The receiver takes everything
 //! queued at once (it swaps its own, emptied deque in), so under load it locks
 //! once per batch and the two deques' buffers are reused; once it finds
-//! nothing queued, a buffer a burst left large is freed.
+//! nothing queued, a buffer a burst left large is freed. A send wakes the
+//! receiver only when it finds the queue empty: a non-empty queue has been
+//! announced by the send that filled it, and the receiver looks again under
+//! the lock after it registers, so each batch costs one wake, not one per
+//! message (the waker's atomics were contended by every sending thread).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -75,28 +79,34 @@ impl<T> std::error::Error for SendError<T> {}
 
 impl<T> Sender<T> {
     pub fn send(&self, item: T) -> Result<(), SendError<T>> {
-        {
+        let was_empty = {
             let mut q = self.chan.queue.lock();
             if self.chan.closed.load(Ordering::Relaxed) {
                 return Err(SendError(item));
             }
             q.push_back(item);
+            q.len() == 1
+        };
+        if was_empty {
+            self.chan.waker.wake();
         }
-        self.chan.waker.wake();
         Ok(())
     }
 
     /// Queues `item` ahead of everything queued and not yet taken by the
     /// receiver (`send` queues behind).
     pub fn send_first(&self, item: T) -> Result<(), SendError<T>> {
-        {
+        let was_empty = {
             let mut q = self.chan.queue.lock();
             if self.chan.closed.load(Ordering::Relaxed) {
                 return Err(SendError(item));
             }
             q.push_front(item);
+            q.len() == 1
+        };
+        if was_empty {
+            self.chan.waker.wake();
         }
-        self.chan.waker.wake();
         Ok(())
     }
 
