@@ -53,7 +53,7 @@ use std::time::Duration;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Priority, ReturnType, Type};
 use rmqtt::types::{
-  ClientId, DashMap, From, Id, MessageQueue, MessageQueueType, Publish, QoS, SubRelations,
+  ClientId, DashMap, From, Id, MessageQueue, MessageQueueType, Publish, QoS, SubRelation,
 };
 use tokio::sync::Notify;
 
@@ -191,7 +191,7 @@ impl Handler for FlowControl {
 }
 
 impl ForwardGate for FlowControl {
-  fn hold(&self, from: &From, publish: &Publish, relations: &SubRelations) -> Option<Hold> {
+  fn hold(&self, from: &From, publish: &Publish, relations: &[SubRelation]) -> Option<Hold> {
     // Only clients are held: a message from the host (`publish()`), a will
     // or the system is not read from a socket that could push back.
     if !from.is_custom() {

@@ -75,6 +75,14 @@ pub trait Router: Sync + Send {
     /// Returns a map of matching subscription relations, grouped by node ID.
     async fn matches(&self, id: Id, topic: &TopicName) -> Result<SubRelationsMap>;
 
+    /// fork patch: `topic`'s recipients on one node, shared, when the router
+    /// has them cached and they depend on nothing but the topic (no No Local,
+    /// no shared group); `None` means ask `matches`.
+    #[inline]
+    fn cached_matches(&self, _topic: &TopicName) -> Option<(NodeId, Arc<[SubRelation]>)> {
+        None
+    }
+
     /// Check whether a client is currently connected to the given node.
     async fn is_online(&self, node_id: NodeId, client_id: &str) -> bool;
 
@@ -693,6 +701,12 @@ impl Router for DefaultRouter {
     #[inline]
     async fn matches(&self, id: Id, topic: &TopicName) -> Result<SubRelationsMap> {
         Ok(self._matches(id, topic).await?)
+    }
+
+    #[inline]
+    fn cached_matches(&self, topic: &TopicName) -> Option<(NodeId, Arc<[SubRelation]>)> {
+        let routes_generation = self.matched.routes_generation.load(Ordering::Acquire);
+        self.matched.routes(topic, routes_generation)
     }
 
     #[inline]

@@ -97,7 +97,7 @@ pub trait ForwardGate: Sync + Send {
         &self,
         from: &From,
         publish: &Publish,
-        relations: &SubRelations,
+        relations: &[SubRelation],
     ) -> Option<futures::future::BoxFuture<'static, ()>>;
     /// A message of `qos` is about to be put on `client_id`'s session
     /// channel: whether to put it there. Either way it is on its way out:
@@ -146,7 +146,7 @@ tokio::task_local! {
 /// fork patch: the gate's hold, if a gate is set and holds: left for
 /// the session loop in a session task, else awaited here.
 #[inline]
-async fn gate_hold(scx: &ServerContext, from: &From, publish: &Publish, relations: &SubRelations) {
+async fn gate_hold(scx: &ServerContext, from: &From, publish: &Publish, relations: &[SubRelation]) {
     let Some(hold) = scx.extends.forward_gate.get().and_then(|g| g.hold(from, publish, relations)) else {
         return;
     };
@@ -823,18 +823,12 @@ impl DefaultShared {
         &self,
         from: From,
         publish: Publish,
-        mut relations: SubRelations,
+        relations: SubRelations,
     ) -> std::result::Result<ForwardedRecipients, (ForwardedRecipients, Vec<(To, From, Publish, Reason)>)>
     {
         let mut errs = Vec::new();
         let mut ok_recipients: ForwardedRecipients = Vec::new();
-        let gate = self.context().extends.forward_gate.get();
-        if let Some(last) = relations.pop() {
-            for relation in relations.drain(..) {
-                self.forward_to_one(gate, &from, publish.clone(), relation, &mut ok_recipients, &mut errs);
-            }
-            self.forward_to_one(gate, &from, publish, last, &mut ok_recipients, &mut errs);
-        }
+        self.forward_to_all(&from, publish, &relations, Some(&mut ok_recipients), &mut errs);
         if errs.is_empty() {
             Ok(ok_recipients)
         } else {
@@ -842,18 +836,44 @@ impl DefaultShared {
         }
     }
 
+    /// fork patch: `forward_to_relations` over borrowed relations (the
+    /// router's cached ones, see `Router::cached_matches`); the recipients
+    /// are collected only into `ok_recipients`, if given. Returns how many
+    /// there were.
+    #[inline]
+    fn forward_to_all(
+        &self,
+        from: &From,
+        publish: Publish,
+        relations: &[SubRelation],
+        mut ok_recipients: Option<&mut ForwardedRecipients>,
+        errs: &mut Vec<(To, From, Publish, Reason)>,
+    ) -> usize {
+        let gate = self.context().extends.forward_gate.get();
+        let Some((last, others)) = relations.split_last() else {
+            return 0;
+        };
+        let mut count = 0;
+        for relation in others {
+            count += self.forward_to_one(gate, from, publish.clone(), relation, ok_recipients.as_deref_mut(), errs);
+        }
+        count + self.forward_to_one(gate, from, publish, last, ok_recipients, errs)
+    }
+
     /// fork patch: one subscriber's part of `forward_to_relations`;
-    /// `p` is its copy of the publish.
+    /// `p` is its copy of the publish. Returns the number of recipients
+    /// (a shared group's members count each), pushed to `ok_recipients`
+    /// if given; the relation is copied from only for those and for errors.
     #[inline]
     fn forward_to_one(
         &self,
         gate: Option<&Arc<dyn ForwardGate>>,
         from: &From,
         mut p: Publish,
-        (topic_filter, client_id, opts, sub_ids, group_shared): SubRelation,
-        ok_recipients: &mut ForwardedRecipients,
+        (topic_filter, client_id, opts, sub_ids, group_shared): &SubRelation,
+        ok_recipients: Option<&mut ForwardedRecipients>,
         errs: &mut Vec<(To, From, Publish, Reason)>,
-    ) {
+    ) -> usize {
         let retain = if let Some(retain_as_published) = opts.retain_as_published() {
             //MQTT V5: Retain As Publish
             if retain_as_published {
@@ -873,7 +893,7 @@ impl DefaultShared {
         // still carries the subscriber's Subscription Identifiers
         // [MQTT-3.3.4-3]; they were dropped.
         if let Some(sub_ids) = sub_ids {
-            p.properties.get_or_insert_with(Default::default).subscription_ids = sub_ids;
+            p.properties.get_or_insert_with(Default::default).subscription_ids = sub_ids.clone();
         }
 
         // fork patch: sent under the map's read guard, not through clones of
@@ -890,18 +910,18 @@ impl DefaultShared {
                 p.topic
             );
             errs.push((
-                To::from(0, client_id),
+                To::from(0, client_id.clone()),
                 from.clone(),
                 p,
                 Reason::from_static("the client has disconnected"),
             ));
-            return;
+            return 0;
         };
 
         if let Some(gate) = gate {
-            if !gate.admit(&client_id, p.qos) {
+            if !gate.admit(client_id, p.qos) {
                 errs.push((peer.s.id.clone(), from.clone(), p, Reason::from_static("the subscriber is not reading")));
-                return;
+                return 0;
             }
         }
 
@@ -918,6 +938,7 @@ impl DefaultShared {
                 );
                 errs.push((peer.s.id.clone(), from, p, Reason::from_static("Connection Tx is closed")));
             }
+            0
         } else {
             if ask_stored
                 && crate::durable::collecting()
@@ -927,16 +948,22 @@ impl DefaultShared {
             }
             drop(peer);
             // Collect successful session info with shared group expansion
-            if let Some((group, _, cids)) = &group_shared {
-                for g_cid in cids {
-                    if g_cid == &client_id {
-                        ok_recipients.push((g_cid.clone(), Some((topic_filter.clone(), group.clone()))));
-                    } else {
-                        ok_recipients.push((g_cid.clone(), None));
+            if let Some((group, _, cids)) = group_shared {
+                if let Some(ok_recipients) = ok_recipients {
+                    for g_cid in cids {
+                        if g_cid == client_id {
+                            ok_recipients.push((g_cid.clone(), Some((topic_filter.clone(), group.clone()))));
+                        } else {
+                            ok_recipients.push((g_cid.clone(), None));
+                        }
                     }
                 }
+                cids.len()
             } else {
-                ok_recipients.push((client_id, None));
+                if let Some(ok_recipients) = ok_recipients {
+                    ok_recipients.push((client_id.clone(), None));
+                }
+                1
             }
         }
     }
@@ -1057,8 +1084,25 @@ impl Shared for DefaultShared {
                 0
             }
         } else {
+            let router = scx.extends.router().await;
+            // fork patch: recipients the router has cached are sent to from
+            // its shared copy, without a map per message and a copy of each
+            // relation (the ids and filters in them are reference counted,
+            // and those counts were written by every publishing thread). Not
+            // for a stored message: its recipients are recorded.
+            if msg_id.is_none() {
+                if let Some((node_id, relations)) = router.cached_matches(&publish.topic) {
+                    if node_id == scx.node.id() {
+                        drop(router);
+                        gate_hold(scx, &from, &publish, &relations).await;
+                        let mut errs = Vec::new();
+                        let count = self.forward_to_all(&from, publish, &relations, None, &mut errs);
+                        return if errs.is_empty() { Ok(count) } else { Err((count, errs)) };
+                    }
+                }
+            }
             let mut relations_map =
-                match scx.extends.router().await.matches(from.id.clone(), &publish.topic).await {
+                match router.matches(from.id.clone(), &publish.topic).await {
                     Ok(relations_map) => relations_map,
                     Err(e) => {
                         log::warn!("forwards, from:{:?}, topic:{:?}, error: {:?}", from, publish.topic, e);
