@@ -855,7 +855,14 @@ impl DefaultShared {
         };
         let mut count = 0;
         for relation in others {
-            count += self.forward_to_one(gate, from, publish.clone(), relation, ok_recipients.as_deref_mut(), errs);
+            count += self.forward_to_one(
+                gate,
+                from,
+                publish.clone(),
+                relation,
+                ok_recipients.as_deref_mut(),
+                errs,
+            );
         }
         count + self.forward_to_one(gate, from, publish, last, ok_recipients, errs)
     }
@@ -920,7 +927,12 @@ impl DefaultShared {
 
         if let Some(gate) = gate {
             if !gate.admit(client_id, p.qos) {
-                errs.push((peer.s.id.clone(), from.clone(), p, Reason::from_static("the subscriber is not reading")));
+                errs.push((
+                    peer.s.id.clone(),
+                    from.clone(),
+                    p,
+                    Reason::from_static("the subscriber is not reading"),
+                ));
                 return 0;
             }
         }
@@ -1101,14 +1113,13 @@ impl Shared for DefaultShared {
                     }
                 }
             }
-            let mut relations_map =
-                match router.matches(from.id.clone(), &publish.topic).await {
-                    Ok(relations_map) => relations_map,
-                    Err(e) => {
-                        log::warn!("forwards, from:{:?}, topic:{:?}, error: {:?}", from, publish.topic, e);
-                        SubRelationsMap::default()
-                    }
-                };
+            let mut relations_map = match router.matches(from.id.clone(), &publish.topic).await {
+                Ok(relations_map) => relations_map,
+                Err(e) => {
+                    log::warn!("forwards, from:{:?}, topic:{:?}, error: {:?}", from, publish.topic, e);
+                    SubRelationsMap::default()
+                }
+            };
 
             let this_node_id = scx.node.id();
             let recipients_count = if let Some(relations) = relations_map.remove(&this_node_id) {
