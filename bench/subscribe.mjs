@@ -89,8 +89,9 @@ async function once(v, qos) {
     .find((l) => l.startsWith('SINK '))
   if (!line) throw new Error(`${v}: no SINK line in ${p.logPath}`)
   const sink = JSON.parse(line.slice(5))
+  // From the first message to the last one timed (bench/lib/sink.mjs).
   const seconds = (sink.lastMs - sink.firstMs) / 1000
-  return { rate: seconds > 0 ? sink.count / seconds : 0, count: sink.count, sent: res.sent }
+  return { rate: seconds > 0 ? (sink.timedCount - 1) / seconds : 0, count: sink.count, sent: res.sent }
 }
 
 const results = []

@@ -8,6 +8,7 @@ import { writeSync } from 'node:fs'
 import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { Aedes } from 'aedes'
+import { sink as makeSink } from '../lib/sink.mjs'
 
 const { values: opt } = parseArgs({
   options: {
@@ -24,14 +25,13 @@ const server = net.createServer(broker.handle)
 // Connection errors (clients vanishing at the end of a run) are expected.
 broker.on('clientError', () => {})
 broker.on('connectionError', () => {})
-const sink = { count: 0, firstMs: 0, lastMs: 0 }
+const sink = makeSink()
 if (opt.sink === 'subscribe') {
   await new Promise((resolve) =>
     broker.subscribe(
       '#',
       (_packet, done) => {
-        if (sink.count++ === 0) sink.firstMs = performance.now()
-        sink.lastMs = performance.now()
+        sink.count()
         done()
       },
       resolve,
@@ -44,7 +44,7 @@ server.listen(Number(opt.port), opt.host, () => {
 
 for (const sig of ['SIGTERM', 'SIGINT']) {
   process.on(sig, () => {
-    if (opt.sink) writeSync(1, `SINK ${JSON.stringify(sink)}\n`)
+    if (opt.sink) sink.report()
     server.close()
     broker.close(() => process.exit(0))
   })

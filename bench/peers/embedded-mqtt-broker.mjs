@@ -15,6 +15,8 @@ import { writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
 
+import { sink as makeSink } from '../lib/sink.mjs'
+
 const { values: opt } = parseArgs({
   options: {
     port: { type: 'string', default: '1883' },
@@ -87,11 +89,8 @@ if (opt['poll-stats']) {
     server.metrics().catch(() => {})
   }, 100).unref()
 }
-const sink = { count: 0, firstMs: 0, lastMs: 0 }
-const count = () => {
-  if (sink.count++ === 0) sink.firstMs = performance.now()
-  sink.lastMs = performance.now()
-}
+const sink = makeSink()
+const count = sink.count
 if (opt.sink === 'subscribe') await server.subscribe('#', count)
 else if (opt.sink === 'notify') server.setHooks({ onMessagePublish: count })
 else if (opt.sink !== undefined) throw new Error('--sink: subscribe or notify')
@@ -106,7 +105,7 @@ if (opt.busy) {
 
 for (const sig of ['SIGTERM', 'SIGINT']) {
   process.on(sig, () => {
-    if (opt.sink) writeSync(1, `SINK ${JSON.stringify(sink)}\n`)
+    if (opt.sink) sink.report()
     server.close().then(() => process.exit(0))
   })
 }
