@@ -48,7 +48,7 @@
 // stops; `send_guard` lets a read guard live across an await as before.
 use std::sync::Arc;
 
-pub use crate::component::{Component, ComponentMut};
+pub use crate::component::{Component, ComponentMut, Current};
 
 #[cfg(feature = "delayed")]
 use crate::delayed::{DefaultDelayedSender, DelayedSender};
@@ -178,6 +178,13 @@ impl Manager {
         self.shared.get()
     }
 
+    /// fork patch: the shared state for the message path: no lock or
+    /// count per message (see `Component::current`).
+    #[inline]
+    pub fn shared_ref(&self) -> Current<dyn Shared> {
+        self.shared.current()
+    }
+
     /// Gets write access to shared state
     #[inline]
     pub async fn shared_mut(&self) -> ComponentMut<'_, dyn Shared> {
@@ -188,6 +195,12 @@ impl Manager {
     #[inline]
     pub async fn router(&self) -> Arc<Box<dyn Router>> {
         self.router.get()
+    }
+
+    /// fork patch: the router for the message path (see `shared_ref`).
+    #[inline]
+    pub fn router_ref(&self) -> Current<dyn Router> {
+        self.router.current()
     }
 
     /// Gets write access to router component

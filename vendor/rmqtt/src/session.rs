@@ -2697,7 +2697,7 @@ impl SessionState {
             }
         }
 
-        match scx.extends.shared().await.forwards(msg_id, from.clone(), publish).await {
+        match scx.extends.shared_ref().forwards(msg_id, from.clone(), publish).await {
             Ok(0) => {
                 //hook, message_nonsubscribed
                 scx.extends.hook_mgr().message_nonsubscribed(from).await;

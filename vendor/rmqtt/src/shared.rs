@@ -1096,7 +1096,7 @@ impl Shared for DefaultShared {
                 0
             }
         } else {
-            let router = scx.extends.router().await;
+            let router = scx.extends.router_ref();
             // fork patch: recipients the router has cached are sent to from
             // its shared copy, without a map per message and a copy of each
             // relation (the ids and filters in them are reference counted,
