@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -11,6 +11,10 @@ import { join } from 'node:path'
  */
 export default function setup(): () => void {
   const root = mkdtempSync(join(tmpdir(), 'mqtt-server-tests-'))
+  // Enterable by other users, as /tmp is: a test runs a process as `nobody`
+  // on files of its own dir (node-conventions.test.ts). Each dir in it is
+  // still made 0700 by mkdtemp.
+  chmodSync(root, 0o755)
   process.env.TMPDIR = root
   return () => rmSync(root, { recursive: true, force: true })
 }
