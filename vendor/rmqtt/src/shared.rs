@@ -908,7 +908,7 @@ impl DefaultShared {
         // publishers, those clones' counts were written by every sending
         // thread, once per message (`tx`'s clone was ~4% of a fan-in
         // profile). The id is copied only for an error.
-        let Some(peer) = self.peers.get::<str>(&client_id) else {
+        let Some(peer) = self.peers.get::<str>(client_id) else {
             log::debug!(
                 "forwards_to failed, from:{:?}, to:{:?}, topic_filter:{:?}, topic:{:?}, reason: the client has disconnected.",
                 from,
