@@ -72,9 +72,20 @@ impl Reclaim {
 /// them leaving is seen too. The router hands out a copy of its counter, so
 /// their peak is kept here: the counter's high-water mark when it rises past
 /// what was seen, else the highest count seen at a look.
+///
+/// A release can come while clients are still leaving (100,000 subscriptions
+/// take seconds to remove on a busy machine), and a session's own memory is
+/// freed after its subscriptions are counted out: what is freed after a
+/// release would stay until the next one, which a small remainder never
+/// triggers. So once the counts hold still for a look after a release, one
+/// more takes the rest.
 pub async fn release_after_disconnects(scx: ServerContext, reclaim: Reclaim) {
   let mut tick = tokio::time::interval(CHECK_EVERY);
   let (mut subs_peak, mut subs_mark) = (0, 0);
+  // Connections and subscriptions at the last look; whether a release waits
+  // for them to hold still.
+  let mut last = (0, 0);
+  let mut settling = false;
   loop {
     tick.tick().await;
     let now = scx.connections.count();
@@ -89,9 +100,14 @@ pub async fn release_after_disconnects(scx: ServerContext, reclaim: Reclaim) {
     let connections_left = peak - now >= MIN_DROP && now <= peak / 2;
     let subscriptions_left =
       subs_peak - subs_now >= MIN_SUBSCRIPTIONS_DROP && subs_now <= subs_peak / 2;
-    if connections_left || subscriptions_left {
+    let counts = (now, subs_now);
+    let stable = counts == last;
+    last = counts;
+    let tail = settling && stable;
+    if connections_left || subscriptions_left || tail {
       scx.connections.max_min(now);
       subs_peak = subs_now;
+      settling = !tail;
       reclaim.request();
       wake_workers();
       let _ = tokio::task::spawn_blocking(trim).await;
