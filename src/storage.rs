@@ -252,7 +252,11 @@ impl Lock {
     // broker went down (a long read or removal); it closes the database
     // right after.
     let began = std::time::Instant::now();
-    let open = || DATABASES.iter().find(|db| still_open(&self.dir.join(db)));
+    let open = || {
+      DATABASES
+        .iter()
+        .find(|db| crate::store_sentinel::still_open(&self.dir.join(db)))
+    };
     while open().is_some() && began.elapsed() < CLOSE_WAIT {
       std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -301,12 +305,6 @@ fn checkpoint(dir: &Path) -> std::io::Result<()> {
   Ok(())
 }
 
-/// Whether sled still has the database at `dir` open: it holds its `db`
-/// file locked (flock) while it does.
-fn still_open(dir: &Path) -> bool {
-  File::open(dir.join("db")).is_ok_and(|f| matches!(f.try_lock(), Err(TryLockError::WouldBlock)))
-}
-
 /// The store's circuit breaker (it stops calling a store that keeps
 /// failing): rmqtt's, over the last 20 calls rather than its default of the
 /// last 45 s. That default walks every call of the window on each call: with
@@ -321,17 +319,6 @@ pub fn circuit_breaker() -> CircuitBreakerConfig {
 #[cfg(test)]
 mod tests {
   use super::*;
-
-  #[test]
-  fn a_sled_database_is_seen_open_until_it_is_dropped() {
-    let dir = std::env::temp_dir().join(format!("storage-open-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let db = sled::open(&dir).unwrap();
-    assert!(still_open(&dir));
-    drop(db);
-    assert!(!still_open(&dir));
-    std::fs::remove_dir_all(&dir).unwrap();
-  }
 
   /// The log position of a database's newest snapshot (`snap.<lsn>`), 0
   /// when it has none (sled writes none when it creates a database).
