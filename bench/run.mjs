@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 
 import { buildLoadgen, ensureAddon, ensureAedes } from './lib/build.mjs'
-import { runLoadgen } from './lib/loadgen.mjs'
+import { coreLatency, runLoadgen } from './lib/loadgen.mjs'
 import { addonDefaults, loadNow, machineInfo } from './lib/machine.mjs'
 import { BASELINE, HOST, OURS, Peer, peerKinds } from './lib/peers.mjs'
 import { cpuSeconds, nofileLimit, rssSampler, stolenSeconds } from './lib/proc.mjs'
@@ -102,9 +102,11 @@ let done = 0
  * One loadgen run against a running peer, with the broker's peak RSS and CPU,
  * and the share of the machine's CPU time the host took meanwhile (a virtual
  * machine's vCPUs can be descheduled for milliseconds: the tail latency of
- * any broker then follows the host, not the broker).
+ * any broker then follows the host, not the broker), and how far apart the
+ * two cores were (`coreLatency`: the farther of before and after).
  */
 async function measure(peer, v) {
+  const core0 = await coreLatency(lg.bin)
   const cpu0 = cpuSeconds(peer.pid)
   const steal0 = stolenSeconds()
   const t0 = Date.now()
@@ -117,6 +119,7 @@ async function measure(peer, v) {
   const secs = (Date.now() - t0) / 1000
   res.broker_cpu_pct = (100 * (cpuSeconds(peer.pid) - cpu0)) / secs
   res.steal_pct = (100 * (stolenSeconds() - steal0)) / (secs * machine.nproc)
+  res.core_ns = Math.max(core0, await coreLatency(lg.bin))
   if (!peer.alive()) res.error = peer.deathNote()
   return res
 }
@@ -138,7 +141,7 @@ async function quiesce(peer) {
 const fmtRun = (r) =>
   r.error
     ? `ERROR ${r.error}`
-    : `${Math.round(r.msgs_per_s).toLocaleString('en-US')} msgs/s, loss ${r.loss_pct.toFixed(2)}%${r.drained ? '' : '*'}, p99 ${(r.latency_us.p99 / 1000).toFixed(2)} ms, RSS ${(r.rss_peak / 2 ** 20).toFixed(0)} MiB, broker CPU ${r.broker_cpu_pct.toFixed(0)}%, loadgen CPU ${r.loadgen_cpu_pct?.toFixed(0)}%`
+    : `${Math.round(r.msgs_per_s).toLocaleString('en-US')} msgs/s, loss ${r.loss_pct.toFixed(2)}%${r.drained ? '' : '*'}, p99 ${(r.latency_us.p99 / 1000).toFixed(2)} ms, RSS ${(r.rss_peak / 2 ** 20).toFixed(0)} MiB, broker CPU ${r.broker_cpu_pct.toFixed(0)}%, loadgen CPU ${r.loadgen_cpu_pct?.toFixed(0)}%, cores ${r.core_ns?.toFixed(0)} ns apart`
 
 const results = { machine, variants: [], scale: [] }
 for (const v of plan) {

@@ -43,3 +43,13 @@ export function runLoadgen(bin, args, { nofile, timeoutMs, onLine } = {}) {
     })
   })
 }
+
+/**
+ * The round trip of a cache line between two cores, in ns (`loadgen
+ * core-latency`): on a VM it moves as the host places the vCPUs, and a
+ * multi-threaded broker's CPU per message moves with it.
+ */
+export async function coreLatency(bin) {
+  const r = await runLoadgen(bin, ['core-latency'], { timeoutMs: 30_000 })
+  return r.round_trip_ns ?? Number.NaN
+}

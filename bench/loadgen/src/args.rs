@@ -5,9 +5,11 @@ use std::time::Duration;
 
 pub const USAGE: &str = "\
 loadgen --port PORT --mode MODE [flags]
+loadgen core-latency
 
 Runs one MQTT 3.1.1 scenario against a broker and prints one JSON line
-(idle mode: a `held` line, then a `done` line).
+(idle mode: a `held` line, then a `done` line). `core-latency` prints the
+round trip of a cache line between two cores, in ns (core_latency.rs).
 
 modes:
   fanin    --publishers N (default 16) -> 1 subscriber on a `+` wildcard

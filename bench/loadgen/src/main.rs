@@ -5,6 +5,7 @@
 mod args;
 mod codec;
 mod conn;
+mod core_latency;
 mod cpu;
 mod flow;
 mod histogram;
@@ -20,6 +21,10 @@ mod subscriber;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+  if std::env::args().nth(1).as_deref() == Some("core-latency") {
+    println!("{}", core_latency::run());
+    return ExitCode::SUCCESS;
+  }
   let a = match args::parse(std::env::args().skip(1)) {
     Ok(a) => a,
     Err(msg) => {
