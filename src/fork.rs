@@ -148,6 +148,12 @@ pub fn barrier(tx: &rmqtt::types::Tx) -> Option<tokio::sync::oneshot::Receiver<(
     .map(|_| passed)
 }
 
+/// Puts `msg` on a session's channel ahead of everything not yet taken off
+/// it (rmqtt 0046-resume-order); a closed channel has nobody to take it.
+pub fn send_first(tx: &rmqtt::types::Tx, msg: rmqtt::types::Message) {
+  let _ = tx.send_first(msg);
+}
+
 /// The retained store's counterpart of [`take_shared`]: a store on disk is
 /// closed (and its lock released) once the old one is dropped (rmqtt
 /// 0001-component-snapshots).

@@ -402,13 +402,17 @@ async fn start(
   let is_shared = sub.opts.shared_group().is_some();
   if settings.retained && !is_shared {
     let retained = scx.extends.retain().await.get(&sub.topic_filter).await;
-    for (topic, mut r) in retained.unwrap_or_default() {
+    // Ahead of what was routed here while the store was read (the reading
+    // task starts below): a message published after the read would
+    // otherwise come before the older retained one [MQTT-4.6.0-6]. Put
+    // first in reverse, so they keep their order.
+    for (topic, mut r) in retained.unwrap_or_default().into_iter().rev() {
       r.publish.retain = true;
       r.publish.dup = false;
       r.publish.qos = r.publish.qos.less_value(settings.qos);
       r.publish.topic = topic;
       handle.flow.count_in(&id.client_id, r.publish.qos);
-      let _ = tx.unbounded_send(Message::Forward(r.from, r.publish));
+      crate::fork::send_first(&tx, Message::Forward(r.from, r.publish));
     }
   }
   // Made here, not in the task: a task dropped before it first ran (stop()

@@ -204,6 +204,12 @@ pub struct SessionState {
     ack_owner: AckOwner,
     acks_held: usize,
     ack_chain: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// fork patch: subscribes whose retained messages are still being
+    /// loaded (see `Message::Retained`), and the messages routed to this
+    /// session meanwhile, sent once the last load ends. Changed only by the
+    /// session's own task (`subscribe` takes `&self`, hence the atomic).
+    retained_loads: std::sync::atomic::AtomicUsize,
+    held: std::collections::VecDeque<(From, Publish)>,
 }
 
 impl fmt::Debug for SessionState {
@@ -286,6 +292,8 @@ impl SessionState {
             ack_owner: AckOwner::default(),
             acks_held: 0,
             ack_chain: None,
+            retained_loads: std::sync::atomic::AtomicUsize::new(0),
+            held: std::collections::VecDeque::new(),
         }
     }
 
@@ -321,6 +329,9 @@ impl SessionState {
                 self.run_loop(&mut sink, keep_alive, &mut flags, &deliver_queue_tx, &mut deliver_queue_rx),
             )
             .await;
+        // fork patch: what was held for a retained load goes on with the
+        // session (offline, or taken over) in its order.
+        self.release_held(&deliver_queue_tx).await;
         // fork patch: the exit path is boxed and polled only once the
         // loop has ended. Inline, its await states made every connection's
         // task (the future is the union of all its states) ~2.4 KiB larger
@@ -718,7 +729,8 @@ impl SessionState {
                     log::debug!("{:?} recv offline msg: {:?}", self.id, msg);
                     if let Some(msg) = msg {
                         match msg {
-                            Message::Forward(from, p) => {
+                            // fork patch: offline, nothing is held for a retained load.
+                            Message::Forward(from, p) | Message::Retained(from, p) => {
 
                                 //hook, offline_message
                                 self.hook.offline_message(from.clone(), &p).await;
@@ -741,7 +753,13 @@ impl SessionState {
                                     // dropped on session transfer (reconnect while the broker
                                     // is still draining a large offline backlog).
                                     let mut drained = 0usize;
-                                    while let Ok(Message::Forward(from, p)) = self.rx.try_recv() {
+                                    loop {
+                                        // fork patch: a retained load's messages too; its end is passed over.
+                                        let (from, p) = match self.rx.try_recv() {
+                                            Ok(Message::Forward(from, p) | Message::Retained(from, p)) => (from, p),
+                                            Ok(Message::RetainedEnd) => continue,
+                                            _ => break,
+                                        };
                                         // hook, offline_message — same as the main offline event
                                         // loop so hook consumers (web-hook `offline_message`
                                         // rule, sys-topic offline counters, audit plugins) do not
@@ -917,6 +935,13 @@ impl SessionState {
         Io: AsyncRead + AsyncWrite + Unpin,
     {
         match msg {
+            // fork patch: held while a subscribe's retained messages load
+            // (see `Message::Retained`).
+            Message::Forward(from, p)
+                if self.retained_loads.load(std::sync::atomic::Ordering::Relaxed) > 0 =>
+            {
+                self.held.push_back((from, p));
+            }
             Message::Forward(from, p) => {
                 // fork patch: with nothing queued ahead of it and room in
                 // the in-flight window, a message is delivered at once instead of
@@ -949,7 +974,7 @@ impl SessionState {
             // fork patch: the rare messages are handled in a box of
             // their own. Inline, subscribing made this future (boxed for every
             // routed message) past glibc's thread cache.
-            msg => Box::pin(self.process_control_message(sink, msg, flags)).await?,
+            msg => Box::pin(self.process_control_message(sink, msg, flags, deliver_queue_tx)).await?,
         }
         Ok(())
     }
@@ -960,11 +985,24 @@ impl SessionState {
         sink: &mut Sink<Io>,
         msg: Message,
         flags: &mut StateFlags,
+        deliver_queue_tx: &queue::Sender<(From, Publish)>,
     ) -> std::result::Result<(), Reason>
     where
         Io: AsyncRead + AsyncWrite + Unpin,
     {
         match msg {
+            // fork patch: see `Message::Retained`.
+            Message::Retained(from, p) => self.forward_in_order(sink, from, p, deliver_queue_tx).await?,
+            Message::RetainedEnd => {
+                let loads = &self.retained_loads;
+                let left = loads.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(1);
+                loads.store(left, std::sync::atomic::Ordering::Relaxed);
+                if left == 0 {
+                    while let Some((from, p)) = self.held.pop_front() {
+                        self.forward_in_order(sink, from, p, deliver_queue_tx).await?;
+                    }
+                }
+            }
             Message::SendRerelease(iflt_msg) => {
                 self.send_rerelease(sink, iflt_msg).await?;
             }
@@ -991,6 +1029,9 @@ impl SessionState {
                     is_admin
                 );
                 if !sender.is_closed() {
+                    // fork patch: what a retained load held goes with the
+                    // session's queue, which the kicker takes after the answer.
+                    self.release_held(deliver_queue_tx).await;
                     if sender.send(()).is_err() {
                         log::warn!("{:?} Message::Kick, send response error, sender is closed", self.id);
                     }
@@ -2116,7 +2157,13 @@ impl SessionState {
                 let sub_shared_group = sub.opts.shared_group().cloned();
                 let retain_handling = sub.opts.retain_handling();
                 let prev_opts_is_none = sub_ret.prev_opts.is_none();
+                // fork patch: this session holds what is routed to it until
+                // the load ends (see `Message::Retained`); the end is sent
+                // however the task ends.
+                self.retained_loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let end = RetainedEnd(self.tx.clone());
                 tokio::spawn(async move {
+                    let _end = end;
                     _send_subscribe_messages(
                         scx,
                         id,
@@ -2136,6 +2183,48 @@ impl SessionState {
         Ok(sub_ret)
     }
 
+    /// fork patch: a message handled as `process_message` handles a
+    /// `Forward` (delivered at once or queued behind what is queued).
+    async fn forward_in_order<Io>(
+        &mut self,
+        sink: &mut Sink<Io>,
+        from: From,
+        p: Publish,
+        deliver_queue_tx: &queue::Sender<(From, Publish)>,
+    ) -> std::result::Result<(), Reason>
+    where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.fitter.mqueue_rate_limit().0.get() == u32::MAX
+            && deliver_queue_tx.is_empty()
+            && self.out_inflight().lock().has_credit()
+        {
+            self.deliver(sink, from, p).await?;
+        } else if let Err((from, p)) = deliver_queue_tx.send((from, p)).await {
+            self.scx
+                .extends
+                .hook_mgr()
+                .message_dropped(Some(self.id.clone()), from, p, Reason::MessageQueueFull)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// fork patch: the connection is going: what a retained load held is
+    /// queued, in order, and nothing is held from now on.
+    async fn release_held(&mut self, deliver_queue_tx: &queue::Sender<(From, Publish)>) {
+        self.retained_loads.store(0, std::sync::atomic::Ordering::Relaxed);
+        while let Some((from, p)) = self.held.pop_front() {
+            if let Err((from, p)) = deliver_queue_tx.send((from, p)).await {
+                self.scx
+                    .extends
+                    .hook_mgr()
+                    .message_dropped(Some(self.id.clone()), from, p, Reason::MessageQueueFull)
+                    .await;
+            }
+        }
+    }
+
     /// fork patch: takes over a resumed session's state, then handles its
     /// messages (the in-flight ones, then those queued while it was offline)
     /// as they would be off the channel, in order.
@@ -2151,21 +2240,7 @@ impl SessionState {
     {
         for msg in self.transfer_session_state(clean_start, offline_info).await? {
             match msg {
-                Message::Forward(from, p) => {
-                    // As `process_message` does with a `Forward`.
-                    if self.fitter.mqueue_rate_limit().0.get() == u32::MAX
-                        && deliver_queue_tx.is_empty()
-                        && self.out_inflight().lock().has_credit()
-                    {
-                        self.deliver(sink, from, p).await?;
-                    } else if let Err((from, p)) = deliver_queue_tx.send((from, p)).await {
-                        self.scx
-                            .extends
-                            .hook_mgr()
-                            .message_dropped(Some(self.id.clone()), from, p, Reason::MessageQueueFull)
-                            .await;
-                    }
-                }
+                Message::Forward(from, p) => self.forward_in_order(sink, from, p, deliver_queue_tx).await?,
                 Message::SendRerelease(iflt_msg) => self.send_rerelease(sink, iflt_msg).await?,
                 _ => {}
             }
@@ -2896,9 +2971,20 @@ async fn _send_retain_messages(
 
         log::debug!("{:?} retain.publish: {:?}", id, retain.publish);
 
-        if let Err((from, p, reason)) =
-            scx.extends.shared().await.entry(id.clone()).publish(retain.from, retain.publish).await
-        {
+        // fork patch: as `Message::Retained`, to the session's channel as
+        // `Entry::publish` finds it (a connection that took the session over
+        // gets it).
+        let sent = match scx.extends.shared().await.entry(id.clone()).tx() {
+            Some(tx) => match tx.unbounded_send(Message::Retained(retain.from, retain.publish)) {
+                Err(e) => match e.into_inner() {
+                    Message::Retained(from, p) => Err((from, p, Reason::from_static("Tx is closed"))),
+                    _ => Ok(()),
+                },
+                Ok(()) => Ok(()),
+            },
+            None => Err((retain.from, retain.publish, Reason::from_static("Tx is None"))),
+        };
+        if let Err((from, p, reason)) = sent {
             scx.extends.hook_mgr().message_dropped(Some(id.clone()), from, p, reason).await;
         }
     }
@@ -2938,6 +3024,18 @@ async fn _send_retain_excludeds(
 
     log::debug!("{:?} excludeds: {:?}", id, excludeds);
     Ok(Some(excludeds))
+}
+
+/// fork patch: ends one retained load of the session whose channel this
+/// is, when the load's task ends (or is dropped).
+#[cfg(any(feature = "retain", feature = "msgstore"))]
+struct RetainedEnd(Tx);
+
+#[cfg(any(feature = "retain", feature = "msgstore"))]
+impl Drop for RetainedEnd {
+    fn drop(&mut self) {
+        let _ = self.0.unbounded_send(Message::RetainedEnd);
+    }
 }
 
 /// Handler for [`RetainLoadCallback`] used to load and send retain messages on subscribe.

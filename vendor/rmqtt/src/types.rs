@@ -2170,6 +2170,14 @@ pub enum Message {
     /// fork patch: a held PUBACK (QoS 1) or PUBREC (QoS 2) for the
     /// publisher's connection that `AckOwner` names (see `durable`).
     DurableAck(AckOwner, NonZeroU16, QoS, PublishResult),
+    /// fork patch: a retained message sent because of a subscribe. While a
+    /// subscribe's retained messages are loaded, the session holds back the
+    /// messages routed to it, and sends them after the last `RetainedEnd`: a
+    /// message published after the store was read would otherwise go out
+    /// ahead of the older retained one [MQTT-4.6.0-6].
+    Retained(From, Publish),
+    /// fork patch: one subscribe's retained messages are all sent.
+    RetainedEnd,
 }
 
 /// fork patch: names one connection's session loop, so that an
