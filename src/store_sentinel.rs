@@ -58,10 +58,7 @@ pub(crate) struct Database {
 
 /// Opens the database at `dir`.
 pub(crate) fn open(dir: &Path) -> Result<Database, String> {
-  let began = Instant::now();
-  while still_open(dir) && began.elapsed() < CLOSE_WAIT {
-    std::thread::sleep(Duration::from_millis(10));
-  }
+  wait_closed(dir);
   let db = sled::Config::default()
     .path(dir)
     .cache_capacity(1 << 20)
@@ -84,10 +81,15 @@ impl Deref for Database {
 impl Drop for Database {
   fn drop(&mut self) {
     drop(self.db.take());
-    let began = Instant::now();
-    while still_open(&self.dir) && began.elapsed() < CLOSE_WAIT {
-      std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_closed(&self.dir);
+  }
+}
+
+/// Waits, at most `CLOSE_WAIT`, until sled lets go of the database at `dir`.
+fn wait_closed(dir: &Path) {
+  let began = Instant::now();
+  while still_open(dir) && began.elapsed() < CLOSE_WAIT {
+    std::thread::sleep(Duration::from_millis(10));
   }
 }
 
